@@ -1,0 +1,215 @@
+"""BERT encoder in plain PyTorch, with Hugging Face's parameter names and shapes.
+
+Module attribute names mirror `transformers.BertModel` (`embeddings.word_embeddings`,
+`encoder.layer.3.attention.self.query`, ...), so a Hugging Face state dict loads by name with
+at most a prefix rename, and ours exports the same way. Attention runs through
+`torch.nn.functional.scaled_dot_product_attention`, which picks a fused kernel on CUDA and
+skips the mask entirely when a batch has no padding. `causal=True` on the forward turns the
+same blocks into a decoder for causal language modelling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prefine.model.config import BertConfig
+
+
+def activation(name: str):
+    if name == "gelu":
+        return F.gelu
+    if name == "relu":
+        return F.relu
+    # gelu_new, gelu_pytorch_tanh and gelu_fast are all the tanh approximation of GELU.
+    return lambda x: F.gelu(x, approximate="tanh")
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        embedded = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(embedded))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.dropout_prob = config.attention_probs_dropout_prob
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        # One matmul for Q, K and V instead of three: the weights stay separate (Hugging Face
+        # names) and are concatenated per call, which costs far less than the saved launches.
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(hidden, weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        context = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attention_bias,
+            dropout_p=self.dropout_prob if self.training else 0.0,
+            is_causal=causal and attention_bias is None,
+        )
+        return context.transpose(1, 2).reshape(batch, length, width)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
+        return self.output(self.self(hidden, attention_bias, causal), hidden)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(hidden))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+        attended = self.attention(hidden, attention_bias, causal)
+        return self.output(self.intermediate(attended), attended)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+        for block in self.layer:
+            hidden = block(hidden, attention_bias, causal)
+        return hidden
+
+
+class BertPooler(nn.Module):
+    """tanh(dense([CLS])): the sentence vector NSP and classification heads read."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(sequence_output[:, 0]))
+
+
+def attention_bias_from_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool = False) -> torch.Tensor | None:
+    """Additive [B, 1, 1, L] bias hiding padded keys; None when nothing is padded.
+
+    Returning None for unpadded batches (the common case in packed pre-training) lets SDPA
+    use its fastest kernel. A large negative finite value rather than -inf keeps rows of
+    all-padding queries from turning into NaN.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+    if causal:
+        length = attention_mask.shape[1]
+        future = torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).triu(1)
+        bias = bias.masked_fill(future, torch.finfo(dtype).min)
+    return bias
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> torch.Tensor:
+        """Sequence output [B, L, H] for token ids [B, L]; attention_mask is 1 for real tokens."""
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        hidden = self.embeddings(input_ids, token_type_ids)
+        bias = attention_bias_from_mask(attention_mask, hidden.dtype, causal)
+        return self.encoder(hidden, bias, causal)
+
+
+def init_bert_weights(module: nn.Module, initializer_range: float) -> None:
+    """BERT's initialization: N(0, 0.02) weights, zero biases, unit LayerNorm, zero [PAD] row."""
+    for child in module.modules():
+        if isinstance(child, nn.Linear):
+            nn.init.normal_(child.weight, mean=0.0, std=initializer_range)
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.Embedding):
+            nn.init.normal_(child.weight, mean=0.0, std=initializer_range)
+            if child.padding_idx is not None:
+                with torch.no_grad():
+                    child.weight[child.padding_idx].zero_()
+        elif isinstance(child, nn.LayerNorm):
+            nn.init.ones_(child.weight)
+            nn.init.zeros_(child.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def encoder_flops_per_token(config: BertConfig, sequence_length: int) -> float:
+    """Forward FLOPs per token of the encoder blocks: 2 x matmul params plus attention scores."""
+    per_layer = 2 * (4 * config.hidden_size**2 + 2 * config.hidden_size * config.intermediate_size)
+    attention = 2 * 2 * sequence_length * config.hidden_size
+    return config.num_hidden_layers * (per_layer + attention)
+

@@ -1,0 +1,18 @@
+"""The training stage: one loop, its config, optimizer/schedule and distributed setup."""
+
+from prefine.training.config import RESUMABLE_OVERRIDES, TrainingConfig
+from prefine.training.distributed import DistributedContext, init_distributed, resolve_device
+from prefine.training.loop import TrainingInterrupted, TrainingResult, TrainingTask, autocast_context, train
+
+__all__ = [
+    "RESUMABLE_OVERRIDES",
+    "DistributedContext",
+    "TrainingConfig",
+    "TrainingInterrupted",
+    "TrainingResult",
+    "TrainingTask",
+    "autocast_context",
+    "init_distributed",
+    "resolve_device",
+    "train",
+]

@@ -1,0 +1,328 @@
+"""The one training loop that serves pre-training and every fine-tuning task.
+
+A task plugs in through three methods (see `TrainingTask`): where its data starts, the batch
+at a data position, the loss of a batch, and an evaluation. The loop owns everything else:
+AdamW and the schedule, gradient accumulation and clipping, bf16 autocast on CUDA, optional
+torch.compile, DistributedDataParallel under torchrun, periodic evaluation and best-checkpoint
+selection, early stopping, metrics.jsonl, the progress bar, atomic checkpoints, and Ctrl-C.
+
+Resume is exact: the data position is a pair of integers (epoch, examples consumed) that the
+task can seek to directly, masking and shuffling are derived from that position and the seed,
+and the checkpoint carries the optimizer, schedule and dropout RNG states. On CPU, the losses
+after a resume are bit-identical to those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from prefine.checkpoint import METRICS_FILE, best_checkpoint, latest_checkpoint, load_trainer_state, load_weights, save_checkpoint, set_pointer
+from prefine.errors import PrefineError
+from prefine.training.config import TrainingConfig
+from prefine.training.distributed import DistributedContext, all_reduce_sum, any_rank
+from prefine.training.optim import build_optimizer, build_scheduler
+
+LOWER_IS_BETTER = ("loss", "perplexity", "mse")
+
+
+class TrainingTask(Protocol):
+    def start_position(self) -> Any:
+        """The data position of step 0: a dataclass with integer fields `epoch` and `offset`."""
+
+    def batch_at(self, position: Any, rank: int, world_size: int) -> tuple[dict[str, Any], Any]:
+        """This rank's share of the micro-batch at `position`, and the position after it."""
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The scalar loss to minimise and per-batch statistics to log (means)."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Held-out metrics; the model is already in eval mode under no_grad."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised after Ctrl-C or SIGTERM once the checkpoint is safely on disk."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainingResult:
+    step: int
+    last_eval: dict[str, float]
+    best_value: float | None
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    stopped_early: bool
+
+
+class StopRequest:
+    """First Ctrl-C/SIGTERM: finish the step, save, exit. Second Ctrl-C: abort at once.
+
+    An abort during a save is safe too: checkpoints only become visible by an atomic rename.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("stop requested: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)")
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path = path
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> None:
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def autocast_context(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def _is_improvement(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    lower_is_better = any(word in metric for word in LOWER_IS_BETTER)
+    return value < best if lower_is_better else value > best
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def train(
+    model: nn.Module,
+    task: TrainingTask,
+    config: TrainingConfig,
+    run_dir: Path,
+    checkpoint_config: dict[str, Any],
+    context: DistributedContext,
+    resume: bool = False,
+) -> TrainingResult:
+    """Train `model` on `task` until max_steps, writing checkpoints and metrics under run_dir."""
+    device = context.device
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    model.to(device)
+    optimizer = build_optimizer(model, config, device)
+    scheduler = build_scheduler(optimizer, config)
+    metrics_log = MetricsLog(run_dir / METRICS_FILE, enabled=context.is_main)
+
+    step = 0
+    position = task.start_position()
+    best_value: float | None = None
+    best_step = -1
+    evaluations_without_improvement = 0
+    if resume:
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise PrefineError(f"{run_dir} has no complete checkpoint to resume from; start it again without --resume")
+        state = load_trainer_state(checkpoint)
+        model.load_state_dict(load_weights(checkpoint))
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as error:
+            raise PrefineError(f"{checkpoint}: optimizer state does not match this model ({error}); resume with the run's own settings") from None
+        scheduler.load_state_dict(state["scheduler"])
+        _restore_rng(state["rng"], device)
+        step = int(state["step"])
+        position = dataclasses.replace(position, **state["position"])
+        best_value = state["best_value"] if state["best_step"] >= 0 else None
+        best_step = int(state["best_step"])
+        evaluations_without_improvement = int(state["evaluations_without_improvement"])
+        metrics_log.truncate_after(step)
+    else:
+        metrics_log.truncate_after(-1)
+
+    training_model: nn.Module = model
+    if context.enabled:
+        training_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        training_model = torch.compile(training_model, dynamic=True)
+
+    micro_steps = config.gradient_accumulation_steps
+    if (config.batch_size // micro_steps) % context.world_size:
+        raise PrefineError(
+            f"global batch {config.batch_size} / {micro_steps} accumulation steps = {config.batch_size // micro_steps} examples per micro-batch, "
+            f"which {context.world_size} processes cannot share evenly; change --batch-size or --gradient-accumulation-steps"
+        )
+
+    def trainer_state() -> dict[str, Any]:
+        return {
+            "step": step,
+            "position": dataclasses.asdict(position),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(device),
+            "best_value": float(best_value) if best_value is not None else math.nan,
+            "best_step": best_step,
+            "evaluations_without_improvement": evaluations_without_improvement,
+            "world_size": context.world_size,
+        }
+
+    saved_at: dict[int, Path] = {}
+
+    def save() -> Path | None:
+        if step in saved_at:
+            return saved_at[step]
+        if context.is_main:
+            protected = (saved_at[best_step].name,) if best_step in saved_at else ()
+            saved_at[step] = save_checkpoint(run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected)
+        return saved_at.get(step)
+
+    def evaluate() -> dict[str, float]:
+        nonlocal best_value, best_step, evaluations_without_improvement
+        model.eval()
+        with torch.no_grad(), autocast_context(device, config.precision):
+            metrics = task.evaluate(model)
+        model.train()
+        metrics_log.append({"step": step, **{f"eval/{key}": value for key, value in metrics.items()}})
+        if config.best_metric:
+            if config.best_metric not in metrics:
+                raise PrefineError(f"--best-metric {config.best_metric} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
+            value = metrics[config.best_metric]
+            if _is_improvement(value, best_value, config.best_metric):
+                best_value, best_step, evaluations_without_improvement = value, step, 0
+                checkpoint = save()
+                if checkpoint is not None:
+                    set_pointer(run_dir, "best", checkpoint)
+            else:
+                evaluations_without_improvement += 1
+        summary = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items() if isinstance(value, (int, float)))
+        if context.is_main:
+            tqdm.write(f"step {step}: eval {summary}")
+        return metrics
+
+    if not resume:
+        torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state instead
+    model.train()
+    last_eval: dict[str, float] = {}
+    evaluated_at = -1
+    stopped_early = False
+    progress = tqdm(
+        total=config.max_steps,
+        initial=step,
+        unit="step",
+        disable=not (config.progress and context.is_main),
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
+    window_stats: dict[str, float] = {}
+    window_steps = 0
+    window_tokens = 0
+    window_start = time.perf_counter()
+    with StopRequest() as stop:
+        while step < config.max_steps:
+            epoch_before = position.epoch
+            optimizer.zero_grad(set_to_none=True)
+            step_stats: dict[str, float] = {}
+            for micro in range(micro_steps):
+                batch, position = task.batch_at(position, context.rank, context.world_size)
+                window_tokens += int(batch.get("num_real_tokens", 0))
+                batch = _to_device(batch, device)
+                sync = micro == micro_steps - 1 or not context.enabled
+                # Gradients of inner micro-batches stay local; DDP averages them once per step.
+                with (contextlib.nullcontext() if sync else training_model.no_sync()), autocast_context(device, config.precision):
+                    loss, stats = task.loss(training_model, batch)
+                (loss / micro_steps).backward()
+                for key, value in stats.items():
+                    step_stats[key] = step_stats.get(key, 0.0) + value / micro_steps
+            if config.max_grad_norm > 0:
+                step_stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            window_steps += 1
+            for key, value in step_stats.items():
+                window_stats[key] = window_stats.get(key, 0.0) + value
+            progress.update(1)
+
+            if step % config.log_every == 0 or step == config.max_steps:
+                elapsed = time.perf_counter() - window_start
+                reduced_tokens = all_reduce_sum([float(window_tokens)], context)[0]
+                means = {key: value / window_steps for key, value in window_stats.items()}
+                record = {"step": step, **{f"train/{key}": value for key, value in means.items()}}
+                record["train/lr"] = scheduler.get_last_lr()[0]
+                record["train/tokens_per_second"] = reduced_tokens / max(elapsed, 1e-9)
+                metrics_log.append(record)
+                progress.set_postfix(loss=f"{means.get('loss', float('nan')):.3f}", tok_s=f"{record['train/tokens_per_second']:.0f}", refresh=False)
+                window_stats, window_steps, window_tokens, window_start = {}, 0, 0, time.perf_counter()
+
+            epoch_ended = position.epoch > epoch_before
+            if (config.eval_every and step % config.eval_every == 0) or (config.eval_at_epoch_end and epoch_ended):
+                last_eval, evaluated_at = evaluate(), step
+                if config.early_stopping_patience and evaluations_without_improvement >= config.early_stopping_patience:
+                    stopped_early = True
+                    if context.is_main:
+                        tqdm.write(f"early stopping: {config.best_metric} has not improved for {evaluations_without_improvement} evaluations")
+                    break
+            if config.save_every and step % config.save_every == 0:
+                save()
+            if any_rank(stop.requested, context):
+                checkpoint = save()
+                progress.close()
+                raise TrainingInterrupted(step, checkpoint)
+        progress.close()
+        if evaluated_at != step:
+            last_eval = evaluate()
+        last_checkpoint = save()
+    best = best_checkpoint(run_dir) if config.best_metric and context.is_main else None
+    return TrainingResult(step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early)
