@@ -1,0 +1,286 @@
+"""`prefine runs`, `runs show`, `runs compare`, `lineage` and `plot`: reading the run registry.
+
+`add_registry_commands` mounts these on the main CLI's subparsers. Each command's `func` takes the
+parsed arguments and returns an exit code; the text each prints is built by a `format_*` function
+so it can be read and tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefine.errors import PrefineError
+from prefine.registry.plot import plot_runs
+from prefine.registry.store import RunRecord, RunRegistry, default_registry_path
+
+MISSING_MARKER = "(missing)"
+ABSENT = "-"
+
+
+def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `runs` (with `show` and `compare`), `lineage` and `plot` on the CLI's subparsers."""
+    runs_parser = subparsers.add_parser("runs", help="list recorded runs; `runs show NAME`, `runs compare A B`")
+    _add_registry_flag(runs_parser, default=None)
+    runs_parser.set_defaults(func=list_runs_command)
+    runs_actions = runs_parser.add_subparsers(dest="runs_action", metavar="{show,compare}")
+
+    show_parser = runs_actions.add_parser("show", help="one run's config, data, metrics, artifact and versions")
+    show_parser.add_argument("run", help="run name or id")
+    # SUPPRESS: a flag given before `show` (`runs --registry P show X`) must not be reset to None.
+    _add_registry_flag(show_parser, default=argparse.SUPPRESS)
+    show_parser.set_defaults(func=show_run_command)
+
+    compare_parser = runs_actions.add_parser("compare", help="config and metric differences between two runs")
+    compare_parser.add_argument("run_a", help="run name or id")
+    compare_parser.add_argument("run_b", help="run name or id")
+    _add_registry_flag(compare_parser, default=argparse.SUPPRESS)
+    compare_parser.set_defaults(func=compare_runs_command)
+
+    lineage_parser = subparsers.add_parser("lineage", help="a run's ancestors up to the root, or its descendants")
+    lineage_parser.add_argument("run", help="run name or id")
+    lineage_parser.add_argument("--descendants", action="store_true", help="show the tree of runs grown from it instead")
+    lineage_parser.add_argument("--max-depth", type=int, default=100, help="follow at most this many parent/child links")
+    _add_registry_flag(lineage_parser, default=None)
+    lineage_parser.set_defaults(func=lineage_command)
+
+    plot_parser = subparsers.add_parser("plot", help="PNG curves of one metric over steps for several runs")
+    plot_parser.add_argument("runs", nargs="+", help="run names or ids")
+    plot_parser.add_argument("--metric", required=True, help="metric key in metrics.jsonl, e.g. eval/loss")
+    plot_parser.add_argument("--out", type=Path, default=Path("plot.png"), help="PNG file to write")
+    _add_registry_flag(plot_parser, default=None)
+    plot_parser.set_defaults(func=plot_command)
+
+
+def _add_registry_flag(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--registry", type=Path, default=default,
+        help="registry file (default: $PREFINE_REGISTRY, else ./runs/registry.sqlite)",
+    )
+
+
+def open_existing_registry(args: argparse.Namespace) -> RunRegistry:
+    """The registry a reading command should use; never creates one where none was recorded."""
+    path = getattr(args, "registry", None) or default_registry_path(None)
+    if not Path(path).is_file():
+        raise PrefineError(
+            f"no run registry at {path}; runs are recorded there by pretrain/finetune/import, "
+            "or pass --registry PATH (or set PREFINE_REGISTRY)"
+        )
+    return RunRegistry(Path(path))
+
+
+def list_runs_command(args: argparse.Namespace) -> int:
+    with open_existing_registry(args) as registry:
+        print(format_runs_table(registry.list_runs()))
+    return 0
+
+
+def show_run_command(args: argparse.Namespace) -> int:
+    with open_existing_registry(args) as registry:
+        run = registry.get(args.run)
+        parent = registry.get(run.parent_id) if run.parent_id is not None else None
+        print(format_run_details(run, parent))
+    return 0
+
+
+def compare_runs_command(args: argparse.Namespace) -> int:
+    with open_existing_registry(args) as registry:
+        print(format_comparison(registry.get(args.run_a), registry.get(args.run_b)))
+    return 0
+
+
+def lineage_command(args: argparse.Namespace) -> int:
+    with open_existing_registry(args) as registry:
+        if args.descendants:
+            print(format_descendants(registry.descendants(args.run, max_depth=args.max_depth)))
+        else:
+            print(format_ancestors(registry.ancestors(args.run, max_depth=args.max_depth)))
+    return 0
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    with open_existing_registry(args) as registry:
+        runs = [registry.get(name) for name in args.runs]
+    written = plot_runs(runs, args.metric, args.out)
+    print(f"wrote {written}")
+    return 0
+
+
+# ---- text rendering ----------------------------------------------------------------------------
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def format_key_metric(run: RunRecord) -> str:
+    if run.key_metric is None:
+        return ABSENT
+    name, value = run.key_metric
+    return f"{name}={value:.4g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ABSENT
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+def format_timestamp(iso_timestamp: str) -> str:
+    return datetime.fromisoformat(iso_timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def format_columns(rows: list[list[str]]) -> str:
+    """Rows of cells as left-aligned columns two spaces apart."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def flatten(values: dict | None, prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 1e-4}} -> {"optim.lr": 1e-4}, so nested configs compare key by key."""
+    flat: dict[str, Any] = {}
+    for key, value in (values or {}).items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def run_label(run: RunRecord) -> str:
+    """`kind name  [status]  metric=value  (missing)`: one run on one line for lineage views."""
+    parts = [f"{run.kind} {run.name}", f"[{run.status}]"]
+    if run.key_metric is not None:
+        parts.append(format_key_metric(run))
+    if not run.artifact_exists:
+        parts.append(MISSING_MARKER)
+    return "  ".join(parts)
+
+
+def format_runs_table(runs: list[RunRecord]) -> str:
+    if not runs:
+        return "no runs recorded yet"
+    names_by_id = {run.id: run.name for run in runs}
+    header = ["id", "kind", "name", "parent", "status", "key metric", "started (UTC)", "duration"]
+    rows = [
+        [
+            str(run.id),
+            run.kind,
+            run.name if run.artifact_exists else f"{run.name} {MISSING_MARKER}",
+            ABSENT if run.parent_id is None else names_by_id.get(run.parent_id, f"#{run.parent_id}"),
+            run.status,
+            format_key_metric(run),
+            format_timestamp(run.started_at),
+            format_duration(run.duration_seconds),
+        ]
+        for run in runs
+    ]
+    text = format_columns([header, *rows])
+    if any(not run.artifact_exists for run in runs):
+        text += f"\n{MISSING_MARKER}: the artifact folder is no longer at its recorded path"
+    return text
+
+
+def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
+    versions = f"prefine {run.prefine_version or '?'}, torch {run.torch_version or '?'}"
+    fields = [
+        ["kind", run.kind],
+        ["status", run.status],
+        ["parent", ABSENT if parent is None else f"{parent.name} (id {parent.id})"],
+        ["started", run.started_at],
+        ["finished", run.finished_at or ABSENT],
+        ["duration", format_duration(run.duration_seconds)],
+        ["artifact", str(run.artifact_path) + ("" if run.artifact_exists else f" {MISSING_MARKER}")],
+        ["tokenizer", run.tokenizer_hash or ABSENT],
+        ["key metric", format_key_metric(run)],
+        ["versions", versions],
+    ]
+    if run.error:
+        fields.append(["error", run.error])
+    sections = [f"run {run.name} (id {run.id})", _indent(format_columns(fields))]
+    for title, values in (("config", run.config), ("data fingerprints", run.data_fingerprints), ("metrics", run.metrics)):
+        rows = [[key, format_value(value)] for key, value in sorted(flatten(values).items())]
+        sections.append(f"{title}:")
+        sections.append(_indent(format_columns(rows) if rows else ABSENT))
+    return "\n".join(sections)
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def format_comparison(run_a: RunRecord, run_b: RunRecord) -> str:
+    """Side by side: config keys that differ, data that differs, then every metric of either run."""
+    def side_by_side(flat_a: dict, flat_b: dict, only_differences: bool) -> list[list[str]]:
+        rows = []
+        for key in sorted(flat_a.keys() | flat_b.keys()):
+            in_a, in_b = key in flat_a, key in flat_b
+            if only_differences and in_a and in_b and flat_a[key] == flat_b[key]:
+                continue
+            rows.append([key, format_value(flat_a[key]) if in_a else ABSENT, format_value(flat_b[key]) if in_b else ABSENT])
+        return rows
+
+    data_a = {**flatten(run_a.data_fingerprints), "tokenizer": run_a.tokenizer_hash}
+    data_b = {**flatten(run_b.data_fingerprints), "tokenizer": run_b.tokenizer_hash}
+    sections = [
+        ("config (differences)", side_by_side(flatten(run_a.config), flatten(run_b.config), only_differences=True)),
+        ("data (differences)", side_by_side(data_a, data_b, only_differences=True)),
+        ("metrics", side_by_side(flatten(run_a.metrics), flatten(run_b.metrics), only_differences=False)),
+    ]
+    header = ["", f"{run_a.kind} {run_a.name}", f"{run_b.kind} {run_b.name}"]
+    rows: list[list[str]] = [["status", run_a.status, run_b.status]]
+    for title, section_rows in sections:
+        rows.append([f"{title}:", "", ""])
+        rows.extend([[f"  {key}", a, b] for key, a, b in section_rows] or [["  (none)", "", ""]])
+    return format_columns([header, *rows])
+
+
+def format_ancestors(ancestors: list[RunRecord]) -> str:
+    """Root first, each run one arrow deeper than its parent."""
+    root_first = list(reversed(ancestors))
+    lines = [run_label(root_first[0])]
+    lines += ["  " * (depth - 1) + "  -> " + run_label(run) for depth, run in enumerate(root_first[1:], start=1)]
+    if root_first[0].parent_id is not None:
+        lines.insert(0, f"(stopped at run id {root_first[0].parent_id}: parent links loop or exceed --max-depth)")
+    return "\n".join(lines)
+
+
+def format_descendants(tree: list[tuple[RunRecord, int]]) -> str:
+    """A preorder (run, depth) list drawn as a tree with ├── / └── branches."""
+    depths = [depth for _, depth in tree]
+    last_at_depth: dict[int, bool] = {}
+    lines = []
+    for index, (run, depth) in enumerate(tree):
+        # A run is the last of its siblings when no later run at its depth appears before the
+        # walk climbs back above it.
+        is_last = True
+        for later_depth in depths[index + 1:]:
+            if later_depth <= depth:
+                is_last = later_depth < depth
+                break
+        last_at_depth[depth] = is_last
+        if depth == 0:
+            lines.append(run_label(run))
+            continue
+        rails = "".join("    " if last_at_depth[level] else "│   " for level in range(1, depth))
+        lines.append(rails + ("└── " if is_last else "├── ") + run_label(run))
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Record a command's run for its whole lifetime: `running` at start, the outcome at the end.
+
+Training can end four ways: it finishes, it raises, the user presses Ctrl-C, or the CLI calls
+sys.exit. `recorded_run` maps each onto a final status so the registry never shows a dead run as
+still running, and it always re-raises so the caller's own error handling is unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from prefine.registry.store import RunRecord, RunRegistry
+
+
+@dataclass
+class RunHandle:
+    """What the running command sees: its id and (possibly suffixed) name, and a metrics slot."""
+
+    record: RunRecord
+    metrics: dict | None = None
+    key_metric: tuple[str, float] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def set_metrics(self, metrics: dict, key_metric: tuple[str, float] | None = None) -> None:
+        """Final (or latest) metrics; stored with the run's status when it ends, however it ends."""
+        self.metrics = dict(metrics)
+        self.key_metric = key_metric
+
+
+@contextmanager
+def recorded_run(registry: RunRegistry, **start_kwargs) -> Iterator[RunHandle]:
+    """Start a run (`RunRegistry.start_run` arguments) and record completed/failed/interrupted on exit."""
+    handle = RunHandle(record=registry.start_run(**start_kwargs))
+    try:
+        yield handle
+    except KeyboardInterrupt:
+        _finish_quietly(registry, handle, "interrupted", "KeyboardInterrupt")
+        raise
+    except SystemExit as exit_request:
+        # sys.exit(0) / sys.exit(None) is a normal way out of a CLI command, not a failure.
+        if exit_request.code in (0, None):
+            _finish_quietly(registry, handle, "completed", None)
+        else:
+            _finish_quietly(registry, handle, "failed", f"SystemExit: {exit_request.code}")
+        raise
+    except BaseException as error:
+        _finish_quietly(registry, handle, "failed", f"{type(error).__name__}: {error}")
+        raise
+    registry.finish_run(handle.id, "completed", handle.metrics, handle.key_metric)
+
+
+def _finish_quietly(registry: RunRegistry, handle: RunHandle, status: str, error: str | None) -> None:
+    # The run's own exception is what the user needs to see; a registry hiccup while recording
+    # it must not replace it, so it is only reported.
+    try:
+        registry.finish_run(handle.id, status, handle.metrics, handle.key_metric, error)
+    except sqlite3.Error as registry_error:
+        print(f"prefine: could not record run {handle.name} as {status} in {registry.path}: {registry_error}", file=sys.stderr)
