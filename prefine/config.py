@@ -29,6 +29,12 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
+def _renamed(field: dataclasses.Field, flag: str) -> dataclasses.Field:
+    renamed = dataclasses.field(metadata={**field.metadata, "flag": flag})
+    renamed.name = field.name
+    return renamed
+
+
 def _flag_name(field: dataclasses.Field, prefix: str) -> str:
     return "--" + prefix + field.metadata.get("flag", field.name).replace("_", "-")
 
@@ -51,16 +57,28 @@ def add_dataclass_arguments(
     cls: type,
     prefix: str = "",
     skip: tuple[str, ...] = (),
+    defaults: Any = None,
+    flags: dict[str, str] | None = None,
 ) -> None:
-    """Add one flag per field of `cls`; defaults are left as None so explicit flags can be told apart."""
+    """Add one flag per field of `cls`; defaults are left as None so explicit flags can be told apart.
+
+    `defaults` is an instance whose values the help text shows (a recipe's own defaults, which
+    `from_args(..., base=defaults)` then applies); `flags` renames fields on the command line
+    (e.g. {"paths": "corpus"} gives `--corpus` for the field `paths`).
+    """
     hints = _resolved_hints(cls)
     for field in dataclasses.fields(cls):
         if field.name in skip or field.metadata.get("cli") is False:
             continue
         annotation, _ = _unwrap_optional(hints[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        else:
+            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        if flags and field.name in flags:
+            field = _renamed(field, flags[field.name])
         help_text = field.metadata.get("help", "")
-        if default is not None and default != [] and annotation is not bool:
+        if default not in (None, "", []) and annotation is not bool:
             help_text += f" (default: {default})"
         kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + field.name, "default": None, "help": help_text}
         origin = get_origin(annotation)

@@ -24,6 +24,7 @@ class TrainingConfig:
     schedule: Literal["linear", "cosine", "constant"] = option("linear", "learning-rate decay after warm-up")
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0 disables clipping")
     eval_every: int = option(200, "evaluate every N steps (0: only at the end)")
+    eval_at_start: bool = option(False, "evaluate once before the first step, so curves start from the untrained model")
     eval_at_epoch_end: bool = option(False, "also evaluate whenever an epoch of the training data ends")
     save_every: int = option(500, "save a checkpoint every N steps (always at the end and on Ctrl-C)")
     keep_last: int = option(2, "checkpoints to keep (the best one is always kept too)")

@@ -15,7 +15,6 @@ after a resume are bit-identical to those of an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import signal
@@ -40,7 +39,7 @@ LOWER_IS_BETTER = ("loss", "perplexity", "mse")
 
 class TrainingTask(Protocol):
     def start_position(self) -> Any:
-        """The data position of step 0: a dataclass with integer fields `epoch` and `offset`."""
+        """The data position of step 0: a record with integer fields `epoch` and `offset`."""
 
     def batch_at(self, position: Any, rank: int, world_size: int) -> tuple[dict[str, Any], Any]:
         """This rank's share of the micro-batch at `position`, and the position after it."""
@@ -184,7 +183,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], device)
         step = int(state["step"])
-        position = dataclasses.replace(position, **state["position"])
+        position = type(position)(epoch=int(state["position"]["epoch"]), offset=int(state["position"]["offset"]))
         best_value = state["best_value"] if state["best_step"] >= 0 else None
         best_step = int(state["best_step"])
         evaluations_without_improvement = int(state["evaluations_without_improvement"])
@@ -208,7 +207,7 @@ def train(
     def trainer_state() -> dict[str, Any]:
         return {
             "step": step,
-            "position": dataclasses.asdict(position),
+            "position": {"epoch": int(position.epoch), "offset": int(position.offset)},
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": _rng_state(device),
@@ -270,6 +269,8 @@ def train(
     window_tokens = 0
     window_start = time.perf_counter()
     with StopRequest() as stop:
+        if config.eval_at_start and step == 0:
+            last_eval, evaluated_at = evaluate(), step
         while step < config.max_steps:
             epoch_before = position.epoch
             optimizer.zero_grad(set_to_none=True)

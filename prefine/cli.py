@@ -1,0 +1,56 @@
+"""The `prefine` command line: one verb per recipe, and one place that turns errors into one line.
+
+A `PrefineError` (bad input, a mismatched checkpoint, a full disk) prints as a single line with
+the fix and exits 2; Ctrl-C exits 130 after the training loop has saved its checkpoint. Anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prefine import __version__
+from prefine.errors import PrefineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from prefine.recipes import fill_mask, pretrain, quickstart
+    from prefine.registry import add_registry_commands
+
+    parser = argparse.ArgumentParser(
+        prog="prefine",
+        description="Pre-train a BERT encoder on your own corpus, then fine-tune it on your task.",
+    )
+    parser.add_argument("--version", action="version", version=f"prefine {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    quickstart.add_command(subparsers)
+    pretrain.add_command(subparsers)
+    fill_mask.add_command(subparsers)
+    add_registry_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from prefine.training import TrainingInterrupted
+
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except PrefineError as error:
+        print(f"prefine: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as interrupt:
+        where = f"; checkpoint saved at {interrupt.checkpoint}, continue with --resume" if interrupt.checkpoint else ""
+        print(f"prefine: interrupted at step {interrupt.step}{where}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("prefine: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `prefine predict ... | head` closes the pipe early; that is not an error.
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""What every recipe shares: where weights come from (--init), run records, and resume checks.
+
+`--init` accepts three kinds of source, resolved here once for all recipes:
+a prefine run folder (its best or latest checkpoint and its tokenizer), a prefine checkpoint
+folder inside a run, or a Hugging Face BERT folder / Hub name (through `prefine.interop`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+import prefine
+from prefine.checkpoint import (
+    CHECKPOINTS_DIR,
+    TOKENIZER_DIR,
+    is_run_dir,
+    load_model_config,
+    load_weights,
+    model_checkpoint_of,
+    read_run,
+)
+from prefine.errors import PrefineError
+from prefine.model import BertConfig, config_from_dict
+from prefine.registry import RunRegistry, default_registry_path
+from prefine.tokenizer import load_tokenizer, tokenizer_fingerprint
+
+
+@dataclass
+class InitSource:
+    """Weights, config and tokenizer to start a run from, and where they came from."""
+
+    config: BertConfig
+    state_dict: dict[str, torch.Tensor]
+    tokenizer: Tokenizer
+    description: str
+    run_dir: Path | None  # the prefine run that produced the weights, if any
+    checkpoint: Path | None
+    model_config_json: dict[str, Any]
+    imported_from_hf: bool = False
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("PREFINE_CACHE") or Path.home() / ".cache" / "prefine")
+
+
+def run_dir_of_checkpoint(path: Path) -> Path | None:
+    if path.parent.name == CHECKPOINTS_DIR and is_run_dir(path.parent.parent):
+        return path.parent.parent
+    return None
+
+
+def resolve_init(source: str) -> InitSource:
+    """Load the weights named by --init: a prefine run, a prefine checkpoint, or a Hugging Face model."""
+    path = Path(source)
+    if path.is_dir() and is_run_dir(path):
+        checkpoint = model_checkpoint_of(path)
+        return _from_prefine_checkpoint(checkpoint, path)
+    if path.is_dir() and run_dir_of_checkpoint(path) is not None:
+        return _from_prefine_checkpoint(path, run_dir_of_checkpoint(path))
+    from prefine.interop import import_hf_checkpoint
+
+    imported = import_hf_checkpoint(source)
+    return InitSource(
+        config=imported.config,
+        state_dict=imported.state_dict,
+        tokenizer=imported.tokenizer,
+        description=f"Hugging Face checkpoint {imported.source}",
+        run_dir=None,
+        checkpoint=None,
+        model_config_json=dataclasses.asdict(imported.config),
+        imported_from_hf=True,
+    )
+
+
+def _from_prefine_checkpoint(checkpoint: Path, run_dir: Path) -> InitSource:
+    config_json = load_model_config(checkpoint)
+    config = config_from_dict(config_json, str(checkpoint / "config.json"))
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+    check_tokenizer_matches(tokenizer, config, run_dir / TOKENIZER_DIR, checkpoint)
+    return InitSource(config, load_weights(checkpoint), tokenizer, f"prefine checkpoint {checkpoint}", run_dir, checkpoint, config_json)
+
+
+def check_tokenizer_matches(tokenizer: Tokenizer, config: BertConfig, tokenizer_dir: Path, checkpoint: Path) -> None:
+    if tokenizer.get_vocab_size() != config.vocab_size:
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but checkpoint {checkpoint} was built for "
+            f"{config.vocab_size}; use the tokenizer saved with that checkpoint"
+        )
+    recorded = load_model_config(checkpoint).get("tokenizer_fingerprint")
+    if recorded and recorded != tokenizer_fingerprint(tokenizer):
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} is not the one checkpoint {checkpoint} was trained with (fingerprints differ); "
+            "restore the run's own tokenizer folder"
+        )
+
+
+def open_registry(explicit: str, run_dir: Path | None) -> RunRegistry:
+    return RunRegistry(Path(explicit) if explicit else default_registry_path(run_dir))
+
+
+def parent_run_id(registry: RunRegistry, init: InitSource | None, init_arg: str) -> int | None:
+    """The registry id of the run whose weights --init loads; an outside checkpoint gets an import run."""
+    if init is None:
+        return None
+    if init.run_dir is not None:
+        record = registry.find_by_artifact(init.run_dir)
+        return record.id if record else None
+    existing = registry.find_by_artifact(Path(init_arg)) if Path(init_arg).exists() else None
+    if existing is not None and existing.kind == "import":
+        return existing.id
+    artifact = Path(init_arg).resolve() if Path(init_arg).exists() else Path(init_arg)
+    record = registry.start_run(
+        name=f"import-{Path(init_arg).name or init_arg}",
+        kind="import",
+        config={"source": init_arg, "model": dataclasses.asdict(init.config)},
+        data_fingerprints=None,
+        tokenizer_hash=tokenizer_fingerprint(init.tokenizer),
+        artifact_path=artifact,
+    )
+    registry.finish_run(record.id, "completed")
+    return record.id
+
+
+def check_resume_overrides(saved: dict[str, Any], requested: dict[str, Any], allowed: frozenset[str], group: str) -> None:
+    """A resumed run may only change settings that do not alter what a step computes."""
+    for key, value in requested.items():
+        if key in allowed or key not in saved:
+            continue
+        if saved[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise PrefineError(
+                f"cannot change {flag} when resuming ({group} was made with {saved[key]!r}, asked for {value!r}); "
+                "drop the flag, or start a new run with another --out"
+            )
+
+
+def run_record(kind: str, **sections: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {"kind": kind, "prefine_version": prefine.__version__, "torch_version": torch.__version__}
+    for name, value in sections.items():
+        record[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return record
+
+
+def print_json_line(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, ensure_ascii=False))

@@ -1,0 +1,243 @@
+"""`prefine pretrain`: raw corpus -> tokenizer -> token shards -> BERT pre-training run.
+
+A thin recipe: each stage lives in its own package; this module only wires their configs to
+flags, decides where the tokenizer and weights come from (fresh, --tokenizer, --init, --resume),
+and records the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, read_run, write_run
+from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
+from prefine.corpus import CorpusConfig, corpus_fingerprint, iter_documents, iter_sentences
+from prefine.errors import PrefineError
+from prefine.model import BertConfig, BertForPreTraining, count_parameters, preset_config
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards
+from prefine.recipes.common import (
+    InitSource,
+    check_resume_overrides,
+    default_cache_dir,
+    open_registry,
+    parent_run_id,
+    resolve_init,
+    run_record,
+)
+from prefine.registry import recorded_run
+from prefine.tasks.pretraining import PretrainingTask
+from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
+
+
+@dataclass
+class PretrainRunConfig:
+    out: str = option("", "run folder to create (e.g. runs/ko-mini)")
+    resume: str = option("", "continue the run in this folder exactly where it stopped")
+    preset: str = option("mini", "model size: tiny, mini, small, medium, base or large")
+    init: str = option("", "start from these weights instead of random ones (continued pre-training): a prefine run or a Hugging Face BERT folder/name")
+    tokenizer: str = option("", "reuse the tokenizer in this folder instead of training one on the corpus")
+    cache_dir: str = option("", "where tokenized corpora are cached (default: $PREFINE_CACHE or ~/.cache/prefine)")
+    registry: str = option("", "run registry database (default: registry.sqlite beside the run folder, or $PREFINE_REGISTRY)")
+    name: str = option("", "name of the run in the registry (default: the run folder's name)")
+
+
+# What a plain `prefine pretrain` does when no flag says otherwise: a learning rate suited to the
+# compact presets (Turc et al. pre-trained them at 1e-4 with batch 256; small batches on one
+# machine want a higher rate with warm-up), and evaluation/checkpoints spaced for long runs.
+PRETRAIN_TRAINING_DEFAULTS = TrainingConfig(
+    max_steps=10_000, batch_size=32, learning_rate=5e-4, warmup_ratio=0.06, eval_every=500, save_every=1000, log_every=10, eval_at_start=True
+)
+TOKENIZER_DEFAULTS = TokenizerConfig()
+CORPUS_FLAGS = {"paths": "corpus"}
+
+
+def add_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pre-train a BERT encoder on a raw text corpus (MLM + NSP)",
+        description="Pre-train a BERT encoder from a raw corpus: trains a WordPiece tokenizer, tokenizes into cached "
+        "memory-mapped shards, and trains with masked-LM (+ next-sentence prediction).",
+    )
+    add_dataclass_arguments(parser.add_argument_group("run"), PretrainRunConfig)
+    add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
+    add_dataclass_arguments(parser.add_argument_group("tokenizer (when training one)"), TokenizerConfig, defaults=TOKENIZER_DEFAULTS)
+    add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig)
+    add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=PRETRAIN_TRAINING_DEFAULTS)
+    parser.set_defaults(func=run_from_args)
+
+
+@dataclass
+class PretrainSetup:
+    run: PretrainRunConfig
+    corpus: CorpusConfig
+    tokenizer: TokenizerConfig
+    data: PretrainingDataConfig
+    training: TrainingConfig
+
+
+def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
+    run = from_args(PretrainRunConfig, args)
+    if run.resume:
+        return _resumed_setup(run, args)
+    if not run.out:
+        raise PrefineError("pass --out FOLDER for the new run (or --resume FOLDER to continue one)")
+    if is_run_dir(Path(run.out)):
+        raise PrefineError(f"{run.out} already holds a run; continue it with --resume {run.out} or choose another --out")
+    return PretrainSetup(
+        run=run,
+        corpus=from_args(CorpusConfig, args),
+        tokenizer=from_args(TokenizerConfig, args, base=TOKENIZER_DEFAULTS),
+        data=from_args(PretrainingDataConfig, args),
+        training=from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS),
+    )
+
+
+def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> PretrainSetup:
+    run_dir = Path(run.resume)
+    saved = read_run(run_dir)
+    if saved.get("kind") != "pretrain":
+        raise PrefineError(f"{run_dir} is a {saved.get('kind')} run, not a pre-training run; resume it with its own command")
+    saved_run = from_dict(PretrainRunConfig, saved["run"], str(run_dir / "run.json"))
+    requested_run = explicit_overrides(args, PretrainRunConfig)
+    requested_run.pop("resume")
+    check_resume_overrides(dataclasses.asdict(saved_run), requested_run, frozenset({"cache_dir", "registry", "out"}), "the run")
+    for group, cls, allowed in (
+        ("corpus", CorpusConfig, frozenset()),
+        ("tokenizer", TokenizerConfig, frozenset()),
+        ("data", PretrainingDataConfig, frozenset()),
+        ("training", TrainingConfig, RESUMABLE_OVERRIDES),
+    ):
+        check_resume_overrides(saved[group], explicit_overrides(args, cls, ), allowed, f"the {group}")
+    training = dataclasses.replace(
+        from_dict(TrainingConfig, saved["training"], "training"),
+        **{key: value for key, value in explicit_overrides(args, TrainingConfig).items() if key in RESUMABLE_OVERRIDES},
+    )
+    saved_run = dataclasses.replace(saved_run, resume=str(run_dir), out=str(run_dir), **{k: v for k, v in requested_run.items() if k != "out"})
+    return PretrainSetup(
+        run=saved_run,
+        corpus=from_dict(CorpusConfig, saved["corpus"], "corpus"),
+        tokenizer=from_dict(TokenizerConfig, saved["tokenizer"], "tokenizer"),
+        data=from_dict(PretrainingDataConfig, saved["data"], "data"),
+        training=training,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    result = run_pretraining(setup_from_args(args))
+    return 0 if result is not None else 1
+
+
+def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | None, resuming: bool):
+    tokenizer_dir = run_dir / TOKENIZER_DIR
+    if resuming:
+        return load_tokenizer(tokenizer_dir)
+    if init is not None:
+        tokenizer = init.tokenizer
+        print(f"tokenizer: from {init.description}")
+    elif setup.run.tokenizer:
+        tokenizer = load_tokenizer(Path(setup.run.tokenizer))
+        print(f"tokenizer: reusing {setup.run.tokenizer}")
+    else:
+        print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}) on the corpus")
+        tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer)
+    if tokenizer_dir.exists():
+        shutil.rmtree(tokenizer_dir)
+    save_tokenizer(tokenizer, tokenizer_dir, model_max_length=setup.data.max_seq_length)
+    return load_tokenizer(tokenizer_dir)
+
+
+def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None) -> tuple[BertForPreTraining, BertConfig]:
+    torch.manual_seed(setup.training.seed)
+    if init is not None:
+        config = init.config
+        if setup.data.max_seq_length > config.max_position_embeddings:
+            raise PrefineError(
+                f"--max-seq-length {setup.data.max_seq_length} exceeds the {config.max_position_embeddings} positions of {init.description}; lower it"
+            )
+        model = BertForPreTraining(config)
+        from prefine.interop import load_into
+
+        report = load_into(model, init.state_dict)
+        if report.newly_initialized:
+            print(f"init: loaded {init.description}; newly initialized: {', '.join(report.newly_initialized)}")
+        return model, config
+    config = preset_config(setup.run.preset, vocab_size=vocab_size, max_position_embeddings=max(512, setup.data.max_seq_length))
+    return BertForPreTraining(config), config
+
+
+def run_pretraining(setup: PretrainSetup) -> TrainingResult:
+    run_dir = Path(setup.run.out)
+    resuming = bool(setup.run.resume)
+    context = init_distributed(setup.training.device)
+    init = resolve_init(setup.run.init) if setup.run.init and not resuming else None
+
+    tokenizer = _prepare_tokenizer(setup, run_dir, init, resuming)
+    tokenizer_hash = tokenizer_fingerprint(tokenizer)
+    fingerprint = corpus_fingerprint(setup.corpus)
+    cache_root = Path(setup.run.cache_dir) if setup.run.cache_dir else default_cache_dir()
+    shards = cached_token_shards(
+        lambda: iter_documents(setup.corpus),
+        tokenizer,
+        cache_root / "token_shards",
+        {"corpus": fingerprint, "tokenizer": tokenizer_hash, "max_sentences": setup.corpus.max_sentences_per_document},
+    )
+    micro_batch = setup.training.batch_size // setup.training.gradient_accumulation_steps
+    train_batches = PretrainingBatches.from_tokenizer(shards, tokenizer, setup.data, setup.training.seed, micro_batch)
+    eval_batches = train_batches.eval_batches(micro_batch)
+
+    model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init)
+    if resuming:
+        saved_model = read_run(run_dir)["model"]
+        if saved_model != dataclasses.asdict(model_config):
+            raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
+    checkpoint_config = {
+        **dataclasses.asdict(model_config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_hash,
+    }
+    record = run_record(
+        "pretrain",
+        run=setup.run,
+        corpus=setup.corpus,
+        tokenizer=setup.tokenizer,
+        data=setup.data,
+        training=setup.training,
+        model=model_config,
+        init=init.description if init else None,
+        corpus_fingerprint=fingerprint,
+        tokenizer_fingerprint=tokenizer_hash,
+    )
+    if context.is_main:
+        write_run(run_dir, record)
+        print(
+            f"model: {setup.run.preset if init is None else 'from --init'} ({count_parameters(model) / 1e6:.1f}M parameters), "
+            f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
+            f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
+            f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
+        )
+    task = PretrainingTask(train_batches, eval_batches, context.device)
+    registry = open_registry(setup.run.registry, run_dir)
+    with recorded_run(
+        registry,
+        name=setup.run.name or run_dir.name,
+        kind="pretrain",
+        parent_id=parent_run_id(registry, init, setup.run.init) if init else None,
+        config=record,
+        data_fingerprints={"corpus": fingerprint},
+        tokenizer_hash=tokenizer_hash,
+        artifact_path=run_dir,
+    ) as handle:
+        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=resuming)
+        key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None
+        handle.set_metrics(result.last_eval, key)
+    if context.is_main:
+        print(f"done: {result.step} steps; checkpoint {result.last_checkpoint}")
+    return result

@@ -1,0 +1,82 @@
+"""The pre-training task: MLM + NSP losses and held-out metrics, plugged into the training loop.
+
+Training statistics (loss, MLM accuracy) come from the masked positions the model predicts
+anyway, so logging them costs nothing. Evaluation runs on a fixed set of held-out instances
+with fixed masks, so its numbers are comparable from one evaluation to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from prefine.model import IGNORE_NSP
+from prefine.pretraining_data import DataPosition
+
+
+class PretrainingTask:
+    """Adapts `PretrainingBatches` (train and eval) to the loop's `TrainingTask` protocol."""
+
+    def __init__(self, train_batches, eval_batches: list[dict[str, torch.Tensor]], device: torch.device):
+        self.train_batches = train_batches
+        self.eval_batch_list = eval_batches
+        self.device = device
+
+    def start_position(self) -> DataPosition:
+        return DataPosition(epoch=0, offset=0)
+
+    def batch_at(self, position, rank: int, world_size: int):
+        return self.train_batches.batch_at(position, rank, world_size)
+
+    @staticmethod
+    def _model_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {
+            "input_ids": batch["input_ids"],
+            "token_type_ids": batch["token_type_ids"],
+            "attention_mask": batch["attention_mask"],
+            "mlm_labels": batch["mlm_labels"],
+            "next_sentence_label": batch["next_sentence_label"],
+        }
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        output = model(**self._model_inputs(batch))
+        with torch.no_grad():
+            mlm_accuracy = (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean() if output.mlm_targets.numel() else torch.tensor(0.0)
+        return output.loss, {
+            "loss": float(output.loss.detach()),
+            "mlm_loss": float(output.mlm_loss.detach()),
+            "nsp_loss": float(output.nsp_loss.detach()),
+            "mlm_accuracy": float(mlm_accuracy),
+        }
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        return evaluate_pretraining(model, self.eval_batch_list, self.device)
+
+
+def evaluate_pretraining(model: nn.Module, batches: list[dict[str, Any]], device: torch.device) -> dict[str, float]:
+    """Token-weighted MLM loss, perplexity and accuracy, and NSP accuracy over fixed batches."""
+    mlm_loss_sum = mlm_correct = mlm_count = 0.0
+    nsp_correct = nsp_count = 0.0
+    for batch in batches:
+        inputs = {key: value.to(device) for key, value in PretrainingTask._model_inputs(batch).items()}
+        output = model(**inputs)
+        count = output.mlm_targets.numel()
+        mlm_loss_sum += float(output.mlm_loss) * count
+        mlm_correct += float((output.mlm_logits.argmax(-1) == output.mlm_targets).sum())
+        mlm_count += count
+        labels = inputs["next_sentence_label"]
+        counted = labels != IGNORE_NSP
+        nsp_correct += float((output.nsp_logits.argmax(-1)[counted] == labels[counted]).sum())
+        nsp_count += float(counted.sum())
+    mlm_loss = mlm_loss_sum / max(mlm_count, 1)
+    metrics = {
+        "mlm_loss": mlm_loss,
+        "perplexity": math.exp(min(mlm_loss, 50.0)),
+        "mlm_accuracy": mlm_correct / max(mlm_count, 1),
+    }
+    if nsp_count:
+        metrics["nsp_accuracy"] = nsp_correct / nsp_count
+    return metrics
