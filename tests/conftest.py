@@ -1,0 +1,44 @@
+"""Fixtures shared across the test suite: a small synthetic corpus and environment isolation."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+SUBJECTS = ["the cat", "a dog", "my friend", "the teacher", "our team", "the old man", "a small bird", "the river"]
+VERBS = ["sees", "likes", "finds", "follows", "watches", "helps", "remembers", "builds"]
+OBJECTS = ["the garden", "a red ball", "the new house", "an open door", "the quiet lake", "a long road", "the bright moon"]
+ENDINGS = ["every morning", "at night", "after school", "in the rain", "with great care", "once again"]
+
+
+def synthetic_documents(count: int, seed: int = 0) -> list[list[str]]:
+    """Documents of 2-8 simple sentences; deterministic, so tests can assert on them."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(count):
+        documents.append(
+            [
+                f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)} {rng.choice(ENDINGS)}."
+                for _ in range(rng.randint(2, 8))
+            ]
+        )
+    return documents
+
+
+def write_bert_text(path: Path, documents: list[list[str]]) -> Path:
+    path.write_text("".join("\n".join(document) + "\n\n" for document in documents), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return write_bert_text(tmp_path / "corpus.txt", synthetic_documents(120))
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Caches and the registry default to the user's home; tests must never touch it.
+    monkeypatch.setenv("PREFINE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PREFINE_REGISTRY", raising=False)

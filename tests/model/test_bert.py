@@ -1,0 +1,139 @@
+"""The BERT model: Hugging Face names, sparse MLM equals dense, padding invariance, presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prefine.errors import PrefineError
+from prefine.model import (
+    IGNORE_MLM,
+    BertConfig,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    count_parameters,
+    preset_config,
+)
+
+
+def tiny_config(**overrides) -> BertConfig:
+    values = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertConfig(**{**values, **overrides})
+
+
+def random_batch(batch: int = 3, length: int = 12, vocab: int = 97, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, length // 2 :] = 1
+    return input_ids, token_type_ids
+
+
+def test_parameter_names_follow_hugging_face():
+    names = set(BertForPreTraining(tiny_config()).state_dict())
+    expected = {
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "bert.embeddings.token_type_embeddings.weight",
+        "bert.embeddings.LayerNorm.weight",
+        "bert.encoder.layer.1.attention.self.query.weight",
+        "bert.encoder.layer.1.attention.output.LayerNorm.bias",
+        "bert.encoder.layer.0.intermediate.dense.weight",
+        "bert.encoder.layer.0.output.dense.bias",
+        "bert.pooler.dense.weight",
+        "cls.predictions.bias",
+        "cls.predictions.transform.dense.weight",
+        "cls.predictions.transform.LayerNorm.weight",
+        "cls.seq_relationship.weight",
+    }
+    assert expected <= names
+    # The decoder is tied to the word embeddings, so it is not a second copy in the state dict.
+    assert not any("decoder" in name for name in names)
+
+
+def test_mlm_head_is_tied_to_word_embeddings():
+    model = BertForPreTraining(tiny_config())
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[7].fill_(3.0)
+    hidden = torch.randn(2, 32)
+    expected = model.cls.predictions.transform(hidden) @ model.bert.embeddings.word_embeddings.weight.T + model.cls.predictions.bias
+    assert torch.allclose(model.cls.predictions(hidden), expected)
+
+
+def test_sparse_mlm_loss_equals_dense_loss():
+    torch.manual_seed(0)
+    model = BertForPreTraining(tiny_config()).eval()
+    input_ids, token_type_ids = random_batch()
+    labels = torch.full_like(input_ids, IGNORE_MLM)
+    labels[0, 2], labels[1, 5], labels[1, 6], labels[2, 11] = 9, 10, 11, 12
+    output = model(input_ids, token_type_ids, torch.ones_like(input_ids), mlm_labels=labels)
+    dense_logits = model.dense_prediction_logits(input_ids, token_type_ids, torch.ones_like(input_ids))
+    dense_loss = F.cross_entropy(dense_logits.reshape(-1, 97), labels.reshape(-1), ignore_index=IGNORE_MLM)
+    assert output.mlm_logits.shape == (4, 97)
+    assert torch.allclose(output.mlm_loss, dense_loss, atol=1e-6)
+
+
+def test_batch_without_masked_tokens_or_pairs_gives_zero_loss_not_nan():
+    model = BertForPreTraining(tiny_config())
+    input_ids, token_type_ids = random_batch()
+    output = model(input_ids, token_type_ids, None, torch.full_like(input_ids, IGNORE_MLM), torch.full((3,), -1))
+    assert output.loss.item() == 0.0
+    output.loss.backward()  # the graph still reaches every parameter
+
+
+def test_padding_does_not_change_outputs():
+    torch.manual_seed(1)
+    model = BertForPreTraining(tiny_config()).eval()
+    input_ids, token_type_ids = random_batch(batch=1, length=10)
+    padded_ids = torch.cat([input_ids, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    padded_types = torch.cat([token_type_ids, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 10, dtype=torch.long), torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        plain = model.bert(input_ids, token_type_ids, torch.ones_like(input_ids))
+        padded = model.bert(padded_ids, padded_types, mask)
+        plain_nsp = model(input_ids, token_type_ids, torch.ones_like(input_ids)).nsp_logits
+        padded_nsp = model(padded_ids, padded_types, mask).nsp_logits
+    assert torch.allclose(plain, padded[:, :10], atol=1e-5)
+    assert torch.allclose(plain_nsp, padded_nsp, atol=1e-5)
+
+
+def test_task_heads_shapes_and_losses():
+    input_ids, token_type_ids = random_batch()
+    mask = torch.ones_like(input_ids)
+    mask[0, 8:] = 0
+    classifier = BertForSequenceClassification(tiny_config(), num_labels=3)
+    output = classifier(input_ids, token_type_ids, mask, labels=torch.tensor([0, 2, 1]))
+    assert output.logits.shape == (3, 3) and output.loss.item() > 0
+    regressor = BertForSequenceClassification(tiny_config(), num_labels=1)
+    assert regressor(input_ids, token_type_ids, mask, labels=torch.tensor([0.5, 1.0, 2.0])).loss.item() > 0
+    span = BertForQuestionAnswering(tiny_config())(input_ids, token_type_ids, mask, torch.tensor([1, 2, 3]), torch.tensor([2, 2, 4]))
+    assert span.start_logits.shape == (3, 12)
+    # Padding can never be an answer boundary.
+    assert span.start_logits[0, 8:].max() < -1e30
+    assert "qa_outputs.weight" in BertForQuestionAnswering(tiny_config()).state_dict()
+
+
+def test_presets_have_the_published_sizes():
+    assert count_parameters(BertForPreTraining(preset_config("tiny", vocab_size=30522))) == pytest.approx(4.4e6, rel=0.05)
+    assert count_parameters(BertForPreTraining(preset_config("mini", vocab_size=30522))) == pytest.approx(11.2e6, rel=0.05)
+    assert preset_config("base").num_hidden_layers == 12 and preset_config("large").hidden_size == 1024
+    with pytest.raises(PrefineError, match="unknown preset"):
+        preset_config("gigantic")
+    with pytest.raises(PrefineError, match="not divisible"):
+        BertConfig(hidden_size=30, num_attention_heads=4)
+
+
+def test_causal_attention_ignores_future_tokens():
+    torch.manual_seed(2)
+    model = BertForPreTraining(tiny_config()).eval()
+    input_ids, token_type_ids = random_batch(batch=1, length=8)
+    changed = input_ids.clone()
+    changed[0, 6:] = 5
+    with torch.no_grad():
+        first = model.bert(input_ids, token_type_ids, causal=True)
+        second = model.bert(changed, token_type_ids, causal=True)
+    assert torch.allclose(first[:, :6], second[:, :6], atol=1e-6)
+    assert not torch.allclose(first[:, 6:], second[:, 6:])
