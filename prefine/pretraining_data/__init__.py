@@ -1,0 +1,37 @@
+"""Pre-training data: token cache on disk -> BERT instances per epoch -> masked, padded batches.
+
+    shards = cached_token_shards(lambda: documents, tokenizer, cache_root, key_parts)
+    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(), seed=0, global_batch_size=32)
+    batch, position = batches.batch_at(DataPosition(0, 0))
+"""
+
+from prefine.pretraining_data.batches import DataPosition, PretrainingBatches, SpecialTokenIds, collate
+from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning
+from prefine.pretraining_data.masking import IGNORE_INDEX, continuation_lookup, mask_tokens
+from prefine.pretraining_data.shards import (
+    TokenShards,
+    build_token_shards,
+    cache_key,
+    cached_token_shards,
+    split_documents,
+)
+
+__all__ = [
+    "DataPosition",
+    "IGNORE_INDEX",
+    "Instances",
+    "PretrainingBatches",
+    "PretrainingDataConfig",
+    "SpecialTokenIds",
+    "TokenShards",
+    "build_instances",
+    "build_token_shards",
+    "cache_key",
+    "cached_token_shards",
+    "collate",
+    "continuation_lookup",
+    "mask_tokens",
+    "nsp_coverage_warning",
+    "split_documents",
+]

@@ -1,0 +1,268 @@
+"""Seekable pre-training batches: any batch is a pure function of (seed, epoch, offset).
+
+The training loop's data position is two integers, `DataPosition(epoch, offset)`, with offset
+counting examples consumed in that epoch. Epoch e's instances are rebuilt from an RNG seeded by
+(seed, e) and shuffled; the global batch at offset o is instances [o, o + global_batch_size);
+its masks come from a torch generator seeded by (seed, e, o). So resuming needs no RNG state
+and no replay of earlier batches: seek to the stored position and continue.
+
+Masks are drawn for the whole global batch and rank r then takes its contiguous slice of
+global_batch_size // world_size examples, padded to the longest sequence in the slice, so the
+examples (and their masks) do not depend on how many processes share the batch.
+
+Sequence layout: [CLS] A [SEP] B [SEP] with token_type_ids 0 for [CLS] A [SEP] and 1 for B [SEP];
+single-segment instances are [CLS] A [SEP] (with a [SEP] between documents inside A).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from prefine.errors import PrefineError
+from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning
+from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
+from prefine.pretraining_data.shards import TokenShards, split_documents
+
+# Seed-sequence tags that keep training and evaluation random streams apart.
+TRAIN_STREAM = 0
+EVAL_STREAM = 1
+
+
+class DataPosition(NamedTuple):
+    epoch: int
+    offset: int  # examples of this epoch already consumed
+
+
+class SpecialTokenIds(NamedTuple):
+    pad: int
+    cls: int
+    sep: int
+    mask: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Tokenizer) -> SpecialTokenIds:
+        ids = {name: tokenizer.token_to_id(f"[{name.upper()}]") for name in cls._fields}
+        missing = [f"[{name.upper()}]" for name, token_id in ids.items() if token_id is None]
+        if missing:
+            raise PrefineError(f"the tokenizer has no {', '.join(missing)} token; train it with prefine's tokenizer command")
+        return cls(**ids)
+
+
+def torch_generator(*seed_parts: int) -> torch.Generator:
+    """A torch generator whose state is a hash of the given integers (no correlated nearby seeds)."""
+    words = np.random.SeedSequence([int(part) for part in seed_parts]).generate_state(2, dtype=np.uint32)
+    generator = torch.Generator()
+    generator.manual_seed((int(words[0]) << 31) ^ int(words[1]))
+    return generator
+
+
+class PretrainingBatches:
+    """Batches of masked, padded pre-training examples at any DataPosition."""
+
+    def __init__(
+        self,
+        shards: TokenShards,
+        doc_ids: np.ndarray,
+        config: PretrainingDataConfig,
+        special_ids: SpecialTokenIds | tuple[int, int, int, int],
+        vocab_size: int,
+        is_continuation: np.ndarray | None,
+        seed: int,
+        global_batch_size: int,
+        eval_doc_ids: np.ndarray | None = None,
+    ):
+        if config.whole_word_masking and is_continuation is None:
+            raise ValueError("whole-word masking needs is_continuation")
+        self.shards = shards
+        self.doc_ids = np.asarray(doc_ids, dtype=np.int64)
+        self.eval_doc_ids = np.asarray([] if eval_doc_ids is None else eval_doc_ids, dtype=np.int64)
+        self.config = config
+        self.special_ids = SpecialTokenIds(*special_ids)
+        self.vocab_size = vocab_size
+        self.first_normal_token_id = max(self.special_ids) + 1
+        self.is_continuation = is_continuation
+        self.seed = seed
+        self.global_batch_size = global_batch_size
+        self.document_token_starts = shards.document_token_starts()
+        self._epoch: int | None = None
+        self._instances: Instances | None = None
+        self._eval_batches: dict[int, list[dict]] = {}
+        if config.objective == "mlm+nsp" and (message := nsp_coverage_warning(shards, self.doc_ids)):
+            warnings.warn(message, stacklevel=2)
+        self.instances_per_epoch(0)  # fail now, not mid-run, if the corpus cannot fill one batch
+
+    @classmethod
+    def from_tokenizer(
+        cls, shards: TokenShards, tokenizer: Tokenizer, config: PretrainingDataConfig, seed: int, global_batch_size: int
+    ) -> PretrainingBatches:
+        """Split documents with config.eval_fraction and read special ids and word pieces from `tokenizer`."""
+        train_doc_ids, eval_doc_ids = split_documents(shards, config.eval_fraction, seed)
+        return cls(
+            shards,
+            train_doc_ids,
+            config,
+            SpecialTokenIds.from_tokenizer(tokenizer),
+            tokenizer.get_vocab_size(with_added_tokens=True),
+            continuation_lookup(tokenizer) if config.whole_word_masking else None,
+            seed,
+            global_batch_size,
+            eval_doc_ids=eval_doc_ids,
+        )
+
+    def _epoch_instances(self, epoch: int) -> Instances:
+        if self._epoch != epoch:
+            instances = build_instances(self.shards, self.doc_ids, self.config, np.random.default_rng([self.seed, TRAIN_STREAM, epoch]))
+            if len(instances) < self.global_batch_size:
+                raise PrefineError(
+                    f"the training documents give only {len(instances)} instances at --max-seq-length "
+                    f"{self.config.max_seq_length}, fewer than one batch of {self.global_batch_size}; "
+                    "add text or lower --max-seq-length (or the batch size)"
+                )
+            self._epoch, self._instances = epoch, instances
+        assert self._instances is not None
+        return self._instances
+
+    def instances_per_epoch(self, epoch: int) -> int:
+        return len(self._epoch_instances(epoch))
+
+    def batches_per_epoch(self, epoch: int) -> int:
+        """Full global batches in the epoch; the last partial one is dropped."""
+        return self.instances_per_epoch(epoch) // self.global_batch_size
+
+    def batch_at(
+        self, position: DataPosition, rank: int = 0, world_size: int = 1
+    ) -> tuple[dict[str, torch.Tensor | int], DataPosition]:
+        """Rank `rank`'s share of the global batch at `position`, and the position after it."""
+        if self.global_batch_size % world_size:
+            raise PrefineError(f"batch size {self.global_batch_size} is not divisible by {world_size} processes; change one of them")
+        epoch, offset = position
+        if offset + self.global_batch_size > self.instances_per_epoch(epoch):
+            epoch, offset = epoch + 1, 0
+        instances = self._epoch_instances(epoch).take(slice(offset, offset + self.global_batch_size))
+        batch = self._masked_batch(instances, torch_generator(self.seed, TRAIN_STREAM, epoch, offset))
+        per_rank = self.global_batch_size // world_size
+        batch = _rows(batch, slice(rank * per_rank, (rank + 1) * per_rank))
+        next_offset = offset + self.global_batch_size
+        if next_offset + self.global_batch_size > self.instances_per_epoch(epoch):
+            return batch, DataPosition(epoch + 1, 0)
+        return batch, DataPosition(epoch, next_offset)
+
+    def eval_batches(self, batch_size: int) -> list[dict[str, torch.Tensor | int]]:
+        """Held-out batches, identical on every call (fixed instances and masks), so eval metrics compare over training.
+
+        Empty when there are no evaluation documents (a one-document corpus). The same list is returned each call.
+        """
+        if batch_size in self._eval_batches:
+            return self._eval_batches[batch_size]
+        if not len(self.eval_doc_ids):
+            return []
+        rng = np.random.default_rng([self.seed, EVAL_STREAM])
+        instances = build_instances(self.shards, self.eval_doc_ids, self.config, rng)
+        instances = instances.take(slice(0, self.config.max_eval_instances))
+        if not len(instances):
+            raise PrefineError("the held-out documents give no evaluation instances; add text or raise --eval-fraction")
+        batches = [
+            self._masked_batch(instances.take(slice(first, first + batch_size)), torch_generator(self.seed, EVAL_STREAM, index))
+            for index, first in enumerate(range(0, len(instances), batch_size))
+        ]
+        self._eval_batches[batch_size] = batches
+        return batches
+
+    def _masked_batch(self, instances: Instances, generator: torch.Generator) -> dict[str, torch.Tensor | int]:
+        collated = collate(instances, self.shards, self.document_token_starts, self.special_ids, self.is_continuation)
+        masked_ids, mlm_labels = mask_tokens(
+            collated["input_ids"],
+            collated.pop("special_tokens_mask"),
+            self.config,
+            self.vocab_size,
+            generator,
+            first_normal_token_id=self.first_normal_token_id,
+            word_start_mask=collated.pop("word_start_mask", None),
+            mask_token_id=self.special_ids.mask,
+        )
+        collated["input_ids"] = masked_ids
+        collated["mlm_labels"] = mlm_labels
+        collated["num_real_tokens"] = int(collated["attention_mask"].sum())
+        return collated
+
+
+def _rows(batch: dict[str, torch.Tensor | int], rows: slice) -> dict[str, torch.Tensor | int]:
+    """Examples `rows` of a batch, with padding columns beyond their longest sequence dropped."""
+    attention_mask = batch["attention_mask"][rows]
+    length = int(attention_mask.sum(dim=1).max())
+    sliced = {
+        name: value[rows, :length] if value.dim() == 2 else value[rows]
+        for name, value in batch.items()
+        if isinstance(value, torch.Tensor)
+    }
+    sliced["num_real_tokens"] = int(attention_mask.sum())
+    return sliced
+
+
+def collate(
+    instances: Instances,
+    shards: TokenShards,
+    document_token_starts: np.ndarray,
+    special_ids: SpecialTokenIds,
+    is_continuation: np.ndarray | None = None,
+) -> dict[str, torch.Tensor]:
+    """Lay instances out as padded [B, L] tensors with vectorized gathers from the token memmap.
+
+    Returns input_ids, token_type_ids, attention_mask (LongTensor[B, L]), special_tokens_mask
+    (BoolTensor[B, L], True at [CLS]/[SEP]/[PAD] positions, decided by position so literal
+    "[SEP]" text cannot fool it), next_sentence_label (LongTensor[B]) and, given
+    is_continuation, word_start_mask (BoolTensor[B, L]).
+    """
+    num_rows = len(instances)
+    a_length = instances.a_end - instances.a_start
+    b_length = instances.b_end - instances.b_start
+    # Packed MLM segments may run across documents; each boundary gets a [SEP].
+    a_first_document = np.searchsorted(document_token_starts, instances.a_start, side="right") - 1
+    a_last_document = np.searchsorted(document_token_starts, instances.a_end - 1, side="right") - 1
+    a_separators = a_last_document - a_first_document
+    b_column = 2 + a_length + a_separators  # after [CLS] A [SEP]
+    lengths = b_column + b_length + (b_length > 0)
+    width = int(lengths.max())
+    columns = np.arange(width)
+    inside = columns < lengths[:, None]
+
+    # Start from [SEP] everywhere inside each sequence; after writing [CLS] and the text tokens,
+    # exactly the separator positions still hold it.
+    input_ids = np.where(inside, special_ids.sep, special_ids.pad).astype(np.int64)
+    input_ids[:, 0] = special_ids.cls
+    is_text = np.zeros((num_rows, width), dtype=bool)
+
+    a_rows, a_within = _ragged_indices(a_length)
+    a_positions = instances.a_start[a_rows] + a_within
+    a_documents = np.searchsorted(document_token_starts, a_positions, side="right") - 1
+    a_columns = 1 + a_within + (a_documents - a_first_document[a_rows])
+    b_rows, b_within = _ragged_indices(b_length)
+    rows = np.concatenate([a_rows, b_rows])
+    text_columns = np.concatenate([a_columns, b_column[b_rows] + b_within])
+    positions = np.concatenate([a_positions, instances.b_start[b_rows] + b_within])
+    input_ids[rows, text_columns] = shards.tokens[positions]
+    is_text[rows, text_columns] = True
+
+    batch = {
+        "input_ids": torch.from_numpy(input_ids),
+        "token_type_ids": torch.from_numpy((inside & (columns >= b_column[:, None]) & (b_length > 0)[:, None]).astype(np.int64)),
+        "attention_mask": torch.from_numpy(inside.astype(np.int64)),
+        "special_tokens_mask": torch.from_numpy(~is_text),
+        "next_sentence_label": torch.from_numpy(instances.nsp_label.astype(np.int64)),
+    }
+    if is_continuation is not None:
+        batch["word_start_mask"] = torch.from_numpy(is_text & ~is_continuation[input_ids])
+    return batch
+
+
+def _ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, index within row) for every element of rows with the given lengths, without a Python loop."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    row_firsts = np.cumsum(lengths) - lengths
+    return rows, np.arange(len(rows)) - row_firsts[rows]
