@@ -1,0 +1,154 @@
+"""Export a prefine run (or checkpoint) as a Hugging Face folder that transformers loads as is.
+
+The folder holds config.json (model_type "bert", the architecture, labels for classifiers),
+model.safetensors with transformers' parameter names, and the run's tokenizer files. Our
+parameter names already are transformers', so the export is a copy plus checks; the tied MLM
+decoder is left out exactly as transformers' own `save_pretrained` leaves it out (safetensors
+cannot store a shared tensor) and transformers re-ties it on load.
+
+Before writing, the weights are loaded strictly into the prefine class named by the checkpoint,
+so a checkpoint that would not even run in prefine is never exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, is_run_dir, load_model_config, load_weights, model_checkpoint_of
+from prefine.errors import PrefineError
+from prefine.model import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, config_from_dict
+from prefine.tokenizer import load_tokenizer, save_tokenizer
+
+SUPPORTED_ARCHITECTURES = ("BertForPreTraining", "BertForSequenceClassification", "BertForQuestionAnswering")
+# Keys of a checkpoint's config.json that mean the same to transformers; the rest are prefine's own.
+TASK_KEYS = ("problem_type", "classifier_dropout", "finetuning_task")
+
+
+def _locate(run_or_checkpoint: Path) -> tuple[Path, Path]:
+    """(checkpoint folder, tokenizer folder) for a run folder or a checkpoint folder."""
+    path = Path(run_or_checkpoint)
+    if not path.is_dir():
+        raise PrefineError(f"{path} not found; pass a prefine run folder (the --out of pretrain or finetune) or one of its checkpoints")
+    if is_run_dir(path):
+        return model_checkpoint_of(path), path / TOKENIZER_DIR
+    if (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file():
+        candidates = [path / TOKENIZER_DIR]
+        if path.parent.name == CHECKPOINTS_DIR:
+            candidates.insert(0, path.parent.parent / TOKENIZER_DIR)
+        for tokenizer_dir in candidates:
+            if tokenizer_dir.is_dir():
+                return path, tokenizer_dir
+        raise PrefineError(f"no tokenizer folder found for checkpoint {path} (looked in {', '.join(map(str, candidates))}); export the run folder instead")
+    raise PrefineError(f"{path} is neither a prefine run (no {RUN_FILE}) nor a checkpoint folder (no {WEIGHTS_FILE} + {CONFIG_FILE})")
+
+
+def _architecture(config_json: dict, source: Path) -> str:
+    architectures = config_json.get("architectures") or []
+    if len(architectures) != 1 or architectures[0] not in SUPPORTED_ARCHITECTURES:
+        raise PrefineError(
+            f"{source / CONFIG_FILE}: architectures {architectures} cannot be exported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    return architectures[0]
+
+
+def _label_maps(config_json: dict, source: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """id2label with string keys (what transformers writes) and label2id, checked against each other."""
+    id2label = config_json.get("id2label")
+    if id2label is None:
+        num_labels = config_json.get("num_labels")
+        if not isinstance(num_labels, int) or num_labels < 1:
+            raise PrefineError(f"{source / CONFIG_FILE} of a classifier has neither id2label nor num_labels; it was not written by prefine finetune")
+        id2label = {index: f"LABEL_{index}" for index in range(num_labels)}
+    problem = PrefineError(f"{source / CONFIG_FILE}: id2label {id2label} must map the ids 0..n-1 to distinct labels; fix it by hand")
+    try:
+        id2label = {str(int(index)): str(label) for index, label in id2label.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise problem from None
+    label2id = {label: int(index) for index, label in id2label.items()}
+    if sorted(map(int, id2label)) != list(range(len(id2label))) or len(label2id) != len(id2label):
+        raise problem
+    return id2label, label2id
+
+
+def _checked_model(architecture: str, config: BertConfig, num_labels: int, weights: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    if architecture == "BertForPreTraining":
+        model = BertForPreTraining(config)
+    elif architecture == "BertForSequenceClassification":
+        model = BertForSequenceClassification(config, num_labels)
+    else:
+        model = BertForQuestionAnswering(config)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # shape mismatches, which strict=False does not forgive
+        detail = " ".join(str(error).split("\n\t")[1:2]).strip() or str(error).splitlines()[0]
+        raise PrefineError(f"checkpoint {source} does not match its config.json: {detail}") from None
+    if missing or unexpected:
+        problem = f"lacks {missing[0]}" if missing else f"has the unexpected weight {unexpected[0]}"
+        raise PrefineError(f"checkpoint {source} {problem} for {architecture}; it does not match its config.json")
+    return model
+
+
+def hf_config_dict(config: BertConfig, architecture: str, config_json: dict, id2label: dict[str, str] | None, label2id: dict[str, int] | None) -> dict:
+    """The config.json transformers reads: every BertConfig field plus architecture and labels."""
+    values = {
+        "model_type": "bert",
+        "architectures": [architecture],
+        **dataclasses.asdict(config),
+        "position_embedding_type": "absolute",
+        "tie_word_embeddings": True,  # the MLM decoder is the word-embedding table
+        "dtype": "float32",  # transformers >= 5
+        "torch_dtype": "float32",  # transformers 4
+    }
+    if id2label is not None:
+        values.update(id2label=id2label, label2id=label2id, num_labels=len(id2label))
+    values.update({key: config_json[key] for key in TASK_KEYS if config_json.get(key) is not None})
+    return values
+
+
+def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
+    """Write a transformers-loadable folder (config.json, model.safetensors, tokenizer files) to `out_dir`."""
+    checkpoint, tokenizer_dir = _locate(run_or_checkpoint)
+    config_json = load_model_config(checkpoint)
+    architecture = _architecture(config_json, checkpoint)
+    config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
+    id2label = label2id = None
+    if architecture == "BertForSequenceClassification":
+        id2label, label2id = _label_maps(config_json, checkpoint)
+    weights = load_weights(checkpoint)
+    model = _checked_model(architecture, config, len(id2label or {}), weights, checkpoint)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        raise PrefineError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; restore the run's own tokenizer")
+
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
+        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # float32 whatever the training precision: the dtype every transformers user can run.
+    tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    config_text = json.dumps(hf_config_dict(config, architecture, config_json, id2label, label2id), indent=2, ensure_ascii=False)
+    (out_dir / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
+    save_tokenizer(tokenizer, out_dir, model_max_length=config.max_position_embeddings)
+    return out_dir
+
+
+def add_export_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `prefine export RUN --format hf --out DIR`."""
+    parser = subparsers.add_parser("export", help="write a run's model in Hugging Face transformers format")
+    parser.add_argument("run", type=Path, help="a prefine run folder (its best, else latest checkpoint) or a checkpoint folder")
+    parser.add_argument("--format", choices=["hf"], default="hf", help="output format: hf (transformers' from_pretrained folder)")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    parser.set_defaults(func=export_command)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    out_dir = export_hf(args.run, args.out)
+    print(f"exported to {out_dir}; load it with transformers' AutoModel*.from_pretrained('{out_dir}') and AutoTokenizer")
+    return 0
