@@ -8,6 +8,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from prefine import __version__
@@ -15,7 +16,8 @@ from prefine.errors import PrefineError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prefine.recipes import fill_mask, pretrain, quickstart
+    from prefine.interop import add_export_command
+    from prefine.recipes import fill_mask, finetune, pretrain, quickstart
     from prefine.registry import add_registry_commands
 
     parser = argparse.ArgumentParser(
@@ -27,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_command(subparsers)
     pretrain.add_command(subparsers)
     fill_mask.add_command(subparsers)
+    finetune.add_command(subparsers)
+    add_export_command(subparsers)
     add_registry_commands(subparsers)
     return parser
 
@@ -34,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from prefine.training import TrainingInterrupted
 
+    # Stage modules report their choices (detected corpus format, text column) through logging.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

@@ -160,6 +160,8 @@ def train(
     device = context.device
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     optimizer = build_optimizer(model, config, device)
     scheduler = build_scheduler(optimizer, config)

@@ -1,0 +1,651 @@
+"""Sentence and sentence-pair classification (and regression): data, batches, the task, prediction.
+
+The pieces, in the order a fine-tuning run uses them:
+
+1. `load_classification_data` reads the training and evaluation sets (see `task_data`),
+   finds the text, text-pair and label columns when they are not given, decides between
+   classification and regression, fixes the label order (`LabelSet`) and tokenizes every text
+   once with the fast tokenizer (`encode_examples`). Pairs are encoded exactly like the NSP
+   inputs of pre-training: [CLS] A [SEP] B [SEP] with segment 0 up to the first [SEP].
+2. `ClassificationBatches` serves training batches from a data position (epoch, examples
+   consumed), so a resumed run sees exactly the batches the interrupted one would have seen.
+   Batches group examples of similar length and are padded only to their own longest
+   example: a sentiment set where most reviews are short and a few are long pays for the long
+   ones only in the few batches that hold them.
+3. `ClassificationTask` plugs into the training loop; `evaluate` scores the eval set with
+   `predict_logits`, which runs length-sorted batches and puts the outputs back in file order.
+4. `write_predictions` writes labels and class probabilities as JSONL or TSV.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+
+from prefine.config import option
+from prefine.errors import PrefineError
+from prefine.metrics.classification import classification_metrics, regression_metrics
+from prefine.pretraining_data.batches import DataPosition  # (epoch, examples consumed), shared with pre-training
+from prefine.tasks.task_data import RecordTable, read_records
+
+# Column names that obviously hold the text, in order of preference. Pair layouts are tried
+# first, so QNLI's (question, sentence) is read as a pair and not as the lone "sentence".
+TEXT_PAIR_COLUMNS = (
+    ("sentence1", "sentence2"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("question", "passage"),
+    ("text_a", "text_b"),
+    ("text1", "text2"),
+)
+TEXT_COLUMNS = ("sentence", "text", "content", "document", "review", "comment", "sentence1", "premise", "question", "text_a", "text1")
+LABEL_COLUMNS = ("label", "labels", "gold_label", "class", "sentiment", "score", "target")
+# Every length-grouped chunk holds this many batches: large enough that batches come out of
+# similar lengths, small enough that the order stays random (Hugging Face's LengthGroupedSampler uses 50).
+LENGTH_GROUP_BATCHES = 50
+ENCODE_CHUNK = 10_000  # texts per encode_batch call: big enough for Rust's parallelism, bounded memory
+
+
+@dataclass
+class ClassificationDataConfig:
+    text_column: str | None = option(None, "column holding the text (default: detected, e.g. sentence, text, review, sentence1, premise)")
+    text_pair_column: str | None = option(None, "column holding the second text of a pair task (default: the partner of a detected pair column, e.g. sentence2 or hypothesis)")
+    label_column: str | None = option(None, "column holding the label (default: detected, e.g. label, class, sentiment, score)")
+    max_seq_length: int = option(128, "longest input in tokens, [CLS] and [SEP] included; longer texts are truncated (the longer text of a pair first)")
+    task_type: Literal["auto", "classification", "regression"] = option(
+        "auto", "auto: regression when every training label is a number and some are not whole (3.8), classification otherwise"
+    )
+    dataset_split: str = option("train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)")
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 4:
+            raise PrefineError(f"--max-seq-length {self.max_seq_length} leaves no room for text beside [CLS] and [SEP]; use 64 or more")
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns
+
+
+@dataclass
+class ClassificationColumns:
+    text: str
+    text_pair: str | None
+    label: str | None
+
+
+def _find(candidates: Sequence[str], available: list[str]) -> str | None:
+    by_lowercase = {name.lower(): name for name in available}
+    return next((by_lowercase[name] for name in candidates if name in by_lowercase), None)
+
+
+def _partner_column(text_column: str, available: list[str]) -> str | None:
+    for first, second in TEXT_PAIR_COLUMNS:
+        if text_column.lower() == first:
+            partner = _find([second], available)
+            if partner is not None:
+                return partner
+    return None
+
+
+def choose_columns(table: RecordTable, config: ClassificationDataConfig, need_label: bool = True) -> ClassificationColumns:
+    """The text, text-pair and label columns: the configured ones (checked) or detected ones (announced)."""
+    available = table.column_names
+    listing = ", ".join(available)
+    detected = []
+    if config.text_column is not None:
+        table.column(config.text_column, "text column", "--text-column")
+        text = config.text_column
+    else:
+        pair_first = [first for first, second in TEXT_PAIR_COLUMNS if _find([first], available) and _find([second], available)]
+        text = _find(pair_first[:1] or TEXT_COLUMNS, available)
+        if text is None:
+            raise PrefineError(f"cannot tell which column of {table.source} holds the text (columns: {listing}); choose one with --text-column")
+        detected.append(f"text '{text}'")
+    if config.text_pair_column is not None:
+        table.column(config.text_pair_column, "text pair column", "--text-pair-column")
+        text_pair = config.text_pair_column
+    else:
+        text_pair = _partner_column(text, available)
+        if text_pair is not None:
+            detected.append(f"text pair '{text_pair}'")
+    if config.label_column is not None:
+        if need_label or config.label_column in available:
+            table.column(config.label_column, "label column", "--label-column")
+        label = config.label_column if config.label_column in available else None
+    else:
+        label = _find([name for name in LABEL_COLUMNS if name not in (text.lower(), (text_pair or "").lower())], available)
+        if label is None and need_label:
+            raise PrefineError(f"cannot tell which column of {table.source} holds the label (columns: {listing}); choose one with --label-column")
+        if label is not None:
+            detected.append(f"label '{label}'")
+    if detected:
+        print(
+            f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)",
+            file=sys.stderr,
+        )
+    return ClassificationColumns(text, text_pair, label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _no_location(index: int) -> str:
+    return f"record {index + 1}"
+
+
+@dataclass
+class LabelSet:
+    """The classes in id order (or a regression target), stored with the model as id2label/label2id.
+
+    Class ids are assigned in a fixed order so that the same training data always gives the
+    same head: numerically when every label is a number ("2" before "10", so GLUE's 0/1 become
+    ids 0/1), otherwise in string order ("negative" before "positive").
+    """
+
+    names: list[str]
+    is_regression: bool = False
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.is_regression else len(self.names)
+
+    @classmethod
+    def from_training_labels(
+        cls,
+        raw_labels: Sequence[str],
+        task_type: str = "auto",
+        source: str = "the training data",
+        locate: Callable[[int], str] = _no_location,
+    ) -> LabelSet:
+        labels = [label.strip() for label in raw_labels]
+        for index, label in enumerate(labels):
+            if not label:
+                raise PrefineError(f"{source} has an empty label ({locate(index)}); fill it in or drop the row")
+        unique = sorted(set(labels))
+        numbers = {label: _as_number(label) for label in unique}
+        all_numeric = all(value is not None for value in numbers.values())
+        if task_type == "regression" or (task_type == "auto" and all_numeric and any(not value.is_integer() for value in numbers.values())):
+            if not all_numeric:
+                label = next(label for label in unique if numbers[label] is None)
+                raise PrefineError(f"{source} has the label '{label}' ({locate(labels.index(label))}), which is not a number; regression needs numeric labels (or use --task-type classification)")
+            return cls([], is_regression=True)
+        if len(unique) < 2:
+            raise PrefineError(f"{source} has a single label value ('{unique[0] if unique else ''}'); a classifier needs at least two classes in the training data")
+        names = sorted(unique, key=lambda label: (numbers[label], label)) if all_numeric else unique
+        return cls(names)
+
+    def encode(self, raw_labels: Sequence[str], source: str, locate: Callable[[int], str] = _no_location) -> np.ndarray:
+        """Class ids (int64) or regression targets (float32); an unknown label names its line."""
+        labels = [label.strip() for label in raw_labels]
+        if self.is_regression:
+            values = [_as_number(label) for label in labels]
+            for index, value in enumerate(values):
+                if value is None:
+                    raise PrefineError(f"{source} has the label '{labels[index]}' ({locate(index)}), which is not a number; this is a regression task")
+            return np.asarray(values, dtype=np.float32)
+        label_to_id = {name: index for index, name in enumerate(self.names)}
+        ids = [label_to_id.get(label, -1) for label in labels]
+        if -1 in ids:
+            first = ids.index(-1)
+            unseen = sum(1 for value in ids if value == -1)
+            raise PrefineError(
+                f"{source} has label '{labels[first]}' ({locate(first)}) not seen in training (labels: {', '.join(self.names)}); "
+                f"{unseen} row(s) have unseen labels: add such examples to the training data or remove them from {source}"
+            )
+        return np.asarray(ids, dtype=np.int64)
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys Hugging Face's config.json uses, so an exported model keeps its label names."""
+        names = ["LABEL_0"] if self.is_regression else self.names
+        return {
+            "problem_type": "regression" if self.is_regression else "single_label_classification",
+            "id2label": {str(index): name for index, name in enumerate(names)},
+            "label2id": {name: index for index, name in enumerate(names)},
+        }
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any], source: str = "config.json") -> LabelSet:
+        if values.get("problem_type") == "regression":
+            return cls([], is_regression=True)
+        id2label = values.get("id2label")
+        if not isinstance(id2label, dict) or not id2label:
+            raise PrefineError(f"{source} has no id2label mapping; it was not written by a classification fine-tuning run")
+        try:
+            by_id = {int(key): str(name) for key, name in id2label.items()}
+        except ValueError:
+            raise PrefineError(f"{source}: id2label keys must be class ids (0, 1, ...), got {', '.join(map(str, id2label))}") from None
+        if sorted(by_id) != list(range(len(by_id))):
+            raise PrefineError(f"{source}: id2label must number the classes 0..{len(by_id) - 1} without gaps; fix the mapping")
+        return cls([by_id[index] for index in range(len(by_id))])
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+@dataclass
+class EncodedExamples:
+    """Tokenized examples, stored flat: example i is tokens offsets[i]:offsets[i + 1]."""
+
+    input_ids: np.ndarray  # int32, all examples back to back
+    token_type_ids: np.ndarray  # int8, same layout
+    offsets: np.ndarray  # int64, N + 1 entries
+    labels: np.ndarray | None = None  # int64 class ids or float32 targets, one per example
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def subset(self, indices: np.ndarray) -> EncodedExamples:
+        """The examples at `indices`, in that order (e.g. a fraction of the training set)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # Token k of the subset comes from old position k + (old start - new start) of its example.
+        token_positions = np.arange(int(new_offsets[-1])) + np.repeat(self.offsets[indices] - new_offsets[:-1], lengths)
+        return EncodedExamples(
+            self.input_ids[token_positions],
+            self.token_type_ids[token_positions],
+            new_offsets,
+            None if self.labels is None else self.labels[indices],
+        )
+
+    def example_ids(self, index: int) -> list[int]:
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]].tolist()
+
+    def collate(self, indices: np.ndarray, pad_id: int) -> dict[str, Any]:
+        """The examples at `indices`, padded to the longest of them, as model inputs (no per-token Python)."""
+        lengths = self.lengths[indices]
+        width = int(lengths.max(initial=1))
+        real = np.arange(width) < lengths[:, None]
+        token_positions = (self.offsets[indices][:, None] + np.arange(width))[real]  # row-major, like real's True cells
+        input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
+        token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
+        input_ids[real] = self.input_ids[token_positions]
+        token_type_ids[real] = self.token_type_ids[token_positions]
+        batch: dict[str, Any] = {
+            "input_ids": torch.from_numpy(input_ids),
+            "token_type_ids": torch.from_numpy(token_type_ids),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
+            "num_real_tokens": int(lengths.sum()),
+        }
+        if self.labels is not None:
+            batch["labels"] = torch.from_numpy(self.labels[indices])
+        return batch
+
+
+def _truncating_copy(tokenizer: Tokenizer, max_seq_length: int) -> Tokenizer:
+    # A private copy: enabling truncation on the caller's tokenizer would silently change
+    # every later use of it (saving it, pre-training shards, QA windows).
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    copy.enable_truncation(max_seq_length, strategy="longest_first")
+    return copy
+
+
+def encode_examples(
+    texts: Sequence[str],
+    text_pairs: Sequence[str] | None,
+    tokenizer: Tokenizer,
+    max_seq_length: int,
+    labels: np.ndarray | None = None,
+) -> EncodedExamples:
+    """Tokenize texts (or text pairs) with [CLS]/[SEP] and segment ids, truncated to max_seq_length."""
+    if text_pairs is not None and len(text_pairs) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
+    encoder = _truncating_copy(tokenizer, max_seq_length)
+    # encode_batch_fast (tokenizers >= 0.20) skips the character offsets, which classification never needs.
+    encode_batch = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
+    id_chunks, type_chunks, length_chunks = [], [], []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        inputs = texts[start : start + ENCODE_CHUNK]
+        if text_pairs is not None:
+            inputs = list(zip(inputs, text_pairs[start : start + ENCODE_CHUNK]))
+        encodings = encode_batch(list(inputs))
+        ids = [encoding.ids for encoding in encodings]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        total = int(lengths.sum())
+        id_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=total))
+        type_chunks.append(np.fromiter(itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8, count=total))
+        length_chunks.append(lengths)
+    lengths = np.concatenate(length_chunks) if length_chunks else np.zeros(0, dtype=np.int64)
+    return EncodedExamples(
+        input_ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, dtype=np.int32),
+        token_type_ids=np.concatenate(type_chunks) if type_chunks else np.zeros(0, dtype=np.int8),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        labels=labels,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class ClassificationInputs:
+    """The texts (and raw labels) of one source, in file order."""
+
+    texts: list[str]
+    text_pairs: list[str] | None
+    raw_labels: list[str] | None
+    table: RecordTable
+    columns: ClassificationColumns
+
+
+def read_classification_inputs(
+    source: str,
+    config: ClassificationDataConfig,
+    split: str | None = None,
+    columns: ClassificationColumns | None = None,
+    need_label: bool = True,
+) -> ClassificationInputs:
+    """Read a source with the given columns (those of training, for eval and prediction) or detected ones.
+
+    With `need_label=False` (prediction) a source without the label column is fine.
+    """
+    table = read_records(source, split)
+    if columns is None:
+        columns = choose_columns(table, config, need_label)
+    texts = table.text_column(columns.text, "text column", "--text-column")
+    text_pairs = table.text_column(columns.text_pair, "text pair column", "--text-pair-column") if columns.text_pair else None
+    raw_labels = None
+    if columns.label is not None and (need_label or columns.label in table.columns):
+        raw_labels = table.text_column(columns.label, "label column", "--label-column")
+    return ClassificationInputs(texts, text_pairs, raw_labels, table, columns)
+
+
+def load_classification_data(
+    train_path: str,
+    eval_path: str | None,
+    config: ClassificationDataConfig,
+    tokenizer: Tokenizer,
+) -> tuple[EncodedExamples, EncodedExamples | None, LabelSet, ClassificationColumns]:
+    """Read, label and tokenize the training set and (with the same columns) the evaluation set."""
+    train = read_classification_inputs(train_path, config, config.dataset_split)
+    label_set = LabelSet.from_training_labels(train.raw_labels, config.task_type, train.table.source, train.table.where)  # type: ignore[arg-type]
+    train_labels = label_set.encode(train.raw_labels, train.table.source, train.table.where)  # type: ignore[arg-type]
+    train_examples = encode_examples(train.texts, train.text_pairs, tokenizer, config.max_seq_length, train_labels)
+    at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
+    if at_limit:
+        print(f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated", file=sys.stderr)
+    eval_examples = None
+    if eval_path is not None:
+        held_out = read_classification_inputs(eval_path, config, "validation", columns=train.columns)
+        eval_labels = label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
+        eval_examples = encode_examples(held_out.texts, held_out.text_pairs, tokenizer, config.max_seq_length, eval_labels)
+    return train_examples, eval_examples, label_set, train.columns
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+def _length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Sort `order` by length within chunks of LENGTH_GROUP_BATCHES batches, then shuffle whole batches."""
+    chunk = batch_size * LENGTH_GROUP_BATCHES
+    grouped = np.concatenate(
+        [part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))]
+    )
+    num_full = len(grouped) // batch_size
+    full_batches = grouped[: num_full * batch_size].reshape(num_full, batch_size)
+    if rng is not None and num_full:
+        full_batches = full_batches[rng.permutation(num_full)]
+        # The batch holding the longest example goes first, so running out of memory happens at
+        # step 1 rather than hours in (the same trick as Hugging Face's LengthGroupedSampler).
+        longest = int(np.argmax(lengths[full_batches].max(axis=1)))
+        full_batches[[0, longest]] = full_batches[[longest, 0]]
+    # A partial batch stays last, so every batch but the last starts at a multiple of batch_size.
+    return np.concatenate([full_batches.reshape(-1), grouped[num_full * batch_size :]])
+
+
+class ClassificationBatches:
+    """Training batches addressed by a `DataPosition`, padded per batch, sliced per rank.
+
+    Every epoch is a fresh order drawn from (seed, epoch), so any position can be recomputed
+    without replaying the ones before it. `batch_size` is the global micro-batch (all ranks
+    together); each rank gets a contiguous slice of it. A single process keeps the last,
+    partial batch of an epoch (fine-tuning sets are small, and every example counts); with
+    several processes the partial batch is dropped, so every rank always gets an equal share.
+    """
+
+    def __init__(
+        self,
+        examples: EncodedExamples,
+        batch_size: int,
+        pad_id: int,
+        seed: int,
+        group_by_length: bool = True,
+        shuffle: bool = True,
+    ):
+        if examples.labels is None:
+            raise ValueError("training examples need labels")
+        if not len(examples):
+            raise PrefineError("the training data holds no examples; point at a file with data")
+        self.examples = examples
+        self.batch_size = batch_size
+        self.pad_id = pad_id
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.shuffle = shuffle
+        self._cached_epoch: int | None = None
+        self._cached_order = np.zeros(0, dtype=np.int64)
+
+    def start_position(self) -> DataPosition:
+        return DataPosition(0, 0)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The example indices of `epoch` in training order (a pure function of seed and epoch)."""
+        if self._cached_epoch != epoch:
+            rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
+            order = rng.permutation(len(self.examples)) if rng is not None else np.arange(len(self.examples))
+            if self.group_by_length:
+                order = _length_grouped(order, self.examples.lengths, self.batch_size, rng)
+            self._cached_epoch, self._cached_order = epoch, order
+        return self._cached_order
+
+    def examples_per_epoch(self, world_size: int) -> int:
+        if world_size == 1:
+            return len(self.examples)
+        usable = len(self.examples) // self.batch_size * self.batch_size
+        if not usable:
+            raise PrefineError(
+                f"the training data has {len(self.examples)} examples, fewer than one batch of {self.batch_size} for {world_size} processes; lower --batch-size"
+            )
+        return usable
+
+    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
+        if self.batch_size % world_size:
+            raise PrefineError(f"a batch of {self.batch_size} examples cannot be split evenly over {world_size} processes; change --batch-size")
+        epoch_size = self.examples_per_epoch(world_size)
+        epoch, offset = position.epoch, position.offset
+        if offset >= epoch_size:
+            epoch, offset = epoch + 1, 0
+        indices = self.epoch_order(epoch)[offset : min(offset + self.batch_size, epoch_size)]
+        share = len(indices) // world_size
+        batch = self.examples.collate(indices[rank * share : (rank + 1) * share], self.pad_id)
+        offset += len(indices)
+        next_position = DataPosition(epoch + 1, 0) if offset >= epoch_size else DataPosition(epoch, offset)
+        return batch, next_position
+
+
+def sequential_batches(examples: EncodedExamples, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(indices, batch) over every example once, longest first, so little padding is computed."""
+    order = np.argsort(-examples.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        yield indices, examples.collate(indices, pad_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+def predict_logits(model: nn.Module, examples: EncodedExamples, batch_size: int, device: torch.device, pad_id: int = 0) -> np.ndarray:
+    """Logits [N, num_labels] in the order of `examples`.
+
+    The pad id only fills masked positions, which no real token attends to, so it does not
+    change the logits; it is a parameter for tidiness with vocabularies whose [PAD] is not 0.
+    """
+    was_training = model.training
+    model.eval()
+    order_parts, logit_parts = [], []
+    with torch.no_grad():
+        for indices, batch in sequential_batches(examples, batch_size, pad_id):
+            output = model(
+                input_ids=batch["input_ids"].to(device, non_blocking=True),
+                token_type_ids=batch["token_type_ids"].to(device, non_blocking=True),
+                attention_mask=batch["attention_mask"].to(device, non_blocking=True),
+            )
+            order_parts.append(indices)
+            logit_parts.append(output.logits.float())  # kept on the device: one transfer at the end
+    model.train(was_training)
+    if not logit_parts:
+        return np.zeros((0, model.num_labels), dtype=np.float32)
+    sorted_logits = torch.cat(logit_parts).cpu().numpy()
+    logits = np.empty_like(sorted_logits)
+    logits[np.concatenate(order_parts)] = sorted_logits
+    return logits
+
+
+def probabilities_from_logits(logits: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """Class probabilities [N, K] (softmax), or the predicted scores [N] of a regression."""
+    if label_set.is_regression:
+        return logits[:, 0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def _tsv_cell(text: str) -> str:
+    # Tabs and line breaks inside a text would shift or split the row; JSONL keeps them verbatim.
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def write_predictions(
+    texts: Sequence[str],
+    probabilities: np.ndarray,
+    label_set: LabelSet,
+    out: TextIO,
+    format: Literal["jsonl", "tsv"] = "jsonl",
+    text_pairs: Sequence[str] | None = None,
+) -> None:
+    """One prediction per text, in input order: the label and every class probability (or the score)."""
+    if format not in ("jsonl", "tsv"):
+        raise PrefineError(f"unknown prediction format '{format}'; use jsonl or tsv")
+    names = label_set.names
+    if label_set.is_regression:
+        predicted: list[str] = []
+        rows = np.asarray(probabilities, dtype=np.float64).reshape(-1, 1).tolist()
+    else:
+        predicted = [names[index] for index in np.asarray(probabilities).argmax(axis=1)]
+        rows = np.asarray(probabilities, dtype=np.float64).round(6).tolist()
+    pairs = text_pairs if text_pairs is not None else itertools.repeat(None)
+    if format == "tsv":
+        header = ["text"] + (["text_pair"] if text_pairs is not None else [])
+        header += ["score"] if label_set.is_regression else ["label"] + [f"prob_{name}" for name in names]
+        out.write("\t".join(header) + "\n")
+    for index, (text, pair, row) in enumerate(zip(texts, pairs, rows)):
+        if format == "jsonl":
+            record: dict[str, Any] = {"text": text}
+            if pair is not None:
+                record["text_pair"] = pair
+            if label_set.is_regression:
+                record["score"] = row[0]
+            else:
+                record["label"] = predicted[index]
+                record["probabilities"] = dict(zip(names, row))
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            cells = [_tsv_cell(text)] + ([_tsv_cell(pair)] if pair is not None else [])
+            cells += [repr(row[0])] if label_set.is_regression else [predicted[index]] + [f"{value:.6f}" for value in row]
+            out.write("\t".join(cells) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The task
+
+
+class ClassificationTask:
+    """Adapts `ClassificationBatches` and an eval set to the loop's `TrainingTask` protocol.
+
+    `evaluate` returns the flat numbers the loop logs and selects checkpoints by; the full
+    report (per-class scores, confusion matrix) of the latest evaluation is kept in
+    `last_full_metrics` for the recipe to save and print.
+    """
+
+    def __init__(
+        self,
+        train_batches: ClassificationBatches,
+        eval_examples: EncodedExamples | None,
+        label_set: LabelSet,
+        eval_batch_size: int,
+        device: torch.device,
+    ):
+        if eval_examples is not None and eval_examples.labels is None:
+            raise ValueError("evaluation examples need labels")
+        self.train_batches = train_batches
+        self.eval_examples = eval_examples
+        self.label_set = label_set
+        self.eval_batch_size = eval_batch_size
+        self.device = device
+        self.last_full_metrics: dict[str, Any] = {}
+
+    def start_position(self) -> DataPosition:
+        return self.train_batches.start_position()
+
+    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
+        return self.train_batches.batch_at(position, rank, world_size)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        output = model(
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["token_type_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
+        stats = {"loss": float(output.loss.detach())}
+        if not self.label_set.is_regression:
+            with torch.no_grad():
+                stats["accuracy"] = float((output.logits.argmax(-1) == batch["labels"]).float().mean())
+        return output.loss, stats
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.eval_examples is None:
+            return {}
+        logits = predict_logits(model, self.eval_examples, self.eval_batch_size, self.device, self.train_batches.pad_id)
+        self.last_full_metrics = evaluation_metrics(logits, self.eval_examples.labels, self.label_set)  # type: ignore[arg-type]
+        headline = ("loss", "mse", "pearson", "spearman") if self.label_set.is_regression else ("loss", "accuracy", "macro_f1", "binary_f1")
+        return {key: float(self.last_full_metrics[key]) for key in headline if key in self.last_full_metrics}
+
+
+def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> dict[str, Any]:
+    """The eval loss (the training objective on held-out data) and the task's metrics."""
+    if label_set.is_regression:
+        metrics = regression_metrics(labels, logits[:, 0])
+        return {"loss": metrics["mse"], **metrics}  # MSE is the regression objective itself
+    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+    return {"loss": loss, **classification_metrics(labels, logits.argmax(axis=1), label_set.names)}

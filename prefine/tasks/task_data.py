@@ -1,0 +1,280 @@
+"""Labelled task data in: TSV, CSV, JSONL files or a Hugging Face dataset, read into columns.
+
+Fine-tuning sets are small next to a pre-training corpus, so they are read whole, column by
+column (a list per column, not a dict per row: 400k MNLI rows stay compact). Every record keeps
+the line of the file it came from, so an error about a record ("unseen label", "missing text")
+can say where to look.
+
+Formats are chosen by suffix (`.tsv`, `.csv`, `.jsonl` / `.ndjson` / `.json`, each optionally
+`.gz`). TSV is read with quoting off, because GLUE-style TSVs such as SST-2 contain raw quote
+characters that a quoting reader would treat as the start of a multi-line field. CSV and TSV
+need a header line: the column names are how text and label columns are found.
+
+Anything that is not an existing file is a Hugging Face dataset: a folder written by
+`save_to_disk`, or a Hub name with an optional config and split, `name[:config][:split]`, for
+example `nyu-mll/glue:sst2:validation`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefine.errors import PrefineError
+
+_FILE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
+# csv refuses fields above 128 KiB by default; a long document in a classification set can exceed that.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass
+class RecordTable:
+    """Records of one source, column-oriented; `line_numbers[i]` locates record i for messages."""
+
+    source: str
+    columns: dict[str, list[str | None]]  # None where a JSONL record lacks the field
+    line_numbers: np.ndarray
+    location_unit: str = "line"  # "line" in files, "row" in datasets
+
+    def __len__(self) -> int:
+        return len(self.line_numbers)
+
+    def __iter__(self) -> Iterator[dict[str, str | None]]:
+        names = list(self.columns)
+        for values in zip(*self.columns.values()):
+            yield dict(zip(names, values))
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    def where(self, index: int) -> str:
+        return f"{self.location_unit} {int(self.line_numbers[index])}"
+
+    def column(self, name: str, role: str = "column", flag: str = "") -> list[str | None]:
+        """The values of `name`; a missing column names the ones that exist (and the flag to pick one)."""
+        if name not in self.columns:
+            hint = f"; choose one with {flag}" if flag else ""
+            raise PrefineError(f"{self.source} has no {role} '{name}'; available columns: {', '.join(self.columns) or 'none'}{hint}")
+        return self.columns[name]
+
+    def text_column(self, name: str, role: str = "column", flag: str = "") -> list[str]:
+        """`column`, but every record must have a value (a missing one is an error naming its line)."""
+        values = self.column(name, role, flag)
+        for index, value in enumerate(values):
+            if value is None:
+                raise PrefineError(f"{self.source} {self.where(index)} has no '{name}' value; every record needs one")
+        return values  # type: ignore[return-value]
+
+
+def _value_as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _file_format(path: Path) -> str:
+    suffix = path.suffixes[-2].lower() if path.suffix.lower() == ".gz" and len(path.suffixes) > 1 else path.suffix.lower()
+    if suffix not in _FILE_FORMATS:
+        raise PrefineError(f"{path}: cannot tell the format from the suffix '{suffix or '(none)'}'; name the file .tsv, .csv or .jsonl")
+    return _FILE_FORMATS[suffix]
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; bytes are decoded per line so an encoding error names its line."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise PrefineError(
+                        f"{path} line {number} is not valid UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1}); "
+                        "convert the file with iconv -f <encoding> -t utf-8 (e.g. cp949, euc-kr, latin-1)"
+                    ) from None
+                if number == 1:
+                    text = text.removeprefix("\ufeff")  # byte order mark written by some Windows tools
+                yield number, text.rstrip("\r\n")
+    except (gzip.BadGzipFile, EOFError) as error:
+        raise PrefineError(f"{path} is not a readable gzip file ({error}); re-compress it or drop the .gz suffix") from None
+
+
+def _unquote_tsv_field(value: str) -> str:
+    # With quoting off, a field that a CSV writer did quote arrives with its quotes. Unwrap it
+    # only when every inner quote is doubled, so a sentence that merely starts and ends with a
+    # quotation ("Go," he said, "now") keeps its quotes.
+    if len(value) >= 2 and value[0] == value[-1] == '"' and '"' not in value[1:-1].replace('""', ""):
+        return value[1:-1].replace('""', '"')
+    return value
+
+
+def _read_delimited(path: Path, delimiter: str) -> RecordTable:
+    is_tsv = delimiter == "\t"
+    lines = (line + "\n" for _, line in _iter_lines(path))
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if is_tsv else csv.reader(lines)
+    kind = "TSV" if is_tsv else "CSV"
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise PrefineError(f"{path} is empty; a {kind} file needs a header line and at least one record")
+        if is_tsv:
+            header = [_unquote_tsv_field(name) for name in header]
+        header = [name.strip() for name in header]
+        if len(set(header)) != len(header):
+            raise PrefineError(f"{path} has repeated column names in its header ({', '.join(header)}); give every column its own name")
+        values: list[list[str]] = [[] for _ in header]
+        line_numbers: list[int] = []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                raise PrefineError(
+                    f"{path} line {reader.line_num} has {len(row)} columns but the header has {len(header)} ({', '.join(header)}); "
+                    f"fix that row (a {kind} field may not contain {'a tab' if is_tsv else 'an unquoted comma'})"
+                )
+            for column, value in zip(values, row):
+                column.append(_unquote_tsv_field(value) if is_tsv else value)
+            line_numbers.append(reader.line_num)
+    except csv.Error as error:
+        raise PrefineError(f"{path} line {reader.line_num} is not valid {kind} ({error}); check its quoting") from None
+    return RecordTable(str(path), dict(zip(header, values)), np.asarray(line_numbers, dtype=np.int64))
+
+
+def _read_jsonl(path: Path) -> RecordTable:
+    records: list[dict] = []
+    line_numbers: list[int] = []
+    for number, line in _iter_lines(path):
+        if not line.strip():
+            continue
+        if not records and line.lstrip().startswith("["):
+            return _read_json_array(path)  # a whole-file JSON array (the other layout .json files use)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PrefineError(f"{path} line {number} is not JSON ({error.msg}); each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise PrefineError(f"{path} line {number} is a JSON {type(record).__name__}, not an object; each line must be one JSON object")
+        records.append(record)
+        line_numbers.append(number)
+    return _table_from_records(str(path), records, line_numbers, "line")
+
+
+def _read_json_array(path: Path) -> RecordTable:
+    try:
+        records = json.loads(b"".join(line.encode("utf-8") + b"\n" for _, line in _iter_lines(path)))
+    except json.JSONDecodeError as error:
+        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); fix it or write one object per line (JSONL)") from None
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise PrefineError(f"{path} must be a JSON array of objects or one JSON object per line")
+    return _table_from_records(str(path), records, list(range(1, len(records) + 1)), "record")
+
+
+def _table_from_records(source: str, records: list[dict], line_numbers: list[int], unit: str) -> RecordTable:
+    names: dict[str, None] = {}  # ordered union of the keys: later records may add fields
+    for record in records:
+        names.update(dict.fromkeys(record))
+    columns = {name: [_value_as_text(record.get(name)) for record in records] for name in names}
+    return RecordTable(source, columns, np.asarray(line_numbers, dtype=np.int64), unit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face datasets
+
+
+def _import_datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise PrefineError("reading a Hugging Face dataset needs the datasets package; pip install prefine[datasets]") from None
+    return datasets
+
+
+def _parse_dataset_name(name: str, default_split: str) -> tuple[str, str | None, str]:
+    """`name`, `name:split` or `name:config:split` -> (name, config, split)."""
+    parts = name.split(":")
+    if len(parts) == 1:
+        return name, None, default_split
+    if len(parts) == 2:
+        return parts[0], None, parts[1] or default_split
+    if len(parts) == 3:
+        return parts[0], parts[1] or None, parts[2] or default_split
+    raise PrefineError(f"'{name}' is neither a file nor a dataset name of the form name[:config][:split]; check the path")
+
+
+def _read_dataset(name: str, default_split: str) -> RecordTable:
+    datasets = _import_datasets()
+    folder = Path(name)
+    if folder.is_dir():
+        if not any((folder / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
+            raise PrefineError(f"{folder} is a folder but not a dataset saved with save_to_disk; pass a .tsv, .csv or .jsonl file instead")
+        dataset, split, source = datasets.load_from_disk(str(folder)), default_split, str(folder)
+        if isinstance(dataset, datasets.DatasetDict):
+            if split not in dataset:
+                raise PrefineError(f"{folder} has no split '{split}'; available splits: {', '.join(dataset)}")
+            dataset = dataset[split]
+    else:
+        hub_name, config_name, split = _parse_dataset_name(name, default_split)
+        source = f"dataset {hub_name}" + (f" ({config_name})" if config_name else "") + f" split {split}"
+        try:
+            dataset = datasets.load_dataset(hub_name, config_name, split=split)
+        except Exception as error:  # datasets raises many types (network, unknown name, missing split or config)
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise PrefineError(f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); check the path or the name[:config][:split]") from None
+    columns: dict[str, list[str | None]] = {}
+    for column in dataset.column_names:
+        feature = dataset.features.get(column)
+        raw = dataset[column]
+        if isinstance(feature, datasets.ClassLabel):
+            # Class names read better in predictions than the integers the dataset stores.
+            columns[column] = [feature.int2str(value) if isinstance(value, int) and 0 <= value < feature.num_classes else _value_as_text(value) for value in raw]
+        else:
+            columns[column] = [_value_as_text(value) for value in raw]
+    return RecordTable(source, columns, np.arange(1, dataset.num_rows + 1, dtype=np.int64), "row")
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def _looks_like_file_path(name: str) -> bool:
+    path = Path(name)
+    return path.suffix.lower() in (*_FILE_FORMATS, ".gz") or name.startswith((".", "/", "~"))
+
+
+def read_records(path_or_name: str | Path, split: str | None = None) -> RecordTable:
+    """Read a TSV/CSV/JSONL file, a saved dataset folder or a Hub dataset into a `RecordTable`.
+
+    `split` is the dataset split used when the name does not say (default "train").
+    """
+    name = str(path_or_name)
+    path = Path(name).expanduser()
+    if path.is_file():
+        kind = _file_format(path)
+        table = _read_jsonl(path) if kind == "jsonl" else _read_delimited(path, "\t" if kind == "tsv" else ",")
+        if not len(table):
+            raise PrefineError(f"{path} holds no records; point at a file with data")
+        return table
+    if not path.is_dir() and _looks_like_file_path(name):
+        raise PrefineError(f"{path} does not exist; check the path")
+    table = _read_dataset(name, split or "train")
+    if not len(table):
+        raise PrefineError(f"{table.source} holds no records; choose another split")
+    return table

@@ -1,0 +1,113 @@
+"""The shared training loop: exact resume after Ctrl-C, schedules, accumulation, best checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from prefine.checkpoint import latest_checkpoint
+from prefine.errors import PrefineError
+from prefine.model import BertForPreTraining, preset_config
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
+from prefine.tasks.pretraining import PretrainingTask
+from prefine.tokenizer import TokenizerConfig, train_tokenizer
+from prefine.training import DistributedContext, TrainingConfig, TrainingInterrupted, train
+from prefine.training.optim import learning_rate_multiplier
+from tests.conftest import synthetic_documents
+
+CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def pretraining_parts(tmp_path_factory):
+    documents = synthetic_documents(150, seed=3)
+    tokenizer = train_tokenizer((sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False)
+    shards = build_token_shards(documents, tokenizer, tmp_path_factory.mktemp("shards") / "shards")
+    return tokenizer, shards
+
+
+def make_run(parts, model_overrides=None, **training_overrides):
+    tokenizer, shards = parts
+    data = PretrainingDataConfig(max_seq_length=32)
+    training = TrainingConfig(**{"max_steps": 10, "batch_size": 8, "learning_rate": 1e-3, "log_every": 1, "eval_every": 0,
+                                 "save_every": 0, "progress": False, "seed": 7, **training_overrides})
+    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, data, seed=7, global_batch_size=training.batch_size)
+    torch.manual_seed(7)
+    config = preset_config("tiny", vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64, num_attention_heads=2, max_position_embeddings=64, **(model_overrides or {}))
+    model = BertForPreTraining(config)  # dropout stays on (0.1): resume must restore its RNG too
+    task = PretrainingTask(batches, batches.eval_batches(8), torch.device("cpu"))
+    return model, task, training
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {line["step"]: line["train/loss"] for line in lines if "train/loss" in line}
+
+
+class InterruptingTask:
+    """Sends this process SIGINT (as Ctrl-C would) when asked for the batch of a given step."""
+
+    def __init__(self, task, at_call: int):
+        self.task, self.at_call, self.calls = task, at_call, 0
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def batch_at(self, position, rank, world_size):
+        self.calls += 1
+        if self.calls == self.at_call:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.task.batch_at(position, rank, world_size)
+
+
+def test_resume_after_ctrl_c_equals_uninterrupted_training(pretraining_parts, tmp_path):
+    model, task, training = make_run(pretraining_parts)
+    train(model, task, training, tmp_path / "straight", {}, CPU)
+    expected = train_losses(tmp_path / "straight")
+
+    model, task, training = make_run(pretraining_parts)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train(model, InterruptingTask(task, at_call=4), training, tmp_path / "resumed", {}, CPU)
+    assert interrupted.value.step == 4  # the step in flight finished, then the loop saved and stopped
+    assert latest_checkpoint(tmp_path / "resumed").name == "step-00000004"
+
+    model, task, training = make_run(pretraining_parts)
+    train(model, task, training, tmp_path / "resumed", {}, CPU, resume=True)
+    resumed = train_losses(tmp_path / "resumed")
+    assert sorted(resumed) == list(range(1, 11))
+    assert resumed == expected  # bit-identical, not approximately equal
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    config = TrainingConfig(max_steps=100, warmup_steps=10, schedule="linear")
+    assert learning_rate_multiplier(0, config) < learning_rate_multiplier(5, config) < learning_rate_multiplier(10, config) == 1.0
+    assert learning_rate_multiplier(55, config) == pytest.approx(0.5)
+    assert learning_rate_multiplier(100, config) == 0.0
+    cosine = TrainingConfig(max_steps=100, warmup_steps=0, schedule="cosine")
+    assert learning_rate_multiplier(50, cosine) == pytest.approx(0.5)
+
+
+def test_no_weight_decay_on_biases_and_layer_norm(pretraining_parts):
+    from prefine.training.optim import build_optimizer
+
+    model, _, training = make_run(pretraining_parts)
+    decayed, undecayed = build_optimizer(model, training, torch.device("cpu")).param_groups
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert all("LayerNorm" not in names[id(p)] and not names[id(p)].endswith("bias") for p in decayed["params"])
+    assert any("LayerNorm" in names[id(p)] for p in undecayed["params"]) and undecayed["weight_decay"] == 0.0
+
+
+def test_bad_batch_configuration_is_a_clear_error():
+    with pytest.raises(PrefineError, match="not divisible"):
+        TrainingConfig(batch_size=10, gradient_accumulation_steps=3)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(pretraining_parts, tmp_path):
+    model, task, training = make_run(pretraining_parts)
+    with pytest.raises(PrefineError, match="no complete checkpoint"):
+        train(model, task, training, tmp_path / "empty", {}, CPU, resume=True)
