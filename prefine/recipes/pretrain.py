@@ -227,6 +227,7 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
     registry = open_registry(setup.run.registry, run_dir)
     with recorded_run(
         registry,
+        resume_artifact=resuming,
         name=setup.run.name or run_dir.name,
         kind="pretrain",
         parent_id=parent_run_id(registry, init, setup.run.init) if init else None,

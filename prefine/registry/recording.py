@@ -39,9 +39,17 @@ class RunHandle:
 
 
 @contextmanager
-def recorded_run(registry: RunRegistry, **start_kwargs) -> Iterator[RunHandle]:
-    """Start a run (`RunRegistry.start_run` arguments) and record completed/failed/interrupted on exit."""
-    handle = RunHandle(record=registry.start_run(**start_kwargs))
+def recorded_run(registry: RunRegistry, resume_artifact: bool = False, **start_kwargs) -> Iterator[RunHandle]:
+    """Start a run (`RunRegistry.start_run` arguments) and record completed/failed/interrupted on exit.
+
+    With `resume_artifact`, a run already recorded for the same artifact folder is reopened, so
+    resuming after Ctrl-C continues one registry row rather than adding a second.
+    """
+    existing = registry.find_by_artifact(start_kwargs["artifact_path"]) if resume_artifact else None
+    if existing is not None and existing.kind == start_kwargs.get("kind"):
+        handle = RunHandle(record=registry.reopen_run(existing.id))
+    else:
+        handle = RunHandle(record=registry.start_run(**start_kwargs))
     try:
         yield handle
     except KeyboardInterrupt:

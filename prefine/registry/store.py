@@ -326,6 +326,16 @@ class RunRegistry:
             if cursor.rowcount == 0:
                 raise PrefineError(f"no run with id {run_id} in registry {self.path}; `prefine runs` lists them")
 
+    def reopen_run(self, run_id: int) -> RunRecord:
+        """A resumed run continues its own row (status back to running) instead of becoming a new run."""
+        with self._write() as connection:
+            cursor = connection.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ?", (run_id,)
+            )
+            if cursor.rowcount == 0:
+                raise PrefineError(f"no run with id {run_id} in registry {self.path}; `prefine runs` lists them")
+        return self.get(run_id)
+
     def get(self, name_or_id: str | int) -> RunRecord:
         """A run by name, or by id (an int, or digits that are not some run's name)."""
         row = None

@@ -1,0 +1,162 @@
+"""End-to-end CLI runs: pretrain, resume, fill-mask, fine-tune, predict, evaluate, export, lineage, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from prefine.cli import main
+from tests.conftest import synthetic_documents, write_bert_text
+
+TINY = ["--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
+        "--num-threads", "1", "--no-progress"]
+
+
+def pretrain(tmp_path: Path, corpus: Path, out: str, *extra: str) -> int:
+    return main(["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / out), "--registry", str(tmp_path / "registry.sqlite"),
+                 *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    """A tiny pre-trained run shared by the fine-tuning tests (training it once keeps the suite fast)."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = write_bert_text(root / "corpus.txt", synthetic_documents(120))
+    os.environ["PREFINE_CACHE"] = str(root / "cache")
+    assert pretrain(root, corpus, "pre", "--max-steps", "6", "--eval-every", "3") == 0
+    return root
+
+
+def metrics_lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_pretrain_writes_a_complete_run(pretrained_run):
+    run = pretrained_run / "pre"
+    saved = json.loads((run / "run.json").read_text())
+    assert saved["kind"] == "pretrain" and saved["model"]["hidden_size"] == 128
+    assert (run / "tokenizer" / "tokenizer.json").exists() and (run / "tokenizer" / "vocab.txt").exists()
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-00000006"
+    evals = [line for line in metrics_lines(run) if "eval/mlm_accuracy" in line]
+    assert [line["step"] for line in evals] == [0, 3, 6]
+    assert all(0.0 <= line["eval/mlm_accuracy"] <= 1.0 and line["eval/perplexity"] > 1 for line in evals)
+
+
+def test_fill_mask_prints_candidates(pretrained_run, capsys):
+    assert main(["fill-mask", str(pretrained_run / "pre"), "the cat sees the [MASK] every morning", "--top-k", "3"]) == 0
+    output = capsys.readouterr().out
+    assert output.startswith("[MASK] 1:") and output.count("%") == 3 and "->" in output
+
+
+def test_resume_continues_to_the_new_length_and_refuses_config_changes(pretrained_run, capsys):
+    run = pretrained_run / "pre"
+    assert main(["pretrain", "--resume", str(run), "--preset", "mini"]) == 2
+    assert "cannot change --preset when resuming" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(run), "--learning-rate", "0.1"]) == 2
+    assert main(["pretrain", "--resume", str(run), "--max-steps", "8", "--eval-every", "4"]) == 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-00000008"
+    steps = [line["step"] for line in metrics_lines(run) if "train/loss" in line]
+    assert steps == sorted(steps) and steps[-1] == 8
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    assert main(["pretrain", "--corpus", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not found" in err and "Traceback" not in err
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["pretrain", "--corpus", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "r2"), *TINY]) == 2
+    assert capsys.readouterr().err.startswith("prefine: error:")
+    (tmp_path / "latin1.txt").write_bytes("first line\ncaf\xe9 au lait\n".encode("latin-1"))
+    assert main(["pretrain", "--corpus", str(tmp_path / "latin1.txt"), "--out", str(tmp_path / "r3"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "UTF-8" in err
+    tiny_file = write_bert_text(tmp_path / "small.txt", synthetic_documents(3))
+    assert main(["pretrain", "--corpus", str(tiny_file), "--out", str(tmp_path / "r4"), *TINY, "--max-steps", "2"]) == 2
+    assert "add text or lower --max-seq-length" in capsys.readouterr().err
+
+
+def write_sentiment(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("document\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
+    return path
+
+
+def sentiment_rows(count: int, seed: int) -> list[tuple[str, str]]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        good = rng.random() < 0.5
+        word = rng.choice(["great", "good", "lovely"] if good else ["bad", "awful", "boring"])
+        rows.append((f"the cat sees a {word} house {rng.choice(['today', 'at night', 'once again'])}", "pos" if good else "neg"))
+    return rows
+
+
+def test_finetune_predict_evaluate_export_and_lineage(pretrained_run, capsys):
+    root = pretrained_run
+    train = write_sentiment(root / "train.tsv", sentiment_rows(160, 1))
+    test = write_sentiment(root / "test.tsv", sentiment_rows(60, 2))
+    registry = str(root / "registry.sqlite")
+    args = ["finetune", "--init", str(root / "pre"), "--train", str(train), "--eval", str(test), "--out", str(root / "sent"),
+            "--text-column", "document", "--label-column", "label", "--max-steps", "60", "--learning-rate", "1e-3",
+            "--batch-size", "16", "--eval-every", "20", "--no-eval-at-epoch-end", "--num-threads", "1", "--no-progress", "--registry", registry]
+    assert main(args) == 0
+    scores = json.loads((root / "sent" / "eval_metrics.json").read_text())
+    assert scores["accuracy"] >= 0.9  # the sentiment word decides the label
+
+    capsys.readouterr()
+    assert main(["evaluate", str(root / "sent"), "--data", str(test)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["accuracy"] == pytest.approx(scores["accuracy"])
+
+    assert main(["predict", str(root / "sent"), "--data", str(test), "--output", str(root / "pred.jsonl")]) == 0
+    predictions = [json.loads(line) for line in (root / "pred.jsonl").read_text().splitlines()]
+    assert len(predictions) == 60 and set(predictions[0]["probabilities"]) == {"neg", "pos"}
+
+    write_sentiment(root / "unseen.tsv", [("the cat sees a house", "neutral")])
+    assert main(["evaluate", str(root / "sent"), "--data", str(root / "unseen.tsv")]) == 2
+    assert "neutral" in capsys.readouterr().err
+
+    assert main(["finetune", *args[1:8], str(root / "sent2"), *args[9:], "--name", "sent-again"]) == 0
+    assert main(["export", str(root / "sent"), "--format", "hf", "--out", str(root / "exported")]) == 0
+    assert json.loads((root / "exported" / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
+
+    capsys.readouterr()
+    assert main(["lineage", "pre", "--descendants", "--registry", registry]) == 0
+    tree = capsys.readouterr().out
+    assert tree.index("pretrain pre") < tree.index("finetune sent") and "sent-again" in tree
+    assert main(["lineage", "sent", "--registry", registry]) == 0
+    chain = capsys.readouterr().out
+    assert chain.index("pre") < chain.index("sent")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(150))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "prefine", "pretrain", "--corpus", str(corpus), "--out", str(out),
+               "--registry", str(tmp_path / "registry.sqlite"), *TINY, "--max-steps", "100000", "--eval-every", "0", "--log-every", "1"]
+    env = {**os.environ, "PREFINE_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len((out / "metrics.jsonl").read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "interrupted at step" in err
+    saved_step = int((out / "checkpoints" / "latest").read_text().strip().removeprefix("step-"))
+    assert saved_step >= 3
+    status = subprocess.run([sys.executable, "-m", "prefine", "runs", "--registry", str(tmp_path / "registry.sqlite")],
+                            capture_output=True, text=True, env=env)
+    assert "interrupted" in status.stdout
+    resumed = subprocess.run([sys.executable, "-m", "prefine", "pretrain", "--resume", str(out), "--max-steps", str(saved_step + 2),
+                              "--registry", str(tmp_path / "registry.sqlite")], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "checkpoints" / "latest").read_text().strip() == f"step-{saved_step + 2:08d}"
