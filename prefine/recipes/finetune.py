@@ -10,6 +10,7 @@ weights of the same shape, on growing fractions of the labelled data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -17,6 +18,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,8 +37,9 @@ from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.metrics.classification import format_metrics_table
 from prefine.model import BertForSequenceClassification, config_from_dict
+from prefine.recipes import question_answering as qa_recipe
 from prefine.recipes.common import open_registry, parent_run_id, resolve_init, run_record
-from prefine.registry import recorded_run
+from prefine.registry import RunHandle, recorded_run
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationColumns,
@@ -58,6 +61,7 @@ from prefine.training import TrainingConfig, init_distributed, resolve_device, t
 
 @dataclass
 class FinetuneRunConfig:
+    task: Literal["classification", "qa"] = option("classification", "classification (texts and labels) or qa (extractive question answering on SQuAD-format JSON)")
     init: str = option("", "pre-trained weights: a prefine run folder or a Hugging Face BERT folder/name")
     train: str = option("", "labelled training data: .tsv, .csv, .jsonl or a Hugging Face dataset name")
     eval: str = option("", "labelled evaluation data (same columns as --train)")
@@ -81,6 +85,7 @@ def add_command(subparsers) -> None:
     parser = subparsers.add_parser("finetune", help="fine-tune a pre-trained encoder for (pair) classification or regression")
     add_dataclass_arguments(parser.add_argument_group("run"), FinetuneRunConfig)
     add_dataclass_arguments(parser.add_argument_group("task data"), ClassificationDataConfig)
+    add_dataclass_arguments(parser.add_argument_group("question answering data (--task qa)"), qa_recipe.QADataConfig)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=FINETUNE_TRAINING_DEFAULTS)
     parser.set_defaults(func=finetune_from_args)
 
@@ -96,12 +101,15 @@ def add_command(subparsers) -> None:
     predict.add_argument("--format", choices=["jsonl", "tsv"], default="jsonl", help="output format (default: jsonl)")
     predict.add_argument("--output", default="-", help="where to write predictions (default: stdout)")
     predict.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
+    predict.add_argument("--question", help="QA runs: the question to answer in --context")
+    predict.add_argument("--context", help="QA runs: the passage holding the answer")
+    predict.add_argument("--nbest", type=int, default=0, help="QA runs: also show the N best answers with probabilities (with --data: write them instead of the answers)")
     predict.set_defaults(func=predict_from_args)
 
     compare = subparsers.add_parser("compare", help="fine-tune from pre-trained vs random weights on growing label fractions")
     compare.add_argument("--fractions", default="0.01,0.1,1.0", help="comma-separated fractions of the training data (default: 0.01,0.1,1.0)")
     compare.add_argument("--min-steps", type=int, default=50, help="at least this many steps per fine-tuning, however small the fraction (default: 50)")
-    add_dataclass_arguments(compare.add_argument_group("run"), FinetuneRunConfig, skip=("from_scratch", "train_fraction", "name"))
+    add_dataclass_arguments(compare.add_argument_group("run"), FinetuneRunConfig, skip=("task", "from_scratch", "train_fraction", "name"))
     add_dataclass_arguments(compare.add_argument_group("task data"), ClassificationDataConfig)
     add_dataclass_arguments(compare.add_argument_group("training"), TrainingConfig, defaults=FINETUNE_TRAINING_DEFAULTS)
     compare.set_defaults(func=compare_from_args)
@@ -133,6 +141,8 @@ def _default_best_metric(label_set: LabelSet) -> str:
 
 
 def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, training: TrainingConfig, explicit_steps: bool) -> dict:
+    if run.task == "qa":
+        return qa_recipe.run_qa_finetune(run, qa_recipe.QADataConfig(), training, explicit_steps)
     if not run.init:
         raise PrefineError("pass --init with a pre-trained run (or Hugging Face folder) to fine-tune from")
     if not run.train or not run.out:
@@ -160,8 +170,9 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
         from prefine.interop import load_into
 
         report = load_into(model, init.state_dict)
-        print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}")
-    else:
+        if context.is_main:
+            print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}")
+    elif context.is_main:
         print(f"init: random weights with the architecture of {init.description} (from scratch)")
 
     if context.is_main:
@@ -200,16 +211,20 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
     pad_id = tokenizer.token_to_id("[PAD]")
     batches = ClassificationBatches(train_examples, training.batch_size // training.gradient_accumulation_steps, pad_id, training.seed)
     task = ClassificationTask(batches, eval_examples, label_set, run.eval_batch_size, context.device)
-    registry = open_registry(run.registry, run_dir)
-    with recorded_run(
-        registry,
-        name=run.name or run_dir.name,
-        kind="finetune",
-        parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
-        config=record,
-        data_fingerprints={"train": _file_fingerprint(run.train), "eval": _file_fingerprint(run.eval) if run.eval else None},
-        tokenizer_hash=fingerprint,
-        artifact_path=run_dir,
+    registry = open_registry(run.registry, run_dir) if context.is_main else None
+    with (
+        recorded_run(
+            registry,
+            name=run.name or run_dir.name,
+            kind="finetune",
+            parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
+            config=record,
+            data_fingerprints={"train": _file_fingerprint(run.train), "eval": _file_fingerprint(run.eval) if run.eval else None},
+            tokenizer_hash=fingerprint,
+            artifact_path=run_dir,
+        )
+        if registry is not None
+        else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
     ) as handle:
         result = train(model, task, training, run_dir, checkpoint_config, context)
         final = {}
@@ -234,6 +249,12 @@ def _file_fingerprint(path: str) -> dict | None:
 
 def finetune_from_args(args: argparse.Namespace) -> int:
     run = from_args(FinetuneRunConfig, args)
+    if run.task == "qa":
+        qa_recipe.reject_flags_of(args, ClassificationDataConfig, "--task qa")
+        training = from_args(TrainingConfig, args, base=FINETUNE_TRAINING_DEFAULTS)
+        qa_recipe.run_qa_finetune(run, from_args(qa_recipe.QADataConfig, args), training, explicit_steps=args.max_steps is not None)
+        return 0
+    qa_recipe.reject_flags_of(args, qa_recipe.QADataConfig, "classification (add --task qa for question answering)")
     data = from_args(ClassificationDataConfig, args)
     training = from_args(TrainingConfig, args, base=FINETUNE_TRAINING_DEFAULTS)
     run_finetune(run, data, training, explicit_steps=args.max_steps is not None)
@@ -281,6 +302,8 @@ def _evaluate_checkpoint(run_dir: Path, examples: EncodedExamples, label_set: La
 
 
 def evaluate_from_args(args: argparse.Namespace) -> int:
+    if read_run(Path(args.run)).get("task") == "qa":
+        return qa_recipe.evaluate_from_args(args)
     device = resolve_device("auto")
     loaded = load_finetuned(Path(args.run), device)
     inputs = read_classification_inputs(args.data, loaded.data, "validation", columns=loaded.columns)
@@ -294,6 +317,10 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
 
 
 def predict_from_args(args: argparse.Namespace) -> int:
+    if read_run(Path(args.run)).get("task") == "qa":
+        return qa_recipe.predict_from_args(args)
+    if args.question is not None or args.context is not None or args.nbest:
+        raise PrefineError("--question, --context and --nbest are for QA runs; this run classifies texts: pass --data FILE or pipe one text per line")
     device = resolve_device("auto")
     loaded = load_finetuned(Path(args.run), device)
     if args.data == "-":

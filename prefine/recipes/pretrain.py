@@ -8,6 +8,7 @@ and records the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import shutil
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ from prefine.recipes.common import (
     resolve_init,
     run_record,
 )
-from prefine.registry import recorded_run
+from prefine.registry import RunHandle, recorded_run
 from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
+from prefine.training.distributed import check_batch_split, wait_for_main
 
 
 @dataclass
@@ -176,18 +178,32 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
     run_dir = Path(setup.run.out)
     resuming = bool(setup.run.resume)
     context = init_distributed(setup.training.device)
+    check_batch_split(setup.training.batch_size, setup.training.gradient_accumulation_steps, context.world_size)
     init = resolve_init(setup.run.init) if setup.run.init and not resuming else None
 
-    tokenizer = _prepare_tokenizer(setup, run_dir, init, resuming)
+    # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
+    # reproducible, so every other rank must read the very files rank 0 wrote.
+    tokenizer = _prepare_tokenizer(setup, run_dir, init, resuming) if context.is_main else None
+    wait_for_main(context)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     fingerprint = corpus_fingerprint(setup.corpus)
     cache_root = Path(setup.run.cache_dir) if setup.run.cache_dir else default_cache_dir()
-    shards = cached_token_shards(
-        lambda: iter_documents(setup.corpus),
-        tokenizer,
-        cache_root / "token_shards",
-        {"corpus": fingerprint, "tokenizer": tokenizer_hash, "max_sentences": setup.corpus.max_sentences_per_document},
-    )
+
+    def open_shards():
+        return cached_token_shards(
+            lambda: iter_documents(setup.corpus),
+            tokenizer,
+            cache_root / "token_shards",
+            {"corpus": fingerprint, "tokenizer": tokenizer_hash, "max_sentences": setup.corpus.max_sentences_per_document},
+        )
+
+    # Rank 0 builds the token cache when it is missing; the others then open what it built.
+    shards = open_shards() if context.is_main else None
+    wait_for_main(context)
+    if shards is None:
+        shards = open_shards()
     micro_batch = setup.training.batch_size // setup.training.gradient_accumulation_steps
     train_batches = PretrainingBatches.from_tokenizer(shards, tokenizer, setup.data, setup.training.seed, micro_batch)
     eval_batches = train_batches.eval_batches(micro_batch)
@@ -224,17 +240,21 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
             f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
         )
     task = PretrainingTask(train_batches, eval_batches, context.device)
-    registry = open_registry(setup.run.registry, run_dir)
-    with recorded_run(
-        registry,
-        resume_artifact=resuming,
-        name=setup.run.name or run_dir.name,
-        kind="pretrain",
-        parent_id=parent_run_id(registry, init, setup.run.init) if init else None,
-        config=record,
-        data_fingerprints={"corpus": fingerprint},
-        tokenizer_hash=tokenizer_hash,
-        artifact_path=run_dir,
+    registry = open_registry(setup.run.registry, run_dir) if context.is_main else None
+    with (
+        recorded_run(
+            registry,
+            resume_artifact=resuming,
+            name=setup.run.name or run_dir.name,
+            kind="pretrain",
+            parent_id=parent_run_id(registry, init, setup.run.init) if init else None,
+            config=record,
+            data_fingerprints={"corpus": fingerprint},
+            tokenizer_hash=tokenizer_hash,
+            artifact_path=run_dir,
+        )
+        if registry is not None
+        else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
     ) as handle:
         result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=resuming)
         key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None

@@ -15,6 +15,7 @@ from torch import nn
 
 from prefine.model import IGNORE_NSP
 from prefine.pretraining_data import DataPosition
+from prefine.training.distributed import global_mean_weights
 
 
 class PretrainingTask:
@@ -43,13 +44,20 @@ class PretrainingTask:
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         output = model(**self._model_inputs(batch))
+        # Under torchrun each rank holds a different number of masked tokens and NSP pairs; weighting
+        # its means by its share makes DDP's average over ranks the mean over the whole global batch
+        # (weights are exactly 1 in a single process). The statistics carry the same weights, so
+        # their mean over ranks, which the loop logs, is the global batch's value.
+        nsp_pairs = int((batch["next_sentence_label"] != IGNORE_NSP).sum())
+        mlm_weight, nsp_weight = global_mean_weights([output.mlm_targets.numel(), nsp_pairs])
+        loss = output.mlm_loss * mlm_weight + output.nsp_loss * nsp_weight
         with torch.no_grad():
             mlm_accuracy = (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean() if output.mlm_targets.numel() else torch.tensor(0.0)
-        return output.loss, {
-            "loss": float(output.loss.detach()),
-            "mlm_loss": float(output.mlm_loss.detach()),
-            "nsp_loss": float(output.nsp_loss.detach()),
-            "mlm_accuracy": float(mlm_accuracy),
+        return loss, {
+            "loss": float(loss.detach()),
+            "mlm_loss": float(output.mlm_loss.detach()) * mlm_weight,
+            "nsp_loss": float(output.nsp_loss.detach()) * nsp_weight,
+            "mlm_accuracy": float(mlm_accuracy) * mlm_weight,
         }
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -2,6 +2,10 @@
 
 `torchrun` exports RANK, WORLD_SIZE and LOCAL_RANK; when they are absent the run is a single
 process and every helper here degrades to a no-op, so the training loop has one code path.
+
+Every collective here must be reached by all ranks in the same order; the loop only calls them
+at points that depend on the step count alone (never on one rank's data), so no rank can wait
+for a collective the others will never enter.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,17 +64,86 @@ def init_distributed(device_preference: str, timeout_minutes: float = 10.0) -> D
     return DistributedContext(rank, world_size, local_rank, device)
 
 
+def check_batch_split(batch_size: int, gradient_accumulation_steps: int, world_size: int) -> int:
+    """Examples per process per micro-batch; a PrefineError when the global batch cannot be shared evenly.
+
+    Every rank computes the same answer from the same flags, so all of them fail together here,
+    before any of them can block in a collective waiting for the others.
+    """
+    micro_batch = batch_size // gradient_accumulation_steps
+    if batch_size % gradient_accumulation_steps or micro_batch % world_size:
+        raise PrefineError(
+            f"global batch {batch_size} cannot be split into {gradient_accumulation_steps} accumulation steps x {world_size} processes "
+            f"evenly; make --batch-size a multiple of {gradient_accumulation_steps * world_size} (or change --gradient-accumulation-steps "
+            "or the number of processes)"
+        )
+    return micro_batch // world_size
+
+
+def _collective_device() -> torch.device:
+    # gloo reduces CPU tensors; nccl only reduces tensors on this process's GPU.
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def all_reduce_sum(values: list[float], context: DistributedContext) -> list[float]:
     if not context.enabled:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=context.device if context.device.type == "cuda" else "cpu")
+    tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def all_reduce_mean(values: list[float], context: DistributedContext) -> list[float]:
+    return [value / context.world_size for value in all_reduce_sum(values, context)]
 
 
 def any_rank(flag: bool, context: DistributedContext) -> bool:
     """True on every rank when any rank says True (all ranks must agree on stopping)."""
     return all_reduce_sum([float(flag)], context)[0] > 0
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait until every rank gets here (e.g. until rank 0 has written what the others will read)."""
+    if context.enabled:
+        dist.barrier()
+
+
+def wait_for_main(context: DistributedContext, timeout_hours: float = 24.0) -> None:
+    """Barrier for rank 0's one-off preparation (tokenizer training, the token cache), which may take
+    far longer than the process group's timeout. A rank that crashes meanwhile still ends the job:
+    torchrun stops the others when one exits with an error."""
+    if not context.enabled:
+        return
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=timeout_hours))
+    dist.barrier(group=group)
+    dist.destroy_process_group(group)
+
+
+def broadcast_from_main(value: Any, context: DistributedContext) -> Any:
+    """Rank 0's `value` on every rank (any picklable object)."""
+    if not context.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def global_mean_weights(local_counts: list[int]) -> list[float]:
+    """For losses averaged over a varying number of items per rank (masked tokens, NSP pairs):
+    the factor local_count x world_size / count over all ranks, one per count.
+
+    DDP averages gradients over ranks, so without it the gradient would be a mean of per-rank
+    means, which weighs a rank's tokens more when it happens to hold fewer of them. Scaling each
+    rank's mean by this factor makes the average the mean over the whole global batch: the same
+    gradient as one process holding the whole batch. It reads the process group torchrun set up
+    (no context needed by the task) and is exactly 1.0 for a single process with items.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [1.0 if count else 0.0 for count in local_counts]
+    totals = torch.tensor(local_counts, dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(totals)
+    world_size = dist.get_world_size()
+    return [count * world_size / total if total else 0.0 for count, total in zip(local_counts, totals.tolist())]
 
 
 def shutdown(context: DistributedContext) -> None:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from prefine.checkpoint import METRICS_FILE, best_checkpoint, latest_checkpoint, load_trainer_state, load_weights, save_checkpoint, set_pointer
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig
-from prefine.training.distributed import DistributedContext, all_reduce_sum, any_rank
+from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
 from prefine.training.optim import build_optimizer, build_scheduler
 
 LOWER_IS_BETTER = ("loss", "perplexity", "mse")
@@ -156,8 +156,12 @@ def train(
     context: DistributedContext,
     resume: bool = False,
 ) -> TrainingResult:
-    """Train `model` on `task` until max_steps, writing checkpoints and metrics under run_dir."""
+    """Train `model` on `task` until max_steps, writing checkpoints and metrics under run_dir.
+
+    Under torchrun every rank calls this with the same arguments; only rank 0 writes to run_dir.
+    """
     device = context.device
+    check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if context.is_main:
@@ -195,16 +199,12 @@ def train(
 
     training_model: nn.Module = model
     if context.enabled:
+        # DDP broadcasts rank 0's weights at construction, so every rank starts (and stays) identical.
         training_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         training_model = torch.compile(training_model, dynamic=True)
 
     micro_steps = config.gradient_accumulation_steps
-    if (config.batch_size // micro_steps) % context.world_size:
-        raise PrefineError(
-            f"global batch {config.batch_size} / {micro_steps} accumulation steps = {config.batch_size // micro_steps} examples per micro-batch, "
-            f"which {context.world_size} processes cannot share evenly; change --batch-size or --gradient-accumulation-steps"
-        )
 
     def trainer_state() -> dict[str, Any]:
         return {
@@ -235,6 +235,10 @@ def train(
         with torch.no_grad(), autocast_context(device, config.precision):
             metrics = task.evaluate(model)
         model.train()
+        # Every rank evaluates the same held-out data with the same weights, so the metrics agree by
+        # construction; taking rank 0's makes best-checkpoint and early-stopping decisions agree even
+        # where GPU kernels are not bit-reproducible.
+        metrics = broadcast_from_main(metrics, context)
         metrics_log.append({"step": step, **{f"eval/{key}": value for key, value in metrics.items()}})
         if config.best_metric:
             if config.best_metric not in metrics:
@@ -301,7 +305,9 @@ def train(
             if step % config.log_every == 0 or step == config.max_steps:
                 elapsed = time.perf_counter() - window_start
                 reduced_tokens = all_reduce_sum([float(window_tokens)], context)[0]
-                means = {key: value / window_steps for key, value in window_stats.items()}
+                # Each rank's statistics describe its own slice; the mean over ranks describes the global batch.
+                names = sorted(window_stats)
+                means = dict(zip(names, all_reduce_mean([window_stats[key] / window_steps for key in names], context)))
                 record = {"step": step, **{f"train/{key}": value for key, value in means.items()}}
                 record["train/lr"] = scheduler.get_last_lr()[0]
                 record["train/tokens_per_second"] = reduced_tokens / max(elapsed, 1e-9)
@@ -322,10 +328,13 @@ def train(
             if any_rank(stop.requested, context):
                 checkpoint = save()
                 progress.close()
+                # The others wait for rank 0's save: a rank that exits first would make torchrun stop the job mid-write.
+                barrier(context)
                 raise TrainingInterrupted(step, checkpoint)
         progress.close()
         if evaluated_at != step:
             last_eval = evaluate()
         last_checkpoint = save()
+        barrier(context)  # callers on any rank may read the final checkpoint once train returns
     best = best_checkpoint(run_dir) if config.best_metric and context.is_main else None
     return TrainingResult(step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early)
