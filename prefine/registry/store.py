@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,9 +194,8 @@ class RunRegistry:
         self.connection.row_factory = sqlite3.Row
         try:
             self.connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.connection.execute("PRAGMA journal_mode = WAL")
             self.connection.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._retry_while_locked(self._open_schema)
         except sqlite3.OperationalError as error:
             # Locked past the timeout, unwritable folder, read-only file: the file itself is fine.
             self.connection.close()
@@ -212,6 +212,24 @@ class RunRegistry:
         except BaseException:
             self.connection.close()
             raise
+
+    def _open_schema(self) -> None:
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    @staticmethod
+    def _retry_while_locked(action) -> None:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+        # once there instead of calling the busy handler; several processes creating the registry
+        # together (parallel runs) would fail. Retry until the same timeout writes get.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.connection.close()
