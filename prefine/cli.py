@@ -56,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # `prefine predict ... | head` closes the pipe early; that is not an error.
         return 0
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

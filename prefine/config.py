@@ -59,6 +59,7 @@ def add_dataclass_arguments(
     skip: tuple[str, ...] = (),
     defaults: Any = None,
     flags: dict[str, str] | None = None,
+    show_defaults: bool = True,
 ) -> None:
     """Add one flag per field of `cls`; defaults are left as None so explicit flags can be told apart.
 
@@ -78,13 +79,14 @@ def add_dataclass_arguments(
         if flags and field.name in flags:
             field = _renamed(field, flags[field.name])
         help_text = field.metadata.get("help", "")
-        if default not in (None, "", []) and annotation is not bool:
+        if show_defaults and default not in (None, "", []) and annotation is not bool:
             help_text += f" (default: {default})"
         kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + field.name, "default": None, "help": help_text}
         origin = get_origin(annotation)
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-            kwargs["help"] += f" (default: {'on' if default else 'off'})"
+            if show_defaults:
+                kwargs["help"] += f" (default: {'on' if default else 'off'})"
         elif origin is Literal:
             kwargs["choices"] = list(get_args(annotation))
             kwargs["type"] = type(get_args(annotation)[0])

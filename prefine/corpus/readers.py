@@ -115,7 +115,7 @@ def resolve_paths(paths: list[str]) -> list[Path]:
 # Lines
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+def iter_file_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, text without line ending) from a plain or gzip file, one line at a time.
 
     Bytes are decoded per line so an encoding error can name its line number.
@@ -154,7 +154,7 @@ def detect_text_format(path: Path) -> str:
     """
     blank_lines = 0
     text_lines: list[str] = []
-    for number, line in _iter_lines(path):
+    for number, line in iter_file_lines(path):
         if line.strip():
             text_lines.append(line.strip())
         else:
@@ -215,7 +215,7 @@ def _choose_text_field(available: list[str], requested: str | None, source: str,
 
 def _read_lines(path: Path) -> Iterator[list[str]]:
     document: list[str] = []
-    for _, line in _iter_lines(path):
+    for _, line in iter_file_lines(path):
         line = line.strip()
         if line:
             document.append(line)
@@ -228,7 +228,7 @@ def _read_lines(path: Path) -> Iterator[list[str]]:
 
 def _read_paragraphs(path: Path, max_lines: int) -> Iterator[list[str]]:
     block: list[str] = []
-    for _, line in _iter_lines(path):
+    for _, line in iter_file_lines(path):
         line = line.strip()
         if line:
             block.append(line)
@@ -241,7 +241,7 @@ def _read_paragraphs(path: Path, max_lines: int) -> Iterator[list[str]]:
 
 
 def _read_line_documents(path: Path) -> Iterator[list[str]]:
-    for _, line in _iter_lines(path):
+    for _, line in iter_file_lines(path):
         if line.strip():
             yield split_sentences(line)
 
@@ -256,7 +256,7 @@ def _record_text(value: Any, source: str, field: str) -> str:
 
 def _read_jsonl(path: Path, text_field: str | None) -> Iterator[list[str]]:
     field = None
-    for number, line in _iter_lines(path):
+    for number, line in iter_file_lines(path):
         if not line.strip():
             continue
         try:
@@ -278,17 +278,19 @@ def _read_jsonl(path: Path, text_field: str | None) -> Iterator[list[str]]:
             yield split_sentences(text)
 
 
-def _unquote_tsv_field(value: str) -> str:
+def unquote_tsv_field(value: str) -> str:
     # TSV is read with quoting off so a lone quote in a review cannot swallow the rest of the
-    # file; fields that a CSV writer did quote ("...""...") are unwrapped here instead.
-    if len(value) >= 2 and value[0] == value[-1] == '"':
+    # file. A field that a CSV writer did quote arrives with its quotes: unwrap it only when every
+    # inner quote is doubled, so a sentence that merely starts and ends with a quotation
+    # ("Go," he said, "now") keeps its quotes.
+    if len(value) >= 2 and value[0] == value[-1] == '"' and '"' not in value[1:-1].replace('""', ""):
         return value[1:-1].replace('""', '"')
     return value
 
 
 def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Iterator[list[str]]:
     is_tsv = delimiter == "\t"
-    line_endings = (line + "\n" for _, line in _iter_lines(path))
+    line_endings = (line + "\n" for _, line in iter_file_lines(path))
     if is_tsv:
         reader = csv.reader(line_endings, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
@@ -298,7 +300,7 @@ def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Itera
         if header is None:
             return
         if is_tsv:
-            header = [_unquote_tsv_field(name) for name in header]
+            header = [unquote_tsv_field(name) for name in header]
         column = _choose_text_field(header, text_field, f"{path} (columns from its header line)")
         index = header.index(column)
         for row in reader:
@@ -306,7 +308,7 @@ def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Itera
                 continue
             if index >= len(row):
                 raise PrefineError(f"{path} line {reader.line_num} has {len(row)} columns, fewer than the header's {len(header)}; fix that row")
-            text = _unquote_tsv_field(row[index]) if is_tsv else row[index]
+            text = unquote_tsv_field(row[index]) if is_tsv else row[index]
             if text.strip():
                 yield split_sentences(text)
     except csv.Error as error:

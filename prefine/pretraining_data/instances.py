@@ -138,17 +138,17 @@ def _add_sentence_pairs(
             break
         a_sentences = int(rng.integers(1, chunk_sentences))
         a_start, a_end = starts[sentence], starts[sentence + a_sentences]
-        if rng.random() < 0.5 and len(doc_ids) > 1:
-            b_start, b_end = _random_next_segment(shards, doc_ids, position, target - (a_end - a_start), rng)
-            built.add(a_start, a_end, b_start, b_end, NSP_RANDOM_NEXT)
-            sentence += a_sentences  # put the unused sentences back: they start the next chunk
-        elif len(doc_ids) > 1:
-            built.add(a_start, a_end, a_end, starts[chunk_end], NSP_IS_NEXT)
-            sentence = chunk_end
-        else:
+        if len(doc_ids) == 1:
             # No other document to draw a random segment from: a label here could only be
             # "is next", which would teach a constant. Keep the text for MLM only.
             built.add(a_start, starts[chunk_end], 0, 0, NSP_IGNORED)
+            sentence = chunk_end
+        elif rng.random() < 0.5:
+            b_start, b_end = _random_next_segment(shards, doc_ids, position, target - (a_end - a_start), rng)
+            built.add(a_start, a_end, b_start, b_end, NSP_RANDOM_NEXT)
+            sentence += a_sentences  # put the unused sentences back: they start the next chunk
+        else:
+            built.add(a_start, a_end, a_end, starts[chunk_end], NSP_IS_NEXT)
             sentence = chunk_end
 
 

@@ -25,7 +25,6 @@ from prefine.checkpoint import (
     load_model_config,
     load_weights,
     model_checkpoint_of,
-    read_run,
 )
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, config_from_dict

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from prefine.checkpoint import (
-    METRICS_FILE,
     TOKENIZER_DIR,
     is_run_dir,
     load_model_config,
@@ -494,7 +493,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart) -> list[di
         out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, learning_rate=5e-4, batch_size=32,
+        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, learning_rate=1e-3, batch_size=32,
         seed=quickstart.seed, num_threads=quickstart.num_threads, progress=quickstart.progress, eval_at_epoch_end=False,
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )

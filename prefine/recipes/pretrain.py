@@ -58,6 +58,8 @@ PRETRAIN_TRAINING_DEFAULTS = TrainingConfig(
 )
 TOKENIZER_DEFAULTS = TokenizerConfig()
 CORPUS_FLAGS = {"paths": "corpus"}
+# The vocabulary comes from the tokenizer and the segment/pad layout from BERT itself.
+MODEL_FIELDS_NOT_OVERRIDABLE = ("vocab_size", "type_vocab_size", "pad_token_id")
 
 
 def add_command(subparsers) -> None:
@@ -70,6 +72,9 @@ def add_command(subparsers) -> None:
     add_dataclass_arguments(parser.add_argument_group("run"), PretrainRunConfig)
     add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
     add_dataclass_arguments(parser.add_argument_group("tokenizer (when training one)"), TokenizerConfig, defaults=TOKENIZER_DEFAULTS)
+    add_dataclass_arguments(
+        parser.add_argument_group("model (each flag overrides the preset's value)"), BertConfig, skip=MODEL_FIELDS_NOT_OVERRIDABLE, show_defaults=False
+    )
     add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=PRETRAIN_TRAINING_DEFAULTS)
     parser.set_defaults(func=run_from_args)
@@ -82,6 +87,13 @@ class PretrainSetup:
     tokenizer: TokenizerConfig
     data: PretrainingDataConfig
     training: TrainingConfig
+    model_overrides: dict = dataclasses.field(default_factory=dict)  # BertConfig fields that replace the preset's
+
+
+def _model_overrides(args: argparse.Namespace) -> dict:
+    # --vocab-size belongs to the tokenizer group (the model takes the trained vocabulary's size).
+    overrides = explicit_overrides(args, BertConfig)
+    return {key: value for key, value in overrides.items() if key not in MODEL_FIELDS_NOT_OVERRIDABLE}
 
 
 def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
@@ -98,6 +110,7 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         tokenizer=from_args(TokenizerConfig, args, base=TOKENIZER_DEFAULTS),
         data=from_args(PretrainingDataConfig, args),
         training=from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS),
+        model_overrides=_model_overrides(args),
     )
 
 
@@ -117,6 +130,7 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         ("training", TrainingConfig, RESUMABLE_OVERRIDES),
     ):
         check_resume_overrides(saved[group], explicit_overrides(args, cls, ), allowed, f"the {group}")
+    check_resume_overrides(saved["model"], _model_overrides(args), frozenset(), "the model")
     training = dataclasses.replace(
         from_dict(TrainingConfig, saved["training"], "training"),
         **{key: value for key, value in explicit_overrides(args, TrainingConfig).items() if key in RESUMABLE_OVERRIDES},
@@ -128,6 +142,7 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         tokenizer=from_dict(TokenizerConfig, saved["tokenizer"], "tokenizer"),
         data=from_dict(PretrainingDataConfig, saved["data"], "data"),
         training=training,
+        model_overrides=saved.get("model_overrides", {}),
     )
 
 
@@ -158,6 +173,8 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
 def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None) -> tuple[BertForPreTraining, BertConfig]:
     torch.manual_seed(setup.training.seed)
     if init is not None:
+        if setup.model_overrides:
+            raise PrefineError("model flags such as --hidden-size shape a new model; drop them when starting from --init")
         config = init.config
         if setup.data.max_seq_length > config.max_position_embeddings:
             raise PrefineError(
@@ -170,7 +187,10 @@ def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None)
         if report.newly_initialized:
             print(f"init: loaded {init.description}; newly initialized: {', '.join(report.newly_initialized)}")
         return model, config
-    config = preset_config(setup.run.preset, vocab_size=vocab_size, max_position_embeddings=max(512, setup.data.max_seq_length))
+    shape = {"vocab_size": vocab_size, "max_position_embeddings": max(512, setup.data.max_seq_length), **setup.model_overrides}
+    config = preset_config(setup.run.preset, **shape)
+    if setup.data.max_seq_length > config.max_position_embeddings:
+        raise PrefineError(f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; raise the latter")
     return BertForPreTraining(config), config
 
 
@@ -227,6 +247,7 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
         data=setup.data,
         training=setup.training,
         model=model_config,
+        model_overrides=setup.model_overrides,
         init=init.description if init else None,
         corpus_fingerprint=fingerprint,
         tokenizer_fingerprint=tokenizer_hash,

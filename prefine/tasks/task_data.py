@@ -18,7 +18,6 @@ example `nyu-mll/glue:sst2:validation`.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from prefine.corpus.readers import iter_file_lines, unquote_tsv_field
 from prefine.errors import PrefineError
 
 _FILE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -97,38 +97,9 @@ def _file_format(path: Path) -> str:
     return _FILE_FORMATS[suffix]
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line; bytes are decoded per line so an encoding error names its line."""
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise PrefineError(
-                        f"{path} line {number} is not valid UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1}); "
-                        "convert the file with iconv -f <encoding> -t utf-8 (e.g. cp949, euc-kr, latin-1)"
-                    ) from None
-                if number == 1:
-                    text = text.removeprefix("\ufeff")  # byte order mark written by some Windows tools
-                yield number, text.rstrip("\r\n")
-    except (gzip.BadGzipFile, EOFError) as error:
-        raise PrefineError(f"{path} is not a readable gzip file ({error}); re-compress it or drop the .gz suffix") from None
-
-
-def _unquote_tsv_field(value: str) -> str:
-    # With quoting off, a field that a CSV writer did quote arrives with its quotes. Unwrap it
-    # only when every inner quote is doubled, so a sentence that merely starts and ends with a
-    # quotation ("Go," he said, "now") keeps its quotes.
-    if len(value) >= 2 and value[0] == value[-1] == '"' and '"' not in value[1:-1].replace('""', ""):
-        return value[1:-1].replace('""', '"')
-    return value
-
-
 def _read_delimited(path: Path, delimiter: str) -> RecordTable:
     is_tsv = delimiter == "\t"
-    lines = (line + "\n" for _, line in _iter_lines(path))
+    lines = (line + "\n" for _, line in iter_file_lines(path))
     reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if is_tsv else csv.reader(lines)
     kind = "TSV" if is_tsv else "CSV"
     try:
@@ -136,7 +107,7 @@ def _read_delimited(path: Path, delimiter: str) -> RecordTable:
         if header is None:
             raise PrefineError(f"{path} is empty; a {kind} file needs a header line and at least one record")
         if is_tsv:
-            header = [_unquote_tsv_field(name) for name in header]
+            header = [unquote_tsv_field(name) for name in header]
         header = [name.strip() for name in header]
         if len(set(header)) != len(header):
             raise PrefineError(f"{path} has repeated column names in its header ({', '.join(header)}); give every column its own name")
@@ -151,7 +122,7 @@ def _read_delimited(path: Path, delimiter: str) -> RecordTable:
                     f"fix that row (a {kind} field may not contain {'a tab' if is_tsv else 'an unquoted comma'})"
                 )
             for column, value in zip(values, row):
-                column.append(_unquote_tsv_field(value) if is_tsv else value)
+                column.append(unquote_tsv_field(value) if is_tsv else value)
             line_numbers.append(reader.line_num)
     except csv.Error as error:
         raise PrefineError(f"{path} line {reader.line_num} is not valid {kind} ({error}); check its quoting") from None
@@ -161,7 +132,7 @@ def _read_delimited(path: Path, delimiter: str) -> RecordTable:
 def _read_jsonl(path: Path) -> RecordTable:
     records: list[dict] = []
     line_numbers: list[int] = []
-    for number, line in _iter_lines(path):
+    for number, line in iter_file_lines(path):
         if not line.strip():
             continue
         if not records and line.lstrip().startswith("["):
@@ -179,7 +150,7 @@ def _read_jsonl(path: Path) -> RecordTable:
 
 def _read_json_array(path: Path) -> RecordTable:
     try:
-        records = json.loads(b"".join(line.encode("utf-8") + b"\n" for _, line in _iter_lines(path)))
+        records = json.loads(b"".join(line.encode("utf-8") + b"\n" for _, line in iter_file_lines(path)))
     except json.JSONDecodeError as error:
         raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); fix it or write one object per line (JSONL)") from None
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):

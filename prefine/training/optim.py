@@ -25,15 +25,15 @@ def build_optimizer(model: nn.Module, config: TrainingConfig, device: torch.devi
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    # The fused kernel is CUDA-only in practice; foreach batches the update over all tensors on CPU.
-    fused = device.type == "cuda"
+    # The fused kernel does the whole update in one pass over each tensor (CUDA, and CPU since
+    # PyTorch 2.4); the 30k-row embedding table makes the optimizer step a visible share of a
+    # small model's step otherwise.
     return torch.optim.AdamW(
         groups,
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_epsilon,
-        fused=fused,
-        foreach=None if fused else True,
+        fused=device.type in ("cuda", "cpu"),
     )
 
 
