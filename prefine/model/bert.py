@@ -10,6 +10,8 @@ same blocks into a decoder for causal language modelling.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,23 +53,23 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        batch, length, width = hidden.shape
+    def forward(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
         # One matmul for Q, K and V instead of three: the weights stay separate (Hugging Face
         # names) and are concatenated per call, which costs far less than the saved launches.
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(hidden, weight, bias).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        qkv = layout.pad(F.linear(hidden, weight, bias))
+        batch, length, _ = qkv.shape
+        query, key, value = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         context = F.scaled_dot_product_attention(
             query,
             key,
             value,
-            attn_mask=attention_bias,
+            attn_mask=layout.bias,
             dropout_p=self.dropout_prob if self.training else 0.0,
-            is_causal=causal and attention_bias is None,
+            is_causal=layout.causal and layout.bias is None,
         )
-        return context.transpose(1, 2).reshape(batch, length, width)
+        return layout.unpad(context.transpose(1, 2).reshape(batch, length, -1))
 
 
 class BertSelfOutput(nn.Module):
@@ -87,8 +89,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        return self.output(self.self(hidden, attention_bias, causal), hidden)
+    def forward(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
+        return self.output(self.self(hidden, layout), hidden)
 
 
 class BertIntermediate(nn.Module):
@@ -119,8 +121,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
-        attended = self.attention(hidden, attention_bias, causal)
+    def forward(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
+        attended = self.attention(hidden, layout)
         return self.output(self.intermediate(attended), attended)
 
 
@@ -129,9 +131,9 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, hidden: torch.Tensor, attention_bias: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
         for block in self.layer:
-            hidden = block(hidden, attention_bias, causal)
+            hidden = block(hidden, layout)
         return hidden
 
 
@@ -144,6 +146,45 @@ class BertPooler(nn.Module):
 
     def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(sequence_output[:, 0]))
+
+
+@dataclass
+class AttentionLayout:
+    """How a batch's tokens are laid out between the blocks, and what attention may see.
+
+    Padding costs as much as real text in every linear layer, and BERT's instances are often
+    half padding (documents shorter than the target length, short_seq_prob, NSP truncation).
+    So when a batch is padded, the blocks work on the real tokens only, packed as [N, H]; only
+    attention, which needs the [B, L] grid, scatters them back for the duration of the call
+    (the "unpadding" of MosaicBERT and ModernBERT, without a variable-length kernel).
+    """
+
+    bias: torch.Tensor | None  # additive [B, 1, 1, L] mask; None when nothing is padded
+    causal: bool = False
+    real_positions: torch.Tensor | None = None  # flat indices of real tokens in [B * L]; None: not unpadded
+    batch: int = 0
+    length: int = 0
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype, causal: bool = False) -> AttentionLayout:
+        bias = attention_bias_from_mask(attention_mask, dtype, causal)
+        if bias is None:
+            return cls(None, causal)
+        real_positions = attention_mask.flatten().nonzero().flatten()
+        return cls(bias, causal, real_positions, *shape)
+
+    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
+        """[B, L, D] -> [N, D] real tokens (unchanged when the batch is not unpadded)."""
+        if self.real_positions is None:
+            return padded
+        return padded.flatten(0, 1).index_select(0, self.real_positions)
+
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        """[N, D] real tokens -> [B, L, D] with zeros at padding (unchanged when not unpadded)."""
+        if self.real_positions is None:
+            return packed
+        grid = packed.new_zeros(self.batch * self.length, packed.shape[-1])
+        return grid.index_copy(0, self.real_positions, packed).view(self.batch, self.length, -1)
 
 
 def attention_bias_from_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool = False) -> torch.Tensor | None:
@@ -178,12 +219,16 @@ class BertModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         causal: bool = False,
     ) -> torch.Tensor:
-        """Sequence output [B, L, H] for token ids [B, L]; attention_mask is 1 for real tokens."""
+        """Sequence output [B, L, H] for token ids [B, L]; attention_mask is 1 for real tokens.
+
+        Outputs at padded positions are zeros.
+        """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         hidden = self.embeddings(input_ids, token_type_ids)
-        bias = attention_bias_from_mask(attention_mask, hidden.dtype, causal)
-        return self.encoder(hidden, bias, causal)
+        layout = AttentionLayout.from_mask(attention_mask, input_ids.shape, hidden.dtype, causal)
+        # Positions that are padding come back as zeros: nothing may read them.
+        return layout.pad(self.encoder(layout.unpad(hidden), layout))
 
 
 def init_bert_weights(module: nn.Module, initializer_range: float) -> None:
