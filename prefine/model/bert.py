@@ -71,6 +71,17 @@ class BertSelfAttention(nn.Module):
         )
         return layout.unpad(context.transpose(1, 2).reshape(batch, length, -1))
 
+    def forward_first_token(self, hidden: torch.Tensor, first: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
+        """Attention output [B, H] of the first token ([CLS]) only: its query against every key."""
+        key_value = layout.pad(F.linear(hidden, torch.cat([self.key.weight, self.value.weight]), torch.cat([self.key.bias, self.value.bias])))
+        batch, length, _ = key_value.shape
+        key, value = key_value.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        query = self.query(first).view(batch, self.num_heads, 1, self.head_dim)
+        context = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=layout.bias, dropout_p=self.dropout_prob if self.training else 0.0
+        )
+        return context.reshape(batch, -1)
+
 
 class BertSelfOutput(nn.Module):
     def __init__(self, config: BertConfig):
@@ -125,15 +136,29 @@ class BertLayer(nn.Module):
         attended = self.attention(hidden, layout)
         return self.output(self.intermediate(attended), attended)
 
+    def forward_first_token(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
+        """This block's output [B, H] at the first position only.
+
+        A classifier reads nothing but [CLS] from the last block, so that block needs keys and
+        values for every token but queries, attention output and feed-forward for one token per
+        sequence: most of the block's work is skipped, with identical results.
+        """
+        first = hidden[layout.first_token_rows()] if layout.real_positions is not None else hidden[:, 0]
+        attended = self.attention.output(self.attention.self.forward_first_token(hidden, first, layout), first)
+        return self.output(self.intermediate(attended), attended)
+
 
 class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, hidden: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
-        for block in self.layer:
+    def forward(self, hidden: torch.Tensor, layout: AttentionLayout, first_token_only: bool = False) -> torch.Tensor:
+        last = len(self.layer) - 1 if first_token_only else len(self.layer)
+        for block in self.layer[:last]:
             hidden = block(hidden, layout)
+        if first_token_only:
+            return self.layer[-1].forward_first_token(hidden, layout)
         return hidden
 
 
@@ -145,7 +170,10 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(sequence_output[:, 0]))
+        return self.pool(sequence_output[:, 0])
+
+    def pool(self, first_token: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(first_token))
 
 
 @dataclass
@@ -178,6 +206,10 @@ class AttentionLayout:
         if self.real_positions is None:
             return padded
         return padded.flatten(0, 1).index_select(0, self.real_positions)
+
+    def first_token_rows(self) -> torch.Tensor:
+        """Rows of the packed [N, D] tensor that hold each sequence's first token."""
+        return (self.real_positions % self.length == 0).nonzero().flatten()
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """[N, D] real tokens -> [B, L, D] with zeros at padding (unchanged when not unpadded)."""
@@ -218,15 +250,19 @@ class BertModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         causal: bool = False,
+        first_token_only: bool = False,
     ) -> torch.Tensor:
         """Sequence output [B, L, H] for token ids [B, L]; attention_mask is 1 for real tokens.
 
-        Outputs at padded positions are zeros.
+        Outputs at padded positions are zeros. With `first_token_only`, only the [CLS] output
+        [B, H] is computed in the last block (what a sequence classifier reads).
         """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         hidden = self.embeddings(input_ids, token_type_ids)
         layout = AttentionLayout.from_mask(attention_mask, input_ids.shape, hidden.dtype, causal)
+        if first_token_only:
+            return self.encoder(layout.unpad(hidden), layout, first_token_only=True)
         # Positions that are padding come back as zeros: nothing may read them.
         return layout.pad(self.encoder(layout.unpad(hidden), layout))
 

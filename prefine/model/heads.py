@@ -132,7 +132,7 @@ class BertForSequenceClassification(nn.Module):
         init_bert_weights(self, config.initializer_range)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> ClassificationOutput:
-        pooled = self.bert.pooler(self.bert(input_ids, token_type_ids, attention_mask))
+        pooled = self.bert.pooler.pool(self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True))
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:

@@ -137,3 +137,16 @@ def test_causal_attention_ignores_future_tokens():
         second = model.bert(changed, token_type_ids, causal=True)
     assert torch.allclose(first[:, :6], second[:, :6], atol=1e-6)
     assert not torch.allclose(first[:, 6:], second[:, 6:])
+
+
+def test_first_token_only_equals_the_full_encoder_at_cls():
+    torch.manual_seed(3)
+    model = BertForSequenceClassification(tiny_config(), num_labels=3).eval()
+    input_ids, token_type_ids = random_batch(batch=4, length=10)
+    for mask in (torch.ones_like(input_ids), torch.tensor([[1] * 10, [1] * 6 + [0] * 4, [1] * 3 + [0] * 7, [1] * 9 + [0]])):
+        with torch.no_grad():
+            full = model.bert(input_ids, token_type_ids, mask)[:, 0]
+            first = model.bert(input_ids, token_type_ids, mask, first_token_only=True)
+            logits = model(input_ids, token_type_ids, mask).logits
+        assert torch.allclose(full, first, atol=1e-5)
+        assert torch.allclose(logits, model.classifier(model.bert.pooler.pool(full)), atol=1e-5)
