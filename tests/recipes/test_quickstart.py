@@ -1,0 +1,24 @@
+"""The quickstart end to end, with a handful of steps: every stage runs and reports."""
+
+from __future__ import annotations
+
+import json
+
+from prefine.cli import main
+
+
+def test_quickstart_runs_every_stage(tmp_path, capsys):
+    out = tmp_path / "quickstart"
+    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "6", "--finetune-steps", "3", "--vocab-size", "1000",
+                 "--num-threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "MLM accuracy on held-out documents: step 0:" in printed and "step 6:" in printed
+    assert printed.count("    -> ") == 3  # the three fill-mask examples
+    assert "| fraction | examples | pretrained accuracy | scratch accuracy | gain |" in printed
+    rows = json.loads((out / "finetune" / "compare.json").read_text())
+    assert [row["fraction"] for row in rows] == [0.1, 1.0]
+    assert all(0.0 <= row["pretrained"] <= 1.0 and 0.0 <= row["scratch"] <= 1.0 for row in rows)
+    assert (out / "finetune" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A second run replaces the first instead of refusing or mixing them.
+    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "2", "--finetune-steps", "2", "--vocab-size", "1000",
+                 "--num-threads", "1", "--no-progress"]) == 0
