@@ -148,5 +148,48 @@ def run_record(kind: str, **sections: Any) -> dict[str, Any]:
     return record
 
 
+def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch: bool, announce: bool) -> None:
+    """Fill a task model's encoder from --init (its task head stays fresh), or keep random weights."""
+    if from_scratch:
+        if announce:
+            print(f"init: random weights with the architecture of {init.description} (from scratch)")
+        return
+    from prefine.interop import load_into
+
+    report = load_into(model, init.state_dict)
+    if announce:
+        print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}")
+
+
+def file_fingerprint(path: str) -> dict | None:
+    """Cheap identity of a data file for the registry: path, size and modification time."""
+    source = Path(path)
+    if not source.exists():
+        return {"name": path}
+    stat = source.stat()
+    return {"path": str(source.resolve()), "bytes": stat.st_size, "mtime": int(stat.st_mtime)}
+
+
+def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokenizer_hash: str, is_main: bool):
+    """The registry record of a fine-tuning run (on rank 0; other ranks get a handle that records nothing)."""
+    import contextlib
+
+    from prefine.registry import RunHandle, recorded_run
+
+    if not is_main:
+        return contextlib.nullcontext(RunHandle(record=None))
+    registry = open_registry(run.registry, run_dir)
+    return recorded_run(
+        registry,
+        name=run.name or run_dir.name,
+        kind="finetune",
+        parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
+        config=record,
+        data_fingerprints={"train": file_fingerprint(run.train), "eval": file_fingerprint(run.eval) if run.eval else None},
+        tokenizer_hash=tokenizer_hash,
+        artifact_path=run_dir,
+    )
+
+
 def print_json_line(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, ensure_ascii=False))

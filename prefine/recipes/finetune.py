@@ -10,7 +10,6 @@ weights of the same shape, on growing fractions of the labelled data.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -37,8 +36,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import format_metrics_table
 from prefine.model import BertForSequenceClassification, config_from_dict
 from prefine.recipes import question_answering as qa_recipe
-from prefine.recipes.common import open_registry, parent_run_id, resolve_init, run_record
-from prefine.registry import RunHandle, recorded_run
+from prefine.recipes.common import load_initial_weights, recorded_finetune, resolve_init, run_record
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationColumns,
@@ -165,14 +163,7 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
 
     torch.manual_seed(training.seed)
     model = BertForSequenceClassification(init.config, label_set.num_labels, classifier_dropout=run.classifier_dropout)
-    if not run.from_scratch:
-        from prefine.interop import load_into
-
-        report = load_into(model, init.state_dict)
-        if context.is_main:
-            print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}")
-    elif context.is_main:
-        print(f"init: random weights with the architecture of {init.description} (from scratch)")
+    load_initial_weights(model, init, run.from_scratch, announce=context.is_main)
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -210,21 +201,7 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
     pad_id = tokenizer.token_to_id("[PAD]")
     batches = ClassificationBatches(train_examples, training.batch_size // training.gradient_accumulation_steps, pad_id, training.seed)
     task = ClassificationTask(batches, eval_examples, label_set, run.eval_batch_size, context.device)
-    registry = open_registry(run.registry, run_dir) if context.is_main else None
-    with (
-        recorded_run(
-            registry,
-            name=run.name or run_dir.name,
-            kind="finetune",
-            parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
-            config=record,
-            data_fingerprints={"train": _file_fingerprint(run.train), "eval": _file_fingerprint(run.eval) if run.eval else None},
-            tokenizer_hash=fingerprint,
-            artifact_path=run_dir,
-        )
-        if registry is not None
-        else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
-    ) as handle:
+    with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main) as handle:
         result = train(model, task, training, run_dir, checkpoint_config, context)
         final = {}
         if eval_examples is not None:
@@ -236,14 +213,6 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
             key = training.best_metric
             handle.set_metrics({k: v for k, v in final.items() if isinstance(v, (int, float))}, (f"eval/{key}", float(final[key])))
     return final or result.last_eval
-
-
-def _file_fingerprint(path: str) -> dict | None:
-    source = Path(path)
-    if not source.exists():
-        return {"name": path}
-    stat = source.stat()
-    return {"path": str(source.resolve()), "bytes": stat.st_size, "mtime": int(stat.st_mtime)}
 
 
 def finetune_from_args(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ numbers. The run folder ends with the official `predictions.json` ({question id:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -28,8 +27,7 @@ from prefine.config import explicit_overrides, option
 from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor
 from prefine.model import BertForQuestionAnswering, config_from_dict
-from prefine.recipes.common import check_tokenizer_matches, open_registry, parent_run_id, resolve_init, run_record
-from prefine.registry import RunHandle, recorded_run
+from prefine.recipes.common import check_tokenizer_matches, load_initial_weights, recorded_finetune, resolve_init, run_record
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features
 from prefine.tasks.question_answering import DecodingConfig, QABatches, QAEvaluation, QATask, evaluate_qa, predict_span_logits
 from prefine.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint
@@ -103,14 +101,6 @@ def _subsample(examples: list[QAExample], fraction: float, seed: int) -> list[QA
     return [examples[index] for index in chosen]
 
 
-def _file_fingerprint(path: str) -> dict | None:
-    source = Path(path)
-    if not source.exists():
-        return None
-    stat = source.stat()
-    return {"path": str(source.resolve()), "bytes": stat.st_size, "mtime": int(stat.st_mtime)}
-
-
 def write_qa_outputs(directory: Path, evaluation: QAEvaluation) -> None:
     """predictions.json (the official {id: answer} input of the scoring scripts), n-best lists, scores."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -172,14 +162,7 @@ def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: Tra
 
     torch.manual_seed(training.seed)
     model = BertForQuestionAnswering(init.config)
-    if not run.from_scratch:
-        from prefine.interop import load_into
-
-        report = load_into(model, init.state_dict)
-        if context.is_main:
-            print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}")
-    elif context.is_main:
-        print(f"init: random weights with the architecture of {init.description} (from scratch)")
+    load_initial_weights(model, init, run.from_scratch, announce=context.is_main)
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,21 +197,7 @@ def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: Tra
             f"{training.max_steps} steps of {training.batch_size}; scored as {flavor}"
         )
     task = QATask(batches, eval_examples, eval_features, flavor, qa_data.decoding(allows_no_answer), run.eval_batch_size, context.device)
-    registry = open_registry(run.registry, run_dir) if context.is_main else None
-    with (
-        recorded_run(
-            registry,
-            name=run.name or run_dir.name,
-            kind="finetune",
-            parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
-            config=record,
-            data_fingerprints={"train": _file_fingerprint(run.train), "eval": _file_fingerprint(run.eval) if run.eval else None},
-            tokenizer_hash=fingerprint,
-            artifact_path=run_dir,
-        )
-        if registry is not None
-        else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
-    ) as handle:
+    with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main) as handle:
         result = train(model, task, training, run_dir, checkpoint_config, context)
         if eval_examples is None or eval_features is None:
             return result.last_eval
