@@ -1,0 +1,170 @@
+"""Fine-tuning throughput: examples/s training sequence classification on SST-2.
+
+Both sides fine-tune the same preset (random init: throughput does not depend on the weights)
+with batch --batch-size, AdamW, clipping at 1.0, same threads, same tokenizer, texts truncated
+to --max-seq-length:
+
+  prefine       encode_examples -> ClassificationBatches (length-grouped, padded per batch)
+                -> BertForSequenceClassification -> prefine's AdamW.
+  transformers  tokenizer(texts, truncation) -> random-order batches -> DataCollatorWithPadding
+                -> BertForSequenceClassification -> torch.optim.AdamW (a plain training loop).
+
+Timed steps are spread over the whole epoch (the same randomly chosen batch indices every
+repeat), so neither side is timed only on short or only on long batches. The mean padded
+length of the timed batches is reported for both sides.
+
+    python benchmarks/finetune_throughput.py --steps 20 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    add_common_arguments,
+    benchmark_tokenizer,
+    hf_tokenizer,
+    markdown_table,
+    median,
+    print_json,
+    require_bench_dependencies,
+    set_threads,
+    versions,
+)
+
+require_bench_dependencies("transformers")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from prefine.model import BertForSequenceClassification, preset_config  # noqa: E402
+from prefine.tasks.classification import ClassificationBatches, encode_examples  # noqa: E402
+from prefine.training.config import TrainingConfig  # noqa: E402
+from prefine.training.optim import build_optimizer  # noqa: E402
+
+DEFAULT_SST2 = Path("/work/shared/data/sst2")
+
+
+def read_sst2(path: Path) -> tuple[list[str], np.ndarray]:
+    """(texts, labels) of an SST-2 TSV with a label column and a sentence (or content) column."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    text_column = "sentence" if "sentence" in rows[0] else "content"
+    return [row[text_column] for row in rows], np.array([int(row["label"]) for row in rows], dtype=np.int64)
+
+
+def prefine_run(batches: ClassificationBatches, offsets: list[int], warmup: int, preset: str, vocab_size: int, seed: int) -> tuple[float, int, float]:
+    """Seconds, examples and mean padded length over the batches at `offsets` (the first few untimed)."""
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(preset_config(preset, vocab_size=vocab_size), num_labels=2)
+    model.train()
+    optimizer = build_optimizer(model, TrainingConfig(), torch.device("cpu"))
+    return _timed_loop(model, optimizer, lambda offset: batches.batch_at(batches.start_position()._replace(offset=offset), 0, 1)[0], offsets, warmup, prefine=True)
+
+
+def hf_run(features: list[dict], collator, batch_rows: list[np.ndarray], warmup: int, preset: str, vocab_size: int, seed: int, attention: str) -> tuple[float, int, float]:
+    from transformers import BertConfig
+    from transformers import BertForSequenceClassification as HFBertForSequenceClassification
+
+    config = preset_config(preset)
+    torch.manual_seed(seed)
+    hf_config = BertConfig(vocab_size=vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, num_labels=2)
+    model = HFBertForSequenceClassification(hf_config, attn_implementation=attention) if attention else HFBertForSequenceClassification(hf_config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    return _timed_loop(model, optimizer, lambda index: collator([features[row] for row in batch_rows[index]]), list(range(len(batch_rows))), warmup, prefine=False)
+
+
+def _timed_loop(model, optimizer, make_batch, keys: list[int], warmup: int, prefine: bool) -> tuple[float, int, float]:
+    """Train one step per key; the first `warmup` steps are untimed."""
+    start, examples, padded = 0.0, 0, []
+    for index, key in enumerate(keys):
+        if index == warmup:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        batch = make_batch(key)
+        if index >= warmup:
+            examples += batch["input_ids"].shape[0]
+            padded.append(batch["input_ids"].shape[1])
+        if prefine:
+            loss = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["labels"]).loss
+        else:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    return time.perf_counter() - start, examples, float(np.mean(padded))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, steps=20, repeats=3)
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's train.tsv")
+    parser.add_argument("--hf-attention", default="", help="transformers attn_implementation (default: transformers' own default)")
+    args = parser.parse_args()
+    train_file = args.sst2_dir / "train.tsv"
+    if not train_file.is_file():
+        print(f"skipped: SST-2 not found at {train_file}; pass --sst2-dir pointing at a folder with train.tsv (columns label, sentence)")
+        return
+    set_threads(args.threads)
+
+    from transformers import DataCollatorWithPadding
+
+    tokenizer, tokenizer_dir = benchmark_tokenizer(args.work_dir, args.vocab_size)
+    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    hf_tok = hf_tokenizer(tokenizer_dir)
+    texts, labels = read_sst2(train_file)
+
+    examples = encode_examples(texts, None, tokenizer, args.max_seq_length, labels)
+    batches = ClassificationBatches(examples, args.batch_size, pad_id=tokenizer.token_to_id("[PAD]"), seed=args.seed)
+    features = [dict(encoding, labels=int(label)) for encoding, label in zip(_hf_features(hf_tok, texts, args.max_seq_length), labels)]
+    collator = DataCollatorWithPadding(hf_tok)
+
+    rng = np.random.default_rng(args.seed)
+    total_steps = args.warmup + args.steps
+    full_batches = len(examples) // args.batch_size
+    prefine_offsets = [int(index) * args.batch_size for index in rng.choice(full_batches, total_steps, replace=False)]
+    permutation = rng.permutation(len(examples))
+    hf_rows = [permutation[i * args.batch_size : (i + 1) * args.batch_size] for i in range(total_steps)]
+
+    measured: dict[str, list[tuple[float, int, float]]] = {"prefine": [], "transformers": []}
+    for repeat in range(args.repeats):
+        for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+            if side == "prefine":
+                measured[side].append(prefine_run(batches, prefine_offsets, args.warmup, args.preset, vocab_size, args.seed))
+            else:
+                measured[side].append(hf_run(features, collator, hf_rows, args.warmup, args.preset, vocab_size, args.seed, args.hf_attention))
+        print(f"repeat {repeat}: prefine {measured['prefine'][-1][0]:.1f}s transformers {measured['transformers'][-1][0]:.1f}s", file=sys.stderr)
+
+    rows, results = [], []
+    for side, runs in measured.items():
+        seconds = median([run[0] for run in runs])
+        record = {"side": side, "examples_per_s": runs[0][1] / seconds, "mean_padded_length": runs[0][2], "seconds": [run[0] for run in runs]}
+        results.append(record)
+        rows.append([f"{args.preset} SST-2", side, record["examples_per_s"], record["mean_padded_length"]])
+    speedup = median([run[0] for run in measured["transformers"]]) / median([run[0] for run in measured["prefine"]])
+    rows.append([f"{args.preset} SST-2", "**speed-up**", f"**{speedup:.2f}x**", ""])
+    print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
+          f"mean real length {examples.lengths.mean():.1f}\n")
+    print(markdown_table(["model", "side", "examples/s", "mean padded length"], rows))
+    print_json({"benchmark": "finetune_throughput", "preset": args.preset, "batch_size": args.batch_size, "steps": args.steps,
+                "repeats": args.repeats, "threads": args.threads, "versions": versions(), "results": results})
+
+
+def _hf_features(hf_tok, texts: list[str], max_length: int) -> list[dict]:
+    encoded = hf_tok(texts, truncation=True, max_length=max_length)
+    return [{key: encoded[key][index] for key in encoded} for index in range(len(texts))]
+
+
+if __name__ == "__main__":
+    main()

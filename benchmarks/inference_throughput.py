@@ -1,0 +1,131 @@
+"""Inference throughput: examples/s classifying SST-2 dev, text in, logits out.
+
+One random-init classifier of --preset is saved as a prefine checkpoint and exported with
+`export_hf`; both sides run those same weights, batch --batch-size, same threads:
+
+  prefine       encode_examples -> predict_logits (length-sorted batches, padded per batch).
+  transformers  pipeline("text-classification", model=<exported folder>, batch_size=...).
+
+Timing includes tokenization on both sides. The script also checks that both sides predict
+the same labels (they must: same weights, same tokenizer).
+
+    python benchmarks/inference_throughput.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    add_common_arguments,
+    benchmark_tokenizer,
+    markdown_table,
+    median,
+    print_json,
+    require_bench_dependencies,
+    set_threads,
+    versions,
+)
+
+require_bench_dependencies("transformers")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from finetune_throughput import DEFAULT_SST2, read_sst2  # noqa: E402
+from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
+from prefine.interop.export import export_hf  # noqa: E402
+from prefine.model import BertForSequenceClassification, preset_config  # noqa: E402
+from prefine.tasks.classification import encode_examples, predict_logits  # noqa: E402
+from prefine.tokenizer import save_tokenizer  # noqa: E402
+
+
+def exported_classifier(tokenizer, work_dir: Path, preset: str, seed: int) -> tuple[BertForSequenceClassification, Path]:
+    """A random-init classifier, saved as a prefine run checkpoint and exported for transformers."""
+    torch.manual_seed(seed)
+    config = preset_config(preset, vocab_size=tokenizer.get_vocab_size(with_added_tokens=True))
+    model = BertForSequenceClassification(config, num_labels=2).eval()
+    run_dir = work_dir / f"inference-run-{preset}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    save_tokenizer(tokenizer, run_dir / TOKENIZER_DIR, model_max_length=config.max_position_embeddings)
+    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForSequenceClassification"],
+                         "id2label": {"0": "negative", "1": "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    checkpoint = save_checkpoint(run_dir, 0, model.state_dict(), checkpoint_config, None, keep_last=1)
+    export_dir = work_dir / f"inference-export-{preset}"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    return model, export_hf(checkpoint, export_dir)
+
+
+def prefine_predict(model, tokenizer, texts: list[str], batch_size: int, max_seq_length: int) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    examples = encode_examples(texts, None, tokenizer, max_seq_length)
+    logits = predict_logits(model, examples, batch_size, torch.device("cpu"), pad_id=tokenizer.token_to_id("[PAD]"))
+    return time.perf_counter() - start, logits.argmax(-1)
+
+
+def hf_predict(classifier, texts: list[str], batch_size: int, max_seq_length: int) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    outputs = classifier(texts, batch_size=batch_size, truncation=True, max_length=max_seq_length)
+    seconds = time.perf_counter() - start
+    label2id = classifier.model.config.label2id
+    return seconds, np.array([label2id[output["label"]] for output in outputs])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, steps=1, repeats=3)
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
+    args = parser.parse_args()
+    dev_file = args.sst2_dir / "dev.tsv"
+    if not dev_file.is_file():
+        print(f"skipped: SST-2 not found at {dev_file}; pass --sst2-dir pointing at a folder with dev.tsv (columns label, sentence)")
+        return
+    set_threads(args.threads)
+    from transformers import pipeline
+
+    tokenizer, _ = benchmark_tokenizer(args.work_dir, args.vocab_size)
+    texts, _ = read_sst2(dev_file)
+    texts = texts * args.steps  # --steps passes over dev per timed run
+    model, export_dir = exported_classifier(tokenizer, args.work_dir, args.preset, args.seed)
+    classifier = pipeline("text-classification", model=str(export_dir), device="cpu")
+
+    for _ in range(args.warmup):  # one small untimed call each: lazy initialisation, allocator warm-up
+        prefine_predict(model, tokenizer, texts[: args.batch_size], args.batch_size, args.max_seq_length)
+        hf_predict(classifier, texts[: args.batch_size], args.batch_size, args.max_seq_length)
+    measured: dict[str, list[float]] = {"prefine": [], "transformers": []}
+    predictions = {}
+    for repeat in range(args.repeats):
+        for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+            if side == "prefine":
+                seconds, predictions[side] = prefine_predict(model, tokenizer, texts, args.batch_size, args.max_seq_length)
+            else:
+                seconds, predictions[side] = hf_predict(classifier, texts, args.batch_size, args.max_seq_length)
+            measured[side].append(seconds)
+        print(f"repeat {repeat}: prefine {measured['prefine'][-1]:.1f}s transformers {measured['transformers'][-1]:.1f}s", file=sys.stderr)
+    agreement = float((predictions["prefine"] == predictions["transformers"]).mean())
+
+    rows, results = [], []
+    for side, times in measured.items():
+        record = {"side": side, "examples_per_s": len(texts) / median(times), "seconds": times}
+        results.append(record)
+        rows.append([f"{args.preset} SST-2 dev", side, record["examples_per_s"]])
+    rows.append([f"{args.preset} SST-2 dev", "**speed-up**", f"**{median(measured['transformers']) / median(measured['prefine']):.2f}x**"])
+    print(f"\n{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
+          f"predicted labels agree on {100 * agreement:.1f}%\n")
+    print(markdown_table(["model", "side", "examples/s"], rows))
+    print_json({"benchmark": "inference_throughput", "preset": args.preset, "batch_size": args.batch_size, "repeats": args.repeats,
+                "threads": args.threads, "label_agreement": agreement, "versions": versions(), "results": results})
+
+
+if __name__ == "__main__":
+    main()
