@@ -30,7 +30,7 @@ from prefine.training import TrainingConfig
 @dataclass
 class QuickstartConfig:
     out: str = option("runs/quickstart", "folder for the quickstart's corpus and runs (replaced if it holds an earlier quickstart)")
-    pretrain_steps: int = option(1000, "pre-training steps (about 4 minutes for the tiny model on 2 CPU cores)")
+    pretrain_steps: int = option(3000, "pre-training steps (about 5 minutes for the tiny model on 2 CPU cores)")
     finetune_steps: int = option(300, "fine-tuning steps per model (pre-trained and from scratch)")
     preset: str = option("tiny", "model size to pre-train")
     vocab_size: int = option(4000, "WordPiece vocabulary size (small: a 1.6 MB corpus has few frequent words)")

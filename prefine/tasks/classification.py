@@ -35,6 +35,7 @@ from torch import nn
 
 from prefine.config import option
 from prefine.errors import PrefineError
+from prefine.tasks.batching import SeekableBatches
 from prefine.metrics.classification import classification_metrics, regression_metrics
 from prefine.pretraining_data.batches import DataPosition  # (epoch, examples consumed), shared with pre-training
 from prefine.tasks.task_data import RecordTable, read_records
@@ -422,15 +423,8 @@ def _length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng
     return np.concatenate([full_batches.reshape(-1), grouped[num_full * batch_size :]])
 
 
-class ClassificationBatches:
-    """Training batches addressed by a `DataPosition`, padded per batch, sliced per rank.
-
-    Every epoch is a fresh order drawn from (seed, epoch), so any position can be recomputed
-    without replaying the ones before it. `batch_size` is the global micro-batch (all ranks
-    together); each rank gets a contiguous slice of it. A single process keeps the last,
-    partial batch of an epoch (fine-tuning sets are small, and every example counts); with
-    several processes the partial batch is dropped, so every rank always gets an equal share.
-    """
+class ClassificationBatches(SeekableBatches):
+    """Training batches of encoded examples, length-grouped and padded per batch (see SeekableBatches)."""
 
     def __init__(
         self,
@@ -445,51 +439,19 @@ class ClassificationBatches:
             raise ValueError("training examples need labels")
         if not len(examples):
             raise PrefineError("the training data holds no examples; point at a file with data")
+        super().__init__(len(examples), batch_size, seed, shuffle)
         self.examples = examples
-        self.batch_size = batch_size
         self.pad_id = pad_id
-        self.seed = seed
         self.group_by_length = group_by_length
-        self.shuffle = shuffle
-        self._cached_epoch: int | None = None
-        self._cached_order = np.zeros(0, dtype=np.int64)
 
-    def start_position(self) -> DataPosition:
-        return DataPosition(0, 0)
+    def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        return _length_grouped(order, self.examples.lengths, self.batch_size, rng) if self.group_by_length else order
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The example indices of `epoch` in training order (a pure function of seed and epoch)."""
-        if self._cached_epoch != epoch:
-            rng = np.random.default_rng([self.seed, epoch]) if self.shuffle else None
-            order = rng.permutation(len(self.examples)) if rng is not None else np.arange(len(self.examples))
-            if self.group_by_length:
-                order = _length_grouped(order, self.examples.lengths, self.batch_size, rng)
-            self._cached_epoch, self._cached_order = epoch, order
-        return self._cached_order
+    def collate(self, indices: np.ndarray) -> dict[str, Any]:
+        return self.examples.collate(indices, self.pad_id)
 
     def examples_per_epoch(self, world_size: int) -> int:
-        if world_size == 1:
-            return len(self.examples)
-        usable = len(self.examples) // self.batch_size * self.batch_size
-        if not usable:
-            raise PrefineError(
-                f"the training data has {len(self.examples)} examples, fewer than one batch of {self.batch_size} for {world_size} processes; lower --batch-size"
-            )
-        return usable
-
-    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
-        if self.batch_size % world_size:
-            raise PrefineError(f"a batch of {self.batch_size} examples cannot be split evenly over {world_size} processes; change --batch-size")
-        epoch_size = self.examples_per_epoch(world_size)
-        epoch, offset = position.epoch, position.offset
-        if offset >= epoch_size:
-            epoch, offset = epoch + 1, 0
-        indices = self.epoch_order(epoch)[offset : min(offset + self.batch_size, epoch_size)]
-        share = len(indices) // world_size
-        batch = self.examples.collate(indices[rank * share : (rank + 1) * share], self.pad_id)
-        offset += len(indices)
-        next_position = DataPosition(epoch + 1, 0) if offset >= epoch_size else DataPosition(epoch, offset)
-        return batch, next_position
+        return self.items_per_epoch(world_size)
 
 
 def sequential_batches(examples: EncodedExamples, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from prefine.errors import PrefineError
+from prefine.tasks.batching import SeekableBatches
 from prefine.metrics.squad import Flavor, evaluate_predictions
 from prefine.pretraining_data.batches import DataPosition  # (epoch, examples consumed), shared with pre-training
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions
@@ -64,16 +65,14 @@ def window_lengths(features: QAFeatures) -> np.ndarray:
     return features.attention_mask.sum(axis=1).astype(np.int64)
 
 
-class QABatches:
-    """Training windows addressed by a `DataPosition`, trimmed per batch, sliced per rank.
+class QABatches(SeekableBatches):
+    """Training windows, trimmed per batch to the longest real window (see SeekableBatches).
 
-    Every epoch is a fresh order drawn from (seed, epoch), so any position can be recomputed
-    without replaying the ones before it. `batch_size` is the global micro-batch (all ranks
-    together); each rank gets a contiguous slice of it. A single process keeps the last,
-    partial batch of an epoch; with several processes it is dropped, so every rank always gets
-    an equal share. Only the training inputs are kept (compactly): a SQuAD training set is
-    ~90k windows, and the character offsets that decoding needs are useless here.
+    Only the training inputs are kept (compactly): a SQuAD training set is ~90k windows, and the
+    character offsets that decoding needs are useless here.
     """
+
+    unit = "windows"
 
     def __init__(self, features: QAFeatures, batch_size: int, seed: int, shuffle: bool = True):
         if not len(features):
@@ -89,48 +88,13 @@ class QABatches:
             example_index=features.example_index,
             offsets=np.zeros((0, 0, 2), dtype=np.int32),
         )
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self._cached_epoch: int | None = None
-        self._cached_order = np.zeros(0, dtype=np.int64)
+        super().__init__(len(self.lengths), batch_size, seed, shuffle)
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def start_position(self) -> DataPosition:
-        return DataPosition(0, 0)
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """The window indices of `epoch` in training order (a pure function of seed and epoch)."""
-        if self._cached_epoch != epoch:
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self)) if self.shuffle else np.arange(len(self))
-            self._cached_epoch, self._cached_order = epoch, order
-        return self._cached_order
+    def collate(self, indices: np.ndarray) -> dict[str, Any]:
+        return _trimmed_batch(self.features, indices, self.lengths, with_targets=True)
 
     def windows_per_epoch(self, world_size: int) -> int:
-        if world_size == 1:
-            return len(self)
-        usable = len(self) // self.batch_size * self.batch_size
-        if not usable:
-            raise PrefineError(
-                f"the training data has {len(self)} windows, fewer than one batch of {self.batch_size} for {world_size} processes; lower --batch-size"
-            )
-        return usable
-
-    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
-        if self.batch_size % world_size:
-            raise PrefineError(f"a batch of {self.batch_size} windows cannot be split evenly over {world_size} processes; change --batch-size")
-        epoch_size = self.windows_per_epoch(world_size)
-        epoch, offset = position.epoch, position.offset
-        if offset >= epoch_size:
-            epoch, offset = epoch + 1, 0
-        indices = self.epoch_order(epoch)[offset : min(offset + self.batch_size, epoch_size)]
-        share = len(indices) // world_size
-        batch = _trimmed_batch(self.features, indices[rank * share : (rank + 1) * share], self.lengths, with_targets=True)
-        offset += len(indices)
-        next_position = DataPosition(epoch + 1, 0) if offset >= epoch_size else DataPosition(epoch, offset)
-        return batch, next_position
+        return self.items_per_epoch(world_size)
 
 
 def _sequential_batches(features: QAFeatures, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
