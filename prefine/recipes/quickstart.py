@@ -71,15 +71,16 @@ def _eval_curve(run_dir: Path, metric: str) -> list[tuple[int, float]]:
 
 
 def interpret_comparison(rows: list[dict], pretrain_steps: int, mlm_accuracy: float) -> str:
-    """One honest sentence on what the table shows: the gain, or why there is none yet."""
-    gains = [row["gain"] for row in rows]
-    if all(gain > 0 for gain in gains):
-        return f"Pre-training helped at every data size (gain {min(gains):+.1%} to {max(gains):+.1%} accuracy)."
+    """One honest sentence on what the table shows: where pre-training helped, and where not yet."""
+    gains = ", ".join(f"{row['gain'] * 100:+.1f} accuracy points with {row['examples']} examples" for row in rows)
+    if all(row["gain"] > 0 for row in rows):
+        return f"Pre-training helped at every data size ({gains})."
+    helped = [row for row in rows if row["gain"] > 0]
+    verdict = "helped only where labels are few" if helped and helped[0] is rows[0] else "did not beat random weights"
     return (
-        f"After only {pretrain_steps} pre-training steps (held-out MLM accuracy {mlm_accuracy:.1%}: the model still "
-        "mostly predicts frequent words), the pre-trained start does not beat random weights at every data size here. "
-        "That is what the table measures, not a given: pre-train longer (--pretrain-steps, or prefine pretrain on your "
-        "own corpus) and compare again with prefine compare."
+        f"After {pretrain_steps} pre-training steps (held-out MLM accuracy {mlm_accuracy:.1%}) the pre-trained start "
+        f"{verdict} ({gains}). That is what the table measures, not a given: pre-train longer "
+        "(--pretrain-steps, or prefine pretrain on your own corpus) and compare again with prefine compare."
     )
 
 
