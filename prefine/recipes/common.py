@@ -148,6 +148,27 @@ def run_record(kind: str, **sections: Any) -> dict[str, Any]:
     return record
 
 
+def start_finetune(run, device: str, max_length: int, length_flag: str, train_hint: str = "--train FILE"):
+    """Checks every fine-tuning recipe makes before any work: arguments, output folder, model length.
+
+    Returns the run folder, the distributed context and the loaded --init weights.
+    """
+    from prefine.training import init_distributed
+
+    if not run.init:
+        raise PrefineError("pass --init with a pre-trained run (or Hugging Face folder) to fine-tune from")
+    if not run.train or not run.out:
+        raise PrefineError(f"pass {train_hint} and --out FOLDER")
+    run_dir = Path(run.out)
+    if is_run_dir(run_dir):
+        raise PrefineError(f"{run_dir} already holds a run; choose another --out")
+    context = init_distributed(device)
+    init = resolve_init(run.init)
+    if max_length > init.config.max_position_embeddings:
+        raise PrefineError(f"{length_flag} {max_length} exceeds the model's {init.config.max_position_embeddings} positions; lower it")
+    return run_dir, context, init
+
+
 def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch: bool, announce: bool) -> None:
     """Fill a task model's encoder from --init (its task head stays fresh), or keep random weights."""
     if from_scratch:

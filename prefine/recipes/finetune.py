@@ -24,7 +24,6 @@ import torch
 
 from prefine.checkpoint import (
     TOKENIZER_DIR,
-    is_run_dir,
     load_model_config,
     load_weights,
     model_checkpoint_of,
@@ -36,7 +35,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import format_metrics_table
 from prefine.model import BertForSequenceClassification, config_from_dict
 from prefine.recipes import question_answering as qa_recipe
-from prefine.recipes.common import load_initial_weights, recorded_finetune, resolve_init, run_record
+from prefine.recipes.common import load_initial_weights, recorded_finetune, run_record, start_finetune
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationColumns,
@@ -53,7 +52,7 @@ from prefine.tasks.classification import (
     write_predictions,
 )
 from prefine.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint
-from prefine.training import TrainingConfig, init_distributed, resolve_device, train
+from prefine.training import TrainingConfig, resolve_device, train
 
 
 @dataclass
@@ -140,18 +139,8 @@ def _default_best_metric(label_set: LabelSet) -> str:
 def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, training: TrainingConfig, explicit_steps: bool) -> dict:
     if run.task == "qa":
         return qa_recipe.run_qa_finetune(run, qa_recipe.QADataConfig(), training, explicit_steps)
-    if not run.init:
-        raise PrefineError("pass --init with a pre-trained run (or Hugging Face folder) to fine-tune from")
-    if not run.train or not run.out:
-        raise PrefineError("pass --train FILE and --out FOLDER")
-    run_dir = Path(run.out)
-    if is_run_dir(run_dir):
-        raise PrefineError(f"{run_dir} already holds a run; choose another --out")
-    context = init_distributed(training.device)
-    init = resolve_init(run.init)
+    run_dir, context, init = start_finetune(run, training.device, data.max_seq_length, "--max-seq-length")
     tokenizer = init.tokenizer
-    if data.max_seq_length > init.config.max_position_embeddings:
-        raise PrefineError(f"--max-seq-length {data.max_seq_length} exceeds the model's {init.config.max_position_embeddings} positions; lower it")
 
     train_examples, eval_examples, label_set, columns = load_classification_data(run.train, run.eval or None, data, tokenizer)
     train_examples = _subsample(train_examples, run.train_fraction, training.seed)

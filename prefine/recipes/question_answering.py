@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, load_model_config, load_weights, model_checkpoint_of, read_run, write_run
+from prefine.checkpoint import TOKENIZER_DIR, load_model_config, load_weights, model_checkpoint_of, read_run, write_run
 from prefine.config import explicit_overrides, option
 from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor
 from prefine.model import BertForQuestionAnswering, config_from_dict
-from prefine.recipes.common import check_tokenizer_matches, load_initial_weights, recorded_finetune, resolve_init, run_record
+from prefine.recipes.common import check_tokenizer_matches, load_initial_weights, recorded_finetune, run_record, start_finetune
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features
 from prefine.tasks.question_answering import DecodingConfig, QABatches, QAEvaluation, QATask, evaluate_qa, predict_span_logits
 from prefine.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint
-from prefine.training import TrainingConfig, init_distributed, resolve_device, train
+from prefine.training import TrainingConfig, resolve_device, train
 
 if TYPE_CHECKING:  # finetune.py imports this module to route --task qa; a runtime import would be circular
     from prefine.recipes.finetune import FinetuneRunConfig
@@ -125,18 +125,8 @@ def format_qa_scores(scores: dict[str, float], flavor: str) -> str:
 
 
 def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: TrainingConfig, explicit_steps: bool) -> dict:
-    if not run.init:
-        raise PrefineError("pass --init with a pre-trained run (or Hugging Face folder) to fine-tune from")
-    if not run.train or not run.out:
-        raise PrefineError("pass --train FILE.json (SQuAD format) and --out FOLDER")
-    run_dir = Path(run.out)
-    if is_run_dir(run_dir):
-        raise PrefineError(f"{run_dir} already holds a run; choose another --out")
-    context = init_distributed(training.device)
-    init = resolve_init(run.init)
+    run_dir, context, init = start_finetune(run, training.device, qa_data.max_length, "--max-length", "--train FILE.json (SQuAD format)")
     tokenizer = init.tokenizer
-    if qa_data.max_length > init.config.max_position_embeddings:
-        raise PrefineError(f"--max-length {qa_data.max_length} exceeds the model's {init.config.max_position_embeddings} positions; lower it")
 
     train_examples, train_flavor = _load_qa_file(run.train, "--train")
     train_examples = _subsample(train_examples, run.train_fraction, training.seed)
