@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 
 from prefine.errors import PrefineError
 from prefine.pretraining_data.config import PretrainingDataConfig
-from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning
+from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents
 
@@ -238,11 +238,11 @@ def collate(
     input_ids[:, 0] = special_ids.cls
     is_text = np.zeros((num_rows, width), dtype=bool)
 
-    a_rows, a_within = _ragged_indices(a_length)
+    a_rows, a_within = ragged_indices(a_length)
     a_positions = instances.a_start[a_rows] + a_within
     a_documents = np.searchsorted(document_token_starts, a_positions, side="right") - 1
     a_columns = 1 + a_within + (a_documents - a_first_document[a_rows])
-    b_rows, b_within = _ragged_indices(b_length)
+    b_rows, b_within = ragged_indices(b_length)
     rows = np.concatenate([a_rows, b_rows])
     text_columns = np.concatenate([a_columns, b_column[b_rows] + b_within])
     positions = np.concatenate([a_positions, instances.b_start[b_rows] + b_within])
@@ -259,10 +259,3 @@ def collate(
     if is_continuation is not None:
         batch["word_start_mask"] = torch.from_numpy(is_text & ~is_continuation[input_ids])
     return batch
-
-
-def _ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, index within row) for every element of rows with the given lengths, without a Python loop."""
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    row_firsts = np.cumsum(lengths) - lengths
-    return rows, np.arange(len(rows)) - row_firsts[rows]

@@ -46,7 +46,6 @@ no short_seq_prob is applied here.
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -57,8 +56,12 @@ from prefine.pretraining_data.shards import TokenShards
 NSP_IS_NEXT = 0
 NSP_RANDOM_NEXT = 1
 NSP_IGNORED = -1
-# Packing runs are cut into blocks of this many documents so memory stays bounded on huge runs.
+# Packing runs are cut every this many document positions, so packing can work through the
+# documents in bounded pieces (PACKING_PIECE_DOCUMENTS, a multiple of it) on huge corpora.
 PACKING_BLOCK_DOCUMENTS = 1024
+PACKING_PIECE_DOCUMENTS = 64 * PACKING_BLOCK_DOCUMENTS
+# Sentence pairs are built for this many documents at a time, bounding the per-round arrays.
+PAIR_PIECE_DOCUMENTS = 1 << 16
 
 
 @dataclass
@@ -77,130 +80,172 @@ class Instances:
     def take(self, indices: np.ndarray | slice) -> Instances:
         return Instances(*(getattr(self, f.name)[indices] for f in fields(self)))
 
-
-class _InstanceList:
-    """Grows five typed arrays (8 bytes per value, unlike lists of Python ints) while building."""
-
-    def __init__(self) -> None:
-        self.columns = tuple(array("q") for _ in range(5))
-
-    def add(self, a_start: int, a_end: int, b_start: int, b_end: int, nsp_label: int) -> None:
-        for column, value in zip(self.columns, (a_start, a_end, b_start, b_end, nsp_label)):
-            column.append(int(value))
-
-    def to_instances(self) -> Instances:
-        return Instances(*(np.frombuffer(column, dtype=np.int64).copy() for column in self.columns))
+    @classmethod
+    def concatenate(cls, parts: list[Instances]) -> Instances:
+        if not parts:
+            return cls(*(np.zeros(0, dtype=np.int64) for _ in fields(cls)))
+        return cls(*(np.concatenate([getattr(part, f.name) for part in parts]).astype(np.int64) for f in fields(cls)))
 
 
 def build_instances(
     shards: TokenShards, doc_ids: np.ndarray, config: PretrainingDataConfig, rng: np.random.Generator
 ) -> Instances:
-    """All instances of one pass over `doc_ids`, shuffled. Deterministic given the state of `rng`."""
+    """All instances of one pass over `doc_ids`, shuffled. Deterministic given the state of `rng`.
+
+    Runs at numpy speed over all documents at once (a Python loop per instance would make the
+    rebuild at every epoch take minutes on a large corpus).
+    """
     doc_ids = np.asarray(doc_ids, dtype=np.int64)
-    sentence_counts = shards.document_sentence_counts()[doc_ids]
-    built = _InstanceList()
+    parts = []
     if config.objective == "mlm":
         packable = np.ones(len(doc_ids), dtype=bool)
     else:
-        packable = sentence_counts == 1
-        for position in np.flatnonzero(~packable):
-            _add_sentence_pairs(shards, doc_ids, position, config, rng, built)
-    for first, end in _runs_of_adjacent_documents(doc_ids, packable):
-        _add_packed_sentences(shards, doc_ids[first:end], config.max_seq_length - 2, built)
-    instances = _truncate(built.to_instances(), config.max_seq_length, rng)
+        packable = shards.document_sentence_counts()[doc_ids] == 1
+        for first in range(0, len(doc_ids), PAIR_PIECE_DOCUMENTS):
+            positions = np.flatnonzero(~packable[first : first + PAIR_PIECE_DOCUMENTS]) + first
+            parts.append(_sentence_pairs(shards, doc_ids, positions, config, rng))
+    for first in range(0, len(doc_ids), PACKING_PIECE_DOCUMENTS):
+        positions = np.flatnonzero(packable[first : first + PACKING_PIECE_DOCUMENTS]) + first
+        parts.append(_packed_sentences(shards, doc_ids, positions, config.max_seq_length - 2))
+    instances = _truncate(Instances.concatenate(parts), config.max_seq_length, rng)
     return instances.take(rng.permutation(len(instances)))
 
 
-def _add_sentence_pairs(
-    shards: TokenShards,
-    doc_ids: np.ndarray,
-    position: int,
-    config: PretrainingDataConfig,
-    rng: np.random.Generator,
-    built: _InstanceList,
-) -> None:
-    """BERT's create_instances_from_document for doc_ids[position], with ranges instead of token lists."""
-    document = int(doc_ids[position])
-    first_sentence = int(shards.document_starts[document])
-    num_sentences = int(shards.document_starts[document + 1]) - first_sentence
-    starts = np.asarray(shards.sentence_starts[first_sentence : first_sentence + num_sentences + 1])
+def _sentence_pairs(
+    shards: TokenShards, doc_ids: np.ndarray, positions: np.ndarray, config: PretrainingDataConfig, rng: np.random.Generator
+) -> Instances:
+    """BERT's create_instances_from_document for the documents doc_ids[positions], with token ranges.
+
+    Every round takes the next chunk of every document that still has sentences left, so the
+    work is a few array operations per round rather than Python per instance; a document is
+    done once its cursor (a global sentence index) reaches its end.
+    """
+    sentence_starts = np.asarray(shards.sentence_starts)
     max_tokens = config.max_seq_length - 3
-    sentence = 0
-    while sentence < num_sentences:
-        target = max_tokens
-        if rng.random() < config.short_seq_prob:
-            target = int(rng.integers(2, max_tokens + 1))
-        chunk_end = min(int(np.searchsorted(starts, starts[sentence] + target, side="left")), num_sentences)
-        chunk_end = min(max(chunk_end, sentence + 2), num_sentences)
-        chunk_sentences = chunk_end - sentence
-        if chunk_sentences == 1:
-            built.add(starts[sentence], starts[sentence + 1], 0, 0, NSP_IGNORED)
-            break
-        a_sentences = int(rng.integers(1, chunk_sentences))
-        a_start, a_end = starts[sentence], starts[sentence + a_sentences]
+    cursor = shards.document_starts[doc_ids[positions]]
+    document_end = shards.document_starts[doc_ids[positions] + 1]
+    columns: list[tuple[np.ndarray, ...]] = []
+    while len(cursor):
+        count = len(cursor)
+        target = np.full(count, max_tokens, dtype=np.int64)
+        short = rng.random(count) < config.short_seq_prob
+        target[short] = rng.integers(2, max_tokens + 1, int(short.sum()))
+        chunk_end = np.searchsorted(sentence_starts, sentence_starts[cursor] + target, side="left")
+        chunk_end = np.minimum(np.maximum(np.minimum(chunk_end, document_end), cursor + 2), document_end)
+
+        # A document's last sentence left alone cannot be split into A and B: MLM only.
+        lone = chunk_end - cursor == 1
+        columns.append((sentence_starts[cursor[lone]], sentence_starts[cursor[lone] + 1], None, None, NSP_IGNORED))
+        keep = ~lone
+        cursor, document_end, chunk_end, target, here = cursor[keep], document_end[keep], chunk_end[keep], target[keep], positions[keep]
+        a_end_sentence = cursor + rng.integers(1, chunk_end - cursor)
+        a_start, a_end = sentence_starts[cursor], sentence_starts[a_end_sentence]
         if len(doc_ids) == 1:
             # No other document to draw a random segment from: a label here could only be
             # "is next", which would teach a constant. Keep the text for MLM only.
-            built.add(a_start, starts[chunk_end], 0, 0, NSP_IGNORED)
-            sentence = chunk_end
-        elif rng.random() < 0.5:
-            b_start, b_end = _random_next_segment(shards, doc_ids, position, target - (a_end - a_start), rng)
-            built.add(a_start, a_end, b_start, b_end, NSP_RANDOM_NEXT)
-            sentence += a_sentences  # put the unused sentences back: they start the next chunk
+            columns.append((a_start, sentence_starts[chunk_end], None, None, NSP_IGNORED))
+            cursor = chunk_end
         else:
-            built.add(a_start, a_end, a_end, starts[chunk_end], NSP_IS_NEXT)
-            sentence = chunk_end
+            random_next = rng.random(len(cursor)) < 0.5
+            b_start = np.where(random_next, 0, a_end)
+            b_end = sentence_starts[chunk_end]
+            if random_next.any():
+                b_start[random_next], b_end[random_next] = _random_next_segments(
+                    shards, sentence_starts, doc_ids, here[random_next], (target - (a_end - a_start))[random_next], rng
+                )
+            columns.append((a_start, a_end, b_start, b_end, np.where(random_next, NSP_RANDOM_NEXT, NSP_IS_NEXT)))
+            # Put the unused sentences of a random-next chunk back: they start the next chunk.
+            cursor = np.where(random_next, a_end_sentence, chunk_end)
+        active = cursor < document_end
+        cursor, document_end, positions = cursor[active], document_end[active], here[active]
+    return Instances.concatenate([_column_instances(*column) for column in columns])
 
 
-def _random_next_segment(
-    shards: TokenShards, doc_ids: np.ndarray, position: int, target_length: int, rng: np.random.Generator
-) -> tuple[int, int]:
-    """Token range of whole sentences from another document, from a random sentence on, of about target_length tokens."""
-    other = int(rng.integers(len(doc_ids) - 1))
-    document = int(doc_ids[other + (other >= position)])
-    first_sentence = int(shards.document_starts[document])
-    num_sentences = int(shards.document_starts[document + 1]) - first_sentence
-    starts = np.asarray(shards.sentence_starts[first_sentence : first_sentence + num_sentences + 1])
-    start_sentence = int(rng.integers(num_sentences))
-    end_sentence = int(np.searchsorted(starts, starts[start_sentence] + max(target_length, 1), side="left"))
-    end_sentence = min(max(end_sentence, start_sentence + 1), num_sentences)
-    return int(starts[start_sentence]), int(starts[end_sentence])
+def _column_instances(a_start, a_end, b_start, b_end, nsp_label) -> Instances:
+    """Instances from column arrays; None for B means single-segment, a scalar label applies to all."""
+    empty_b = np.zeros(len(a_start), dtype=np.int64)
+    return Instances(
+        a_start,
+        a_end,
+        empty_b if b_start is None else b_start,
+        empty_b if b_end is None else b_end,
+        np.broadcast_to(np.asarray(nsp_label, dtype=np.int64), (len(a_start),)),
+    )
 
 
-def _runs_of_adjacent_documents(doc_ids: np.ndarray, packable: np.ndarray) -> list[tuple[int, int]]:
-    """[first, end) positions in doc_ids of runs of packable documents that are adjacent in the cache."""
-    if not len(doc_ids):
-        return []
-    continues = np.zeros(len(doc_ids), dtype=bool)
-    continues[1:] = packable[1:] & packable[:-1] & (np.diff(doc_ids) == 1)
-    continues[np.arange(len(doc_ids)) % PACKING_BLOCK_DOCUMENTS == 0] = False
-    run_firsts = np.flatnonzero(~continues)
-    run_ends = np.append(run_firsts[1:], len(doc_ids))
-    return [(int(first), int(end)) for first, end in zip(run_firsts, run_ends) if packable[first]]
+def _random_next_segments(
+    shards: TokenShards,
+    sentence_starts: np.ndarray,
+    doc_ids: np.ndarray,
+    positions: np.ndarray,
+    target_lengths: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ranges of whole sentences from another document than doc_ids[positions], each from a
+    random sentence on and of about target_lengths tokens."""
+    other = rng.integers(len(doc_ids) - 1, size=len(positions))
+    documents = doc_ids[other + (other >= positions)]
+    first_sentence = shards.document_starts[documents]
+    end_sentence = shards.document_starts[documents + 1]
+    start = first_sentence + rng.integers(end_sentence - first_sentence)
+    end = np.searchsorted(sentence_starts, sentence_starts[start] + np.maximum(target_lengths, 1), side="left")
+    end = np.minimum(np.maximum(end, start + 1), end_sentence)
+    return sentence_starts[start], sentence_starts[end]
 
 
-def _add_packed_sentences(shards: TokenShards, documents: np.ndarray, budget: int, built: _InstanceList) -> None:
-    """Greedily pack whole sentences of adjacent `documents` into segments of <= budget tokens,
-    counting one [SEP] token per document boundary crossed."""
-    first_sentence = int(shards.document_starts[documents[0]])
-    end_sentence = int(shards.document_starts[documents[-1] + 1])
-    starts = np.asarray(shards.sentence_starts[first_sentence : end_sentence + 1])
-    document_of_sentence = np.repeat(np.arange(len(documents)), shards.document_sentence_counts()[documents])
-    # A segment of sentences [i, j) costs starts[j] - starts[i] tokens plus one separator per
-    # document boundary inside it, i.e. end_cost[j] - start_cost[i] with these monotone costs.
-    start_cost = starts[:-1] + document_of_sentence
-    end_cost = starts[1:] + document_of_sentence  # end_cost[j - 1] belongs to boundary j
-    sentence, num_sentences = 0, len(starts) - 1
-    while sentence < num_sentences:
-        end = int(np.searchsorted(end_cost, start_cost[sentence] + budget, side="right"))
-        if end <= sentence:
-            # One sentence longer than the whole budget: cut it into budget-sized windows.
-            for window_start in range(int(starts[sentence]), int(starts[sentence + 1]), budget):
-                built.add(window_start, min(window_start + budget, int(starts[sentence + 1])), 0, 0, NSP_IGNORED)
-            sentence += 1
-        else:
-            built.add(starts[sentence], starts[end], 0, 0, NSP_IGNORED)
-            sentence = end
+def _packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: np.ndarray, budget: int) -> Instances:
+    """Greedily pack whole sentences of the documents doc_ids[positions] into segments of <= budget
+    tokens, counting one [SEP] token per document boundary crossed.
+
+    A segment only runs on into the next document when that document is next both in the cache
+    (so the segment is one token range) and in `positions` (so held-out text never leaks in), and
+    never across a multiple of PACKING_BLOCK_DOCUMENTS positions.
+    """
+    if not len(positions):
+        return Instances.concatenate([])
+    documents = doc_ids[positions]
+    sentence_starts = np.asarray(shards.sentence_starts)
+    counts = shards.document_starts[documents + 1] - shards.document_starts[documents]
+    document_of, within = ragged_indices(counts)
+    sentences = shards.document_starts[documents][document_of] + within  # global ids, in packing order
+    lengths = sentence_starts[sentences + 1] - sentence_starts[sentences]
+
+    continues_run = np.zeros(len(documents), dtype=bool)
+    continues_run[1:] = (np.diff(positions) == 1) & (np.diff(documents) == 1) & (positions[1:] % PACKING_BLOCK_DOCUMENTS != 0)
+    # Lay the sentences on one monotone axis where a segment [i, j) costs end[j - 1] - begin[i]:
+    # its tokens, plus one per document boundary inside a run (the [SEP]), while the gap between
+    # runs is wider than the budget, so no segment can span two runs.
+    gap = np.where(within == 0, np.where(continues_run[document_of], 1, budget + 1), 0)
+    end = np.cumsum(lengths + gap)
+    begin = end - lengths
+    next_first = np.searchsorted(end, begin + budget, side="right")
+    too_long = next_first <= np.arange(len(sentences))  # one sentence longer than the whole budget
+    next_first[too_long] = np.flatnonzero(too_long) + 1
+
+    # Following the chain from the first sentence is inherently sequential, but only a list
+    # lookup per segment.
+    segment_firsts, links, sentence, total = [], next_first.tolist(), 0, len(sentences)
+    while sentence < total:
+        segment_firsts.append(sentence)
+        sentence = links[sentence]
+    firsts = np.asarray(segment_firsts, dtype=np.int64)
+    lasts = next_first[firsts] - 1
+    a_start = sentence_starts[sentences[firsts]]
+    a_end = sentence_starts[sentences[lasts] + 1]
+
+    # A sentence longer than the budget is cut into budget-sized windows.
+    window_counts = np.where(too_long[firsts], -(-(a_end - a_start) // budget), 1)
+    rows, window = ragged_indices(window_counts)
+    window_start = a_start[rows] + window * budget
+    window_end = np.where(too_long[firsts][rows], np.minimum(window_start + budget, a_end[rows]), a_end[rows])
+    return _column_instances(window_start, window_end, None, None, NSP_IGNORED)
+
+
+def ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, index within row) for every element of rows with the given lengths, without a Python loop."""
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    row_firsts = np.cumsum(lengths) - lengths
+    return rows, np.arange(len(rows)) - row_firsts[rows]
 
 
 def _truncate(instances: Instances, max_seq_length: int, rng: np.random.Generator) -> Instances:

@@ -206,3 +206,32 @@ def test_a_lone_document_gives_no_nsp_labels(shards):
     config = PretrainingDataConfig(max_seq_length=32)
     instances = build_instances(shards, np.array([3]), config, np.random.default_rng(0))
     assert len(instances) > 0 and (instances.nsp_label == NSP_IGNORED).all()
+
+
+def test_packing_in_pieces_gives_the_same_segments(shards, monkeypatch):
+    import prefine.pretraining_data.instances as instances_module
+
+    config = PretrainingDataConfig(max_seq_length=40, objective="mlm")
+    train, _ = split_documents(shards, 0.2, seed=0)
+    monkeypatch.setattr(instances_module, "PACKING_BLOCK_DOCUMENTS", 8)
+    monkeypatch.setattr(instances_module, "PACKING_PIECE_DOCUMENTS", 8 * 1000)
+    whole = build_instances(shards, train, config, np.random.default_rng(0))
+    monkeypatch.setattr(instances_module, "PACKING_PIECE_DOCUMENTS", 16)
+    pieces = build_instances(shards, train, config, np.random.default_rng(0))
+    assert all(np.array_equal(getattr(whole, name), getattr(pieces, name)) for name in ("a_start", "a_end", "b_start", "b_end", "nsp_label"))
+    # No segment runs across a block cut (every 8th training document starts afresh).
+    first_position = np.searchsorted(train, document_of(shards, whole.a_start))
+    last_position = np.searchsorted(train, document_of(shards, whole.a_end - 1))
+    assert (first_position // 8 == last_position // 8).all()
+    assert (last_position > first_position).any()
+
+
+def test_sentence_pairs_in_small_pieces_keep_every_rule(shards, monkeypatch):
+    import prefine.pretraining_data.instances as instances_module
+
+    monkeypatch.setattr(instances_module, "PAIR_PIECE_DOCUMENTS", 7)
+    test_pairs_fit_and_segments_come_from_the_right_documents(shards)
+    config = PretrainingDataConfig(max_seq_length=48)
+    labels = build_instances(shards, np.arange(shards.num_documents), config, np.random.default_rng(3)).nsp_label
+    labelled = labels[labels != NSP_IGNORED]
+    assert within_sigmas(int((labelled == NSP_RANDOM_NEXT).sum()), len(labelled), 0.5)
