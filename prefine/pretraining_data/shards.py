@@ -24,6 +24,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from prefine.errors import PrefineError
+from prefine.tokenizer import PlainTextEncoder
 
 FORMAT_VERSION = 1
 UINT16_VOCAB_LIMIT = 1 << 16
@@ -104,16 +106,6 @@ def _batches(documents: Iterable[list[str]], batch_size: int) -> Iterable[list[l
         yield batch
 
 
-def _plain_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    """A tokenizer without padding or truncation: a saved tokenizer may carry either, and both would corrupt the cache."""
-    if tokenizer.padding is None and tokenizer.truncation is None:
-        return tokenizer
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.no_padding()
-    copy.no_truncation()
-    return copy
-
-
 def build_token_shards(
     documents: Iterable[list[str]],
     tokenizer: Tokenizer,
@@ -132,7 +124,7 @@ def build_token_shards(
     temporary = directory.parent / f".{directory.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temporary.mkdir()
     try:
-        meta = _write_shards(documents, _plain_tokenizer(tokenizer), temporary, batch_size)
+        meta = _write_shards(documents, tokenizer, temporary, batch_size)
         meta["key"] = metadata or {}
         (temporary / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if directory.exists():
@@ -150,54 +142,58 @@ def build_token_shards(
 
 
 def _write_shards(documents: Iterable[list[str]], tokenizer: Tokenizer, directory: Path, batch_size: int) -> dict:
+    encoder = PlainTextEncoder(tokenizer)
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
     dtype = token_dtype(vocab_size)
-    num_tokens = num_sentences = num_documents = 0
+    counts = {"num_tokens": 0, "num_sentences": 0, "num_documents": 0}
     progress = tqdm(desc="tokenizing", unit=" docs", unit_scale=True, disable=None, file=sys.stderr)
     with (
+        # The Rust tokenizer releases the GIL: while it encodes one batch on its own threads,
+        # this thread reads the next batch of documents and writes the previous one.
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefine-tokenize") as tokenize,
         open(directory / "tokens.bin", "wb") as tokens_file,
         open(directory / "sentence_starts.bin", "wb") as sentence_file,
         open(directory / "document_starts.bin", "wb") as document_file,
     ):
         document_file.write(np.zeros(1, np.int64).tobytes())
+        files = (tokens_file, sentence_file, document_file)
+        pending = None
         for batch in _batches(documents, batch_size):
-            sentences = [sentence for document in batch for sentence in document]
-            encodings = tokenizer.encode_batch_fast(sentences, add_special_tokens=False) if sentences else []
-            ids = [encoding.ids for encoding in encodings]
-            lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-            batch_tokens = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-            if len(batch_tokens) and batch_tokens.max() >= vocab_size:
-                raise ValueError(f"tokenizer produced id {batch_tokens.max()} outside its vocabulary of {vocab_size}")
-
-            # Empty sentences would become zero-length segments; drop them, then documents left empty.
-            kept = lengths > 0
-            document_of_sentence = np.repeat(np.arange(len(batch)), [len(document) for document in batch])
-            kept_per_document = np.bincount(document_of_sentence[kept], minlength=len(batch))
-            kept_per_document = kept_per_document[kept_per_document > 0]
-
-            sentence_starts = num_tokens + np.concatenate([[0], np.cumsum(lengths[kept])[:-1]]).astype(np.int64)
-            document_ends = num_sentences + np.cumsum(kept_per_document).astype(np.int64)
-            tokens_file.write(batch_tokens.astype(dtype).tobytes())
-            sentence_file.write(sentence_starts[: int(kept.sum())].tobytes())
-            document_file.write(document_ends.tobytes())
-
-            num_tokens += len(batch_tokens)
-            num_sentences += int(kept.sum())
-            num_documents += len(kept_per_document)
-            progress.update(len(batch))
-            progress.set_postfix(tokens=num_tokens, refresh=False)
-        sentence_file.write(np.array([num_tokens], np.int64).tobytes())
+            encoded = tokenize.submit(encoder.encode_ids, [sentence for document in batch for sentence in document])
+            if pending is not None:
+                _append_batch(files, counts, pending[0], *pending[1].result(), vocab_size, dtype, progress)
+            pending = (batch, encoded)
+        if pending is not None:
+            _append_batch(files, counts, pending[0], *pending[1].result(), vocab_size, dtype, progress)
+        sentence_file.write(np.array([counts["num_tokens"]], np.int64).tobytes())
     progress.close()
-    if num_tokens == 0:
+    if counts["num_tokens"] == 0:
         raise PrefineError("the corpus has no text after tokenization; check the corpus path and its text column")
-    return {
-        "format_version": FORMAT_VERSION,
-        "dtype": dtype.name,
-        "num_tokens": num_tokens,
-        "num_sentences": num_sentences,
-        "num_documents": num_documents,
-        "vocab_size": vocab_size,
-    }
+    return {"format_version": FORMAT_VERSION, "dtype": dtype.name, **counts, "vocab_size": vocab_size}
+
+
+def _append_batch(files, counts: dict, batch: list[list[str]], batch_tokens: np.ndarray, lengths: np.ndarray, vocab_size: int, dtype: np.dtype, progress) -> None:
+    """Append one tokenized batch of documents to the three cache files and advance `counts`."""
+    tokens_file, sentence_file, document_file = files
+    if len(batch_tokens) and batch_tokens.max() >= vocab_size:
+        raise ValueError(f"tokenizer produced id {batch_tokens.max()} outside its vocabulary of {vocab_size}")
+    # Empty sentences would become zero-length segments; drop them, then documents left empty.
+    kept = lengths > 0
+    document_of_sentence = np.repeat(np.arange(len(batch)), [len(document) for document in batch])
+    kept_per_document = np.bincount(document_of_sentence[kept], minlength=len(batch))
+    kept_per_document = kept_per_document[kept_per_document > 0]
+
+    sentence_starts = counts["num_tokens"] + np.concatenate([[0], np.cumsum(lengths[kept])[:-1]]).astype(np.int64)
+    document_ends = counts["num_sentences"] + np.cumsum(kept_per_document).astype(np.int64)
+    tokens_file.write(batch_tokens.astype(dtype).tobytes())
+    sentence_file.write(sentence_starts[: int(kept.sum())].tobytes())
+    document_file.write(document_ends.tobytes())
+
+    counts["num_tokens"] += len(batch_tokens)
+    counts["num_sentences"] += int(kept.sum())
+    counts["num_documents"] += len(kept_per_document)
+    progress.update(len(batch))
+    progress.set_postfix(tokens=counts["num_tokens"], refresh=False)
 
 
 def cache_key(key_parts: dict) -> str:

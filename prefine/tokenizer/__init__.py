@@ -1,6 +1,8 @@
 """WordPiece tokenizer: train on a corpus, save for transformers, load back, and expose the ids
-the pre-training data builder needs (special tokens, "##" continuation pieces)."""
+the pre-training data builder needs (special tokens, "##" continuation pieces), and encode
+plain text to flat id arrays in bulk."""
 
+from prefine.tokenizer.plain_encoding import PlainTextEncoder
 from prefine.tokenizer.wordpiece import (
     CONTINUATION_PREFIX,
     SPECIAL_TOKENS,
@@ -20,6 +22,9 @@ from prefine.tokenizer.wordpiece import (
 
 __all__ = [
     "CONTINUATION_PREFIX",
+    "PlainTextEncoder",
+    "PlainTextEncoder",
+    "PlainTextEncoder",
     "SPECIAL_TOKENS",
     "TOKENIZER_FILES",
     "SpecialTokenIds",

@@ -66,12 +66,14 @@ def test_dtype_follows_vocabulary_size(tokenizer, tmp_path):
 
     # A vocabulary past 65536 entries needs 32-bit ids; the high ids must survive the round trip.
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    vocab.update({f"w{i}": len(vocab) for i in range(70_000)})
+    for i in range(70_000):
+        vocab[f"w{i}"] = len(vocab)
     big = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     big.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     shards = build_token_shards([["w69999 w3", "w65600"]], big, tmp_path / "big")
     assert shards.tokens.dtype == np.uint32
     assert shards.document_tokens(0).tolist() == [vocab["w69999"], vocab["w3"], vocab["w65600"]]
+    assert vocab["w69999"] > 65_535 and vocab["w65600"] > 65_535
 
 
 def test_tokenizer_padding_and_truncation_do_not_leak_into_the_cache(tokenizer, tmp_path):
