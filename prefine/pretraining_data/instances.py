@@ -60,13 +60,19 @@ NSP_IGNORED = -1
 # documents in bounded pieces (PACKING_PIECE_DOCUMENTS, a multiple of it) on huge corpora.
 PACKING_BLOCK_DOCUMENTS = 1024
 PACKING_PIECE_DOCUMENTS = 64 * PACKING_BLOCK_DOCUMENTS
-# Sentence pairs are built for this many documents at a time, bounding the per-round arrays.
+# Sentence pairs are built for this many documents at a time, and truncated this many instances
+# at a time, so temporary arrays stay bounded however large the corpus is.
 PAIR_PIECE_DOCUMENTS = 1 << 16
+TRUNCATE_PIECE_INSTANCES = 1 << 18
 
 
 @dataclass
 class Instances:
-    """Parallel int64 arrays, one entry per instance; segment A = tokens[a_start:a_end], B likewise."""
+    """Parallel arrays, one entry per instance; segment A = tokens[a_start:a_end], B likewise.
+
+    Token positions are int64 (a corpus may pass 2^31 tokens), the NSP label int8: 33 bytes per
+    instance, the only part of an epoch's data that grows with the corpus.
+    """
 
     a_start: np.ndarray
     a_end: np.ndarray
@@ -80,11 +86,40 @@ class Instances:
     def take(self, indices: np.ndarray | slice) -> Instances:
         return Instances(*(getattr(self, f.name)[indices] for f in fields(self)))
 
-    @classmethod
-    def concatenate(cls, parts: list[Instances]) -> Instances:
-        if not parts:
-            return cls(*(np.zeros(0, dtype=np.int64) for _ in fields(cls)))
-        return cls(*(np.concatenate([getattr(part, f.name) for part in parts]).astype(np.int64) for f in fields(cls)))
+    def shuffle_(self, permutation: np.ndarray) -> Instances:
+        """Reorder in place, one field at a time, so the epoch's instances are never held twice."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name)[permutation])
+        return self
+
+
+class _InstanceColumns:
+    """Instances collected piece by piece, then joined one field at a time (the pieces of a
+    field are dropped as soon as it is joined), which keeps the peak near the final size."""
+
+    def __init__(self) -> None:
+        self.pieces: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Instances)}
+
+    def add(self, a_start: np.ndarray, a_end: np.ndarray, b_start=None, b_end=None, nsp_label=NSP_IGNORED) -> None:
+        """Append instances; no B (None) means single-segment, a scalar label applies to all."""
+        count = len(a_start)
+        no_b = np.zeros(count, dtype=np.int64)
+        for name, values in (
+            ("a_start", a_start),
+            ("a_end", a_end),
+            ("b_start", no_b if b_start is None else b_start),
+            ("b_end", no_b if b_end is None else b_end),
+            ("nsp_label", np.broadcast_to(np.asarray(nsp_label, dtype=np.int8), (count,))),
+        ):
+            self.pieces[name].append(values)
+
+    def join(self) -> Instances:
+        joined = {}
+        for name, pieces in self.pieces.items():
+            dtype = np.int8 if name == "nsp_label" else np.int64
+            joined[name] = np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype=dtype)
+            pieces.clear()
+        return Instances(**joined)
 
 
 def build_instances(
@@ -96,24 +131,31 @@ def build_instances(
     rebuild at every epoch take minutes on a large corpus).
     """
     doc_ids = np.asarray(doc_ids, dtype=np.int64)
-    parts = []
+    built = _InstanceColumns()
     if config.objective == "mlm":
         packable = np.ones(len(doc_ids), dtype=bool)
     else:
         packable = shards.document_sentence_counts()[doc_ids] == 1
         for first in range(0, len(doc_ids), PAIR_PIECE_DOCUMENTS):
             positions = np.flatnonzero(~packable[first : first + PAIR_PIECE_DOCUMENTS]) + first
-            parts.append(_sentence_pairs(shards, doc_ids, positions, config, rng))
+            _add_sentence_pairs(shards, doc_ids, positions, config, rng, built)
     for first in range(0, len(doc_ids), PACKING_PIECE_DOCUMENTS):
         positions = np.flatnonzero(packable[first : first + PACKING_PIECE_DOCUMENTS]) + first
-        parts.append(_packed_sentences(shards, doc_ids, positions, config.max_seq_length - 2))
-    instances = _truncate(Instances.concatenate(parts), config.max_seq_length, rng)
-    return instances.take(rng.permutation(len(instances)))
+        _add_packed_sentences(shards, doc_ids, positions, config.max_seq_length - 2, built)
+    instances = built.join()
+    for first in range(0, len(instances), TRUNCATE_PIECE_INSTANCES):
+        _truncate_(instances.take(slice(first, first + TRUNCATE_PIECE_INSTANCES)), config.max_seq_length, rng)
+    return instances.shuffle_(rng.permutation(len(instances)))
 
 
-def _sentence_pairs(
-    shards: TokenShards, doc_ids: np.ndarray, positions: np.ndarray, config: PretrainingDataConfig, rng: np.random.Generator
-) -> Instances:
+def _add_sentence_pairs(
+    shards: TokenShards,
+    doc_ids: np.ndarray,
+    positions: np.ndarray,
+    config: PretrainingDataConfig,
+    rng: np.random.Generator,
+    built: _InstanceColumns,
+) -> None:
     """BERT's create_instances_from_document for the documents doc_ids[positions], with token ranges.
 
     Every round takes the next chunk of every document that still has sentences left, so the
@@ -124,7 +166,6 @@ def _sentence_pairs(
     max_tokens = config.max_seq_length - 3
     cursor = shards.document_starts[doc_ids[positions]]
     document_end = shards.document_starts[doc_ids[positions] + 1]
-    columns: list[tuple[np.ndarray, ...]] = []
     while len(cursor):
         count = len(cursor)
         target = np.full(count, max_tokens, dtype=np.int64)
@@ -135,7 +176,7 @@ def _sentence_pairs(
 
         # A document's last sentence left alone cannot be split into A and B: MLM only.
         lone = chunk_end - cursor == 1
-        columns.append((sentence_starts[cursor[lone]], sentence_starts[cursor[lone] + 1], None, None, NSP_IGNORED))
+        built.add(sentence_starts[cursor[lone]], sentence_starts[cursor[lone] + 1])
         keep = ~lone
         cursor, document_end, chunk_end, target, here = cursor[keep], document_end[keep], chunk_end[keep], target[keep], positions[keep]
         a_end_sentence = cursor + rng.integers(1, chunk_end - cursor)
@@ -143,7 +184,7 @@ def _sentence_pairs(
         if len(doc_ids) == 1:
             # No other document to draw a random segment from: a label here could only be
             # "is next", which would teach a constant. Keep the text for MLM only.
-            columns.append((a_start, sentence_starts[chunk_end], None, None, NSP_IGNORED))
+            built.add(a_start, sentence_starts[chunk_end])
             cursor = chunk_end
         else:
             random_next = rng.random(len(cursor)) < 0.5
@@ -153,24 +194,11 @@ def _sentence_pairs(
                 b_start[random_next], b_end[random_next] = _random_next_segments(
                     shards, sentence_starts, doc_ids, here[random_next], (target - (a_end - a_start))[random_next], rng
                 )
-            columns.append((a_start, a_end, b_start, b_end, np.where(random_next, NSP_RANDOM_NEXT, NSP_IS_NEXT)))
+            built.add(a_start, a_end, b_start, b_end, np.where(random_next, NSP_RANDOM_NEXT, NSP_IS_NEXT))
             # Put the unused sentences of a random-next chunk back: they start the next chunk.
             cursor = np.where(random_next, a_end_sentence, chunk_end)
         active = cursor < document_end
         cursor, document_end, positions = cursor[active], document_end[active], here[active]
-    return Instances.concatenate([_column_instances(*column) for column in columns])
-
-
-def _column_instances(a_start, a_end, b_start, b_end, nsp_label) -> Instances:
-    """Instances from column arrays; None for B means single-segment, a scalar label applies to all."""
-    empty_b = np.zeros(len(a_start), dtype=np.int64)
-    return Instances(
-        a_start,
-        a_end,
-        empty_b if b_start is None else b_start,
-        empty_b if b_end is None else b_end,
-        np.broadcast_to(np.asarray(nsp_label, dtype=np.int64), (len(a_start),)),
-    )
 
 
 def _random_next_segments(
@@ -193,7 +221,7 @@ def _random_next_segments(
     return sentence_starts[start], sentence_starts[end]
 
 
-def _packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: np.ndarray, budget: int) -> Instances:
+def _add_packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: np.ndarray, budget: int, built: _InstanceColumns) -> None:
     """Greedily pack whole sentences of the documents doc_ids[positions] into segments of <= budget
     tokens, counting one [SEP] token per document boundary crossed.
 
@@ -202,7 +230,7 @@ def _packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: np.nd
     never across a multiple of PACKING_BLOCK_DOCUMENTS positions.
     """
     if not len(positions):
-        return Instances.concatenate([])
+        return
     documents = doc_ids[positions]
     sentence_starts = np.asarray(shards.sentence_starts)
     counts = shards.document_starts[documents + 1] - shards.document_starts[documents]
@@ -238,7 +266,7 @@ def _packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: np.nd
     rows, window = ragged_indices(window_counts)
     window_start = a_start[rows] + window * budget
     window_end = np.where(too_long[firsts][rows], np.minimum(window_start + budget, a_end[rows]), a_end[rows])
-    return _column_instances(window_start, window_end, None, None, NSP_IGNORED)
+    built.add(window_start, window_end)
 
 
 def ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +276,8 @@ def ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.arange(len(rows)) - row_firsts[rows]
 
 
-def _truncate(instances: Instances, max_seq_length: int, rng: np.random.Generator) -> Instances:
-    """BERT's truncate_seq_pair for all instances at once.
+def _truncate_(instances: Instances, max_seq_length: int, rng: np.random.Generator) -> Instances:
+    """BERT's truncate_seq_pair for all instances at once, in place (views write through).
 
     BERT removes one token at a time from the longer segment (B when they are equal), each time
     from the front or the back with a coin flip. The number each segment loses therefore has a
@@ -258,22 +286,24 @@ def _truncate(instances: Instances, max_seq_length: int, rng: np.random.Generato
     a_length = instances.a_end - instances.a_start
     b_length = instances.b_end - instances.b_start
     has_b = b_length > 0
-    max_tokens = np.where(has_b, max_seq_length - 3, max_seq_length - 2)
-    excess = np.maximum(a_length + b_length - max_tokens, 0)
+    excess = a_length + b_length - np.where(has_b, max_seq_length - 3, max_seq_length - 2)
+    np.maximum(excess, 0, out=excess)
     a_is_longer = a_length > b_length
     equalizing = np.minimum(excess, np.abs(a_length - b_length))
+    del a_length, b_length
     alternating = excess - equalizing  # once equal, B loses first, then they take turns
+    del excess
     a_removed = np.where(a_is_longer, equalizing, 0) + alternating // 2
     b_removed = np.where(a_is_longer, 0, equalizing) + (alternating + 1) // 2
+    del a_is_longer, equalizing, alternating
     a_front = rng.binomial(a_removed, 0.5)
     b_front = rng.binomial(b_removed, 0.5)
-    return Instances(
-        instances.a_start + a_front,
-        instances.a_end - (a_removed - a_front),
-        instances.b_start + np.where(has_b, b_front, 0),
-        instances.b_end - np.where(has_b, b_removed - b_front, 0),
-        instances.nsp_label,
-    )
+    instances.a_start += a_front
+    instances.a_end -= a_removed - a_front
+    del a_removed, a_front
+    instances.b_start += np.where(has_b, b_front, 0)
+    instances.b_end -= np.where(has_b, b_removed - b_front, 0)
+    return instances
 
 
 def nsp_coverage_warning(shards: TokenShards, doc_ids: np.ndarray) -> str | None:

@@ -12,7 +12,7 @@ from prefine.pretraining_data.instances import (
     NSP_IS_NEXT,
     NSP_RANDOM_NEXT,
     Instances,
-    _truncate,
+    _truncate_,
     build_instances,
     nsp_coverage_warning,
 )
@@ -104,7 +104,7 @@ def test_truncation_matches_bert_and_trims_both_ends():
     labels = np.where(b_length > 0, NSP_IS_NEXT, NSP_IGNORED)
     max_seq_length = 40
     instances = Instances(a_start, a_start + a_length, b_start, b_start + b_length, labels)
-    truncated = _truncate(instances, max_seq_length, rng)
+    truncated = _truncate_(instances.take(np.arange(count)), max_seq_length, rng)  # a copy: it truncates in place
     for i in range(count):
         max_tokens = max_seq_length - (3 if b_length[i] else 2)
         expected = reference_truncated_lengths(int(a_length[i]), int(b_length[i]), max_tokens)
