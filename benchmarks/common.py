@@ -39,7 +39,27 @@ def add_common_arguments(parser: argparse.ArgumentParser, steps: int, repeats: i
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both sides")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="tokenizer, token caches and exports (outside the repo)")
-    parser.add_argument("--vocab-size", type=int, default=30522, help="WordPiece vocabulary of the benchmark tokenizer")
+    parser.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary of the benchmark tokenizer (the built-in corpus fills 9,786 pieces)")
+
+
+BERT_VOCAB_SIZE = 30522
+
+
+def add_model_vocab_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-vocab-size", type=int, default=BERT_VOCAB_SIZE,
+                        help="embedding rows of both sides' models (default: BERT's 30,522; at least the tokenizer's size)")
+
+
+def model_vocab_size(tokenizer, requested: int) -> int:
+    """Embedding rows of the benchmark models: BERT's 30,522 unless asked otherwise.
+
+    The built-in corpus supports only ~9.8k WordPiece pieces, while the compact BERTs the
+    presets follow have 30,522. The vocabulary size sets the cost of the MLM head and of the
+    optimizer update of the embedding table, so both sides build models at BERT's size; the
+    tokenizer's pieces fill the first rows and the rest are never looked up, as in any
+    vocabulary padded to a round size.
+    """
+    return max(requested, tokenizer.get_vocab_size(with_added_tokens=True))
 
 
 def set_threads(threads: int) -> None:

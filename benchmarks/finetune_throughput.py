@@ -28,10 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     add_common_arguments,
+    add_model_vocab_argument,
     benchmark_tokenizer,
     hf_tokenizer,
     markdown_table,
     median,
+    model_vocab_size,
     print_json,
     require_bench_dependencies,
     set_threads,
@@ -106,6 +108,7 @@ def _timed_loop(model, optimizer, make_batch, keys: list[int], warmup: int, pref
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, steps=20, repeats=3)
+    add_model_vocab_argument(parser)
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=128)
@@ -121,7 +124,7 @@ def main() -> None:
     from transformers import DataCollatorWithPadding
 
     tokenizer, tokenizer_dir = benchmark_tokenizer(args.work_dir, args.vocab_size)
-    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    vocab_size = model_vocab_size(tokenizer, args.model_vocab_size)
     hf_tok = hf_tokenizer(tokenizer_dir)
     texts, labels = read_sst2(train_file)
 
@@ -155,9 +158,9 @@ def main() -> None:
     speedup = median([run[0] for run in measured["transformers"]]) / median([run[0] for run in measured["prefine"]])
     rows.append([f"{args.preset} SST-2", "**speed-up**", f"**{speedup:.2f}x**", ""])
     print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
-          f"mean real length {examples.lengths.mean():.1f}\n")
+          f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}\n")
     print(markdown_table(["model", "side", "examples/s", "mean padded length"], rows))
-    print_json({"benchmark": "finetune_throughput", "preset": args.preset, "batch_size": args.batch_size, "steps": args.steps,
+    print_json({"benchmark": "finetune_throughput", "preset": args.preset, "model_vocab_size": vocab_size, "batch_size": args.batch_size, "steps": args.steps,
                 "repeats": args.repeats, "threads": args.threads, "versions": versions(), "results": results})
 
 

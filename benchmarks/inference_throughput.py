@@ -9,14 +9,24 @@ One random-init classifier of --preset is saved as a prefine checkpoint and expo
 Timing includes tokenization on both sides. The script also checks that both sides predict
 the same labels (they must: same weights, same tokenizer).
 
-    python benchmarks/inference_throughput.py --repeats 3
+A second table times the whole commands a user runs, each in a fresh process, so Python
+start-up, imports and model loading count too: `prefine predict RUN --data FILE --output OUT`
+on a real run folder (made by `prefine finetune --from-scratch` for one step on the export
+above), against a script that builds the same `pipeline` on that run's `prefine export` and
+writes one JSON line per text. Both get OMP_NUM_THREADS=--threads.
+
+    python benchmarks/inference_throughput.py --steps 3 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,6 +88,68 @@ def hf_predict(classifier, texts: list[str], batch_size: int, max_seq_length: in
     return seconds, np.array([label2id[output["label"]] for output in outputs])
 
 
+# What a transformers user runs: read the file, build the pipeline, write one JSON line per text.
+HF_PIPELINE_SCRIPT = """
+import csv, json, sys
+from transformers import pipeline
+model, data, output, batch_size, max_length = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+with open(data, encoding="utf-8", newline="") as handle:
+    texts = [row["sentence"] for row in csv.DictReader(handle, delimiter="\\t", quoting=csv.QUOTE_NONE)]
+classifier = pipeline("text-classification", model=model, device="cpu")
+with open(output, "w", encoding="utf-8") as handle:
+    for text, result in zip(texts, classifier(texts, batch_size=batch_size, truncation=True, max_length=max_length)):
+        handle.write(json.dumps({"text": text, "label": result["label"]}) + "\\n")
+"""
+
+
+def write_tsv(path: Path, texts: list[str], labels) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\", lineterminator="\n")
+        writer.writerow(["label", "sentence"])
+        writer.writerows(zip(labels, texts))
+    return path
+
+
+def whole_commands(args: argparse.Namespace, texts: list[str], labels, init_dir: Path) -> tuple[dict[str, list[float]], float]:
+    """Seconds of `prefine predict` and of the pipeline script over `texts`, each a fresh process; and label agreement."""
+    work_dir = args.work_dir
+    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    prefine = [sys.executable, "-m", "prefine"]
+    data = write_tsv(work_dir / "inference-e2e-data.tsv", texts, labels)
+    train = write_tsv(work_dir / "inference-e2e-train.tsv", texts[:256], labels[:256])
+    run_dir, export_dir = work_dir / "inference-e2e-run", work_dir / "inference-e2e-export"
+    for folder in (run_dir, export_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    setup = [
+        [*prefine, "finetune", "--init", str(init_dir), "--from-scratch", "--train", str(train), "--text-column", "sentence",
+         "--label-column", "label", "--out", str(run_dir), "--max-steps", "1", "--max-seq-length", str(args.max_seq_length),
+         "--no-progress", "--registry", str(work_dir / "inference-e2e-registry.sqlite")],
+        [*prefine, "export", str(run_dir), "--format", "hf", "--out", str(export_dir)],
+    ]
+    for command in setup:
+        subprocess.run(command, check=True, env=environment, capture_output=True)
+    outputs = {"prefine": work_dir / "inference-e2e-prefine.jsonl", "transformers": work_dir / "inference-e2e-transformers.jsonl"}
+    commands = {
+        "prefine": [*prefine, "predict", str(run_dir), "--data", str(data), "--output", str(outputs["prefine"]), "--batch-size", str(args.batch_size)],
+        "transformers": [sys.executable, "-c", HF_PIPELINE_SCRIPT, str(export_dir), str(data), str(outputs["transformers"]),
+                         str(args.batch_size), str(args.max_seq_length)],
+    }
+    measured: dict[str, list[float]] = {side: [] for side in commands}
+    for repeat in range(args.repeats):
+        for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+            start = time.perf_counter()
+            completed = subprocess.run(commands[side], env=environment, capture_output=True, text=True)
+            measured[side].append(time.perf_counter() - start)
+            if completed.returncode:
+                sys.exit(f"{side} command failed:\n{completed.stderr[-3000:]}")
+        print(f"whole command, repeat {repeat}: prefine {measured['prefine'][-1]:.1f}s transformers {measured['transformers'][-1]:.1f}s", file=sys.stderr)
+    predicted = {side: [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()] for side, path in outputs.items()}
+    if len(predicted["prefine"]) != len(texts) or len(predicted["transformers"]) != len(texts):
+        sys.exit(f"expected {len(texts)} predictions, got {len(predicted['prefine'])} (prefine) and {len(predicted['transformers'])} (transformers)")
+    agreement = float(np.mean([a == b for a, b in zip(predicted["prefine"], predicted["transformers"])]))
+    return measured, agreement
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, steps=1, repeats=3)
@@ -85,6 +157,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
+    parser.add_argument("--no-whole-command", dest="whole_command", action="store_false",
+                        help="skip the table of whole `prefine predict` / pipeline commands")
     args = parser.parse_args()
     dev_file = args.sst2_dir / "dev.tsv"
     if not dev_file.is_file():
@@ -94,8 +168,8 @@ def main() -> None:
     from transformers import pipeline
 
     tokenizer, _ = benchmark_tokenizer(args.work_dir, args.vocab_size)
-    texts, _ = read_sst2(dev_file)
-    texts = texts * args.steps  # --steps passes over dev per timed run
+    texts, labels = read_sst2(dev_file)
+    texts, labels = texts * args.steps, np.tile(labels, args.steps)  # --steps passes over dev per timed run
     model, export_dir = exported_classifier(tokenizer, args.work_dir, args.preset, args.seed)
     classifier = pipeline("text-classification", model=str(export_dir), device="cpu")
 
@@ -123,8 +197,17 @@ def main() -> None:
     print(f"\n{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
           f"predicted labels agree on {100 * agreement:.1f}%\n")
     print(markdown_table(["model", "side", "examples/s"], rows))
-    print_json({"benchmark": "inference_throughput", "preset": args.preset, "batch_size": args.batch_size, "repeats": args.repeats,
-                "threads": args.threads, "label_agreement": agreement, "versions": versions(), "results": results})
+    record = {"benchmark": "inference_throughput", "preset": args.preset, "batch_size": args.batch_size, "repeats": args.repeats,
+              "threads": args.threads, "label_agreement": agreement, "versions": versions(), "results": results}
+    if args.whole_command:
+        commands, command_agreement = whole_commands(args, texts, labels, export_dir)
+        rows = [[f"{args.preset} SST-2 dev", side, f"{median(times):.1f}", len(texts) / median(times)] for side, times in commands.items()]
+        rows.append([f"{args.preset} SST-2 dev", "**speed-up**", f"**{median(commands['transformers']) / median(commands['prefine']):.2f}x**", ""])
+        print(f"\nWhole commands in fresh processes (start-up, imports, model load, {len(texts)} examples, output file), "
+              f"median of {args.repeats}, predicted labels agree on {100 * command_agreement:.1f}%\n")
+        print(markdown_table(["model", "command", "seconds", "examples/s"], rows))
+        record["whole_command"] = {"label_agreement": command_agreement, "seconds": commands}
+    print_json(record)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     add_common_arguments,
+    add_model_vocab_argument,
     benchmark_tokenizer,
     hf_tokenizer,
     markdown_table,
     matmul_peak_flops,
     median,
+    model_vocab_size,
     print_json,
     require_bench_dependencies,
     set_threads,
@@ -143,6 +145,7 @@ def _preset_sizes(preset: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, steps=10, repeats=3)
+    add_model_vocab_argument(parser)
     parser.add_argument("--presets", nargs="+", default=["tiny", "mini", "small"])
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -155,7 +158,7 @@ def main() -> None:
 
     tokenizer, tokenizer_dir = benchmark_tokenizer(args.work_dir, args.vocab_size)
     hf_tok = hf_tokenizer(tokenizer_dir)
-    vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+    vocab_size = model_vocab_size(tokenizer, args.model_vocab_size)
     special_ids = {hf_tok.pad_token_id, hf_tok.cls_token_id, hf_tok.sep_token_id}
     collator = DataCollatorForLanguageModeling(hf_tok, mlm_probability=0.15)
 
@@ -214,9 +217,9 @@ def main() -> None:
         rows.append([f"{preset} @{seq_len}", "**speed-up**", f"**{speedup:.2f}x**", "", "", f"(padding at {seq_len}: {100 * padding:.0f}%)"])
 
     print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, "
-          f"{args.threads} threads, matmul peak {peak / 1e9:.0f} GFLOP/s\n")
+          f"{args.threads} threads, matmul peak {peak / 1e9:.0f} GFLOP/s, model vocabulary {vocab_size:,}\n")
     print(markdown_table(["model", "side", "real tokens/s", "sequences/s", "useful GFLOP/s", "MFU"], rows))
-    print_json({"benchmark": "pretrain_throughput", "peak_flops": peak, "threads": args.threads, "batch_size": args.batch_size,
+    print_json({"benchmark": "pretrain_throughput", "peak_flops": peak, "model_vocab_size": vocab_size, "threads": args.threads, "batch_size": args.batch_size,
                 "steps": args.steps, "repeats": args.repeats, "versions": versions(), "results": results})
 
 
