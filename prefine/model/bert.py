@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,29 +59,35 @@ class BertSelfAttention(nn.Module):
         # names) and are concatenated per call, which costs far less than the saved launches.
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = layout.pad(F.linear(hidden, weight, bias))
-        batch, length, _ = qkv.shape
-        query, key, value = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        context = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=layout.bias,
-            dropout_p=self.dropout_prob if self.training else 0.0,
-            is_causal=layout.causal and layout.bias is None,
-        )
-        return layout.unpad(context.transpose(1, 2).reshape(batch, length, -1))
+        contexts = []
+        for qkv, attention_bias in layout.grids(F.linear(hidden, weight, bias)):
+            batch, length, _ = qkv.shape
+            query, key, value = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            context = F.scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                attn_mask=attention_bias,
+                dropout_p=self.dropout_prob if self.training else 0.0,
+                is_causal=layout.causal and attention_bias is None,
+            )
+            contexts.append(context.transpose(1, 2).reshape(batch, length, -1))
+        return layout.from_grids(contexts)
 
     def forward_first_token(self, hidden: torch.Tensor, first: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
         """Attention output [B, H] of the first token ([CLS]) only: its query against every key."""
-        key_value = layout.pad(F.linear(hidden, torch.cat([self.key.weight, self.value.weight]), torch.cat([self.key.bias, self.value.bias])))
-        batch, length, _ = key_value.shape
-        key, value = key_value.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        query = self.query(first).view(batch, self.num_heads, 1, self.head_dim)
-        context = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=layout.bias, dropout_p=self.dropout_prob if self.training else 0.0
-        )
-        return context.reshape(batch, -1)
+        key_value = F.linear(hidden, torch.cat([self.key.weight, self.value.weight]), torch.cat([self.key.bias, self.value.bias]))
+        query = self.query(first)
+        contexts = []
+        for rows, (grid, attention_bias) in zip(layout.group_rows(), layout.grids(key_value)):
+            batch, length, _ = grid.shape
+            key, value = grid.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+            group_query = (query if rows is None else query.index_select(0, rows)).view(batch, self.num_heads, 1, self.head_dim)
+            context = F.scaled_dot_product_attention(
+                group_query, key, value, attn_mask=attention_bias, dropout_p=self.dropout_prob if self.training else 0.0
+            )
+            contexts.append(context.reshape(batch, -1))
+        return layout.rows_from_groups(contexts)
 
 
 class BertSelfOutput(nn.Module):
@@ -176,6 +183,23 @@ class BertPooler(nn.Module):
         return torch.tanh(self.dense(first_token))
 
 
+# The fixed cost of one more attention call (a few small kernels and index operations, forward
+# and backward), in units of one row times one squared column: a group is split off only when
+# its smaller grid saves more than this.
+ATTENTION_CALL_COST = 2 * 64 * 64
+
+
+@dataclass
+class AttentionGroup:
+    """Rows of a batch that attend on one grid of `length` columns (their longest)."""
+
+    rows: torch.Tensor  # batch rows in the group
+    length: int
+    token_index: torch.Tensor  # the group's real tokens in the packed [N, D] tensor, in grid order
+    grid_index: torch.Tensor  # their places in the flat [len(rows) * length] grid
+    bias: torch.Tensor | None  # additive [len(rows), 1, 1, length] mask; None when the group has no padding
+
+
 @dataclass
 class AttentionLayout:
     """How a batch's tokens are laid out between the blocks, and what attention may see.
@@ -183,8 +207,13 @@ class AttentionLayout:
     Padding costs as much as real text in every linear layer, and BERT's instances are often
     half padding (documents shorter than the target length, short_seq_prob, NSP truncation).
     So when a batch is padded, the blocks work on the real tokens only, packed as [N, H]; only
-    attention, which needs the [B, L] grid, scatters them back for the duration of the call
+    attention, which needs a [rows, columns] grid, scatters them back for the duration of the call
     (the "unpadding" of MosaicBERT and ModernBERT, without a variable-length kernel).
+
+    Attention's cost grows with the square of the grid's width, so a padded batch whose lengths
+    differ a lot (at sequence length 512, a few long instances among many short ones) is split
+    into groups of rows of similar length, each attending on a grid as wide as its own longest
+    row. Results are identical; only the padding work goes.
     """
 
     bias: torch.Tensor | None  # additive [B, 1, 1, L] mask; None when nothing is padded
@@ -192,6 +221,9 @@ class AttentionLayout:
     real_positions: torch.Tensor | None = None  # flat indices of real tokens in [B * L]; None: not unpadded
     batch: int = 0
     length: int = 0
+    groups: list[AttentionGroup] | None = None  # None: the whole batch attends on one grid
+    ungroup_index: torch.Tensor | None = None  # packed order from the groups' tokens laid end to end
+    unsort_rows: torch.Tensor | None = None  # batch row order from the groups' rows laid end to end
 
     @classmethod
     def from_mask(cls, attention_mask: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype, causal: bool = False) -> AttentionLayout:
@@ -199,7 +231,58 @@ class AttentionLayout:
         if bias is None:
             return cls(None, causal)
         real_positions = attention_mask.flatten().nonzero().flatten()
-        return cls(bias, causal, real_positions, *shape)
+        layout = cls(bias, causal, real_positions, *shape)
+        layout._split_into_groups(attention_mask, dtype)
+        return layout
+
+    def _split_into_groups(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> None:
+        batch, length = attention_mask.shape
+        columns = torch.arange(1, length + 1, device=attention_mask.device)
+        widths = (attention_mask * columns).amax(dim=1).clamp(min=1)  # each row's last real column + 1
+        order = torch.argsort(widths, descending=True, stable=True)
+        sorted_widths = widths[order].tolist()
+        boundaries = _group_boundaries(sorted_widths)
+        if len(boundaries) == 2:
+            return  # one group: the whole batch's grid is as narrow as it gets
+        packed_of = torch.full((batch * length,), -1, dtype=torch.long, device=attention_mask.device)
+        packed_of[self.real_positions] = torch.arange(len(self.real_positions), device=attention_mask.device)
+        self.groups = []
+        for first, end in zip(boundaries[:-1], boundaries[1:]):
+            rows, width = order[first:end], sorted_widths[first]
+            group_mask = attention_mask[rows, :width]
+            grid_index = group_mask.flatten().nonzero().flatten()
+            token_index = packed_of[rows[grid_index // width] * length + grid_index % width]
+            self.groups.append(AttentionGroup(rows, width, token_index, grid_index, attention_bias_from_mask(group_mask, dtype, self.causal)))
+        self.ungroup_index = torch.argsort(torch.cat([group.token_index for group in self.groups]))
+        self.unsort_rows = torch.argsort(order)
+
+    def grids(self, packed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Packed [N, D] (or unpacked [B, L, D]) -> the attention grids [rows, columns, D] with their masks."""
+        if self.groups is None:
+            return [(self.pad(packed), self.bias)]
+        grids = []
+        for group in self.groups:
+            grid = packed.new_zeros(len(group.rows) * group.length, packed.shape[-1])
+            grid = grid.index_copy(0, group.grid_index, packed.index_select(0, group.token_index))
+            grids.append((grid.view(len(group.rows), group.length, -1), group.bias))
+        return grids
+
+    def from_grids(self, grids: list[torch.Tensor]) -> torch.Tensor:
+        """The inverse of `grids`: attention outputs back in the blocks' layout."""
+        if self.groups is None:
+            return self.unpad(grids[0])
+        tokens = [grid.flatten(0, 1).index_select(0, group.grid_index) for grid, group in zip(grids, self.groups)]
+        return torch.cat(tokens).index_select(0, self.ungroup_index)
+
+    def group_rows(self) -> list[torch.Tensor | None]:
+        """The batch rows of each grid (None: all rows, in order)."""
+        return [None] if self.groups is None else [group.rows for group in self.groups]
+
+    def rows_from_groups(self, per_group: list[torch.Tensor]) -> torch.Tensor:
+        """Per-row results of each group [rows, D] -> [B, D] in batch order."""
+        if self.groups is None:
+            return per_group[0]
+        return torch.cat(per_group).index_select(0, self.unsort_rows)
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         """[B, L, D] -> [N, D] real tokens (unchanged when the batch is not unpadded)."""
@@ -217,6 +300,26 @@ class AttentionLayout:
             return packed
         grid = packed.new_zeros(self.batch * self.length, packed.shape[-1])
         return grid.index_copy(0, self.real_positions, packed).view(self.batch, self.length, -1)
+
+
+def _group_boundaries(widths: list[int]) -> list[int]:
+    """Split rows sorted by width (widest first) into runs minimizing the attention work:
+    sum over groups of rows x width^2, plus ATTENTION_CALL_COST per group. Returns the run
+    boundaries [0, ..., len(widths)]; an exact dynamic programme over where runs start."""
+    count = len(widths)
+    squared = np.asarray(widths, dtype=np.float64) ** 2
+    best = np.zeros(count + 1)
+    start_of_last = np.zeros(count + 1, dtype=np.int64)
+    for end in range(1, count + 1):
+        starts = np.arange(end)
+        # A run [start, end) is as wide as its first (widest) row.
+        costs = best[:end] + (end - starts) * squared[:end] + ATTENTION_CALL_COST
+        start_of_last[end] = int(np.argmin(costs))
+        best[end] = costs[start_of_last[end]]
+    boundaries = [count]
+    while boundaries[-1] > 0:
+        boundaries.append(int(start_of_last[boundaries[-1]]))
+    return boundaries[::-1]
 
 
 def attention_bias_from_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype, causal: bool = False) -> torch.Tensor | None:

@@ -150,3 +150,65 @@ def test_first_token_only_equals_the_full_encoder_at_cls():
             logits = model(input_ids, token_type_ids, mask).logits
         assert torch.allclose(full, first, atol=1e-5)
         assert torch.allclose(logits, model.classifier(model.bert.pooler.pool(full)), atol=1e-5)
+
+
+def test_group_boundaries_trade_grid_area_against_calls():
+    from prefine.model.bert import ATTENTION_CALL_COST, _group_boundaries
+
+    assert ATTENTION_CALL_COST == 8192
+    # One grid: 4 x 100^2 + 8192 = 48192; two: 2 x 100^2 + 2 x 10^2 + 2 x 8192 = 36584.
+    assert _group_boundaries([100, 100, 10, 10]) == [0, 2, 4]
+    # Close widths are not worth a second call: 4 x 60^2 + 8192 < 2 x 60^2 + 2 x 50^2 + 2 x 8192.
+    assert _group_boundaries([60, 60, 50, 50]) == [0, 4]
+    assert _group_boundaries([7]) == [0, 1]
+
+
+def varied_length_batch(rows: int = 12, length: int = 96, seed: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids, token_type_ids = random_batch(batch=rows, length=length, seed=seed)
+    # Rows not in length order, so groups (longest first) really have to be put back in order.
+    widths = torch.tensor([9, length, 2, 40, 70, 17, 90, 5, 33, 8, 20, 3][:rows])
+    mask = (torch.arange(length)[None, :] < widths[:, None]).long()
+    # Holes inside rows (any mask a caller passes must work, not only right padding).
+    holes = torch.rand(rows, length, generator=generator) < 0.1
+    holes[:, 0] = False
+    return input_ids, token_type_ids, mask * (~holes).long()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_grouped_attention_equals_one_padded_grid(monkeypatch, causal):
+    import prefine.model.bert as bert_module
+
+    torch.manual_seed(5)
+    model = BertForPreTraining(tiny_config(max_position_embeddings=128))
+    input_ids, token_type_ids, mask = varied_length_batch()
+    layout = bert_module.AttentionLayout.from_mask(mask, tuple(mask.shape), torch.float32, causal)
+    assert layout.groups is not None and len(layout.groups) >= 3, "varied lengths are split into groups"
+    assert max(group.length for group in layout.groups[1:]) < mask.shape[1]
+
+    # A random readout: a sum of squares would be near-constant after the final LayerNorm.
+    readout = torch.randn(*mask.shape, 32, generator=torch.Generator().manual_seed(8))
+
+    def outputs_and_gradients():
+        model.zero_grad()
+        hidden = model.bert(input_ids, token_type_ids, mask, causal=causal)
+        (hidden * readout).sum().backward()
+        return hidden, {name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None}
+
+    grouped, grouped_grads = outputs_and_gradients()
+    monkeypatch.setattr(bert_module, "ATTENTION_CALL_COST", 1e12)  # forces one grid for the whole batch
+    assert bert_module.AttentionLayout.from_mask(mask, tuple(mask.shape), torch.float32, causal).groups is None
+    single, single_grads = outputs_and_gradients()
+    assert torch.allclose(grouped, single, atol=1e-5)
+    assert grouped_grads.keys() == single_grads.keys()
+    assert all(torch.allclose(grouped_grads[name], single_grads[name], atol=1e-5) for name in grouped_grads)
+
+
+def test_grouped_first_token_path_equals_the_full_encoder():
+    torch.manual_seed(6)
+    model = BertForSequenceClassification(tiny_config(max_position_embeddings=128), num_labels=2).eval()
+    input_ids, token_type_ids, mask = varied_length_batch(seed=7)
+    with torch.no_grad():
+        full = model.bert(input_ids, token_type_ids, mask)[:, 0]
+        first = model.bert(input_ids, token_type_ids, mask, first_token_only=True)
+    assert torch.allclose(full, first, atol=1e-5)
