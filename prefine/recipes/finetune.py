@@ -4,7 +4,8 @@ Pre-trained weights become the initial values of a `BertForSequenceClassificatio
 classifier starts fresh; the shared training loop trains it, evaluating every epoch and keeping
 the best checkpoint by the chosen metric. `compare` makes the recipe's central claim
 measurable: the same fine-tuning, once from the pre-trained weights and once from random
-weights of the same shape, on growing fractions of the labelled data.
+weights of the same shape, on growing fractions of the labelled data; `compare --checkpoints`
+does it from each saved checkpoint of a pre-training run, to show how much pre-training is enough.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import format_metrics_table
 from prefine.model import BertForSequenceClassification, config_from_dict
 from prefine.recipes import question_answering as qa_recipe
+from prefine.recipes.checkpoint_curve import (
+    CHECKPOINTS_HELP,
+    PretrainCheckpoint,
+    format_checkpoint_table,
+    mlm_accuracy_by_step,
+    plot_checkpoint_curve,
+    select_checkpoints,
+)
 from prefine.recipes.common import load_initial_weights, recorded_finetune, run_record, start_finetune
 from prefine.tasks.classification import (
     ClassificationBatches,
@@ -102,8 +111,15 @@ def add_command(subparsers) -> None:
     predict.add_argument("--nbest", type=int, default=0, help="QA runs: also show the N best answers with probabilities (with --data: write them instead of the answers)")
     predict.set_defaults(func=predict_from_args)
 
-    compare = subparsers.add_parser("compare", help="fine-tune from pre-trained vs random weights on growing label fractions")
+    compare = subparsers.add_parser(
+        "compare",
+        help="fine-tune from pre-trained vs random weights on growing label fractions (or from each pre-training checkpoint)",
+        description="Fine-tune from --init's weights and from random weights at each label fraction and tabulate the metric. "
+        "With --checkpoints, fine-tune from each saved checkpoint of the --init pre-training run instead, and plot the metric "
+        "against pre-training time and tokens seen: the curve that says whether to pre-train longer.",
+    )
     compare.add_argument("--fractions", default="0.01,0.1,1.0", help="comma-separated fractions of the training data (default: 0.01,0.1,1.0)")
+    compare.add_argument("--checkpoints", default="", metavar="all|STEP,STEP,...", help=CHECKPOINTS_HELP)
     compare.add_argument("--min-steps", type=int, default=50, help="at least this many steps per fine-tuning, however small the fraction (default: 50)")
     add_dataclass_arguments(compare.add_argument_group("run"), FinetuneRunConfig, skip=("task", "from_scratch", "train_fraction", "name"))
     add_dataclass_arguments(compare.add_argument_group("task data"), ClassificationDataConfig)
@@ -333,13 +349,7 @@ def run_comparison(
             run_dir = out / f"{start}-{fraction:g}"
             shutil.rmtree(run_dir, ignore_errors=True)
             this_run = dataclasses.replace(run, out=str(run_dir), from_scratch=start == "scratch", train_fraction=fraction, name="")
-            steps_training = training
-            if not explicit_steps:
-                # Same number of epochs for every fraction, but never fewer than min_steps: a 1% split
-                # would otherwise get a handful of updates and measure nothing.
-                examples = _count_examples(this_run, data)
-                steps = max(math.ceil(run.epochs * examples / training.batch_size), min_steps)
-                steps_training = dataclasses.replace(training, max_steps=steps)
+            steps_training = _training_for_fraction(this_run, data, training, min_steps, explicit_steps)
             print(f"\n== fraction {fraction:g}, {start}")
             metrics = run_finetune(this_run, data, steps_training, explicit_steps=True)
             results[start] = metrics
@@ -362,6 +372,102 @@ def run_comparison(
     (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"comparison": rows}))
     return rows
+
+
+def _training_for_fraction(
+    run: FinetuneRunConfig, data: ClassificationDataConfig, training: TrainingConfig, min_steps: int, explicit_steps: bool
+) -> TrainingConfig:
+    if explicit_steps:
+        return training
+    # Same number of epochs for every fraction, but never fewer than min_steps: a 1% split
+    # would otherwise get a handful of updates and measure nothing.
+    examples = _count_examples(run, data)
+    steps = max(math.ceil(run.epochs * examples / training.batch_size), min_steps)
+    return dataclasses.replace(training, max_steps=steps)
+
+
+def run_checkpoint_comparison(
+    run: FinetuneRunConfig,
+    data: ClassificationDataConfig,
+    training: TrainingConfig,
+    fractions: list[float],
+    min_steps: int,
+    explicit_steps: bool,
+    checkpoints: str,
+) -> list[dict]:
+    """Fine-tune from each chosen checkpoint of a pre-training run, and from random weights, at each fraction.
+
+    Every fine-tune shares the data, seed and step budget of its fraction, so the rows differ only
+    in where the encoder's weights came from. All inputs are checked before the first fine-tune.
+    """
+    if not run.eval:
+        raise PrefineError("prefine compare needs --eval data to score the fine-tuned models")
+    if not run.train:
+        raise PrefineError("pass --train FILE with the labelled data to fine-tune on")
+    run_dir, chosen = select_checkpoints(run.init, checkpoints)
+    newest = chosen[-1].path
+    positions = load_model_config(newest).get("max_position_embeddings")
+    if positions is not None and data.max_seq_length > positions:
+        raise PrefineError(f"--max-seq-length {data.max_seq_length} exceeds the model's {positions} positions; lower it")
+    _check_labelled_data(run, data)
+    examples = {fraction: _count_examples(dataclasses.replace(run, train_fraction=fraction), data) for fraction in fractions}
+
+    out = Path(run.out or "runs/compare")
+    starts = [(0, None)] + [(checkpoint.step, checkpoint) for checkpoint in chosen]
+    total = len(starts) * len(fractions)
+    print(f"fine-tuning {total} times: from random weights and from {len(chosen)} checkpoints of {run_dir} "
+          f"(steps {', '.join(str(checkpoint.step) for checkpoint in chosen)}) at label fractions {', '.join(f'{f:g}' for f in fractions)}")
+    rows = []
+    done = 0
+    for step, checkpoint in starts:
+        results = []
+        for fraction in fractions:
+            done += 1
+            label = "scratch" if checkpoint is None else f"step-{step}"
+            fine_tune_dir = out / f"{label}-{fraction:g}"
+            shutil.rmtree(fine_tune_dir, ignore_errors=True)
+            this_run = dataclasses.replace(
+                run, init=str(run_dir if checkpoint is None else checkpoint.path), out=str(fine_tune_dir),
+                from_scratch=checkpoint is None, train_fraction=fraction, name="",
+            )
+            print(f"\n== [{done}/{total}] {'random weights' if checkpoint is None else f'pre-training step {step}'}, fraction {fraction:g}")
+            metrics = run_finetune(this_run, data, _training_for_fraction(this_run, data, training, min_steps, explicit_steps), explicit_steps=True)
+            name, value = _headline(metrics)
+            results.append({"fraction": fraction, "examples": examples[fraction], "value": value, "run": str(fine_tune_dir)})
+        rows.append(
+            {
+                "step": step,
+                "from_scratch": checkpoint is None,
+                "checkpoint": None if checkpoint is None else str(checkpoint.path),
+                "pretraining_seconds": 0.0 if checkpoint is None else checkpoint.elapsed_seconds,
+                "tokens_seen": 0 if checkpoint is None else checkpoint.tokens_seen,
+                "mlm_accuracy": _mlm_accuracy_at_start(run_dir, checkpoint),
+                "metric": name,
+                "results": results,
+            }
+        )
+    print("\n" + format_checkpoint_table(rows))
+    plot = plot_checkpoint_curve(rows, out / "compare.png")
+    if plot:
+        print(f"plot: {plot}")
+    (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"checkpoint_comparison": rows}))
+    return rows
+
+
+def _mlm_accuracy_at_start(run_dir: Path, checkpoint: PretrainCheckpoint | None) -> float | None:
+    if checkpoint is not None:
+        return checkpoint.mlm_accuracy
+    # The pre-training run's evaluation before its first step (--eval-at-start) scores random weights.
+    return mlm_accuracy_by_step(run_dir).get(0)
+
+
+def _check_labelled_data(run: FinetuneRunConfig, data: ClassificationDataConfig) -> None:
+    """Read --train and --eval as fine-tuning will, so a wrong path, column or label fails before hours of work."""
+    train_inputs = read_classification_inputs(run.train, data, data.dataset_split)
+    label_set = LabelSet.from_training_labels(train_inputs.raw_labels, data.task_type, train_inputs.table.source, train_inputs.table.where)  # type: ignore[arg-type]
+    held_out = read_classification_inputs(run.eval, data, "validation", columns=train_inputs.columns)
+    label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
 
 
 _example_counts: dict[tuple, int] = {}
@@ -423,6 +529,9 @@ def compare_from_args(args: argparse.Namespace) -> int:
     run = from_args(FinetuneRunConfig, args)
     data = from_args(ClassificationDataConfig, args)
     training = from_args(TrainingConfig, args, base=FINETUNE_TRAINING_DEFAULTS)
+    if args.checkpoints.strip():
+        run_checkpoint_comparison(run, data, training, fractions, args.min_steps, args.max_steps is not None, args.checkpoints)
+        return 0
     run_comparison(run, data, training, fractions, args.min_steps, explicit_steps=args.max_steps is not None)
     return 0
 
