@@ -1,6 +1,6 @@
 """The training stage: one loop, its config, optimizer/schedule and distributed setup."""
 
-from prefine.training.config import RESUMABLE_OVERRIDES, TrainingConfig
+from prefine.training.config import RESUMABLE_OVERRIDES, TrainingConfig, with_time_budget
 from prefine.training.distributed import DistributedContext, init_distributed, resolve_device
 from prefine.training.loop import TrainingInterrupted, TrainingResult, TrainingTask, autocast_context, train
 
@@ -15,4 +15,5 @@ __all__ = [
     "init_distributed",
     "resolve_device",
     "train",
+    "with_time_budget",
 ]

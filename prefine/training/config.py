@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +14,13 @@ from prefine.errors import PrefineError
 
 @dataclass
 class TrainingConfig:
-    max_steps: int = option(1000, "optimizer steps to train for (a resumed run continues up to this)")
+    max_steps: int = option(1000, "optimizer steps to train for (a resumed run continues up to this); 0: no step limit, only with --max-time")
+    max_time: str = option(
+        "",
+        "wall-time budget of the training loop, e.g. 45m, 1h30m, 90s, 1.5h or a number of seconds (a resumed run continues the same "
+        "budget); warm-up and decay then follow the fraction of the budget used, so training ends annealed at the deadline with a "
+        "final evaluation and checkpoint; with --max-steps too, the first limit reached stops",
+    )
     batch_size: int = option(32, "examples per optimizer step across all processes (the global batch)")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step; each holds batch_size / (this x processes) examples")
     learning_rate: float = option(1e-4, "peak learning rate of AdamW")
@@ -19,8 +28,8 @@ class TrainingConfig:
     adam_beta1: float = option(0.9, "AdamW beta1")
     adam_beta2: float = option(0.999, "AdamW beta2")
     adam_epsilon: float = option(1e-6, "AdamW epsilon")
-    warmup_steps: int = option(-1, "linear warm-up steps; -1 means warmup_ratio x max_steps")
-    warmup_ratio: float = option(0.06, "warm-up length as a fraction of max_steps when warmup_steps is -1")
+    warmup_steps: int = option(-1, "linear warm-up steps; -1 means warmup_ratio x max_steps (under --max-time: warmup_ratio of the budget)")
+    warmup_ratio: float = option(0.06, "warm-up length as a fraction of max_steps (or of the --max-time budget) when warmup_steps is -1")
     schedule: Literal["linear", "cosine", "constant"] = option("linear", "learning-rate decay after warm-up")
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0 disables clipping")
     eval_every: int = option(200, "evaluate every N steps (0: only at the end)")
@@ -39,8 +48,9 @@ class TrainingConfig:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise PrefineError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
+        if self.max_steps < 0 or (self.max_steps == 0 and budget is None):
+            raise PrefineError(f"--max-steps must be at least 1 (or use --max-time); got {self.max_steps}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise PrefineError("--batch-size and --gradient-accumulation-steps must be at least 1")
         if self.batch_size % self.gradient_accumulation_steps:
@@ -50,12 +60,67 @@ class TrainingConfig:
             )
 
     @property
+    def max_time_seconds(self) -> float | None:
+        """The --max-time budget in seconds, or None when training is limited by steps alone."""
+        return None if self.max_time in ("", None) else parse_duration(self.max_time, "--max-time")
+
+    @property
     def resolved_warmup_steps(self) -> int:
         return self.warmup_steps if self.warmup_steps >= 0 else int(self.warmup_ratio * self.max_steps)
+
+
+def with_time_budget(config: TrainingConfig, explicit_steps: bool) -> TrainingConfig:
+    """The config to train with once --max-time is known: no step limit (max_steps 0) when a time
+    budget is set and the user did not give --max-steps, so the recipe's default step count does
+    not end a time-budgeted run early; otherwise `config` unchanged (both limits: the first stops).
+
+    Recipes call it after building (or resuming) their TrainingConfig, with
+    `explicit_steps=args.max_steps is not None`.
+    """
+    if config.max_time_seconds is not None and not explicit_steps and config.max_steps != 0:
+        return dataclasses.replace(config, max_steps=0)
+    return config
+
+
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([dhms])", re.IGNORECASE)
+
+
+def parse_duration(text: str, flag: str = "--max-time") -> float:
+    """Seconds in a duration such as `45m`, `1h30m`, `90s`, `2h`, `1.5h`, `1h 30m` or a plain `600` (seconds)."""
+    value = str(text).strip()
+    seconds: float | None = None
+    try:
+        seconds = float(value)
+    except ValueError:
+        position, total, units = 0, 0.0, []
+        for match in _DURATION_PART.finditer(value):
+            if match.start() != position:
+                break
+            total += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+            units.append(match.group(2).lower())
+            position = match.end()
+        if value and position == len(value) and len(units) == len(set(units)):
+            seconds = total
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise PrefineError(f"{flag} {text!r} is not a positive duration; write it like 45m, 1h30m, 90s, 1.5h or a number of seconds")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`45m 0s`, `1h 30m 0s`, `12s`: how the loop reports a time budget."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
 
 
 # Fields that may change when a run is resumed: they steer how long and how visibly it trains,
 # not what it computes per step. Changing anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"max_steps", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience"}
+    {"max_steps", "max_time", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience"}
 )

@@ -6,10 +6,19 @@ AdamW and the schedule, gradient accumulation and clipping, bf16 autocast on CUD
 torch.compile, DistributedDataParallel under torchrun, periodic evaluation and best-checkpoint
 selection, early stopping, metrics.jsonl, the progress bar, atomic checkpoints, and Ctrl-C.
 
+Training stops at --max-steps, at the --max-time deadline (whichever comes first), on early
+stopping or on Ctrl-C. Under a time budget the learning-rate schedule follows the fraction of
+the budget used, and the clock counts the loop's own wall time (steps, evaluations, saves; not
+the start-up before it) through the module-level `clock`, which tests replace with a fake one.
+Rank 0's clock decides for every rank, so all of them set the same rate and stop at the same step.
+
 Resume is exact: the data position is a pair of integers (epoch, examples consumed) that the
 task can seek to directly, masking and shuffling are derived from that position and the seed,
 and the checkpoint carries the optimizer, schedule and dropout RNG states. On CPU, the losses
-after a resume are bit-identical to those of an uninterrupted run.
+after a resume are bit-identical to those of an uninterrupted run (for step budgets; a time
+budget depends on the clock). Checkpoints also record the training time used (`elapsed_seconds`)
+and the real tokens seen by all ranks (`tokens_seen`), so a resumed run continues the same
+time budget and pre-training checkpoints can be placed on a time or token axis.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -30,11 +39,15 @@ from tqdm import tqdm
 
 from prefine.checkpoint import METRICS_FILE, best_checkpoint, latest_checkpoint, load_trainer_state, load_weights, save_checkpoint, set_pointer
 from prefine.errors import PrefineError
-from prefine.training.config import TrainingConfig
+from prefine.training.config import TrainingConfig, format_duration
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
 from prefine.training.optim import build_optimizer, build_scheduler
 
 LOWER_IS_BETTER = ("loss", "perplexity", "mse")
+
+# The wall clock of time budgets (seconds, monotonic). `train(..., clock=...)` or replacing this
+# attribute substitutes a fake clock in tests.
+clock: Callable[[], float] = time.monotonic
 
 
 class TrainingTask(Protocol):
@@ -68,6 +81,9 @@ class TrainingResult:
     best_checkpoint: Path | None
     last_checkpoint: Path
     stopped_early: bool
+    stopped_at_deadline: bool = False
+    elapsed_seconds: float = 0.0
+    tokens_seen: int = 0
 
 
 class StopRequest:
@@ -116,6 +132,16 @@ class MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
 
+class TimeBudgetBar(tqdm):
+    """A progress bar that fills with the time budget; `status` is the text after the bar."""
+
+    status = ""
+
+    @property
+    def format_dict(self):
+        return {**super().format_dict, "status": self.status}
+
+
 def autocast_context(device: torch.device, precision: str):
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     if use_bf16:
@@ -155,11 +181,15 @@ def train(
     checkpoint_config: dict[str, Any],
     context: DistributedContext,
     resume: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> TrainingResult:
-    """Train `model` on `task` until max_steps, writing checkpoints and metrics under run_dir.
+    """Train `model` on `task` until max_steps or the max_time deadline, writing checkpoints and metrics under run_dir.
 
     Under torchrun every rank calls this with the same arguments; only rank 0 writes to run_dir.
+    `clock` (seconds) defaults to this module's `clock`, time.monotonic.
     """
+    read_clock = clock if clock is not None else globals()["clock"]
+    budget = config.max_time_seconds
     device = context.device
     check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
     if config.num_threads:
@@ -168,7 +198,9 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     optimizer = build_optimizer(model, config, device)
-    scheduler = build_scheduler(optimizer, config)
+    # Training time used when the scheduler last stepped (rank 0's, shared); read by the schedule under --max-time.
+    schedule_elapsed = 0.0
+    scheduler = build_scheduler(optimizer, config, lambda: schedule_elapsed)
     metrics_log = MetricsLog(run_dir / METRICS_FILE, enabled=context.is_main)
 
     step = 0
@@ -176,6 +208,8 @@ def train(
     best_value: float | None = None
     best_step = -1
     evaluations_without_improvement = 0
+    elapsed_before = 0.0  # training time used by earlier sessions of this run
+    tokens_seen = 0
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
@@ -193,6 +227,10 @@ def train(
         best_value = state["best_value"] if state["best_step"] >= 0 else None
         best_step = int(state["best_step"])
         evaluations_without_improvement = int(state["evaluations_without_improvement"])
+        # Checkpoints written before time budgets existed lack these; they count from zero.
+        elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        tokens_seen = int(state.get("tokens_seen", 0))
+        schedule_elapsed = elapsed_before
         metrics_log.truncate_after(step)
     else:
         metrics_log.truncate_after(-1)
@@ -205,6 +243,11 @@ def train(
         training_model = torch.compile(training_model, dynamic=True)
 
     micro_steps = config.gradient_accumulation_steps
+    loop_started: float | None = None
+
+    def elapsed() -> float:
+        """This rank's training time so far: earlier sessions plus this loop's wall time."""
+        return elapsed_before + (read_clock() - loop_started if loop_started is not None else 0.0)
 
     def trainer_state() -> dict[str, Any]:
         return {
@@ -217,6 +260,8 @@ def train(
             "best_step": best_step,
             "evaluations_without_improvement": evaluations_without_improvement,
             "world_size": context.world_size,
+            "elapsed_seconds": float(elapsed()),
+            "tokens_seen": int(tokens_seen),
         }
 
     saved_at: dict[int, Path] = {}
@@ -262,28 +307,53 @@ def train(
     last_eval: dict[str, float] = {}
     evaluated_at = -1
     stopped_early = False
-    progress = tqdm(
-        total=config.max_steps,
-        initial=step,
-        unit="step",
-        disable=not (config.progress and context.is_main),
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
+    # A resumed run whose time budget is already spent trains no further (it only evaluates and saves).
+    time_up = budget is not None and elapsed_before >= budget
+    shared_elapsed = elapsed_before
+    show_progress = config.progress and context.is_main
+    postfix: dict[str, str] = {}
+
+    def budget_status(used: float) -> str:
+        """Under a time budget, the text after the bar: "12:03/45:00 (32:57 left), step 1234, loss 3.214, tok_s 5012"."""
+        steps = f"step {step}" + (f"/{config.max_steps}" if config.max_steps else "")
+        timing = f"{tqdm.format_interval(used)}/{tqdm.format_interval(budget)} ({tqdm.format_interval(budget - used)} left)"
+        return ", ".join([timing, steps, *(f"{key} {value}" for key, value in postfix.items())])
+
+    if budget is None:
+        progress = tqdm(total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)
+    else:
+        # The bar fills with the time budget rather than with steps.
+        progress = TimeBudgetBar(
+            total=budget, initial=min(elapsed_before, budget), bar_format="{l_bar}{bar}| {status}",
+            disable=not show_progress, dynamic_ncols=True, mininterval=1.0,
+        )
+        progress.status = budget_status(progress.n)
+        progress.refresh()
+
+    def show(step_elapsed: float) -> None:
+        if budget is None:
+            progress.update(1)
+            return
+        used = min(step_elapsed, budget)
+        progress.status = budget_status(used)
+        progress.update(used - progress.n)
+
     window_stats: dict[str, float] = {}
     window_steps = 0
-    window_tokens = 0
+    window_tokens_from = tokens_seen
     window_start = time.perf_counter()
+    loop_started = read_clock()
     with StopRequest() as stop:
         if config.eval_at_start and step == 0:
             last_eval, evaluated_at = evaluate(), step
-        while step < config.max_steps:
+        while (config.max_steps == 0 or step < config.max_steps) and not time_up:
             epoch_before = position.epoch
             optimizer.zero_grad(set_to_none=True)
             step_stats: dict[str, float] = {}
+            step_tokens = 0
             for micro in range(micro_steps):
                 batch, position = task.batch_at(position, context.rank, context.world_size)
-                window_tokens += int(batch.get("num_real_tokens", 0))
+                step_tokens += int(batch.get("num_real_tokens", 0))
                 batch = _to_device(batch, device)
                 sync = micro == micro_steps - 1 or not context.enabled
                 # Gradients of inner micro-batches stay local; DDP averages them once per step.
@@ -295,25 +365,34 @@ def train(
             if config.max_grad_norm > 0:
                 step_stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
             optimizer.step()
+            # One collective per step: the global batch's real tokens, and rank 0's clock, which decides
+            # the time-budgeted learning rate and the deadline for every rank alike.
+            global_tokens, shared_elapsed = all_reduce_sum([float(step_tokens), elapsed() if context.is_main else 0.0], context)
+            tokens_seen += int(global_tokens)
+            schedule_elapsed = shared_elapsed
+            time_up = budget is not None and shared_elapsed >= budget
             scheduler.step()
             step += 1
             window_steps += 1
             for key, value in step_stats.items():
                 window_stats[key] = window_stats.get(key, 0.0) + value
-            progress.update(1)
 
-            if step % config.log_every == 0 or step == config.max_steps:
-                elapsed = time.perf_counter() - window_start
-                reduced_tokens = all_reduce_sum([float(window_tokens)], context)[0]
+            if step % config.log_every == 0 or step == config.max_steps or time_up:
+                window_seconds = time.perf_counter() - window_start
                 # Each rank's statistics describe its own slice; the mean over ranks describes the global batch.
                 names = sorted(window_stats)
                 means = dict(zip(names, all_reduce_mean([window_stats[key] / window_steps for key in names], context)))
                 record = {"step": step, **{f"train/{key}": value for key, value in means.items()}}
                 record["train/lr"] = scheduler.get_last_lr()[0]
-                record["train/tokens_per_second"] = reduced_tokens / max(elapsed, 1e-9)
+                record["train/tokens_per_second"] = (tokens_seen - window_tokens_from) / max(window_seconds, 1e-9)
+                record["train/elapsed_seconds"] = shared_elapsed
+                record["train/tokens_seen"] = tokens_seen
                 metrics_log.append(record)
-                progress.set_postfix(loss=f"{means.get('loss', float('nan')):.3f}", tok_s=f"{record['train/tokens_per_second']:.0f}", refresh=False)
-                window_stats, window_steps, window_tokens, window_start = {}, 0, 0, time.perf_counter()
+                postfix = {"loss": f"{means.get('loss', float('nan')):.3f}", "tok_s": f"{record['train/tokens_per_second']:.0f}"}
+                if budget is None:
+                    progress.set_postfix(postfix, refresh=False)
+                window_stats, window_steps, window_tokens_from, window_start = {}, 0, tokens_seen, time.perf_counter()
+            show(shared_elapsed)
 
             epoch_ended = position.epoch > epoch_before
             if (config.eval_every and step % config.eval_every == 0) or (config.eval_at_epoch_end and epoch_ended):
@@ -332,9 +411,14 @@ def train(
                 barrier(context)
                 raise TrainingInterrupted(step, checkpoint)
         progress.close()
+        stopped_at_deadline = time_up and not stopped_early
+        if stopped_at_deadline and context.is_main:
+            tqdm.write(f"time budget reached: {format_duration(budget)} ({step} steps)")
         if evaluated_at != step:
             last_eval = evaluate()
         last_checkpoint = save()
         barrier(context)  # callers on any rank may read the final checkpoint once train returns
     best = best_checkpoint(run_dir) if config.best_metric and context.is_main else None
-    return TrainingResult(step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early)
+    return TrainingResult(
+        step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early, stopped_at_deadline, elapsed(), tokens_seen
+    )

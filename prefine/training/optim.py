@@ -1,8 +1,15 @@
-"""AdamW with BERT's weight-decay exclusions, and the warm-up + decay learning-rate schedule."""
+"""AdamW with BERT's weight-decay exclusions, and the warm-up + decay learning-rate schedule.
+
+A step budget (--max-steps alone) schedules by step count. A time budget (--max-time) schedules
+by the fraction of the budget used, max(step / max_steps, elapsed / max_time), so the warm-up
+and decay stretch over whatever number of steps the machine manages and the learning rate
+reaches its end value at the deadline (cramming's budget-based schedule).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -37,19 +44,66 @@ def build_optimizer(model: nn.Module, config: TrainingConfig, device: torch.devi
     )
 
 
-def learning_rate_multiplier(step: int, config: TrainingConfig) -> float:
-    """Linear warm-up to the peak, then linear or cosine decay to zero at max_steps."""
-    warmup = config.resolved_warmup_steps
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if config.schedule == "constant":
+def _decay(progress: float, schedule: str) -> float:
+    """The multiplier after warm-up at `progress` (0 to 1) through the decay."""
+    if schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(config.max_steps - warmup, 1)
     progress = min(max(progress, 0.0), 1.0)
-    if config.schedule == "cosine":
+    if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_multiplier(step, config))
+def learning_rate_multiplier(step: int, config: TrainingConfig) -> float:
+    """Linear warm-up to the peak, then linear or cosine decay to zero at max_steps (step budgets)."""
+    warmup = config.resolved_warmup_steps
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return _decay((step - warmup) / max(config.max_steps - warmup, 1), config.schedule)
+
+
+def budget_progress(step: int, elapsed_seconds: float, config: TrainingConfig) -> float:
+    """The fraction of the training budget used (0 to 1): the larger of the step and time fractions."""
+    fractions = [0.0]
+    if config.max_steps > 0:
+        fractions.append(step / config.max_steps)
+    if config.max_time_seconds is not None:
+        fractions.append(elapsed_seconds / config.max_time_seconds)
+    return min(max(fractions), 1.0)
+
+
+def budget_learning_rate_multiplier(step: int, elapsed_seconds: float, config: TrainingConfig) -> float:
+    """The schedule under --max-time: warm-up and decay follow the fraction of the budget used.
+
+    Warm-up is a fraction of the budget: warmup_ratio, or warmup_steps / max_steps when both
+    are given; the multiplier rises linearly over it, then decays over the rest to 0 when the
+    budget is spent. With a time budget and no step limit, warmup_steps >= 0 still counts
+    steps (a fixed number of steps is what stabilises early training, whatever the machine):
+    the multiplier is then the smaller of that step ramp and the decay over the whole budget.
+    """
+    progress = budget_progress(step, elapsed_seconds, config)
+    if config.warmup_steps >= 0 and config.max_steps == 0:
+        ramp = (step + 1) / (config.warmup_steps + 1) if step < config.warmup_steps else 1.0
+        return min(ramp, _decay(progress, config.schedule))
+    warmup = config.warmup_ratio if config.warmup_steps < 0 else config.warmup_steps / config.max_steps
+    warmup = min(max(warmup, 0.0), 1.0)
+    if progress < warmup:
+        return progress / warmup
+    return _decay((progress - warmup) / (1.0 - warmup) if warmup < 1.0 else 1.0, config.schedule)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig, elapsed_seconds: Callable[[], float] | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule as a LambdaLR, stepped once per optimizer step.
+
+    Under --max-time, `elapsed_seconds` gives the training time used when the scheduler steps
+    (the loop passes rank 0's clock, so every rank sets the same rate). The lambdas are plain
+    functions either way, so the state dict (and old checkpoints) hold the same keys.
+    """
+    if config.max_time_seconds is None:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_multiplier(step, config))
+    if elapsed_seconds is None:
+        raise ValueError("a time-budgeted schedule needs the elapsed training time")
+    clock = elapsed_seconds
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: budget_learning_rate_multiplier(step, clock(), config))
