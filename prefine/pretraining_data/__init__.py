@@ -7,7 +7,7 @@
 
 from prefine.pretraining_data.batches import DataPosition, PretrainingBatches, SpecialTokenIds, collate
 from prefine.pretraining_data.config import PretrainingDataConfig
-from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning
+from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, sequence_length_warning
 from prefine.pretraining_data.masking import IGNORE_INDEX, continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import (
     TokenShards,
@@ -33,5 +33,6 @@ __all__ = [
     "continuation_lookup",
     "mask_tokens",
     "nsp_coverage_warning",
+    "sequence_length_warning",
     "split_documents",
 ]

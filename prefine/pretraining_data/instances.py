@@ -306,6 +306,36 @@ def _truncate_(instances: Instances, max_seq_length: int, rng: np.random.Generat
     return instances
 
 
+# A sequence at least this many times the median document length is mostly packing: the model
+# attends across unrelated documents and pays for long attention rows to read short texts.
+LONG_SEQUENCE_FACTOR = 4
+
+
+def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_length: int) -> str | None:
+    """The message to show when max_seq_length is far above the corpus's typical document, else None.
+
+    Documents shorter than a sequence are packed (under "mlm", and under "mlm+nsp" for
+    single-sentence documents), so no position is padding; but each sequence then joins several
+    unrelated documents, and at a fixed batch of sequences a longer sequence means fewer
+    optimizer steps per minute. At budgets of minutes the step count is what runs out first.
+    """
+    starts = shards.document_token_starts()
+    ids = np.asarray(doc_ids, dtype=np.int64)
+    if len(ids) == 0:
+        return None
+    median = float(np.median(starts[ids + 1] - starts[ids]))
+    if median <= 0 or max_seq_length < LONG_SEQUENCE_FACTOR * (median + 2):
+        return None
+    suggestion = 64 if median + 2 <= 32 else 128
+    if suggestion >= max_seq_length:
+        return None
+    return (
+        f"the median training document has {median:.0f} tokens, far below --max-seq-length {max_seq_length}: each sequence packs "
+        f"about {max_seq_length / (median + 2):.0f} unrelated documents. For a corpus of short texts --max-seq-length {suggestion} "
+        "gives more optimizer steps per minute (set fine-tuning's --max-seq-length to match)."
+    )
+
+
 def nsp_coverage_warning(shards: TokenShards, doc_ids: np.ndarray) -> str | None:
     """The message to show under mlm+nsp when single-sentence documents are the majority, else None."""
     counts = shards.document_sentence_counts()[np.asarray(doc_ids, dtype=np.int64)]

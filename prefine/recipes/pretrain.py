@@ -20,8 +20,8 @@ from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
 from prefine.corpus import CorpusConfig, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
-from prefine.model import BertConfig, BertForPreTraining, count_parameters, preset_config
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards
+from prefine.model import PRESETS, BertConfig, BertForPreTraining, count_parameters, preset_config
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
 from prefine.recipes.common import (
     InitSource,
     check_resume_overrides,
@@ -35,6 +35,7 @@ from prefine.registry import RunHandle, recorded_run
 from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
+from prefine.training.config import with_time_budget
 from prefine.training.distributed import check_batch_split, wait_for_main
 
 
@@ -56,6 +57,10 @@ class PretrainRunConfig:
 PRETRAIN_TRAINING_DEFAULTS = TrainingConfig(
     max_steps=10_000, batch_size=32, learning_rate=5e-4, warmup_ratio=0.06, eval_every=500, save_every=1000, log_every=10, eval_at_start=True
 )
+# Dropout regularises models trained for many epochs; a CPU budget of minutes to hours sees each
+# text a few times at most, and there dropout only slows learning (cramming). Model flags
+# (--hidden-dropout-prob ...) override these; fine-tuning restores BERT's 0.1 (finetune --dropout).
+PRETRAIN_MODEL_DEFAULTS = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 TOKENIZER_DEFAULTS = TokenizerConfig()
 CORPUS_FLAGS = {"paths": "corpus"}
 # The vocabulary comes from the tokenizer and the segment/pad layout from BERT itself.
@@ -73,7 +78,7 @@ def add_command(subparsers) -> None:
     add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
     add_dataclass_arguments(parser.add_argument_group("tokenizer (when training one)"), TokenizerConfig, defaults=TOKENIZER_DEFAULTS)
     add_dataclass_arguments(
-        parser.add_argument_group("model (each flag overrides the preset's value)"), BertConfig, skip=MODEL_FIELDS_NOT_OVERRIDABLE, show_defaults=False
+        parser.add_argument_group("model (each flag overrides the preset's value; pre-training runs without dropout unless these say otherwise)"), BertConfig, skip=MODEL_FIELDS_NOT_OVERRIDABLE, show_defaults=False
     )
     add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=PRETRAIN_TRAINING_DEFAULTS)
@@ -104,13 +109,17 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         raise PrefineError("pass --out FOLDER for the new run (or --resume FOLDER to continue one)")
     if is_run_dir(Path(run.out)):
         raise PrefineError(f"{run.out} already holds a run; continue it with --resume {run.out} or choose another --out")
+    if run.preset not in PRESETS and not run.init:
+        raise PrefineError(f"unknown preset '{run.preset}'; choose one of {', '.join(PRESETS)}")
+    training = with_time_budget(from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS), explicit_steps=args.max_steps is not None)
     return PretrainSetup(
         run=run,
         corpus=from_args(CorpusConfig, args),
         tokenizer=from_args(TokenizerConfig, args, base=TOKENIZER_DEFAULTS),
         data=from_args(PretrainingDataConfig, args),
-        training=from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS),
-        model_overrides=_model_overrides(args),
+        training=training,
+        # --init brings its own architecture; the defaults shape only a new model.
+        model_overrides=_model_overrides(args) if run.init else {**PRETRAIN_MODEL_DEFAULTS, **_model_overrides(args)},
     )
 
 
@@ -135,6 +144,9 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         from_dict(TrainingConfig, saved["training"], "training"),
         **{key: value for key, value in explicit_overrides(args, TrainingConfig).items() if key in RESUMABLE_OVERRIDES},
     )
+    if args.max_time is not None:
+        # A new --max-time on resume replaces the budget; without --max-steps it is the only limit.
+        training = with_time_budget(training, explicit_steps=args.max_steps is not None)
     saved_run = dataclasses.replace(saved_run, resume=str(run_dir), out=str(run_dir), **{k: v for k, v in requested_run.items() if k != "out"})
     return PretrainSetup(
         run=saved_run,
@@ -227,6 +239,8 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
     micro_batch = setup.training.batch_size // setup.training.gradient_accumulation_steps
     train_batches = PretrainingBatches.from_tokenizer(shards, tokenizer, setup.data, setup.training.seed, micro_batch)
     eval_batches = train_batches.eval_batches(micro_batch)
+    if context.is_main and not resuming and (message := sequence_length_warning(shards, train_batches.doc_ids, setup.data.max_seq_length)):
+        print(f"warning: {message}")
 
     model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init)
     if resuming:

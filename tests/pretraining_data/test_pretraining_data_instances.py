@@ -15,6 +15,7 @@ from prefine.pretraining_data.instances import (
     _truncate_,
     build_instances,
     nsp_coverage_warning,
+    sequence_length_warning,
 )
 from prefine.pretraining_data.shards import build_token_shards, split_documents
 
@@ -235,3 +236,14 @@ def test_sentence_pairs_in_small_pieces_keep_every_rule(shards, monkeypatch):
     labels = build_instances(shards, np.arange(shards.num_documents), config, np.random.default_rng(3)).nsp_label
     labelled = labels[labels != NSP_IGNORED]
     assert within_sigmas(int((labelled == NSP_RANDOM_NEXT).sum()), len(labelled), 0.5)
+
+
+def test_sequence_length_warning_names_short_documents(tokenizer, tmp_path):
+    short = build_token_shards(random_documents(5, 200, sentences=(1, 1), words=(3, 6)), tokenizer, tmp_path / "short")
+    ids = np.arange(short.num_documents)
+    message = sequence_length_warning(short, ids, 128)
+    assert message is not None and "--max-seq-length 64" in message and "far below --max-seq-length 128" in message
+    # The same documents at a length they nearly fill, or long documents, give no warning.
+    assert sequence_length_warning(short, ids, 32) is None
+    long = build_token_shards(random_documents(6, 100, sentences=(8, 12), words=(8, 12)), tokenizer, tmp_path / "long")
+    assert sequence_length_warning(long, np.arange(long.num_documents), 128) is None
