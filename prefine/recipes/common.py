@@ -163,10 +163,36 @@ def start_finetune(run, device: str, max_length: int, length_flag: str, train_hi
     if is_run_dir(run_dir):
         raise PrefineError(f"{run_dir} already holds a run; choose another --out")
     context = init_distributed(device)
+    if not (run.dropout == -1 or 0.0 <= run.dropout < 1.0):
+        raise PrefineError(f"--dropout {run.dropout} must be in [0, 1) (or -1 to keep the checkpoint's own dropout)")
     init = resolve_init(run.init)
+    if run.dropout >= 0:
+        init.config = dataclasses.replace(init.config, hidden_dropout_prob=run.dropout, attention_probs_dropout_prob=run.dropout)
     if max_length > init.config.max_position_embeddings:
         raise PrefineError(f"{length_flag} {max_length} exceeds the model's {init.config.max_position_embeddings} positions; lower it")
     return run_dir, context, init
+
+
+# Fine-tuning learning rates that work fall with model width: BERT-base is fine-tuned at 2e-5 to
+# 5e-5, while a 4x256 mini learns nothing from 2,000 labels in 3 epochs at 1e-4 and does best
+# near 3e-4 (pre-trained or not; benchmarks/objectives.py and issue 15's probe), and the tiny
+# quickstart model at 1e-3. A power law through those points (1e-3 at 128, 3e-4 at 256, 5e-5 at
+# 768) gives every width a rate in the range that works for it.
+FINETUNE_RATE_AT_256 = 3e-4
+FINETUNE_RATE_EXPONENT = 1.63
+
+
+def finetune_learning_rate(config: BertConfig) -> float:
+    """The default peak fine-tuning learning rate for a model of this width (see above)."""
+    rate = FINETUNE_RATE_AT_256 * (256 / config.hidden_size) ** FINETUNE_RATE_EXPONENT
+    return float(f"{rate:.2g}")
+
+
+def with_finetune_learning_rate(training, config: BertConfig):
+    """`training` with its learning rate chosen by model width when the user left it at 0 (auto)."""
+    if training.learning_rate > 0:
+        return training
+    return dataclasses.replace(training, learning_rate=finetune_learning_rate(config))
 
 
 def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch: bool, announce: bool) -> None:

@@ -44,7 +44,7 @@ from prefine.recipes.checkpoint_curve import (
     plot_checkpoint_curve,
     select_checkpoints,
 )
-from prefine.recipes.common import load_initial_weights, recorded_finetune, run_record, start_finetune
+from prefine.recipes.common import load_initial_weights, recorded_finetune, run_record, start_finetune, with_finetune_learning_rate
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationColumns,
@@ -75,13 +75,18 @@ class FinetuneRunConfig:
     epochs: float = option(3.0, "passes over the training data; sets --max-steps unless that is given")
     train_fraction: float = option(1.0, "fine-tune on this random fraction of the training data (seeded)")
     classifier_dropout: float = option(0.1, "dropout before the classifier")
+    dropout: float = option(
+        0.1,
+        "dropout inside the encoder while fine-tuning (BERT's 0.1), whatever the pre-training used: pre-training on a small "
+        "budget runs without dropout, while a few thousand labels need it; -1 keeps the checkpoint's own values",
+    )
     eval_batch_size: int = option(64, "examples per evaluation batch")
     registry: str = option("", "run registry database (default: registry.sqlite beside the run folder, or $PREFINE_REGISTRY)")
     name: str = option("", "name of the run in the registry (default: the run folder's name)")
 
 
 FINETUNE_TRAINING_DEFAULTS = TrainingConfig(
-    max_steps=1, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, eval_every=0, eval_at_epoch_end=True,
+    max_steps=1, batch_size=32, learning_rate=0.0, warmup_ratio=0.1, eval_every=0, eval_at_epoch_end=True,
     save_every=0, keep_last=1, log_every=10, best_metric="",
 )
 
@@ -156,6 +161,7 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
     if run.task == "qa":
         return qa_recipe.run_qa_finetune(run, qa_recipe.QADataConfig(), training, explicit_steps)
     run_dir, context, init = start_finetune(run, training.device, data.max_seq_length, "--max-seq-length")
+    training = with_finetune_learning_rate(training, init.config)
     tokenizer = init.tokenizer
 
     train_examples, eval_examples, label_set, columns = load_classification_data(run.train, run.eval or None, data, tokenizer)
@@ -199,7 +205,7 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
         write_run(run_dir, record)
         print(
             f"fine-tuning on {len(train_examples)} examples ({', '.join(label_set.names) if not label_set.is_regression else 'regression'}), "
-            f"{training.max_steps} steps of {training.batch_size}; columns: text={columns.text}"
+            f"{training.max_steps} steps of {training.batch_size} at learning rate {training.learning_rate:g}; columns: text={columns.text}"
             + (f", pair={columns.text_pair}" if columns.text_pair else "")
             + f", label={columns.label}"
         )
@@ -560,7 +566,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart) -> list[di
         out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, learning_rate=1e-3, batch_size=32,
+        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, batch_size=32,
         seed=quickstart.seed, num_threads=quickstart.num_threads, progress=quickstart.progress, eval_at_epoch_end=False,
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )

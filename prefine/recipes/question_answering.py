@@ -27,7 +27,7 @@ from prefine.config import explicit_overrides, option
 from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor
 from prefine.model import BertForQuestionAnswering, config_from_dict
-from prefine.recipes.common import check_tokenizer_matches, load_initial_weights, recorded_finetune, run_record, start_finetune
+from prefine.recipes.common import check_tokenizer_matches, load_initial_weights, recorded_finetune, run_record, start_finetune, with_finetune_learning_rate
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features
 from prefine.tasks.question_answering import DecodingConfig, QABatches, QAEvaluation, QATask, evaluate_qa, predict_span_logits
 from prefine.tokenizer import load_tokenizer, save_tokenizer, tokenizer_fingerprint
@@ -126,6 +126,7 @@ def format_qa_scores(scores: dict[str, float], flavor: str) -> str:
 
 def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: TrainingConfig, explicit_steps: bool) -> dict:
     run_dir, context, init = start_finetune(run, training.device, qa_data.max_length, "--max-length", "--train FILE.json (SQuAD format)")
+    training = with_finetune_learning_rate(training, init.config)
     tokenizer = init.tokenizer
 
     train_examples, train_flavor = _load_qa_file(run.train, "--train")
@@ -184,7 +185,7 @@ def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: Tra
         write_run(run_dir, record)
         print(
             f"fine-tuning QA on {len(train_examples)} questions ({len(batches)} windows of up to {qa_data.max_length} tokens), "
-            f"{training.max_steps} steps of {training.batch_size}; scored as {flavor}"
+            f"{training.max_steps} steps of {training.batch_size} at learning rate {training.learning_rate:g}; scored as {flavor}"
         )
     task = QATask(batches, eval_examples, eval_features, flavor, qa_data.decoding(allows_no_answer), run.eval_batch_size, context.device)
     with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main) as handle:

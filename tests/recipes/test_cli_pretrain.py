@@ -82,6 +82,24 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "add text or lower --max-seq-length" in capsys.readouterr().err
 
 
+def test_unknown_preset_is_rejected_before_any_work(tmp_path, capsys):
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(40))
+    args = ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "r"), *TINY, "--preset", "nonexistent"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "prefine: error: unknown preset 'nonexistent'; choose one of tiny, mini, small, medium, base, large"
+    assert captured.out == "" and not (tmp_path / "r").exists()
+
+
+def test_pretraining_runs_without_dropout_unless_asked(pretrained_run, tmp_path):
+    saved = json.loads((pretrained_run / "pre" / "run.json").read_text())
+    assert saved["model"]["hidden_dropout_prob"] == 0.0 and saved["model"]["attention_probs_dropout_prob"] == 0.0
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    assert pretrain(tmp_path, corpus, "with-dropout", "--max-steps", "1", "--hidden-dropout-prob", "0.1") == 0
+    saved = json.loads((tmp_path / "with-dropout" / "run.json").read_text())
+    assert saved["model"]["hidden_dropout_prob"] == 0.1 and saved["model"]["attention_probs_dropout_prob"] == 0.0
+
+
 def write_sentiment(path: Path, rows: list[tuple[str, str]]) -> Path:
     path.write_text("document\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
     return path
@@ -135,6 +153,32 @@ def test_finetune_predict_evaluate_export_and_lineage(pretrained_run, capsys):
     assert main(["lineage", "sent", "--registry", registry]) == 0
     chain = capsys.readouterr().out
     assert chain.index("pre") < chain.index("sent")
+
+
+def test_finetune_picks_rate_by_width_and_restores_dropout(pretrained_run, capsys):
+    root = pretrained_run
+    train = write_sentiment(root / "train-lr.tsv", sentiment_rows(40, 3))
+    base = ["finetune", "--init", str(root / "pre"), "--train", str(train), "--text-column", "document", "--max-steps", "1",
+            "--num-threads", "1", "--no-progress", "--registry", str(root / "registry.sqlite")]
+    capsys.readouterr()
+    assert main([*base, "--out", str(root / "auto-lr")]) == 0
+    assert "at learning rate 0.00093" in capsys.readouterr().out  # tiny: hidden 128
+    saved = json.loads((root / "auto-lr" / "run.json").read_text())
+    assert saved["training"]["learning_rate"] == 0.00093
+    # The run was pre-trained without dropout; fine-tuning trains with BERT's 0.1 unless told otherwise.
+    assert saved["model"]["hidden_dropout_prob"] == 0.1 and saved["model"]["attention_probs_dropout_prob"] == 0.1
+    assert main([*base, "--out", str(root / "own-lr"), "--learning-rate", "2e-4", "--dropout", "-1"]) == 0
+    saved = json.loads((root / "own-lr" / "run.json").read_text())
+    assert saved["training"]["learning_rate"] == 2e-4 and saved["model"]["hidden_dropout_prob"] == 0.0
+
+
+def test_finetune_learning_rate_falls_with_width():
+    from prefine.model import preset_config
+    from prefine.recipes.common import finetune_learning_rate
+
+    rates = {name: finetune_learning_rate(preset_config(name)) for name in ("tiny", "mini", "small", "base", "large")}
+    assert rates["mini"] == 3e-4 and rates["base"] == 5e-5
+    assert rates["tiny"] > rates["mini"] > rates["small"] > rates["base"] > rates["large"] > 1e-5
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
