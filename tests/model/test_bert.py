@@ -212,3 +212,47 @@ def test_grouped_first_token_path_equals_the_full_encoder():
         full = model.bert(input_ids, token_type_ids, mask)[:, 0]
         first = model.bert(input_ids, token_type_ids, mask, first_token_only=True)
     assert torch.allclose(full, first, atol=1e-5)
+
+
+TRAINING_STEPS_SCRIPT = """
+import json, torch
+from prefine.model import BertConfig, BertForPreTraining
+torch.set_num_threads(2)
+torch.manual_seed(0)
+config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=64)
+model = BertForPreTraining(config).train()
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+generator = torch.Generator().manual_seed(1)
+losses, gradients = [], []
+for step in range(3):
+    lengths = torch.randint(8, 48, (6,), generator=generator)
+    mask = (torch.arange(48)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 300, (6, 48), generator=generator) * mask
+    labels = torch.where((torch.rand(6, 48, generator=generator) < 0.3) & (mask == 1), ids, torch.full_like(ids, -100))
+    optimizer.zero_grad()
+    loss = model(ids, None, mask, labels, torch.randint(0, 2, (6,), generator=generator)).loss
+    loss.backward()
+    gradients.append(sum(float(p.grad.double().abs().sum()) for p in model.parameters() if p.grad is not None).hex())
+    optimizer.step()
+    losses.append(loss.item().hex())
+print(json.dumps({"losses": losses, "gradients": gradients}))
+"""
+
+
+def test_openmp_wait_policy_changes_no_result():
+    """The first-steps fix (OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning)
+    keeps outputs equal: losses and gradients of a few training steps are bit-identical."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    results = {}
+    for policy in (None, "PASSIVE"):
+        environment = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        if policy:
+            environment["OMP_WAIT_POLICY"] = policy
+        finished = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT], env=environment, capture_output=True, text=True, check=True)
+        results[policy] = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert len(set(results[None]["losses"])) == 3, "training moved"
+    assert results["PASSIVE"] == results[None]
