@@ -2,15 +2,17 @@
 
 The corpus is the documentation every Python install ships (standard-library docstrings and
 the language reference topics, ~2 MB of English). The quickstart writes it to a text file,
-trains a WordPiece tokenizer on it, pre-trains a tiny BERT with MLM + NSP while MLM accuracy
-rises, fills some masks, then fine-tunes on a real held-out task (which standard-library
-package does a docstring document?) from the pre-trained weights and from scratch, and prints
-the comparison.
+trains a WordPiece tokenizer on it, pre-trains a tiny BERT with `prefine pretrain`'s defaults
+for a fixed wall-clock budget (so it takes the same minutes on a slow machine as on a fast one)
+while MLM accuracy rises, fills some masks, then fine-tunes on a real held-out task (which
+standard-library package does a docstring document?) from the pre-trained weights and from
+scratch, and prints the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +22,33 @@ from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.corpus import CorpusConfig
 from prefine.corpus.builtin import builtin_pretraining_documents
 from prefine.errors import PrefineError
-from prefine.pretraining_data import PretrainingDataConfig
 from prefine.recipes.fill_mask import fill_mask
-from prefine.recipes.pretrain import PretrainRunConfig, PretrainSetup, run_pretraining
+from prefine.recipes.pretrain import (
+    PRETRAIN_DATA_DEFAULTS,
+    PRETRAIN_MODEL_DEFAULTS,
+    PRETRAIN_TRAINING_DEFAULTS,
+    PretrainRunConfig,
+    PretrainSetup,
+    run_pretraining,
+)
 from prefine.tokenizer import TokenizerConfig
-from prefine.training import TrainingConfig
 
 
 @dataclass
 class QuickstartConfig:
     out: str = option("runs/quickstart", "folder for the quickstart's corpus and runs (replaced if it holds an earlier quickstart)")
-    pretrain_steps: int = option(5000, "pre-training steps (about 2.5 minutes for the tiny model on 2 CPU cores)")
+    pretrain_time: str = option("5m", "pre-training wall-clock budget: the learning-rate schedule anneals by this deadline on any machine")
+    pretrain_steps: int = option(0, "also stop pre-training after this many steps (0: the time budget alone)")
     finetune_steps: int = option(300, "fine-tuning steps per model (pre-trained and from scratch)")
     preset: str = option("tiny", "model size to pre-train")
     vocab_size: int = option(4000, "WordPiece vocabulary size (small: a 1.6 MB corpus has few frequent words)")
     seed: int = option(42, "seed for everything")
     num_threads: int = option(0, "CPU threads (0: PyTorch's default)")
     progress: bool = option(True, "show progress bars")
+
+    def __post_init__(self) -> None:
+        if not self.pretrain_time and self.pretrain_steps < 1:
+            raise PrefineError("give the quickstart a pre-training budget: --pretrain-time (e.g. 5m) or --pretrain-steps N")
 
 
 FILL_MASK_EXAMPLES = (
@@ -74,7 +86,7 @@ def _example_counts(rows: list[dict]) -> str:
     return " and ".join(str(row["examples"]) for row in rows)
 
 
-def interpret_comparison(rows: list[dict], pretrain_steps: int, mlm_accuracy: float) -> str:
+def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float) -> str:
     """One honest sentence on what the table shows: where pre-training helped, and where not yet."""
     gains = ", ".join(f"{row['gain'] * 100:+.1f} accuracy points with {row['examples']} examples" for row in rows)
     helped = [row for row in rows if row["gain"] > 0]
@@ -86,9 +98,9 @@ def interpret_comparison(rows: list[dict], pretrain_steps: int, mlm_accuracy: fl
     else:
         verdict = "did not beat random weights"
     return (
-        f"After {pretrain_steps} pre-training steps (held-out MLM accuracy {mlm_accuracy:.1%}) the pre-trained start "
+        f"After {pretraining} (held-out MLM accuracy {mlm_accuracy:.1%}) the pre-trained start "
         f"{verdict} ({gains}). That is what the table measures, not a given: pre-train longer "
-        "(--pretrain-steps, or prefine pretrain on your own corpus) and compare again with prefine compare."
+        "(--pretrain-time, or prefine pretrain --max-time on your own corpus) and compare again with prefine compare."
     )
 
 
@@ -107,30 +119,29 @@ def run_quickstart(config: QuickstartConfig) -> int:
     size = write_builtin_corpus(corpus_file)
     print(f"wrote {corpus_file} ({size / 1e6:.1f} MB)")
 
-    print("== 2/4 tokenizer + pre-training (MLM + NSP)")
+    print("== 2/4 tokenizer + pre-training (masked LM)")
     pretrain_dir = out / "pretrained"
+    # prefine pretrain's own defaults, with a time budget: what a user who changes nothing gets.
     setup = PretrainSetup(
         run=PretrainRunConfig(out=str(pretrain_dir), preset=config.preset, cache_dir=str(out / "cache"), registry=str(out / "registry.sqlite"), name="quickstart-pretrain"),
         corpus=CorpusConfig(paths=[str(corpus_file)], format="lines"),
         tokenizer=TokenizerConfig(vocab_size=config.vocab_size),
-        data=PretrainingDataConfig(max_seq_length=128),
-        # Dropout regularises long runs; in a few minutes of training it only slows learning
-        # (cramming's finding), and without attention dropout SDPA takes its fused CPU kernel.
-        model_overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
-        training=TrainingConfig(
+        data=dataclasses.replace(PRETRAIN_DATA_DEFAULTS, max_seq_length=128),
+        model_overrides=dict(PRETRAIN_MODEL_DEFAULTS),
+        training=dataclasses.replace(
+            PRETRAIN_TRAINING_DEFAULTS,
             max_steps=config.pretrain_steps,
-            batch_size=32,
-            learning_rate=1e-3,
-            warmup_ratio=0.05,
-            eval_every=max(config.pretrain_steps // 6, 1),
-            eval_at_start=True,
-            save_every=max(config.pretrain_steps // 2, 1),
+            max_time=config.pretrain_time,
+            # Steps per minute differ by machine; a curve point about every minute on a slow 2-core CPU.
+            eval_every=max(config.pretrain_steps // 6, 1) if config.pretrain_steps else 500,
+            save_every=0,
+            keep_last=1,
             seed=config.seed,
             num_threads=config.num_threads,
             progress=config.progress,
         ),
     )
-    run_pretraining(setup)
+    result = run_pretraining(setup)
     curve = _eval_curve(pretrain_dir, "mlm_accuracy")
     print("MLM accuracy on held-out documents: " + "  ".join(f"step {step}: {value:.1%}" for step, value in curve))
 
@@ -144,7 +155,8 @@ def run_quickstart(config: QuickstartConfig) -> int:
 
     rows = run_builtin_comparison(pretrain_dir, out, config)
     final_accuracy = curve[-1][1] if curve else float("nan")
-    print("\n" + interpret_comparison(rows, config.pretrain_steps, final_accuracy))
+    pretraining = f"{result.step} pre-training steps" + (f" (time budget {config.pretrain_time})" if config.pretrain_time else "")
+    print("\n" + interpret_comparison(rows, pretraining, final_accuracy))
     print(f"\nall runs are in {out}; list them with: prefine runs --registry {out / 'registry.sqlite'}")
     return 0
 

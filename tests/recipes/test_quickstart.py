@@ -30,11 +30,11 @@ def test_the_verdict_says_where_pretraining_helped():
     def rows(*gains):
         return [{"gain": gain, "examples": examples} for gain, examples in zip(gains, (153, 1533))]
 
-    assert interpret_comparison(rows(0.045, 0.038), 4000, 0.175) == (
+    assert interpret_comparison(rows(0.045, 0.038), "4000 pre-training steps", 0.175) == (
         "Pre-training helped at every data size (+4.5 accuracy points with 153 examples, +3.8 accuracy points with 1533 examples)."
     )
-    mixed = interpret_comparison(rows(-0.010, 0.017), 3000, 0.176)
+    mixed = interpret_comparison(rows(-0.010, 0.017), "3000 pre-training steps", 0.176)
     assert "held-out MLM accuracy 17.6%" in mixed
     assert "helped with 1533 labelled examples but not with 153 (-1.0 accuracy points with 153 examples" in mixed
-    assert "helped with 153 labelled examples but not with 1533" in interpret_comparison(rows(0.045, -0.003), 3000, 0.17)
-    assert "did not beat random weights" in interpret_comparison(rows(-0.19, 0.0), 1000, 0.131)
+    assert "helped with 153 labelled examples but not with 1533" in interpret_comparison(rows(0.045, -0.003), "3000 pre-training steps", 0.17)
+    assert "did not beat random weights" in interpret_comparison(rows(-0.19, 0.0), "1000 pre-training steps", 0.131)
