@@ -75,6 +75,10 @@ class FinetuneRunConfig:
     epochs: float = option(3.0, "passes over the training data; sets --max-steps unless that is given")
     train_fraction: float = option(1.0, "fine-tune on this random fraction of the training data (seeded)")
     classifier_dropout: float = option(0.1, "dropout before the classifier")
+    reinit_layers: int = option(
+        0, "give the top N encoder blocks (and the pooler) fresh random weights before fine-tuning: blocks a short pre-training "
+        "shaped for its own objective can transfer worse than random ones (Zhang et al. 2021, 'Revisiting Few-sample BERT Fine-tuning')",
+    )
     dropout: float = option(
         0.1,
         "dropout inside the encoder while fine-tuning (BERT's 0.1), whatever the pre-training used: pre-training on a small "
@@ -174,7 +178,7 @@ def run_finetune(run: FinetuneRunConfig, data: ClassificationDataConfig, trainin
 
     torch.manual_seed(training.seed)
     model = BertForSequenceClassification(init.config, label_set.num_labels, classifier_dropout=run.classifier_dropout)
-    load_initial_weights(model, init, run.from_scratch, announce=context.is_main)
+    load_initial_weights(model, init, run.from_scratch, announce=context.is_main, reinit_layers=run.reinit_layers)
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -153,7 +153,7 @@ def run_qa_finetune(run: FinetuneRunConfig, qa_data: QADataConfig, training: Tra
 
     torch.manual_seed(training.seed)
     model = BertForQuestionAnswering(init.config)
-    load_initial_weights(model, init, run.from_scratch, announce=context.is_main)
+    load_initial_weights(model, init, run.from_scratch, announce=context.is_main, reinit_layers=run.reinit_layers)
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
