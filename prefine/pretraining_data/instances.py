@@ -307,8 +307,8 @@ def _truncate_(instances: Instances, max_seq_length: int, rng: np.random.Generat
 
 
 # A sequence at least this many times the median document length is mostly packing: the model
-# attends across unrelated documents and pays for long attention rows to read short texts.
-LONG_SEQUENCE_FACTOR = 4
+# attends across several unrelated documents and pays for long attention rows to read short texts.
+LONG_SEQUENCE_FACTOR = 5
 
 
 def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_length: int) -> str | None:
@@ -316,8 +316,8 @@ def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_le
 
     Documents shorter than a sequence are packed (under "mlm", and under "mlm+nsp" for
     single-sentence documents), so no position is padding; but each sequence then joins several
-    unrelated documents, and at a fixed batch of sequences a longer sequence means fewer
-    optimizer steps per minute. At budgets of minutes the step count is what runs out first.
+    unrelated documents, attention across them teaches nothing, and its cost grows with the
+    sequence length. At budgets of minutes every position counts.
     """
     starts = shards.document_token_starts()
     ids = np.asarray(doc_ids, dtype=np.int64)
@@ -332,7 +332,8 @@ def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_le
     return (
         f"the median training document has {median:.0f} tokens, far below --max-seq-length {max_seq_length}: each sequence packs "
         f"about {max_seq_length / (median + 2):.0f} unrelated documents. For a corpus of short texts --max-seq-length {suggestion} "
-        "gives more optimizer steps per minute (set fine-tuning's --max-seq-length to match)."
+        "reads the same text with shorter attention rows (fine-tuning inputs longer than that would meet position embeddings "
+        "pre-training never trained)."
     )
 
 
