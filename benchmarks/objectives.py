@@ -1,0 +1,267 @@
+"""Downstream accuracy per minute of pre-training: objectives and small-budget recipe changes.
+
+The question a user with a CPU and a few hours asks is not "how fast is a step" but "does
+pre-training on my text, for the minutes I can spend, make my classifier better than starting
+from random weights?". This benchmark answers it the way a user would find out:
+
+1. For each recipe variant (an objective, or a change to the pre-training recipe), pre-train
+   the same preset for the same wall-clock budget (`--max-time`) on each unlabeled corpus.
+2. Fine-tune each resulting run with prefine's default fine-tuning recipe, on each labelled
+   setup, for several seeds; and fine-tune the same architecture from random weights.
+3. Print downstream accuracy (mean and spread over seeds), held-out MLM accuracy and
+   pre-training tokens/s per variant, the gain over random init, and a final JSON line.
+
+Corpora and labelled setups:
+- `builtin`: the built-in Python-docs corpus; the built-in docstring -> package task at 10% and
+  100% of its labels (test docstrings were never seen in pre-training).
+- `sst2`: SST-2's 67k training sentences (text only) as the corpus of short documents; 2,000
+  of its labels (`--sst2-labels`) for fine-tuning, scored on dev. Needs `--sst2 DIR` with
+  train.tsv and dev.tsv (../shared/data/sst2 on the project's machines; never committed).
+
+    python benchmarks/objectives.py --budget 5m --corpora builtin,sst2 --variants default,bert-2019
+    python benchmarks/objectives.py --budget 15m --variants default,mlm+nsp,seq128 --seeds 3
+
+Variants are defined in VARIANTS below: each is a set of flags on top of `prefine pretrain`'s
+defaults, so "default" always measures what a user who changes nothing gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import prefine  # noqa: F401  (before torch: it sets the OpenMP wait policy torch reads when it loads)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import markdown_table, print_json  # noqa: E402
+
+from prefine.checkpoint import METRICS_FILE  # noqa: E402
+from prefine.corpus import CorpusConfig  # noqa: E402
+from prefine.pretraining_data import PretrainingDataConfig  # noqa: E402
+from prefine.recipes import finetune as finetune_recipe  # noqa: E402
+from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
+from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
+from prefine.tokenizer import TokenizerConfig  # noqa: E402
+
+# name -> (data overrides, model overrides, training overrides), applied on top of the defaults of
+# `prefine pretrain` as a user would pass flags. "default" is exactly what a plain command does.
+VARIANTS: dict[str, tuple[dict, dict, dict]] = {
+    "default": ({}, {}, {}),
+    # The recipe prefine shipped before issue 15 (BERT's settings scaled down): the baseline
+    # the diagnosis starts from.
+    "bert-2019": (
+        {"objective": "mlm+nsp", "max_seq_length": 128},
+        {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1},
+        {"learning_rate": 5e-4, "warmup_ratio": 0.06, "batch_size": 32},
+    ),
+    "mlm+nsp": ({"objective": "mlm+nsp"}, {}, {}),
+    "mlm": ({"objective": "mlm"}, {}, {}),
+    "seq128": ({"max_seq_length": 128}, {}, {}),
+    "seq64": ({"max_seq_length": 64}, {}, {}),
+    "dropout0.1": ({}, {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}, {}),
+    "dropout0": ({}, {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}, {}),
+    "lr5e-4": ({}, {}, {"learning_rate": 5e-4}),
+    "lr1e-3": ({}, {}, {"learning_rate": 1e-3}),
+    "lr2e-3": ({}, {}, {"learning_rate": 2e-3}),
+    "one-cycle": ({}, {}, {"warmup_ratio": 0.5}),
+    "warmup0.06": ({}, {}, {"warmup_ratio": 0.06}),
+    "batch64": ({}, {}, {"batch_size": 64}),
+    "batch16": ({}, {}, {"batch_size": 16}),
+    "mask0.3": ({"mlm_probability": 0.3}, {}, {}),
+}
+
+
+MIN_FINETUNE_STEPS = 50  # prefine compare's --min-steps default
+
+
+@dataclasses.dataclass
+class LabelledSetup:
+    name: str
+    train: Path
+    eval: Path
+    fraction: float
+    corpus: str
+
+
+def prepare_builtin(work: Path) -> tuple[Path, list[LabelledSetup]]:
+    from prefine.recipes.quickstart import write_builtin_corpus
+    from prefine.corpus.builtin import builtin_classification_task
+
+    corpus = work / "builtin" / "corpus.txt"
+    if not corpus.exists():
+        write_builtin_corpus(corpus)
+    train_rows, test_rows = builtin_classification_task()
+    paths = {}
+    for name, rows in (("train", train_rows), ("test", test_rows)):
+        paths[name] = work / "builtin" / f"{name}.jsonl"
+        with open(paths[name], "w", encoding="utf-8") as handle:
+            for text, label in rows:
+                handle.write(json.dumps({"text": text, "label": label}) + "\n")
+    return corpus, [
+        LabelledSetup("builtin 10%", paths["train"], paths["test"], 0.1, "builtin"),
+        LabelledSetup("builtin 100%", paths["train"], paths["test"], 1.0, "builtin"),
+    ]
+
+
+def prepare_sst2(work: Path, sst2_dir: Path, labels: int) -> tuple[Path, list[LabelledSetup]]:
+    with open(sst2_dir / "train.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    directory = work / "sst2"
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "corpus.txt"
+    with open(corpus, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(row["sentence"].strip() + "\n")
+    random.Random(0).shuffle(rows)
+    train = directory / f"train{labels}.tsv"
+    with open(train, "w", encoding="utf-8") as handle:
+        handle.write("label\tsentence\n")
+        for row in rows[:labels]:
+            handle.write(f"{row['label']}\t{row['sentence']}\n")
+    return corpus, [LabelledSetup(f"sst2 {labels // 1000}k", train, sst2_dir / "dev.tsv", 1.0, "sst2")]
+
+
+def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
+    data_overrides, model_overrides, training_overrides = VARIANTS[variant]
+    defaults = pretrain_recipe.PRETRAIN_TRAINING_DEFAULTS
+    training = dataclasses.replace(
+        defaults, max_time=args.budget, max_steps=0, eval_every=0, save_every=0, keep_last=1,
+        num_threads=args.threads, progress=False, seed=args.seed, **training_overrides,
+    )
+    setup = pretrain_recipe.PretrainSetup(
+        run=pretrain_recipe.PretrainRunConfig(
+            out=str(out), preset=args.preset, cache_dir=str(args.work_dir / "cache"), registry=str(args.work_dir / "registry.sqlite"),
+            tokenizer=str(args.work_dir / f"tokenizer-{corpus.parent.name}") if (args.work_dir / f"tokenizer-{corpus.parent.name}").exists() else "",
+        ),
+        corpus=CorpusConfig(paths=[str(corpus)], format="lines" if corpus.parent.name == "builtin" else "auto"),
+        tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=args.vocab_size),
+        data=dataclasses.replace(PretrainingDataConfig(), **data_overrides),
+        training=training,
+        model_overrides={**pretrain_recipe.PRETRAIN_MODEL_DEFAULTS, **model_overrides},
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    result = pretrain_recipe.run_pretraining(setup)
+    wall = time.perf_counter() - started
+    tokenizer_copy = args.work_dir / f"tokenizer-{corpus.parent.name}"
+    if not tokenizer_copy.exists():
+        # Every variant of one corpus shares the first variant's tokenizer (WordPiece training is
+        # not reproducible), so differences come from the recipe alone.
+        shutil.copytree(out / "tokenizer", tokenizer_copy)
+    tokens_per_second = []
+    for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if "train/tokens_per_second" in record and record["step"] > 10:  # past the first, slower steps
+            tokens_per_second.append(record["train/tokens_per_second"])
+    return {
+        "steps": result.step,
+        "mlm_accuracy": result.last_eval.get("mlm_accuracy", float("nan")),
+        "tokens_per_second": statistics.median(tokens_per_second) if tokens_per_second else float("nan"),
+        "wall_seconds": wall,
+    }
+
+
+def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int, out: Path, args) -> float:
+    run = finetune_recipe.FinetuneRunConfig(
+        init=str(run_dir), train=str(setup.train), eval=str(setup.eval), out=str(out), from_scratch=from_scratch,
+        train_fraction=setup.fraction, registry=str(args.work_dir / "registry.sqlite"),
+    )
+    training = dataclasses.replace(finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False)
+    # As `prefine compare` does: the default epochs, but at least its default minimum of steps, so
+    # 10% of a small task is not 15 updates that teach neither start anything.
+    training = finetune_recipe._training_for_fraction(run, ClassificationDataConfig(), training, MIN_FINETUNE_STEPS, explicit_steps=False)
+    shutil.rmtree(out, ignore_errors=True)
+    metrics = finetune_recipe.run_finetune(run, ClassificationDataConfig(), training, explicit_steps=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return float(metrics["accuracy"])
+
+
+def summary(values: list[float]) -> str:
+    mean = statistics.mean(values) * 100
+    spread = (statistics.stdev(values) * 100) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {spread:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", default="5m", help="pre-training wall-clock budget per variant (prefine's --max-time)")
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--variants", default="default,bert-2019", help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--corpora", default="builtin,sst2", help="builtin and/or sst2")
+    parser.add_argument("--sst2", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2")
+    parser.add_argument("--sst2-labels", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per setup")
+    parser.add_argument("--vocab-size", type=int, default=pretrain_recipe.TOKENIZER_DEFAULTS.vocab_size)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42, help="pre-training seed")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/prefine-objectives"))
+    args = parser.parse_args()
+    variants = [name for name in args.variants.split(",") if name]
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+
+    corpora = {}
+    for name in args.corpora.split(","):
+        if name == "builtin":
+            corpora[name] = prepare_builtin(args.work_dir)
+        elif name == "sst2":
+            if not (args.sst2 / "train.tsv").exists():
+                sys.exit(f"{args.sst2} has no train.tsv; pass --sst2 DIR with SST-2's train.tsv and dev.tsv, or --corpora builtin")
+            corpora[name] = prepare_sst2(args.work_dir, args.sst2, args.sst2_labels)
+        else:
+            sys.exit(f"unknown corpus {name}; use builtin and/or sst2")
+
+    results: list[dict] = []
+    for corpus_name, (corpus, setups) in corpora.items():
+        pretrained = {}
+        for variant in variants:
+            run_dir = args.work_dir / "runs" / f"{corpus_name}-{variant}"
+            print(f"\n=== pre-training {variant} on {corpus_name} for {args.budget}", flush=True)
+            pretrained[variant] = (run_dir, pretrain(variant, corpus, run_dir, args))
+        for setup in setups:
+            scratch_cache: dict[str, list[float]] = {}
+            for variant in variants:
+                run_dir, stats = pretrained[variant]
+                accuracies, scratch = [], []
+                for seed in range(args.seeds):
+                    print(f"--- {setup.name}: {variant} seed {seed}", flush=True)
+                    accuracies.append(finetune(run_dir, setup, False, seed, args.work_dir / "ft", args))
+                    # Random init depends on the architecture and the dropout it keeps, which
+                    # some variants change; identical architectures share one baseline.
+                    key = json.dumps(VARIANTS[variant][1], sort_keys=True)
+                    if key not in scratch_cache or len(scratch_cache[key]) <= seed:
+                        scratch_cache.setdefault(key, []).append(finetune(run_dir, setup, True, seed, args.work_dir / "ft", args))
+                    scratch.append(scratch_cache[key][seed])
+                results.append(
+                    {
+                        "setup": setup.name, "variant": variant, "budget": args.budget, "preset": args.preset,
+                        "pretrained": accuracies, "scratch": scratch,
+                        "gain_points": (statistics.mean(accuracies) - statistics.mean(scratch)) * 100, **stats,
+                    }
+                )
+                print(json.dumps(results[-1]), flush=True)
+
+    header = ["setup", "variant", "pre-trained acc %", "random init acc %", "gain (points)", "MLM acc", "tokens/s", "steps"]
+    rows = [
+        [r["setup"], r["variant"], summary(r["pretrained"]), summary(r["scratch"]), f"{r['gain_points']:+.1f}",
+         f"{r['mlm_accuracy']:.1%}", r["tokens_per_second"], r["steps"]]
+        for r in results
+    ]
+    print(f"\npre-training budget {args.budget} per variant, preset {args.preset}, {args.seeds} fine-tuning seeds, {args.threads} threads")
+    print(markdown_table(header, rows))
+    print_json({"benchmark": "objectives", "budget": args.budget, "preset": args.preset, "results": results})
+
+
+if __name__ == "__main__":
+    main()
