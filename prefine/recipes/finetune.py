@@ -375,12 +375,17 @@ def run_comparison(
                 "gain": pretrained_value - scratch_value,
             }
         )
-    print("\n" + format_comparison(rows))
-    plot = plot_comparison(rows, out / "compare.png")
+    return _report_comparison(rows, format_comparison(rows), plot_comparison, out, "comparison")
+
+
+def _report_comparison(rows: list[dict], table: str, plot_rows, out: Path, json_key: str) -> list[dict]:
+    """Print the table, draw compare.png, write compare.json and print the final JSON line."""
+    print("\n" + table)
+    plot = plot_rows(rows, out / "compare.png")
     if plot:
         print(f"plot: {plot}")
     (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"comparison": rows}))
+    print(json.dumps({json_key: rows}))
     return rows
 
 
@@ -456,13 +461,7 @@ def run_checkpoint_comparison(
                 "results": results,
             }
         )
-    print("\n" + format_checkpoint_table(rows))
-    plot = plot_checkpoint_curve(rows, out / "compare.png")
-    if plot:
-        print(f"plot: {plot}")
-    (out / "compare.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"checkpoint_comparison": rows}))
-    return rows
+    return _report_comparison(rows, format_checkpoint_table(rows), plot_checkpoint_curve, out, "checkpoint_comparison")
 
 
 def _mlm_accuracy_at_start(run_dir: Path, checkpoint: PretrainCheckpoint | None) -> float | None:
