@@ -168,6 +168,8 @@ def start_finetune(run, device: str, max_length: int, length_flag: str, train_hi
     init = resolve_init(run.init)
     if run.dropout >= 0:
         init.config = dataclasses.replace(init.config, hidden_dropout_prob=run.dropout, attention_probs_dropout_prob=run.dropout)
+    # Checked here, before any data is read, as well as where the blocks are re-initialised.
+    check_reinit_layers(run.reinit_layers, init.config.num_hidden_layers)
     if max_length > init.config.max_position_embeddings:
         raise PrefineError(f"{length_flag} {max_length} exceeds the model's {init.config.max_position_embeddings} positions; lower it")
     return run_dir, context, init
@@ -195,6 +197,11 @@ def with_finetune_learning_rate(training, config: BertConfig):
     return dataclasses.replace(training, learning_rate=finetune_learning_rate(config))
 
 
+def check_reinit_layers(reinit_layers: int, num_blocks: int) -> None:
+    if not 0 <= reinit_layers <= num_blocks:
+        raise PrefineError(f"--reinit-layers {reinit_layers} must be between 0 and the model's {num_blocks} blocks")
+
+
 def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch: bool, announce: bool, reinit_layers: int = 0) -> None:
     """Fill a task model's encoder from --init (its task head stays fresh), or keep random weights.
 
@@ -208,8 +215,7 @@ def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch:
     from prefine.interop import load_into
 
     blocks = model.bert.encoder.layer
-    if not 0 <= reinit_layers <= len(blocks):
-        raise PrefineError(f"--reinit-layers {reinit_layers} must be between 0 and the model's {len(blocks)} blocks")
+    check_reinit_layers(reinit_layers, len(blocks))
     # Copies: loading writes into the very tensors a state_dict refers to.
     fresh = [{key: value.clone() for key, value in block.state_dict().items()} for block in blocks[len(blocks) - reinit_layers :]]
     pooler = {key: value.clone() for key, value in model.bert.pooler.state_dict().items()} if reinit_layers and model.bert.pooler is not None else None
