@@ -65,7 +65,8 @@ def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     kind, preset = case.split("-")
     torch.manual_seed(args.seed)
     if kind == "pretrain":
-        from prefine.pretraining_data import DataPosition, PretrainingBatches, PretrainingDataConfig, TokenShards
+        from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
+        from prefine.training.position import DataPosition
         from prefine.tasks.pretraining import PretrainingTask
 
         batches = PretrainingBatches.from_tokenizer(

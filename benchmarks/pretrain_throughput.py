@@ -53,7 +53,8 @@ require_bench_dependencies("transformers")
 import torch  # noqa: E402
 
 from prefine.model import BertForPreTraining, encoder_flops_per_token, preset_config  # noqa: E402
-from prefine.pretraining_data import DataPosition, PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
+from prefine.training.position import DataPosition  # noqa: E402
 from prefine.tasks.pretraining import PretrainingTask  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402

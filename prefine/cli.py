@@ -17,7 +17,7 @@ from prefine.errors import PrefineError
 
 def build_parser() -> argparse.ArgumentParser:
     from prefine.interop import add_export_command
-    from prefine.recipes import fill_mask, finetune, pretrain, quickstart
+    from prefine.recipes import compare, fill_mask, finetune, predict, pretrain, quickstart
     from prefine.registry import add_registry_commands
 
     parser = argparse.ArgumentParser(
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_command(subparsers)
     fill_mask.add_command(subparsers)
     finetune.add_command(subparsers)
+    predict.add_commands(subparsers)
+    compare.add_command(subparsers)
     add_export_command(subparsers)
     add_registry_commands(subparsers)
     return parser

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
-from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from prefine.errors import PrefineError
@@ -23,7 +21,7 @@ T = TypeVar("T")
 
 
 def option(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field with its help text (and optional `choices` or `flag` name)."""
+    """A dataclass field with its help text (and optional `choices`, `flag` name, or `positional=True`)."""
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
@@ -76,6 +74,9 @@ def add_dataclass_arguments(
             default = getattr(defaults, field.name)
         else:
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        if field.metadata.get("positional"):
+            parser.add_argument(field.name, help=field.metadata.get("help", ""), **({"nargs": "+"} if get_origin(annotation) is list else {}))
+            continue
         if flags and field.name in flags:
             field = _renamed(field, flags[field.name])
         help_text = field.metadata.get("help", "")
@@ -100,6 +101,8 @@ def add_dataclass_arguments(
             kwargs["type"] = str
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]
+        if "metavar" in field.metadata:
+            kwargs["metavar"] = field.metadata["metavar"]
         parser.add_argument(_flag_name(field, prefix), **kwargs)
 
 
@@ -132,18 +135,3 @@ def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T
     if unknown:
         raise PrefineError(f"{source}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; remove them or upgrade prefine")
     return cls(**values)  # type: ignore[call-arg]
-
-
-def save_json(config: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def load_json(cls: type[T], path: str | Path) -> T:
-    path = Path(path)
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefineError(f"{path} is missing; point at a run folder prefine wrote") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); restore it from a backup") from None
-    return from_dict(cls, values, source=str(path))

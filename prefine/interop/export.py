@@ -22,12 +22,16 @@ from safetensors.torch import save_file
 
 from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, is_run_dir, load_model_config, load_weights, model_checkpoint_of
 from prefine.errors import PrefineError
-from prefine.model import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, config_from_dict
+from prefine.model import BertConfig, BertForPreTraining, config_from_dict
+from prefine.tasks.interface import all_tasks, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
 
-SUPPORTED_ARCHITECTURES = ("BertForPreTraining", "BertForSequenceClassification", "BertForQuestionAnswering")
-# Keys of a checkpoint's config.json that mean the same to transformers; the rest are prefine's own.
-TASK_KEYS = ("problem_type", "classifier_dropout", "finetuning_task")
+PRETRAINING_ARCHITECTURE = "BertForPreTraining"
+
+
+def supported_architectures() -> list[str]:
+    """Pre-training plus the architecture each registered fine-tuning task declares."""
+    return [PRETRAINING_ARCHITECTURE] + [task.architecture for task in all_tasks()]
 
 
 def _locate(run_or_checkpoint: Path) -> tuple[Path, Path]:
@@ -50,39 +54,18 @@ def _locate(run_or_checkpoint: Path) -> tuple[Path, Path]:
 
 def _architecture(config_json: dict, source: Path) -> str:
     architectures = config_json.get("architectures") or []
-    if len(architectures) != 1 or architectures[0] not in SUPPORTED_ARCHITECTURES:
+    if len(architectures) != 1 or architectures[0] not in supported_architectures():
         raise PrefineError(
-            f"{source / CONFIG_FILE}: architectures {architectures} cannot be exported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            f"{source / CONFIG_FILE}: architectures {architectures} cannot be exported; supported: {', '.join(supported_architectures())}"
         )
     return architectures[0]
 
 
-def _label_maps(config_json: dict, source: Path) -> tuple[dict[str, str], dict[str, int]]:
-    """id2label with string keys (what transformers writes) and label2id, checked against each other."""
-    id2label = config_json.get("id2label")
-    if id2label is None:
-        num_labels = config_json.get("num_labels")
-        if not isinstance(num_labels, int) or num_labels < 1:
-            raise PrefineError(f"{source / CONFIG_FILE} of a classifier has neither id2label nor num_labels; it was not written by prefine finetune")
-        id2label = {index: f"LABEL_{index}" for index in range(num_labels)}
-    problem = PrefineError(f"{source / CONFIG_FILE}: id2label {id2label} must map the ids 0..n-1 to distinct labels; fix it by hand")
-    try:
-        id2label = {str(int(index)): str(label) for index, label in id2label.items()}
-    except (AttributeError, TypeError, ValueError):
-        raise problem from None
-    label2id = {label: int(index) for index, label in id2label.items()}
-    if sorted(map(int, id2label)) != list(range(len(id2label))) or len(label2id) != len(id2label):
-        raise problem
-    return id2label, label2id
-
-
-def _checked_model(architecture: str, config: BertConfig, num_labels: int, weights: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
-    if architecture == "BertForPreTraining":
-        model = BertForPreTraining(config)
-    elif architecture == "BertForSequenceClassification":
-        model = BertForSequenceClassification(config, num_labels)
+def _checked_model(architecture: str, config: BertConfig, config_json: dict, weights: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    if architecture == PRETRAINING_ARCHITECTURE:
+        model: torch.nn.Module = BertForPreTraining(config)
     else:
-        model = BertForQuestionAnswering(config)
+        model = task_for_architecture(architecture).build_model(config, config_json)  # type: ignore[union-attr]
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # shape mismatches, which strict=False does not forgive
@@ -94,8 +77,8 @@ def _checked_model(architecture: str, config: BertConfig, num_labels: int, weigh
     return model
 
 
-def hf_config_dict(config: BertConfig, architecture: str, config_json: dict, id2label: dict[str, str] | None, label2id: dict[str, int] | None) -> dict:
-    """The config.json transformers reads: every BertConfig field plus architecture and labels."""
+def hf_config_dict(config: BertConfig, architecture: str, config_json: dict) -> dict:
+    """The config.json transformers reads: every BertConfig field plus the architecture and the task's keys (labels)."""
     values = {
         "model_type": "bert",
         "architectures": [architecture],
@@ -105,9 +88,11 @@ def hf_config_dict(config: BertConfig, architecture: str, config_json: dict, id2
         "dtype": "float32",  # transformers >= 5
         "torch_dtype": "float32",  # transformers 4
     }
-    if id2label is not None:
-        values.update(id2label=id2label, label2id=label2id, num_labels=len(id2label))
-    values.update({key: config_json[key] for key in TASK_KEYS if config_json.get(key) is not None})
+    task = task_for_architecture(architecture)
+    if task is not None:
+        values.update(task.hf_config(config_json))
+    if "id2label" in values:
+        values["num_labels"] = len(values["id2label"])
     return values
 
 
@@ -117,11 +102,8 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     config_json = load_model_config(checkpoint)
     architecture = _architecture(config_json, checkpoint)
     config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
-    id2label = label2id = None
-    if architecture == "BertForSequenceClassification":
-        id2label, label2id = _label_maps(config_json, checkpoint)
     weights = load_weights(checkpoint)
-    model = _checked_model(architecture, config, len(id2label or {}), weights, checkpoint)
+    model = _checked_model(architecture, config, config_json, weights, checkpoint)
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise PrefineError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; restore the run's own tokenizer")
@@ -133,7 +115,7 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     # float32 whatever the training precision: the dtype every transformers user can run.
     tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
-    config_text = json.dumps(hf_config_dict(config, architecture, config_json, id2label, label2id), indent=2, ensure_ascii=False)
+    config_text = json.dumps(hf_config_dict(config, architecture, config_json), indent=2, ensure_ascii=False)
     (out_dir / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
     save_tokenizer(tokenizer, out_dir, model_max_length=config.max_position_embeddings)
     return out_dir

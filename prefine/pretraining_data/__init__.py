@@ -2,10 +2,10 @@
 
     shards = cached_token_shards(lambda: documents, tokenizer, cache_root, key_parts)
     batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(), seed=0, global_batch_size=32)
-    batch, position = batches.batch_at(DataPosition(0, 0))
+    batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.training.position
 """
 
-from prefine.pretraining_data.batches import DataPosition, PretrainingBatches, SpecialTokenIds, collate
+from prefine.pretraining_data.batches import PretrainingBatches, SpecialTokenIds, collate
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, sequence_length_warning
 from prefine.pretraining_data.masking import IGNORE_INDEX, continuation_lookup, mask_tokens
@@ -18,7 +18,6 @@ from prefine.pretraining_data.shards import (
 )
 
 __all__ = [
-    "DataPosition",
     "IGNORE_INDEX",
     "Instances",
     "PretrainingBatches",

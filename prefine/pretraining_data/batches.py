@@ -28,15 +28,11 @@ from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents
+from prefine.training.position import DataPosition
 
 # Seed-sequence tags that keep training and evaluation random streams apart.
 TRAIN_STREAM = 0
 EVAL_STREAM = 1
-
-
-class DataPosition(NamedTuple):
-    epoch: int
-    offset: int  # examples of this epoch already consumed
 
 
 class SpecialTokenIds(NamedTuple):

@@ -8,7 +8,6 @@ folder inside a run, or a Hugging Face BERT folder / Hub name (through `prefine.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +147,8 @@ def run_record(kind: str, **sections: Any) -> dict[str, Any]:
     return record
 
 
-def start_finetune(run, device: str, max_length: int, length_flag: str, train_hint: str = "--train FILE"):
-    """Checks every fine-tuning recipe makes before any work: arguments, output folder, model length.
+def start_finetune(run, device: str, max_length: int, length_flag: str, train_hint: str = "--train FILE", resume: bool = False):
+    """Checks every fine-tuning makes before any work: arguments, output folder, model length.
 
     Returns the run folder, the distributed context and the loaded --init weights.
     """
@@ -160,11 +159,15 @@ def start_finetune(run, device: str, max_length: int, length_flag: str, train_hi
     if not run.train or not run.out:
         raise PrefineError(f"pass {train_hint} and --out FOLDER")
     run_dir = Path(run.out)
-    if is_run_dir(run_dir):
-        raise PrefineError(f"{run_dir} already holds a run; choose another --out")
-    context = init_distributed(device)
+    if resume and not is_run_dir(run_dir):
+        raise PrefineError(f"{run_dir} holds no run to resume; pass the --out folder of an interrupted prefine finetune")
+    if not resume and is_run_dir(run_dir):
+        raise PrefineError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
     if not (run.dropout == -1 or 0.0 <= run.dropout < 1.0):
         raise PrefineError(f"--dropout {run.dropout} must be in [0, 1) (or -1 to keep the checkpoint's own dropout)")
+    if not 0.0 < run.train_fraction <= 1.0:
+        raise PrefineError(f"--train-fraction {run.train_fraction} must be in (0, 1]")
+    context = init_distributed(device)
     init = resolve_init(run.init)
     if run.dropout >= 0:
         init.config = dataclasses.replace(init.config, hidden_dropout_prob=run.dropout, attention_probs_dropout_prob=run.dropout)
@@ -238,7 +241,7 @@ def file_fingerprint(path: str) -> dict | None:
     return {"path": str(source.resolve()), "bytes": stat.st_size, "mtime": int(stat.st_mtime)}
 
 
-def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokenizer_hash: str, is_main: bool):
+def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokenizer_hash: str, is_main: bool, resume: bool = False):
     """The registry record of a fine-tuning run (on rank 0; other ranks get a handle that records nothing)."""
     import contextlib
 
@@ -249,6 +252,7 @@ def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokeni
     registry = open_registry(run.registry, run_dir)
     return recorded_run(
         registry,
+        resume_artifact=resume,
         name=run.name or run_dir.name,
         kind="finetune",
         parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
@@ -257,7 +261,3 @@ def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokeni
         tokenizer_hash=tokenizer_hash,
         artifact_path=run_dir,
     )
-
-
-def print_json_line(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, ensure_ascii=False))

@@ -3,58 +3,64 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
-from prefine.model import BertForPreTraining
-from prefine.recipes.common import resolve_init
+from prefine.inference import MaskedLMPredictor
+
+
+@dataclass
+class FillMaskConfig:
+    model: str = option("", "a prefine pre-training run (its folder, or its name in the registry) or a Hugging Face BERT folder", positional=True)
+    text: list[str] = option([], "text containing one or more [MASK] tokens", positional=True)
+    top_k: int = option(5, "candidates to show per mask")
+    registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
 
 
 def add_command(subparsers) -> None:
     parser = subparsers.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence with a pre-trained model")
-    parser.add_argument("model", help="a prefine pre-training run folder (or Hugging Face BERT folder)")
-    parser.add_argument("text", nargs="+", help="text containing one or more [MASK] tokens")
-    parser.add_argument("--top-k", type=int, default=5, help="candidates to show per mask (default: 5)")
+    add_dataclass_arguments(parser, FillMaskConfig)
     parser.set_defaults(func=run_from_args)
+
+
+def load_masked_lm(model_source: str, registry: str = "") -> MaskedLMPredictor:
+    """A prefine pre-training run (folder or registry name) or an outside BERT checkpoint, ready to fill masks."""
+    from prefine.checkpoint import is_run_dir
+    from prefine.inference import load_run
+
+    path = Path(model_source)
+    if not (path.is_dir() and not is_run_dir(path)):
+        predictor = load_run(model_source, "cpu", registry)
+        if not isinstance(predictor, MaskedLMPredictor):
+            raise PrefineError(f"{model_source} is a fine-tuned run without its masked-LM head; pass the pre-training run it started from")
+        return predictor
+    from prefine.interop import load_into
+    from prefine.model import BertForPreTraining
+    from prefine.recipes.common import resolve_init
+
+    init = resolve_init(model_source)
+    model = BertForPreTraining(init.config)
+    load_into(model, init.state_dict)
+    return MaskedLMPredictor(model, init.tokenizer, torch.device("cpu"))
 
 
 def fill_mask(model_source: str, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k (token, probability) for each [MASK] in `text`, left to right."""
-    init = resolve_init(model_source)
-    model = BertForPreTraining(init.config)
-    from prefine.interop import load_into
-
-    load_into(model, init.state_dict)
-    model.eval()
-    tokenizer = init.tokenizer
-    mask_id = tokenizer.token_to_id("[MASK]")
-    encoding = tokenizer.encode(text)
-    ids = torch.tensor([encoding.ids])
-    positions = (ids[0] == mask_id).nonzero().flatten()
-    if len(positions) == 0:
-        raise PrefineError('the text has no [MASK] token; write it where a word should be predicted, e.g. "the [MASK] sat on the mat"')
-    with torch.no_grad():
-        logits = model.dense_prediction_logits(ids, torch.tensor([encoding.type_ids]), torch.ones_like(ids))[0, positions]
-    probabilities = logits.softmax(-1)
-    top = probabilities.topk(top_k, dim=-1)
-    return [
-        [(tokenizer.id_to_token(int(token)), float(probability)) for probability, token in zip(row_p, row_t)]
-        for row_p, row_t in zip(top.values, top.indices)
-    ]
+    return load_masked_lm(model_source).fill_mask(text, top_k)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    text = " ".join(args.text)
-    if not Path(args.model).exists():
-        raise PrefineError(f"model folder not found: {args.model}; pass a run folder created by prefine pretrain")
-    predictions = fill_mask(args.model, text, args.top_k)
-    for index, candidates in enumerate(predictions, 1):
-        shown = "  ".join(f"{token} ({probability:.1%})" for token, probability in candidates)
+    config = from_args(FillMaskConfig, args)
+    text = " ".join(config.text)
+    if config.top_k < 1:
+        raise PrefineError(f"--top-k {config.top_k} must be at least 1")
+    (result,) = load_masked_lm(config.model, config.registry).predict_records([{"text": text}], top_k=config.top_k)
+    for index, candidates in enumerate(result["masks"], 1):
+        shown = "  ".join(f"{candidate['token']} ({candidate['probability']:.1%})" for candidate in candidates)
         print(f"[MASK] {index}: {shown}")
-    filled = text
-    for candidates in predictions:
-        filled = filled.replace("[MASK]", candidates[0][0].removeprefix("##"), 1)
-    print(f"-> {filled}")
+    print(f"-> {result['filled']}")
     return 0

@@ -22,7 +22,7 @@ from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.corpus import CorpusConfig
 from prefine.corpus.builtin import builtin_pretraining_documents
 from prefine.errors import PrefineError
-from prefine.recipes.fill_mask import fill_mask
+from prefine.recipes.fill_mask import load_masked_lm
 from prefine.recipes.pretrain import (
     PRETRAIN_DATA_DEFAULTS,
     PRETRAIN_MODEL_DEFAULTS,
@@ -104,6 +104,38 @@ def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float
     )
 
 
+def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: QuickstartConfig) -> list[dict]:
+    """Fine-tune on the built-in docstring task from the pre-trained run and from scratch."""
+    from prefine.corpus.builtin import builtin_classification_task
+    from prefine.recipes.compare import run_comparison
+    from prefine.recipes.finetune import FINETUNE_TRAINING_DEFAULTS, FinetuneRunConfig
+    from prefine.tasks.classification import ClassificationDataConfig
+    from prefine.tasks.interface import get_task
+
+    train_rows, test_rows = builtin_classification_task()
+    task_dir = out / "task"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train.jsonl", train_rows), ("test.jsonl", test_rows)):
+        with open(task_dir / name, "w", encoding="utf-8") as handle:
+            for text, label in rows:
+                handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+    labels = sorted({label for _, label in train_rows})
+    majority = max(sum(1 for _, label in test_rows if label == name) for name in labels) / len(test_rows)
+    print(f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
+          f"(test docstrings were never seen in pre-training); majority-class accuracy {majority:.1%}")
+    run = FinetuneRunConfig(
+        init=str(pretrain_dir), train=str(task_dir / "train.jsonl"), eval=str(task_dir / "test.jsonl"),
+        out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
+    )
+    training = dataclasses.replace(
+        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, batch_size=32,
+        seed=quickstart.seed, num_threads=quickstart.num_threads, progress=quickstart.progress, eval_at_epoch_end=False,
+        eval_every=max(quickstart.finetune_steps // 3, 1),
+    )
+    data = ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label")
+    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], min_steps=1, explicit_steps=True)
+
+
 def run_quickstart(config: QuickstartConfig) -> int:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not (out / "quickstart.json").exists():
@@ -146,13 +178,12 @@ def run_quickstart(config: QuickstartConfig) -> int:
     print("MLM accuracy on held-out documents: " + "  ".join(f"step {step}: {value:.1%}" for step, value in curve))
 
     print("== 3/4 fill-mask with the pre-trained model")
+    masked_lm = load_masked_lm(str(pretrain_dir))
     for text in FILL_MASK_EXAMPLES:
-        candidates = fill_mask(str(pretrain_dir), text, top_k=3)[0]
+        candidates = masked_lm.fill_mask(text, top_k=3)[0]
         print(f"{text}\n    -> " + ", ".join(f"{token} ({probability:.0%})" for token, probability in candidates))
 
     print("== 4/4 fine-tuning: which standard-library package does a docstring document?")
-    from prefine.recipes.finetune import run_builtin_comparison
-
     rows = run_builtin_comparison(pretrain_dir, out, config)
     final_accuracy = curve[-1][1] if curve else float("nan")
     pretraining = f"{result.step} pre-training steps" + (f" (time budget {config.pretrain_time})" if config.pretrain_time else "")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from prefine.errors import PrefineError
-from prefine.pretraining_data import DataPosition
+from prefine.training.position import DataPosition
 
 
 class SeekableBatches:

@@ -19,6 +19,7 @@ The pieces, in the order a fine-tuning run uses them:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -35,10 +36,13 @@ from torch import nn
 
 from prefine.config import option
 from prefine.errors import PrefineError
+from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
+from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches
-from prefine.metrics.classification import classification_metrics, regression_metrics
-from prefine.pretraining_data.batches import DataPosition  # (epoch, examples consumed), shared with pre-training
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
+from prefine.training.loop import TrainingTask
+from prefine.training.position import DataPosition
 
 # Column names that obviously hold the text, in order of preference. Pair layouts are tried
 # first, so QNLI's (question, sentence) is read as a pair and not as the lone "sentence".
@@ -236,8 +240,8 @@ class LabelSet:
             by_id = {int(key): str(name) for key, name in id2label.items()}
         except ValueError:
             raise PrefineError(f"{source}: id2label keys must be class ids (0, 1, ...), got {', '.join(map(str, id2label))}") from None
-        if sorted(by_id) != list(range(len(by_id))):
-            raise PrefineError(f"{source}: id2label must number the classes 0..{len(by_id) - 1} without gaps; fix the mapping")
+        if sorted(by_id) != list(range(len(by_id))) or len(set(by_id.values())) != len(by_id):
+            raise PrefineError(f"{source}: id2label {id2label} must map the ids 0..n-1 to distinct labels; fix the mapping")
         return cls([by_id[index] for index in range(len(by_id))])
 
 
@@ -299,7 +303,7 @@ class EncodedExamples:
         return batch
 
 
-def _truncating_copy(tokenizer: Tokenizer, max_seq_length: int) -> Tokenizer:
+def truncating_copy(tokenizer: Tokenizer, max_seq_length: int) -> Tokenizer:
     # A private copy: enabling truncation on the caller's tokenizer would silently change
     # every later use of it (saving it, pre-training shards, QA windows).
     copy = Tokenizer.from_str(tokenizer.to_str())
@@ -314,11 +318,15 @@ def encode_examples(
     tokenizer: Tokenizer,
     max_seq_length: int,
     labels: np.ndarray | None = None,
+    prepared_encoder: bool = False,
 ) -> EncodedExamples:
-    """Tokenize texts (or text pairs) with [CLS]/[SEP] and segment ids, truncated to max_seq_length."""
+    """Tokenize texts (or text pairs) with [CLS]/[SEP] and segment ids, truncated to max_seq_length.
+
+    With `prepared_encoder`, `tokenizer` already is a `truncating_copy` (a predictor makes it once).
+    """
     if text_pairs is not None and len(text_pairs) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
-    encoder = _truncating_copy(tokenizer, max_seq_length)
+    encoder = tokenizer if prepared_encoder else truncating_copy(tokenizer, max_seq_length)
     # encode_batch_fast (tokenizers >= 0.20) skips the character offsets, which classification never needs.
     encode_batch = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
     id_chunks, type_chunks, length_chunks = [], [], []
@@ -559,6 +567,11 @@ class ClassificationTask:
     `last_full_metrics` for the recipe to save and print.
     """
 
+    metric_directions = {
+        "loss": "min", "accuracy": "max", "macro_f1": "max", "binary_f1": "max",
+        "mse": "min", "pearson": "max", "spearman": "max",
+    }
+
     def __init__(
         self,
         train_batches: ClassificationBatches,
@@ -611,3 +624,153 @@ def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelS
         return {"loss": metrics["mse"], **metrics}  # MSE is the regression objective itself
     loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
     return {"loss": loss, **classification_metrics(labels, logits.argmax(axis=1), label_set.names)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The task on the fine-tuning interface
+
+
+def read_prediction_texts(source: str, config: ClassificationDataConfig, columns: ClassificationColumns, stdin: TextIO) -> tuple[list[str], list[str] | None]:
+    """Texts (and pairs) to label: stdin or a plain .txt file hold one text per line ('text<TAB>pair' for pair runs)."""
+    if source == "-" or source.lower().endswith(".txt"):
+        if source == "-":
+            lines = [line.rstrip("\r\n") for line in stdin]
+        else:
+            try:
+                with open(source, encoding="utf-8-sig") as handle:
+                    lines = [line.rstrip("\r\n") for line in handle]
+            except FileNotFoundError:
+                raise PrefineError(f"{source} does not exist; pass a file of texts, one per line, or - for stdin") from None
+            except UnicodeDecodeError as error:
+                raise PrefineError(f"{source} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
+        texts = [line for line in lines if line.strip()]
+        if not columns.text_pair:
+            return texts, None
+        split = [text.split("\t", 1) for text in texts]
+        if any(len(parts) != 2 for parts in split):
+            raise PrefineError("this run classifies text pairs; give one 'text<TAB>pair' per line")
+        return [parts[0] for parts in split], [parts[1] for parts in split]
+    inputs = read_classification_inputs(source, config, "test", columns=dataclasses.replace(columns, label=None), need_label=False)
+    return inputs.texts, inputs.text_pairs
+
+
+class ClassificationPredictor(Predictor):
+    def __init__(self, task, model, tokenizer, saved, head, device):
+        super().__init__(task, model, tokenizer, saved, head, device)
+        self.label_set = LabelSet.from_json(head)
+        self.columns = ClassificationColumns(**saved["columns"])
+        self.pad_id = tokenizer.token_to_id("[PAD]")
+        # Truncation is configured once here, not per call: a server would otherwise re-serialise
+        # the tokenizer on every request.
+        self.encoder = truncating_copy(tokenizer, self.data.max_seq_length)
+
+    def probabilities(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int) -> np.ndarray:
+        examples = encode_examples(texts, pairs, self.encoder, self.data.max_seq_length, prepared_encoder=True)
+        return probabilities_from_logits(predict_logits(self.model, examples, batch_size, self.device, self.pad_id), self.label_set)
+
+    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64) -> list[dict[str, Any]]:
+        texts, pairs = [], []
+        for index, record in enumerate(records):
+            text, pair = record.get("text"), record.get("text_pair")
+            if not isinstance(text, str):
+                raise PrefineError(f'input {index + 1} has no "text" string')
+            if self.columns.text_pair and not isinstance(pair, str):
+                raise PrefineError(f'input {index + 1}: this model classifies text pairs; give "text" and "text_pair"')
+            texts.append(text)
+            pairs.append(pair)
+        probabilities = self.probabilities(texts, pairs if self.columns.text_pair else None, batch_size)
+        if self.label_set.is_regression:
+            return [{"score": float(score)} for score in probabilities]
+        names = self.label_set.names
+        return [
+            {"label": names[int(row.argmax())], "probabilities": {name: float(value) for name, value in zip(names, row)}}
+            for row in probabilities
+        ]
+
+    def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
+        inputs = read_classification_inputs(source, self.data, "validation", columns=self.columns)
+        labels = self.label_set.encode(inputs.raw_labels, inputs.table.source, inputs.table.where)  # type: ignore[arg-type]
+        examples = encode_examples(inputs.texts, inputs.text_pairs, self.encoder, self.data.max_seq_length, labels, prepared_encoder=True)
+        return self.evaluate_examples(examples, batch_size)
+
+    def evaluate_examples(self, examples: EncodedExamples, batch_size: int) -> Evaluation:
+        logits = predict_logits(self.model, examples, batch_size, self.device, self.pad_id)
+        metrics = evaluation_metrics(logits, examples.labels, self.label_set)  # type: ignore[arg-type]
+        flat = {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))}
+        return Evaluation(flat, format_metrics_table(metrics), {"eval_metrics.json": metrics})
+
+    def predict_cli(self, source: str, options: Any, output: TextIO, format: str, batch_size: int) -> int:
+        texts, pairs = read_prediction_texts(source, self.data, self.columns, sys.stdin)
+        if not texts:
+            raise PrefineError("no texts to label; pass --data FILE or pipe one text per line")
+        probabilities = self.probabilities(texts, pairs, batch_size)
+        write_predictions(texts, probabilities, self.label_set, output, format, pairs)  # type: ignore[arg-type]
+        return len(texts)
+
+
+@dataclass
+class PreparedClassification:
+    train: EncodedExamples
+    eval: EncodedExamples | None
+    label_set: LabelSet
+
+
+class ClassificationFinetuneTask(FinetuneTask):
+    name = "classification"
+    aliases = ("regression",)
+    help = "classification or regression of texts and text pairs (.tsv, .csv, .jsonl or a Hugging Face dataset)"
+    data_config = ClassificationDataConfig
+    architecture = "BertForSequenceClassification"
+    metric_directions = ClassificationTask.metric_directions
+
+    def default_best_metric(self, prepared: PreparedData) -> str:
+        return "pearson" if prepared.payload.label_set.is_regression else "accuracy"
+
+    def max_length(self, data: ClassificationDataConfig) -> tuple[int, str]:
+        return data.max_seq_length, "--max-seq-length"
+
+    def check_inputs(self, train: str, eval: str | None, data: ClassificationDataConfig) -> None:
+        train_inputs = read_classification_inputs(train, data, data.dataset_split)
+        label_set = LabelSet.from_training_labels(train_inputs.raw_labels, data.task_type, train_inputs.table.source, train_inputs.table.where)  # type: ignore[arg-type]
+        if eval:
+            held_out = read_classification_inputs(eval, data, "validation", columns=train_inputs.columns)
+            label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
+
+    def prepare(self, train: str, eval: str | None, data: ClassificationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
+        train_examples, eval_examples, label_set, columns = load_classification_data(train, eval, data, tokenizer)
+        train_examples = train_examples.subset(subsample_indices(len(train_examples), fraction, seed))
+        names = "regression" if label_set.is_regression else ", ".join(label_set.names)
+        shown_columns = f"text={columns.text}" + (f", pair={columns.text_pair}" if columns.text_pair else "") + f", label={columns.label}"
+        return PreparedData(
+            num_train_examples=len(train_examples),
+            num_train_items=len(train_examples),
+            has_eval=eval_examples is not None,
+            head={**label_set.to_json(), "max_seq_length": data.max_seq_length},
+            record={"columns": dataclasses.asdict(columns), "labels": label_set.to_json()},
+            summary=f"{len(train_examples)} examples ({names}); columns: {shown_columns}",
+            payload=PreparedClassification(train_examples, eval_examples, label_set),
+        )
+
+    def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
+        from prefine.model import BertForSequenceClassification
+
+        label_set = LabelSet.from_json(head)
+        dropout = run.classifier_dropout if run is not None else head.get("classifier_dropout", 0.1)
+        return BertForSequenceClassification(config, label_set.num_labels, classifier_dropout=dropout)
+
+    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+        data: PreparedClassification = prepared.payload
+        batches = ClassificationBatches(data.train, micro_batch_size, pad_id, seed)
+        return ClassificationTask(batches, data.eval, data.label_set, eval_batch_size, device)
+
+    def predictor(self, model, tokenizer, saved, head, device) -> ClassificationPredictor:
+        return ClassificationPredictor(self, model, tokenizer, saved, head, device)
+
+    def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
+        return predictor.evaluate_examples(prepared.payload.eval, batch_size)  # type: ignore[attr-defined]
+
+    def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
+        return {key: head[key] for key in ("problem_type", "id2label", "label2id", "classifier_dropout") if key in head}
+
+
+register_task(ClassificationFinetuneTask())

@@ -14,12 +14,15 @@ import torch
 from torch import nn
 
 from prefine.model import IGNORE_NSP
-from prefine.pretraining_data import DataPosition
+from prefine.training.position import DataPosition
 from prefine.training.distributed import global_mean_weights
 
 
 class PretrainingTask:
     """Adapts `PretrainingBatches` (train and eval) to the loop's `TrainingTask` protocol."""
+
+    # Which way each held-out metric improves, for --best-metric.
+    metric_directions = {"mlm_loss": "min", "perplexity": "min", "mlm_accuracy": "max", "nsp_accuracy": "max"}
 
     def __init__(self, train_batches, eval_batches: list[dict[str, torch.Tensor]], device: torch.device):
         self.train_batches = train_batches

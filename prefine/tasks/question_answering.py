@@ -1,34 +1,46 @@
-"""Extractive question answering on the shared training loop: window batches, the task, span logits.
+"""Extractive question answering as a fine-tuning task: data, window batches, scoring, the predictor.
 
-`qa_data` turns SQuAD-format files into fixed-length windows ("[CLS] question [SEP] context
-window [SEP]", padded to max_length) and decodes start/end logits back into answer text. This
-module plugs those windows into the training loop:
+`qa_data` turns SQuAD-format files (SQuAD v1.1, v2.0, KorQuAD 1.0) into fixed-length windows
+("[CLS] question [SEP] context window [SEP]"; long contexts become overlapping windows of
+--max-length tokens, --doc-stride apart) and decodes start/end logits back into answer text.
+This module puts those windows on the fine-tuning interface:
 
 1. `QABatches` serves training windows from a data position (epoch, windows consumed), in a
    fresh seeded order every epoch, so a resumed run sees exactly the batches the interrupted
    one would have seen. A batch is trimmed to its longest real window: short contexts and the
    last window of a long one are mostly padding, and attention over padding is wasted work.
 2. `QATask` trains on the start/end loss and evaluates the way the official scripts score:
-   logits of every eval window -> n-best spans merged across windows -> EM / F1.
-3. `predict_span_logits` runs the model over windows in length-sorted batches and returns
-   [N, max_length] logits in window order, the shape `decode_predictions` expects.
+   logits of every eval window -> n-best spans merged across windows -> EM / F1 with the
+   official script of the data's flavor, so the numbers are comparable with published ones.
+3. `QAFinetuneTask` declares the task (flags, head, metrics) and `QAPredictor` answers
+   questions for `prefine predict / evaluate` and `prefine serve`. A fine-tuned run ends with
+   the official `predictions.json` ({question id: answer}), `nbest_predictions.json` and
+   `eval_metrics.json` of the best checkpoint on the eval set.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TextIO
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
+from prefine.config import option
 from prefine.errors import PrefineError
-from prefine.tasks.batching import SeekableBatches
 from prefine.metrics.squad import Flavor, evaluate_predictions
-from prefine.pretraining_data.batches import DataPosition  # (epoch, examples consumed), shared with pre-training
-from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions
+from prefine.model import BertConfig
+from prefine.tasks.batching import SeekableBatches
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features
+from prefine.training.loop import TrainingTask
+from prefine.training.position import DataPosition
 
 # Logit given to the padding positions a trimmed batch never computed: the same "never an
 # answer boundary" value the model puts on masked positions.
@@ -65,6 +77,20 @@ def window_lengths(features: QAFeatures) -> np.ndarray:
     return features.attention_mask.sum(axis=1).astype(np.int64)
 
 
+def compact_training_features(features: QAFeatures) -> QAFeatures:
+    """Only the training inputs, in small dtypes and cut to the longest real window (a no-op when already compact)."""
+    width = int(window_lengths(features).max(initial=1))
+    return QAFeatures(
+        input_ids=features.input_ids[:, :width].astype(np.int32, copy=False),
+        token_type_ids=features.token_type_ids[:, :width].astype(np.int8, copy=False),
+        attention_mask=features.attention_mask[:, :width].astype(np.int8, copy=False),
+        start_positions=features.start_positions,
+        end_positions=features.end_positions,
+        example_index=features.example_index,
+        offsets=np.zeros((0, 0, 2), dtype=np.int32),
+    )
+
+
 class QABatches(SeekableBatches):
     """Training windows, trimmed per batch to the longest real window (see SeekableBatches).
 
@@ -77,24 +103,12 @@ class QABatches(SeekableBatches):
     def __init__(self, features: QAFeatures, batch_size: int, seed: int, shuffle: bool = True):
         if not len(features):
             raise PrefineError("the QA training data yields no windows (every question was skipped); check the answers in --train")
-        self.lengths = window_lengths(features)
-        width = int(self.lengths.max())
-        self.features = QAFeatures(
-            input_ids=features.input_ids[:, :width].astype(np.int32),
-            token_type_ids=features.token_type_ids[:, :width].astype(np.int8),
-            attention_mask=features.attention_mask[:, :width].astype(np.int8),
-            start_positions=features.start_positions,
-            end_positions=features.end_positions,
-            example_index=features.example_index,
-            offsets=np.zeros((0, 0, 2), dtype=np.int32),
-        )
+        self.features = compact_training_features(features)
+        self.lengths = window_lengths(self.features)
         super().__init__(len(self.lengths), batch_size, seed, shuffle)
 
     def collate(self, indices: np.ndarray) -> dict[str, Any]:
         return _trimmed_batch(self.features, indices, self.lengths, with_targets=True)
-
-    def windows_per_epoch(self, world_size: int) -> int:
-        return self.items_per_epoch(world_size)
 
 
 def _sequential_batches(features: QAFeatures, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
@@ -185,6 +199,12 @@ class QATask:
     recipe to write as predictions.json.
     """
 
+    # HasAns_/NoAns_ scores appear for SQuAD v2.0 data.
+    metric_directions = {
+        "loss": "min", "exact_match": "max", "f1": "max",
+        "HasAns_exact_match": "max", "HasAns_f1": "max", "NoAns_exact_match": "max", "NoAns_f1": "max",
+    }
+
     def __init__(
         self,
         train_batches: QABatches,
@@ -227,3 +247,245 @@ class QATask:
             model, self.eval_examples, self.eval_features, self.flavor, self.decoding, self.eval_batch_size, self.device
         )
         return self.last_evaluation.metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# The task on the fine-tuning interface
+
+PREDICTIONS_FILE = "predictions.json"
+NBEST_FILE = "nbest_predictions.json"
+EVAL_METRICS_FILE = "eval_metrics.json"
+
+
+@dataclass
+class QADataConfig:
+    max_length: int = option(384, "QA: tokens per window, [CLS] question [SEP] context [SEP] (BERT's max_seq_length)")
+    doc_stride: int = option(128, "QA: tokens between the starts of consecutive windows of a long context (Google BERT's meaning)")
+    max_query_length: int = option(64, "QA: questions are cut to this many tokens")
+    n_best_size: int = option(20, "QA: start and end candidates per window considered when decoding an answer")
+    max_answer_length: int = option(30, "QA: longest answer in tokens")
+    null_score_diff_threshold: float = option(0.0, "QA (SQuAD v2.0): answer \"\" when the no-answer score beats the best span by more than this")
+    metric: Literal["auto", "squad", "squad_v2", "korquad"] = option(
+        "auto", "QA: official script to score with; auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.doc_stride < 1 or self.max_query_length < 1 or self.n_best_size < 1 or self.max_answer_length < 1:
+            raise PrefineError("--doc-stride, --max-query-length, --n-best-size and --max-answer-length must be at least 1")
+        if self.max_length - self.max_query_length - 3 < 1:
+            raise PrefineError(
+                f"--max-length {self.max_length} leaves no room for context after a {self.max_query_length}-token question; "
+                "raise --max-length or lower --max-query-length"
+            )
+
+    def decoding(self, version_2: bool) -> DecodingConfig:
+        return DecodingConfig(self.n_best_size, self.max_answer_length, self.null_score_diff_threshold, version_2)
+
+    def features(self, examples: list[QAExample], tokenizer: Tokenizer, for_training: bool) -> QAFeatures:
+        return prepare_features(examples, tokenizer, self.max_length, self.doc_stride, self.max_query_length, for_training=for_training)
+
+
+@dataclass
+class QAPredictConfig:
+    question: str | None = option(None, "QA runs: the question to answer in --context")
+    context: str | None = option(None, "QA runs: the passage holding the answer")
+    nbest: int = option(0, "QA runs: also show the N best answers with probabilities (with --data: write them instead of the answers)")
+
+
+def resolve_flavor(configured: str, detected: Flavor) -> Flavor:
+    return detected if configured == "auto" else configured  # type: ignore[return-value]
+
+
+def load_qa_file(path: str, what: str) -> tuple[list[QAExample], Flavor]:
+    examples, flavor, report = load_squad_json(path)
+    if not examples:
+        raise PrefineError(f"{path} holds no questions; point {what} at a SQuAD-format file with data")
+    if report.mismatched:
+        print(f"{path}: {report.summary()}", file=sys.stderr)
+    return examples, flavor
+
+
+def read_questions(path: str) -> list[QAExample]:
+    """Questions of a SQuAD-format file to answer; unlike training data they need no answers."""
+    from pathlib import Path
+
+    source = Path(path)
+    if not source.is_file():
+        raise PrefineError(f"QA data file {path} does not exist; pass the path of a SQuAD-format JSON file")
+    try:
+        dataset = json.loads(source.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise PrefineError(f"{path} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); check the file") from None
+    examples = []
+    try:
+        for article in dataset["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    examples.append(QAExample(str(qa["id"]), str(qa["question"]), str(paragraph["context"]), []))
+    except (KeyError, TypeError) as error:
+        raise PrefineError(f"{path} is not in SQuAD format (data[].paragraphs[].context and .qas[].id/question; missing {error})") from None
+    if not examples:
+        raise PrefineError(f"{path} holds no questions; point --data at a SQuAD-format file with data")
+    return examples
+
+
+def format_qa_scores(scores: dict[str, float], flavor: str) -> str:
+    lines = [f"{flavor} on {int(scores['total'])} questions: exact match {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}"]
+    for group, meaning in (("HasAns", "answerable"), ("NoAns", "unanswerable")):
+        if f"{group}_total" in scores:
+            lines.append(
+                f"  {meaning} ({int(scores[group + '_total'])}): exact match {scores[group + '_exact_match']:.2f}  F1 {scores[group + '_f1']:.2f}"
+            )
+    if scores.get("missing_predictions"):
+        lines.append(f"  {int(scores['missing_predictions'])} questions got no prediction (scored 0)")
+    return "\n".join(lines)
+
+
+def _as_evaluation(evaluation: QAEvaluation, flavor: str) -> Evaluation:
+    outputs = {PREDICTIONS_FILE: evaluation.predictions, NBEST_FILE: evaluation.n_best, EVAL_METRICS_FILE: evaluation.scores}
+    counts = {key: int(value) for key, value in evaluation.scores.items() if key not in evaluation.metrics}
+    return Evaluation(evaluation.metrics, format_qa_scores(evaluation.scores, flavor), outputs, counts)
+
+
+class QAPredictor(Predictor):
+    def __init__(self, task, model, tokenizer, saved, head, device):
+        super().__init__(task, model, tokenizer, saved, head, device)
+        self.flavor: Flavor = saved["flavor"]  # how the run's own eval set was scored
+        self.allows_no_answer = bool(saved["allows_no_answer"])
+
+    def answer(self, examples: list[QAExample], batch_size: int) -> tuple[dict[str, str], dict[str, list[dict]]]:
+        """(answers, n-best lists) by question id, for questions without gold answers."""
+        features = self.data.features(examples, self.tokenizer, for_training=False)
+        start_logits, end_logits, _ = predict_span_logits(self.model, features, batch_size, self.device)
+        decoding = self.data.decoding(self.allows_no_answer)
+        return decode_predictions(
+            examples, features, start_logits, end_logits, decoding.n_best_size, decoding.max_answer_length,
+            decoding.null_score_diff_threshold, decoding.version_2,
+        )
+
+    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64) -> list[dict[str, Any]]:
+        examples = []
+        for index, record in enumerate(records):
+            if not isinstance(record.get("question"), str) or not isinstance(record.get("context"), str):
+                raise PrefineError(f'input {index + 1} needs "question" and "context" strings')
+            examples.append(QAExample(str(index), record["question"], record["context"], []))
+        _, n_best = self.answer(examples, batch_size)
+        results = []
+        for example in examples:
+            best = n_best[example.id][0] if n_best.get(example.id) else {"text": "", "probability": 0.0, "start_char": -1, "end_char": -1}
+            results.append(
+                {"answer": best["text"], "probability": float(best["probability"]), "start": int(best.get("start_char", -1)), "end": int(best.get("end_char", -1))}
+            )
+        return results
+
+    def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
+        examples, detected = load_qa_file(source, "--data")
+        flavor = resolve_flavor(self.data.metric, detected)
+        features = self.data.features(examples, self.tokenizer, for_training=False)
+        # v2.0 data asks the model to abstain; a v1.1-trained model then abstains only when [CLS] wins.
+        decoding = self.data.decoding(self.allows_no_answer or flavor == "squad_v2")
+        return _as_evaluation(evaluate_qa(self.model, examples, features, flavor, decoding, batch_size, self.device), flavor)
+
+    def predict_cli(self, source: str, options: QAPredictConfig, output: TextIO, format: str, batch_size: int) -> int:
+        single = options.question is not None or options.context is not None
+        if single:
+            if not options.question or not options.context:
+                raise PrefineError("pass both --question and --context (or --data FILE.json with many questions)")
+            if source != "-":
+                raise PrefineError("pass either --question/--context or --data FILE.json, not both")
+            examples = [QAExample("question", options.question, options.context, [])]
+        elif source == "-":
+            raise PrefineError("this run answers questions: pass --question \"...\" --context \"...\", or --data FILE.json (SQuAD format)")
+        else:
+            examples = read_questions(source)
+        predictions, n_best = self.answer(examples, batch_size)
+        if single:
+            output.write(predictions["question"] + "\n")
+            for entry in n_best["question"][: options.nbest]:
+                output.write(f"{entry['probability']:.4f}\t{entry['text'] or '(no answer)'}\n")
+            return 1
+        payload = {key: entries[: options.nbest] for key, entries in n_best.items()} if options.nbest else predictions
+        output.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return len(predictions)
+
+
+@dataclass
+class PreparedQA:
+    train_features: QAFeatures
+    eval_examples: list[QAExample] | None
+    eval_features: QAFeatures | None
+    flavor: Flavor
+    decoding: DecodingConfig
+
+
+class QAFinetuneTask(FinetuneTask):
+    name = "qa"
+    aliases = ("question-answering",)
+    help = "extractive question answering on SQuAD-format JSON (SQuAD v1.1/v2.0, KorQuAD 1.0)"
+    data_config = QADataConfig
+    predict_config = QAPredictConfig
+    architecture = "BertForQuestionAnswering"
+    train_hint = "--train FILE.json (SQuAD format)"
+    metric_directions = QATask.metric_directions
+
+    def default_best_metric(self, prepared: PreparedData) -> str:
+        return "f1"
+
+    def max_length(self, data: QADataConfig) -> tuple[int, str]:
+        return data.max_length, "--max-length"
+
+    def check_inputs(self, train: str, eval: str | None, data: QADataConfig) -> None:
+        load_qa_file(train, "--train")
+        if eval:
+            load_qa_file(eval, "--eval")
+
+    def prepare(self, train: str, eval: str | None, data: QADataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
+        train_examples, train_flavor = load_qa_file(train, "--train")
+        train_examples = [train_examples[index] for index in subsample_indices(len(train_examples), fraction, seed)]
+        features = data.features(train_examples, tokenizer, for_training=True)
+        if features.skipped_example_ids:
+            print(f"{train}: {len(features.skipped_example_ids)} questions without a usable answer span are left out of training", file=sys.stderr)
+        if not len(features):
+            raise PrefineError("the QA training data yields no windows (every question was skipped); check the answers in --train")
+        # A model trained on unanswerable questions has learned when to point at [CLS]; only then may it answer "".
+        allows_no_answer = train_flavor == "squad_v2"
+        flavor = resolve_flavor(data.metric, train_flavor)
+        eval_examples = eval_features = None
+        if eval:
+            eval_examples, eval_flavor = load_qa_file(eval, "--eval")
+            flavor = resolve_flavor(data.metric, eval_flavor)
+            eval_features = data.features(eval_examples, tokenizer, for_training=False)
+        train_features = compact_training_features(features)
+        del features  # the character offsets are only needed for eval windows
+        return PreparedData(
+            num_train_examples=len(train_examples),
+            num_train_items=len(train_features.input_ids),
+            has_eval=eval_examples is not None,
+            head={"max_seq_length": data.max_length, "qa_data": dataclasses.asdict(data), "allows_no_answer": allows_no_answer},
+            record={"flavor": flavor, "allows_no_answer": allows_no_answer, "num_train_windows": len(train_features.input_ids)},
+            summary=f"{len(train_examples)} questions ({len(train_features.input_ids)} windows of up to {data.max_length} tokens); scored as {flavor}",
+            payload=PreparedQA(train_features, eval_examples, eval_features, flavor, data.decoding(allows_no_answer)),
+        )
+
+    def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
+        from prefine.model import BertForQuestionAnswering
+
+        return BertForQuestionAnswering(config)
+
+    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+        data: PreparedQA = prepared.payload
+        batches = QABatches(data.train_features, micro_batch_size, seed)
+        return QATask(batches, data.eval_examples, data.eval_features, data.flavor, data.decoding, eval_batch_size, device)
+
+    def predictor(self, model, tokenizer, saved, head, device) -> QAPredictor:
+        return QAPredictor(self, model, tokenizer, saved, head, device)
+
+    def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
+        data: PreparedQA = prepared.payload
+        evaluation = evaluate_qa(predictor.model, data.eval_examples, data.eval_features, data.flavor, data.decoding, batch_size, predictor.device)  # type: ignore[arg-type]
+        return _as_evaluation(evaluation, data.flavor)
+
+
+register_task(QAFinetuneTask())

@@ -38,7 +38,10 @@ class TrainingConfig:
     save_every: int = option(500, "save a checkpoint every N steps (always at the end and on Ctrl-C)")
     keep_last: int = option(2, "checkpoints to keep (the best one is always kept too)")
     log_every: int = option(10, "append training loss to metrics.jsonl every N steps")
-    best_metric: str = option("", "evaluation metric that picks the best checkpoint, e.g. accuracy or loss (empty: keep the latest)")
+    best_metric: str = option(
+        "", "evaluation metric that picks the best checkpoint, with the direction that is better: accuracy:max, loss:min "
+        "(a task's own metrics know their direction, so plain accuracy works there; empty: the task's default, or the latest)"
+    )
     early_stopping_patience: int = option(0, "stop after N evaluations without improving best_metric (0: never)")
     seed: int = option(42, "seed for weight init, data order, masking and dropout")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto (CUDA when available)")
@@ -49,6 +52,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
+        parse_best_metric(self.best_metric)  # a bad direction, too
         if self.max_steps < 0 or (self.max_steps == 0 and budget is None):
             raise PrefineError(f"--max-steps must be at least 1 (or use --max-time); got {self.max_steps}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -124,3 +128,27 @@ def format_duration(seconds: float) -> str:
 RESUMABLE_OVERRIDES = frozenset(
     {"max_steps", "max_time", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience"}
 )
+
+
+def parse_best_metric(text: str) -> tuple[str, str | None]:
+    """("accuracy", "max") from "accuracy:max"; the direction is None when not given."""
+    name, _, direction = text.partition(":")
+    if direction and direction not in ("max", "min"):
+        raise PrefineError(f"--best-metric {text}: the direction after ':' must be max or min, e.g. {name}:max")
+    return name, direction or None
+
+
+def resolve_best_metric(text: str, directions: dict[str, str]) -> str:
+    """`text` with its direction made explicit ("accuracy" -> "accuracy:max") from a task's declared directions.
+
+    Guessing from the name would keep the worst checkpoint of a metric such as WER that should go
+    down, so a metric the task does not declare needs its direction spelled out.
+    """
+    if not text:
+        return text
+    name, direction = parse_best_metric(text)
+    direction = direction or directions.get(name)
+    if direction is None:
+        known = ", ".join(directions) or "none declared"
+        raise PrefineError(f"--best-metric {name}: say whether higher or lower is better ({name}:max or {name}:min); the task's metrics are {known}")
+    return f"{name}:{direction}"

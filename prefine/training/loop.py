@@ -39,11 +39,9 @@ from tqdm import tqdm
 
 from prefine.checkpoint import METRICS_FILE, best_checkpoint, latest_checkpoint, load_trainer_state, load_weights, save_checkpoint, set_pointer
 from prefine.errors import PrefineError
-from prefine.training.config import TrainingConfig, format_duration
+from prefine.training.config import TrainingConfig, format_duration, parse_best_metric
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
 from prefine.training.optim import build_optimizer, build_scheduler
-
-LOWER_IS_BETTER = ("loss", "perplexity", "mse")
 
 # The wall clock of time budgets (seconds, monotonic). `train(..., clock=...)` or replacing this
 # attribute substitutes a fake clock in tests.
@@ -62,6 +60,9 @@ class TrainingTask(Protocol):
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Held-out metrics; the model is already in eval mode under no_grad."""
+
+    # Optional: {"accuracy": "max", "loss": "min", ...}, so --best-metric accuracy needs no ":max".
+    metric_directions: dict[str, str]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -153,11 +154,21 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
-def _is_improvement(value: float, best: float | None, metric: str) -> bool:
+def best_metric_goal(config: TrainingConfig, task: Any) -> tuple[str, str] | None:
+    """(metric, "max" or "min") that picks the best checkpoint, from --best-metric or the task's declared directions."""
+    if not config.best_metric:
+        return None
+    name, direction = parse_best_metric(config.best_metric)
+    direction = direction or (getattr(task, "metric_directions", None) or {}).get(name)
+    if direction is None:
+        raise PrefineError(f"--best-metric {name}: say whether higher or lower is better ({name}:max or {name}:min)")
+    return name, direction
+
+
+def _is_improvement(value: float, best: float | None, direction: str) -> bool:
     if best is None:
         return True
-    lower_is_better = any(word in metric for word in LOWER_IS_BETTER)
-    return value < best if lower_is_better else value > best
+    return value > best if direction == "max" else value < best
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -189,6 +200,7 @@ def train(
     `clock` (seconds) defaults to this module's `clock`, time.monotonic.
     """
     read_clock = clock if clock is not None else globals()["clock"]
+    goal = best_metric_goal(config, task)
     budget = config.max_time_seconds
     device = context.device
     check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
@@ -285,11 +297,11 @@ def train(
         # where GPU kernels are not bit-reproducible.
         metrics = broadcast_from_main(metrics, context)
         metrics_log.append({"step": step, **{f"eval/{key}": value for key, value in metrics.items()}})
-        if config.best_metric:
-            if config.best_metric not in metrics:
-                raise PrefineError(f"--best-metric {config.best_metric} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
-            value = metrics[config.best_metric]
-            if _is_improvement(value, best_value, config.best_metric):
+        if goal is not None:
+            if goal[0] not in metrics:
+                raise PrefineError(f"--best-metric {goal[0]} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
+            value = metrics[goal[0]]
+            if _is_improvement(value, best_value, goal[1]):
                 best_value, best_step, evaluations_without_improvement = value, step, 0
                 checkpoint = save()
                 if checkpoint is not None:

@@ -8,7 +8,8 @@ import torch
 from pretraining_data_helpers import random_documents
 
 from prefine.errors import PrefineError
-from prefine.pretraining_data.batches import TRAIN_STREAM, DataPosition, PretrainingBatches, SpecialTokenIds, collate
+from prefine.pretraining_data.batches import TRAIN_STREAM, PretrainingBatches, SpecialTokenIds, collate
+from prefine.training.position import DataPosition
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import build_instances
 from prefine.pretraining_data.masking import IGNORE_INDEX, continuation_lookup

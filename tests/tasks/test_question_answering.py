@@ -10,7 +10,7 @@ from torch import nn
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.model.heads import SpanOutput
-from prefine.pretraining_data.batches import DataPosition
+from prefine.training.position import DataPosition
 from prefine.tasks.qa_data import QAExample, QAFeatures, prepare_features
 from prefine.tasks.question_answering import PADDING_LOGIT, DecodingConfig, QABatches, QATask, predict_span_logits, window_lengths
 from prefine.tokenizer import TokenizerConfig, train_tokenizer

@@ -20,7 +20,8 @@ import torch
 
 from prefine.checkpoint import latest_checkpoint, load_trainer_state, load_weights
 from prefine.errors import PrefineError
-from prefine.pretraining_data import DataPosition, build_token_shards
+from prefine.pretraining_data import build_token_shards
+from prefine.training.position import DataPosition
 from prefine.registry import RunRegistry
 from prefine.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from prefine.training import DistributedContext, train

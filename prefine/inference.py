@@ -1,0 +1,104 @@
+"""Loading any prefine run for inference, once: `prefine predict / evaluate / fill-mask` and `prefine serve` share it.
+
+`load_run` turns a run (its folder, or its name in the run registry) into a ready `Predictor`:
+the hand-on checkpoint (best, else latest) loaded into the model its task builds, moved to the
+device and put in eval mode once, with the run's own tokenizer checked against the weights. A
+fine-tuned run gets its task's predictor; a pre-training run gets a `MaskedLMPredictor`, which
+fills [MASK] tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, load_model_config, load_weights, model_checkpoint_of, read_run
+from prefine.errors import PrefineError
+from prefine.model import BertForPreTraining, config_from_dict
+from prefine.tasks.interface import Predictor, get_task
+from prefine.tokenizer import load_tokenizer
+
+
+def resolve_run_dir(run: str, registry: str = "") -> Path:
+    """A run folder from a folder path or a registry name (looked up in --registry or the default registry)."""
+    path = Path(run)
+    if path.is_dir():
+        if not is_run_dir(path):
+            raise PrefineError(f"{path} is not a prefine run (no run.json); pass the folder given as --out")
+        return path
+    from prefine.registry import RunRegistry, default_registry_path
+
+    registry_path = Path(registry) if registry else default_registry_path(None)
+    if not registry_path.is_file():
+        raise PrefineError(f"run {run} not found: no such folder, and no registry at {registry_path} to look its name up in; pass the run's folder")
+    with RunRegistry(registry_path) as store:
+        record = store.get(run)
+    if not record.artifact_exists:
+        raise PrefineError(f"run {run} was recorded at {record.artifact_path}, which no longer exists; pass the run's current folder")
+    return record.artifact_path
+
+
+def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str = "") -> Predictor | MaskedLMPredictor:
+    """The run's model ready for inference, with its task's predictor (or a fill-mask predictor for pre-training)."""
+    from prefine.recipes.common import check_tokenizer_matches
+
+    run_dir = resolve_run_dir(str(run), registry)
+    device = torch.device(device)
+    saved = read_run(run_dir)
+    checkpoint = model_checkpoint_of(run_dir)
+    head = load_model_config(checkpoint)
+    config = config_from_dict(head, str(checkpoint / "config.json"))
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+    check_tokenizer_matches(tokenizer, config, run_dir / TOKENIZER_DIR, checkpoint)
+    kind = saved.get("kind")
+    if kind == "pretrain":
+        model = BertForPreTraining(config)
+        model.load_state_dict(load_weights(checkpoint))
+        return MaskedLMPredictor(model, tokenizer, device)
+    if kind != "finetune":
+        raise PrefineError(f"{run_dir} is a {kind} run; pass a pre-training or fine-tuning run folder")
+    task = get_task(saved.get("task", "classification"))
+    model = task.build_model(config, head)
+    model.load_state_dict(load_weights(checkpoint))
+    return task.predictor(model, tokenizer, saved, head, device)
+
+
+class MaskedLMPredictor:
+    """A pre-trained encoder with its MLM head: top-k candidates for every [MASK] of a text."""
+
+    def __init__(self, model: BertForPreTraining, tokenizer, device: torch.device):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.mask_id = tokenizer.token_to_id("[MASK]")
+
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (token, probability) for each [MASK] in `text`, left to right."""
+        encoding = self.tokenizer.encode(text)
+        ids = torch.tensor([encoding.ids], device=self.device)
+        positions = (ids[0] == self.mask_id).nonzero().flatten()
+        if len(positions) == 0:
+            raise PrefineError('the text has no [MASK] token; write it where a word should be predicted, e.g. "the [MASK] sat on the mat"')
+        with torch.no_grad():
+            logits = self.model.dense_prediction_logits(ids, torch.tensor([encoding.type_ids], device=self.device), torch.ones_like(ids))[0, positions]
+        top = logits.float().softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
+        return [
+            [(self.tokenizer.id_to_token(int(token)), float(probability)) for probability, token in zip(row_p, row_t)]
+            for row_p, row_t in zip(top.values.cpu(), top.indices.cpu())
+        ]
+
+    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64, top_k: int = 5) -> list[dict[str, Any]]:
+        """{"text": "... [MASK] ..."} -> {"masks": [[{"token", "probability"}, ...] per mask], "filled": text with top-1 tokens}."""
+        results = []
+        for record in records:
+            text = record.get("text")
+            if not isinstance(text, str):
+                raise PrefineError('each input of a pre-trained model needs "text" holding a [MASK] token')
+            candidates = self.fill_mask(text, top_k)
+            filled = text
+            for options in candidates:
+                filled = filled.replace("[MASK]", options[0][0].removeprefix("##"), 1)
+            results.append({"masks": [[{"token": token, "probability": p} for token, p in options] for options in candidates], "filled": filled})
+        return results

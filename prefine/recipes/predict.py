@@ -1,0 +1,95 @@
+"""`prefine evaluate` and `prefine predict`: score or apply any fine-tuned run, whatever its task.
+
+Both load the run once through `prefine.inference.load_run` (model in eval mode, tokenizer
+prepared once) and hand over to the run's task predictor. Their flags come from the dataclasses
+below plus each task's `predict_config` (e.g. QA's --question and --context); a task flag
+given to a run of another task is an error, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from prefine.config import add_dataclass_arguments, from_args, option
+from prefine.errors import PrefineError
+from prefine.tasks.interface import all_tasks, reject_foreign_flags
+
+
+@dataclass
+class EvaluateConfig:
+    run: str = option("", "a fine-tuned run: its folder, or its name in the registry", positional=True)
+    data: str = option("", "labelled data in the run's training format (same columns, or SQuAD JSON for QA)")
+    batch_size: int = option(64, "examples per batch")
+    registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
+
+
+@dataclass
+class PredictConfig:
+    run: str = option("", "a fine-tuned run: its folder, or its name in the registry", positional=True)
+    data: str = option("-", "inputs: a file in the run's format (.tsv/.csv/.jsonl; .txt or - for one text per line on stdin; SQuAD JSON for QA)")
+    format: Literal["jsonl", "tsv"] = option("jsonl", "output format of classification predictions")
+    output: str = option("-", "where to write predictions (- for stdout)")
+    batch_size: int = option(64, "examples per batch")
+    registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
+
+
+def add_commands(subparsers) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="score a fine-tuned run on labelled data (any task)")
+    add_dataclass_arguments(evaluate, EvaluateConfig)
+    evaluate.set_defaults(func=evaluate_from_args)
+
+    predict = subparsers.add_parser("predict", help="apply a fine-tuned run to new inputs: a file, one text per line on stdin, or task flags")
+    add_dataclass_arguments(predict, PredictConfig)
+    seen: set[str] = set(PredictConfig.__dataclass_fields__)
+    for task in all_tasks():
+        if task.predict_config is not None:
+            add_dataclass_arguments(predict.add_argument_group(f"{task.name} runs"), task.predict_config, skip=tuple(seen))
+            seen |= set(task.predict_config.__dataclass_fields__)
+    predict.set_defaults(func=predict_from_args)
+
+
+def evaluate_from_args(args: argparse.Namespace) -> int:
+    from prefine.inference import load_run
+    from prefine.training import resolve_device
+
+    config = from_args(EvaluateConfig, args)
+    if not config.data:
+        raise PrefineError("pass --data FILE with labelled examples to score the run on")
+    predictor = load_run(config.run, resolve_device("auto"), config.registry)
+    if not hasattr(predictor, "evaluate_source"):
+        raise PrefineError(f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})")
+    evaluation = predictor.evaluate_source(config.data, config.batch_size)
+    print(evaluation.table)
+    print(json.dumps(evaluation.json_line(), ensure_ascii=False))
+    return 0
+
+
+def predict_from_args(args: argparse.Namespace) -> int:
+    from prefine.inference import load_run
+    from prefine.training import resolve_device
+
+    config = from_args(PredictConfig, args)
+    predictor = load_run(config.run, resolve_device("auto"), config.registry)
+    if not hasattr(predictor, "predict_cli"):
+        raise PrefineError(f"{config.run} is a pre-training run; try it with prefine fill-mask {config.run} \"text with a [MASK]\"")
+    task = predictor.task
+    reject_foreign_flags(args, task.predict_config, [other.predict_config for other in all_tasks() if other.predict_config], f"a {task.name} run")
+    options = from_args(task.predict_config, args) if task.predict_config else None
+    if config.output == "-":
+        predictor.predict_cli(config.data, options, sys.stdout, config.format, config.batch_size)
+        return 0
+    output = Path(config.output)
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            count = predictor.predict_cli(config.data, options, handle, config.format, config.batch_size)
+        partial.replace(output)  # a failed prediction never leaves a half-written file under the requested name
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"{count} predictions written to {output}", file=sys.stderr)
+    return 0
