@@ -386,7 +386,7 @@ def download_from_hub(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise PrefineError(f"{repo_id} is not a local folder and huggingface_hub is not installed to download it; pass a local folder") from None
+        raise PrefineError(f"{repo_id} is not a local folder, and downloading it from the Hugging Face Hub needs the hub extra: pip install 'prefine[hub]'") from None
     base = ["config.json", *TOKENIZER_FILES]
     try:
         # safetensors first; the .bin (often a second copy of the same weights) only if there is none.

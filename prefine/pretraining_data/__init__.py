@@ -5,10 +5,10 @@
     batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.training.position
 """
 
-from prefine.pretraining_data.batches import PretrainingBatches, SpecialTokenIds, collate
+from prefine.pretraining_data.batches import PretrainingBatches, collate
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, sequence_length_warning
-from prefine.pretraining_data.masking import IGNORE_INDEX, continuation_lookup, mask_tokens
+from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import (
     TokenShards,
     build_token_shards,
@@ -18,11 +18,9 @@ from prefine.pretraining_data.shards import (
 )
 
 __all__ = [
-    "IGNORE_INDEX",
     "Instances",
     "PretrainingBatches",
     "PretrainingDataConfig",
-    "SpecialTokenIds",
     "TokenShards",
     "build_instances",
     "build_token_shards",

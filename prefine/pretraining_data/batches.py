@@ -16,8 +16,8 @@ single-segment instances are [CLS] A [SEP] (with a [SEP] between documents insid
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,26 +28,12 @@ from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents
+from prefine.tokenizer import SpecialTokenIds, special_token_ids
 from prefine.training.position import DataPosition
 
 # Seed-sequence tags that keep training and evaluation random streams apart.
 TRAIN_STREAM = 0
 EVAL_STREAM = 1
-
-
-class SpecialTokenIds(NamedTuple):
-    pad: int
-    cls: int
-    sep: int
-    mask: int
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer: Tokenizer) -> SpecialTokenIds:
-        ids = {name: tokenizer.token_to_id(f"[{name.upper()}]") for name in cls._fields}
-        missing = [f"[{name.upper()}]" for name, token_id in ids.items() if token_id is None]
-        if missing:
-            raise PrefineError(f"the tokenizer has no {', '.join(missing)} token; train it with prefine's tokenizer command")
-        return cls(**ids)
 
 
 def torch_generator(*seed_parts: int) -> torch.Generator:
@@ -66,7 +52,7 @@ class PretrainingBatches:
         shards: TokenShards,
         doc_ids: np.ndarray,
         config: PretrainingDataConfig,
-        special_ids: SpecialTokenIds | tuple[int, int, int, int],
+        special_ids: SpecialTokenIds,
         vocab_size: int,
         is_continuation: np.ndarray | None,
         seed: int,
@@ -79,9 +65,10 @@ class PretrainingBatches:
         self.doc_ids = np.asarray(doc_ids, dtype=np.int64)
         self.eval_doc_ids = np.asarray([] if eval_doc_ids is None else eval_doc_ids, dtype=np.int64)
         self.config = config
-        self.special_ids = SpecialTokenIds(*special_ids)
+        self.special_ids = special_ids
         self.vocab_size = vocab_size
-        self.first_normal_token_id = max(self.special_ids) + 1
+        # Random replacements are drawn from the ids above every special token.
+        self.first_normal_token_id = max(dataclasses.astuple(special_ids)) + 1
         self.is_continuation = is_continuation
         self.seed = seed
         self.global_batch_size = global_batch_size
@@ -103,7 +90,7 @@ class PretrainingBatches:
             shards,
             train_doc_ids,
             config,
-            SpecialTokenIds.from_tokenizer(tokenizer),
+            special_token_ids(tokenizer),
             tokenizer.get_vocab_size(with_added_tokens=True),
             continuation_lookup(tokenizer) if config.whole_word_masking else None,
             seed,

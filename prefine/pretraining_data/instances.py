@@ -50,12 +50,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from prefine.model.heads import IGNORE_NSP
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.shards import TokenShards
 
 NSP_IS_NEXT = 0
 NSP_RANDOM_NEXT = 1
-NSP_IGNORED = -1
 # Packing runs are cut every this many document positions, so packing can work through the
 # documents in bounded pieces (PACKING_PIECE_DOCUMENTS, a multiple of it) on huge corpora.
 PACKING_BLOCK_DOCUMENTS = 1024
@@ -100,7 +100,7 @@ class _InstanceColumns:
     def __init__(self) -> None:
         self.pieces: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Instances)}
 
-    def add(self, a_start: np.ndarray, a_end: np.ndarray, b_start=None, b_end=None, nsp_label=NSP_IGNORED) -> None:
+    def add(self, a_start: np.ndarray, a_end: np.ndarray, b_start=None, b_end=None, nsp_label=IGNORE_NSP) -> None:
         """Append instances; no B (None) means single-segment, a scalar label applies to all."""
         count = len(a_start)
         no_b = np.zeros(count, dtype=np.int64)

@@ -458,9 +458,6 @@ class ClassificationBatches(SeekableBatches):
     def collate(self, indices: np.ndarray) -> dict[str, Any]:
         return self.examples.collate(indices, self.pad_id)
 
-    def examples_per_epoch(self, world_size: int) -> int:
-        return self.items_per_epoch(world_size)
-
 
 def sequential_batches(examples: EncodedExamples, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     """(indices, batch) over every example once, longest first, so little padding is computed."""

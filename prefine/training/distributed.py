@@ -144,8 +144,3 @@ def global_mean_weights(local_counts: list[int]) -> list[float]:
     dist.all_reduce(totals)
     world_size = dist.get_world_size()
     return [count * world_size / total if total else 0.0 for count, total in zip(local_counts, totals.tolist())]
-
-
-def shutdown(context: DistributedContext) -> None:
-    if context.enabled and dist.is_initialized():
-        dist.destroy_process_group()

@@ -7,8 +7,8 @@ import pytest
 from pretraining_data_helpers import WORDS, random_documents, within_sigmas
 
 from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.model import IGNORE_NSP
 from prefine.pretraining_data.instances import (
-    NSP_IGNORED,
     NSP_IS_NEXT,
     NSP_RANDOM_NEXT,
     Instances,
@@ -39,7 +39,7 @@ def test_pairs_fit_and_segments_come_from_the_right_documents(shards):
     instances = build_instances(shards, train, config, np.random.default_rng(0))
     a_length = instances.a_end - instances.a_start
     b_length = instances.b_end - instances.b_start
-    pair = instances.nsp_label != NSP_IGNORED
+    pair = instances.nsp_label != IGNORE_NSP
     assert (a_length >= 1).all() and (b_length[pair] >= 1).all() and (b_length[~pair] == 0).all()
     assert (3 + a_length + b_length <= config.max_seq_length)[pair].all()
     assert (2 + a_length <= config.max_seq_length)[~pair].all()
@@ -69,7 +69,7 @@ def test_nsp_labels_are_a_fair_coin(shards):
     labels = np.concatenate(
         [build_instances(shards, np.arange(shards.num_documents), config, np.random.default_rng(seed)).nsp_label for seed in range(4)]
     )
-    labelled = labels[labels != NSP_IGNORED]
+    labelled = labels[labels != IGNORE_NSP]
     assert len(labelled) > 2000
     assert within_sigmas(int((labelled == NSP_RANDOM_NEXT).sum()), len(labelled), 0.5)
 
@@ -102,7 +102,7 @@ def test_truncation_matches_bert_and_trims_both_ends():
     a_length = rng.integers(1, 80, count)
     b_length = np.where(rng.random(count) < 0.2, 0, rng.integers(1, 80, count))
     b_start = a_start + a_length + 3
-    labels = np.where(b_length > 0, NSP_IS_NEXT, NSP_IGNORED)
+    labels = np.where(b_length > 0, NSP_IS_NEXT, IGNORE_NSP)
     max_seq_length = 40
     instances = Instances(a_start, a_start + a_length, b_start, b_start + b_length, labels)
     truncated = _truncate_(instances.take(np.arange(count)), max_seq_length, rng)  # a copy: it truncates in place
@@ -147,7 +147,7 @@ def test_mlm_packs_every_training_token_once_with_document_separators(shards):
     config = PretrainingDataConfig(max_seq_length=40, objective="mlm")
     train, _ = split_documents(shards, 0.2, seed=0)
     instances = build_instances(shards, train, config, np.random.default_rng(0))
-    assert (instances.nsp_label == NSP_IGNORED).all()
+    assert (instances.nsp_label == IGNORE_NSP).all()
     assert (instances.b_start == instances.b_end).all()
 
     first_document = document_of(shards, instances.a_start)
@@ -183,7 +183,7 @@ def test_single_sentence_documents_become_mlm_only_under_nsp(tokenizer, tmp_path
     shards = build_token_shards(documents, tokenizer, tmp_path / "cache")
     config = PretrainingDataConfig(max_seq_length=64)
     instances = build_instances(shards, np.arange(shards.num_documents), config, np.random.default_rng(0))
-    assert (instances.nsp_label == NSP_IGNORED).all() and (instances.b_start == instances.b_end).all()
+    assert (instances.nsp_label == IGNORE_NSP).all() and (instances.b_start == instances.b_end).all()
     assert (instances.a_end - instances.a_start).sum() == shards.num_tokens, "packed, nothing lost"
     assert len(instances) < shards.num_documents, "several reviews share one sequence"
 
@@ -199,14 +199,14 @@ def test_nsp_coverage_warning_counts_mixed_corpora(tokenizer, tmp_path):
     assert nsp_coverage_warning(shards, np.arange(20, 40)) is None, "a minority of one-sentence documents is fine"
 
     instances = build_instances(shards, np.arange(40), PretrainingDataConfig(max_seq_length=64), np.random.default_rng(0))
-    labelled = instances.nsp_label != NSP_IGNORED
+    labelled = instances.nsp_label != IGNORE_NSP
     assert labelled.any() and (document_of(shards, instances.a_start[labelled]) >= 30).all()
 
 
 def test_a_lone_document_gives_no_nsp_labels(shards):
     config = PretrainingDataConfig(max_seq_length=32)
     instances = build_instances(shards, np.array([3]), config, np.random.default_rng(0))
-    assert len(instances) > 0 and (instances.nsp_label == NSP_IGNORED).all()
+    assert len(instances) > 0 and (instances.nsp_label == IGNORE_NSP).all()
 
 
 def test_packing_in_pieces_gives_the_same_segments(shards, monkeypatch):
@@ -234,7 +234,7 @@ def test_sentence_pairs_in_small_pieces_keep_every_rule(shards, monkeypatch):
     test_pairs_fit_and_segments_come_from_the_right_documents(shards)
     config = PretrainingDataConfig(max_seq_length=48)
     labels = build_instances(shards, np.arange(shards.num_documents), config, np.random.default_rng(3)).nsp_label
-    labelled = labels[labels != NSP_IGNORED]
+    labelled = labels[labels != IGNORE_NSP]
     assert within_sigmas(int((labelled == NSP_RANDOM_NEXT).sum()), len(labelled), 0.5)
 
 
