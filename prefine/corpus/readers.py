@@ -7,7 +7,7 @@ from inside a document, so the readers keep document boundaries wherever the for
 - `paragraphs`      blank-line-separated blocks are documents, split into sentences
 - `line-documents`  every non-empty line is a document (one review per line), split into sentences
 - `jsonl`, `csv`, `tsv`   every record's text field is a document, split into sentences
-- `dataset`         a Hugging Face dataset name or a folder saved with `save_to_disk`
+- `dataset`         a Hugging Face dataset `name[:config][:split]` or a folder saved with `save_to_disk`
 
 Any file may be gzip-compressed (`.gz`). Everything streams line by line, so memory is bounded
 by the longest document (capped at `max_sentences_per_document`), never by the corpus size.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefine.config import option
+from prefine.corpus.datasets_source import is_saved_dataset, load_dataset_source
 from prefine.corpus.sentences import split_sentences
 from prefine.errors import PrefineError
 
@@ -41,7 +42,6 @@ TEXT_FIELD_CANDIDATES = (
     "text", "content", "document", "sentence", "review", "body", "article", "passage", "context", "abstract",
 )
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
-_SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
 _SENTENCE_TERMINATORS = tuple(".!?…。！？\"'”’)]")
 _AUTO_SAMPLE_LINES = 500
 # csv refuses fields above 128 KiB by default; a long review or article can exceed that.
@@ -71,10 +71,6 @@ def _announce(message: str) -> None:
 # Paths
 
 
-def _is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any((path / marker).is_file() for marker in _SAVED_DATASET_MARKERS)
-
-
 def _files_under(directory: Path) -> list[Path]:
     # Hidden files (.DS_Store, .gitignore) are never corpus text.
     return [
@@ -102,7 +98,7 @@ def resolve_paths(paths: list[str]) -> list[Path]:
             if not matches[0].exists():
                 raise PrefineError(f"corpus file not found: {entry}; check the path (a Hugging Face dataset name needs --format dataset)")
         for match in matches:
-            if match.is_dir() and not _is_saved_dataset(match):
+            if match.is_dir() and not is_saved_dataset(match):
                 resolved.update(_files_under(match))
             else:
                 resolved.add(match)
@@ -319,34 +315,8 @@ def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Itera
 # Hugging Face datasets
 
 
-def _import_datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise PrefineError("reading a Hugging Face dataset needs the datasets package; pip install prefine[datasets]") from None
-    return datasets
-
-
-def _load_dataset(name: str, split: str) -> Any:
-    datasets = _import_datasets()
-    path = Path(name)
-    if path.is_dir():
-        if not _is_saved_dataset(path):
-            raise PrefineError(f"{path} is not a dataset saved with save_to_disk (no dataset_info.json or dataset_dict.json); pass its files instead")
-        loaded = datasets.load_from_disk(str(path))
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise PrefineError(f"{path} has no split '{split}'; available: {', '.join(loaded)} (choose with --dataset-split)")
-            loaded = loaded[split]
-        return loaded
-    try:
-        return datasets.load_dataset(name, split=split, streaming=True)
-    except Exception as error:  # datasets raises many types (network, missing split, missing name)
-        raise PrefineError(f"cannot load Hugging Face dataset '{name}' split '{split}': {str(error).splitlines()[0] if str(error) else type(error).__name__}; check the name, split and network") from None
-
-
 def _read_dataset(name: str, config: CorpusConfig) -> Iterator[list[str]]:
-    dataset = _load_dataset(name, config.dataset_split)
+    dataset, source = load_dataset_source(name, config.dataset_split, streaming=True)
     columns = list(dataset.column_names or [])
     string_columns = [column for column, feature in (dataset.features or {}).items() if getattr(feature, "dtype", None) in ("string", "large_string")]
     if not columns:  # a streamed Hub dataset may not declare its features: look at the first row
@@ -355,10 +325,10 @@ def _read_dataset(name: str, config: CorpusConfig) -> Iterator[list[str]]:
             return
         columns = list(first)
         string_columns = [column for column, value in first.items() if isinstance(value, str)]
-    column = _choose_text_field(columns, config.text_field, f"dataset {name}", string_columns)
+    column = _choose_text_field(columns, config.text_field, source, string_columns)
     for batch in dataset.select_columns([column]).iter(batch_size=1000):
         for value in batch[column]:
-            text = _record_text(value, f"dataset {name}", column)
+            text = _record_text(value, source, column)
             if text.strip():
                 yield split_sentences(text)
 

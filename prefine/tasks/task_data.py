@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from prefine.corpus.datasets_source import import_datasets, load_dataset_source
 from prefine.corpus.readers import iter_file_lines, unquote_tsv_field
 from prefine.errors import PrefineError
 
 _FILE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-_SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
 # csv refuses fields above 128 KiB by default; a long document in a classification set can exceed that.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -170,45 +170,9 @@ def _table_from_records(source: str, records: list[dict], line_numbers: list[int
 # Hugging Face datasets
 
 
-def _import_datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise PrefineError("reading a Hugging Face dataset needs the datasets package; pip install prefine[datasets]") from None
-    return datasets
-
-
-def _parse_dataset_name(name: str, default_split: str) -> tuple[str, str | None, str]:
-    """`name`, `name:split` or `name:config:split` -> (name, config, split)."""
-    parts = name.split(":")
-    if len(parts) == 1:
-        return name, None, default_split
-    if len(parts) == 2:
-        return parts[0], None, parts[1] or default_split
-    if len(parts) == 3:
-        return parts[0], parts[1] or None, parts[2] or default_split
-    raise PrefineError(f"'{name}' is neither a file nor a dataset name of the form name[:config][:split]; check the path")
-
-
 def _read_dataset(name: str, default_split: str) -> RecordTable:
-    datasets = _import_datasets()
-    folder = Path(name)
-    if folder.is_dir():
-        if not any((folder / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
-            raise PrefineError(f"{folder} is a folder but not a dataset saved with save_to_disk; pass a .tsv, .csv or .jsonl file instead")
-        dataset, split, source = datasets.load_from_disk(str(folder)), default_split, str(folder)
-        if isinstance(dataset, datasets.DatasetDict):
-            if split not in dataset:
-                raise PrefineError(f"{folder} has no split '{split}'; available splits: {', '.join(dataset)}")
-            dataset = dataset[split]
-    else:
-        hub_name, config_name, split = _parse_dataset_name(name, default_split)
-        source = f"dataset {hub_name}" + (f" ({config_name})" if config_name else "") + f" split {split}"
-        try:
-            dataset = datasets.load_dataset(hub_name, config_name, split=split)
-        except Exception as error:  # datasets raises many types (network, unknown name, missing split or config)
-            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise PrefineError(f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); check the path or the name[:config][:split]") from None
+    datasets = import_datasets()
+    dataset, source = load_dataset_source(name, default_split, streaming=False)
     columns: dict[str, list[str | None]] = {}
     for column in dataset.column_names:
         feature = dataset.features.get(column)

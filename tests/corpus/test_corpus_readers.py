@@ -230,13 +230,13 @@ def test_dataset_dict_folder_and_split(tmp_path):
     ).save_to_disk(str(folder))
     assert documents(folder, format="dataset") == [["Train text."]]
     assert documents(folder, format="dataset", dataset_split="test") == [["Test text."]]
-    with pytest.raises(PrefineError, match=r"no split 'dev'; available: train, test"):
+    with pytest.raises(PrefineError, match=r"no split 'dev'; available splits: train, test"):
         documents(folder, format="dataset", dataset_split="dev")
 
 
 def test_dataset_without_datasets_package(saved_dataset, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "datasets", None)
-    with pytest.raises(PrefineError, match=r"pip install prefine\[datasets\]"):
+    with pytest.raises(PrefineError, match=r"pip install 'prefine\[datasets\]'"):
         documents(saved_dataset)
 
 
@@ -245,12 +245,16 @@ def test_dataset_by_name_streams(monkeypatch):
     datasets = pytest.importorskip("datasets")
     calls = []
 
-    def fake_load_dataset(name, split, streaming):
-        calls.append((name, split, streaming))
+    def fake_load_dataset(name, config_name, split, streaming):
+        calls.append((name, config_name, split, streaming))
         return datasets.Dataset.from_dict({"id": [1, 2], "content": ["Streamed text. Second.", "More."]}).to_iterable_dataset()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     config = CorpusConfig(paths=["someone/reviews"], format="dataset", dataset_split="validation")
     assert list(iter_documents(config)) == [["Streamed text.", "Second."], ["More."]]
-    assert calls == [("someone/reviews", "validation", True)]
+    assert calls == [("someone/reviews", None, "validation", True)]
+    # The same name[:config][:split] syntax as task data.
+    calls.clear()
+    list(iter_documents(CorpusConfig(paths=["someone/reviews:plain:test"], format="dataset")))
+    assert calls == [("someone/reviews", "plain", "test", True)]
     assert corpus_fingerprint(config) != corpus_fingerprint(CorpusConfig(paths=["someone/other"], format="dataset"))

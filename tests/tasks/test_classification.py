@@ -254,7 +254,7 @@ def test_saved_dataset_folder_is_read_with_class_names(tmp_path):
 
 def test_missing_datasets_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
-    with pytest.raises(PrefineError, match=r"pip install prefine\[datasets\]"):
+    with pytest.raises(PrefineError, match=r"pip install 'prefine\[datasets\]'"):
         read_records("some-user/some-dataset:train")
 
 
