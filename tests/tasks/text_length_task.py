@@ -1,0 +1,170 @@
+"""A toy fine-tuning task that lives outside the package: predict how long a text is.
+
+docs/adding-a-task.md walks through this file; tests/tasks/test_adding_a_task.py registers it and
+runs it through the generic `prefine finetune / evaluate / predict / compare` commands. Nothing
+in prefine/ knows about it: that is the point.
+
+Data: a .txt file with one text per line. The target is computed, not labelled: the number of
+words (or characters) of the line. The metric is the mean absolute error, which must go *down*:
+the task declares that, so the best checkpoint is the one with the lowest error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from prefine.config import option
+from prefine.errors import PrefineError
+from prefine.model import BertForSequenceClassification
+from prefine.tasks.batching import SeekableBatches
+from prefine.tasks.classification import EncodedExamples, encode_examples, predict_logits
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.training.position import DataPosition
+
+
+@dataclass
+class TextLengthDataConfig:
+    # Same field name as classification's, so both tasks share the one --max-seq-length flag.
+    max_seq_length: int = option(64, "longest input in tokens; longer texts are truncated")
+    length_unit: Literal["words", "characters"] = option("words", "text-length: count words or characters")
+
+
+def read_texts(path: str) -> list[str]:
+    source = Path(path)
+    if not source.is_file():
+        raise PrefineError(f"{path} does not exist; pass a .txt file with one text per line")
+    texts = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise PrefineError(f"{path} holds no texts; one text per line")
+    return texts
+
+
+def lengths_of(texts: list[str], unit: str) -> np.ndarray:
+    return np.asarray([len(text.split()) if unit == "words" else len(text) for text in texts], dtype=np.float32)
+
+
+class LengthBatches(SeekableBatches):
+    def __init__(self, examples: EncodedExamples, batch_size: int, pad_id: int, seed: int):
+        super().__init__(len(examples), batch_size, seed)
+        self.examples, self.pad_id = examples, pad_id
+
+    def collate(self, indices: np.ndarray) -> dict[str, Any]:
+        return self.examples.collate(indices, self.pad_id)
+
+
+def mean_absolute_error(model: nn.Module, examples: EncodedExamples, batch_size: int, device: torch.device, pad_id: int) -> dict[str, float]:
+    predicted = predict_logits(model, examples, batch_size, device, pad_id)[:, 0]
+    return {"mae": float(np.abs(predicted - examples.labels).mean()), "loss": float(((predicted - examples.labels) ** 2).mean())}
+
+
+class LengthTrainingTask:
+    """The loop's view: batches at a data position, the loss of a batch, held-out metrics."""
+
+    metric_directions = {"mae": "min", "loss": "min"}
+
+    def __init__(self, batches: LengthBatches, eval_examples: EncodedExamples | None, eval_batch_size: int, device: torch.device):
+        self.batches, self.eval_examples, self.eval_batch_size, self.device = batches, eval_examples, eval_batch_size, device
+
+    def start_position(self) -> DataPosition:
+        return self.batches.start_position()
+
+    def batch_at(self, position: DataPosition, rank: int, world_size: int):
+        return self.batches.batch_at(position, rank, world_size)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]):
+        output = model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return output.loss, {"loss": float(output.loss.detach())}
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self.eval_examples is None:
+            return {}
+        return mean_absolute_error(model, self.eval_examples, self.eval_batch_size, self.device, self.batches.pad_id)
+
+
+class LengthPredictor(Predictor):
+    def encode(self, texts: list[str], with_targets: bool) -> EncodedExamples:
+        targets = lengths_of(texts, self.data.length_unit) if with_targets else None
+        return encode_examples(texts, None, self.tokenizer, self.data.max_seq_length, targets)
+
+    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64) -> list[dict[str, Any]]:
+        texts = [str(record["text"]) for record in records]
+        predicted = predict_logits(self.model, self.encode(texts, False), batch_size, self.device, self.tokenizer.token_to_id("[PAD]"))
+        return [{"length": float(value)} for value in predicted[:, 0]]
+
+    def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
+        metrics = mean_absolute_error(self.model, self.encode(read_texts(source), True), batch_size, self.device, self.tokenizer.token_to_id("[PAD]"))
+        return Evaluation(metrics, f"mean absolute error {metrics['mae']:.3f} {self.data.length_unit}")
+
+    def predict_cli(self, source: str, options: Any, output: TextIO, format: str, batch_size: int) -> int:
+        texts = [line.strip() for line in sys.stdin if line.strip()] if source == "-" else read_texts(source)
+        for text, result in zip(texts, self.predict_records([{"text": text} for text in texts], batch_size)):
+            output.write(json.dumps({"text": text, **result}) + "\n")
+        return len(texts)
+
+
+@dataclass
+class PreparedLengths:
+    train: EncodedExamples
+    eval: EncodedExamples | None
+
+
+class TextLengthTask(FinetuneTask):
+    name = "text-length"
+    help = "toy regression: how many words (or characters) a text has"
+    data_config = TextLengthDataConfig
+    architecture = "BertForSequenceClassification"  # one regression output: transformers' class fits
+    metric_directions = LengthTrainingTask.metric_directions
+    train_hint = "--train FILE.txt (one text per line)"
+
+    def default_best_metric(self, prepared: PreparedData) -> str:
+        return "mae"
+
+    def max_length(self, data: TextLengthDataConfig) -> tuple[int, str]:
+        return data.max_seq_length, "--max-seq-length"
+
+    def check_inputs(self, train: str, eval: str | None, data: TextLengthDataConfig) -> None:
+        read_texts(train)
+        if eval:
+            read_texts(eval)
+
+    def prepare(self, train, eval, data: TextLengthDataConfig, tokenizer, fraction: float, seed: int) -> PreparedData:
+        texts = read_texts(train)
+        texts = [texts[index] for index in subsample_indices(len(texts), fraction, seed)]
+        encode = lambda items: encode_examples(items, None, tokenizer, data.max_seq_length, lengths_of(items, data.length_unit))  # noqa: E731
+        train_examples = encode(texts)
+        eval_examples = encode(read_texts(eval)) if eval else None
+        return PreparedData(
+            num_train_examples=len(texts),
+            num_train_items=len(texts),
+            has_eval=eval_examples is not None,
+            head={"problem_type": "regression", "max_seq_length": data.max_seq_length},
+            record={},
+            summary=f"{len(texts)} texts (target: their length in {data.length_unit})",
+            payload=PreparedLengths(train_examples, eval_examples),
+        )
+
+    def build_model(self, config, head, run=None) -> nn.Module:
+        return BertForSequenceClassification(config, num_labels=1)
+
+    def training_task(self, prepared, micro_batch_size, pad_id, seed, eval_batch_size, device):
+        batches = LengthBatches(prepared.payload.train, micro_batch_size, pad_id, seed)
+        return LengthTrainingTask(batches, prepared.payload.eval, eval_batch_size, device)
+
+    def predictor(self, model, tokenizer, saved, head, device) -> LengthPredictor:
+        return LengthPredictor(self, model, tokenizer, saved, head, device)
+
+    def final_evaluation(self, predictor: LengthPredictor, prepared: PreparedData, batch_size: int) -> Evaluation:
+        metrics = mean_absolute_error(predictor.model, prepared.payload.eval, batch_size, predictor.device, predictor.tokenizer.token_to_id("[PAD]"))
+        return Evaluation(metrics, f"mean absolute error {metrics['mae']:.3f} {predictor.data.length_unit}")
+
+
+def register() -> TextLengthTask:
+    return register_task(TextLengthTask())  # type: ignore[return-value]
