@@ -81,7 +81,21 @@ def test_batch_without_masked_tokens_or_pairs_gives_zero_loss_not_nan():
     input_ids, token_type_ids = random_batch()
     output = model(input_ids, token_type_ids, None, torch.full_like(input_ids, IGNORE_MLM), torch.full((3,), -1))
     assert output.loss.item() == 0.0
-    output.loss.backward()  # the graph still reaches every parameter
+    # The zero loss stays connected to every parameter (DDP needs every gradient), and its gradients are zero.
+    output.loss.backward()
+    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
+    assert not missing
+    assert all(float(parameter.grad.abs().max()) == 0.0 for parameter in model.parameters())
+
+
+def test_a_real_loss_reaches_every_parameter():
+    model = BertForPreTraining(tiny_config())
+    input_ids, token_type_ids = random_batch()
+    labels = torch.full_like(input_ids, IGNORE_MLM)
+    labels[:, 3] = input_ids[:, 3]
+    model(input_ids, token_type_ids, None, labels, torch.tensor([0, 1, 0])).loss.backward()
+    without_gradient = [name for name, parameter in model.named_parameters() if parameter.grad is None or float(parameter.grad.abs().max()) == 0.0]
+    assert without_gradient == []
 
 
 def test_padding_does_not_change_outputs():
@@ -104,13 +118,23 @@ def test_task_heads_shapes_and_losses():
     input_ids, token_type_ids = random_batch()
     mask = torch.ones_like(input_ids)
     mask[0, 8:] = 0
+    labels = torch.tensor([0, 2, 1])
     classifier = BertForSequenceClassification(tiny_config(), num_labels=3)
-    output = classifier(input_ids, token_type_ids, mask, labels=torch.tensor([0, 2, 1]))
-    assert output.logits.shape == (3, 3) and output.loss.item() > 0
+    output = classifier(input_ids, token_type_ids, mask, labels=labels)
+    assert output.logits.shape == (3, 3)
+    assert torch.allclose(output.loss, F.cross_entropy(output.logits, labels), atol=1e-6)
+
     regressor = BertForSequenceClassification(tiny_config(), num_labels=1)
-    assert regressor(input_ids, token_type_ids, mask, labels=torch.tensor([0.5, 1.0, 2.0])).loss.item() > 0
-    span = BertForQuestionAnswering(tiny_config())(input_ids, token_type_ids, mask, torch.tensor([1, 2, 3]), torch.tensor([2, 2, 4]))
+    targets = torch.tensor([0.5, 1.0, 2.0])
+    regression = regressor(input_ids, token_type_ids, mask, labels=targets)
+    assert regression.logits.shape == (3, 1)
+    assert torch.allclose(regression.loss, F.mse_loss(regression.logits[:, 0], targets), atol=1e-6)
+
+    starts, ends = torch.tensor([1, 2, 3]), torch.tensor([2, 2, 4])
+    span = BertForQuestionAnswering(tiny_config())(input_ids, token_type_ids, mask, starts, ends)
     assert span.start_logits.shape == (3, 12)
+    expected = (F.cross_entropy(span.start_logits, starts) + F.cross_entropy(span.end_logits, ends)) / 2
+    assert torch.allclose(span.loss, expected, atol=1e-6)
     # Padding can never be an answer boundary.
     assert span.start_logits[0, 8:].max() < -1e30
     assert "qa_outputs.weight" in BertForQuestionAnswering(tiny_config()).state_dict()

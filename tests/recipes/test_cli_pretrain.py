@@ -177,8 +177,9 @@ def test_finetune_learning_rate_falls_with_width():
     from prefine.recipes.common import finetune_learning_rate
 
     rates = {name: finetune_learning_rate(preset_config(name)) for name in ("tiny", "mini", "small", "base", "large")}
-    assert rates["mini"] == 3e-4 and rates["base"] == 5e-5
     assert rates["tiny"] > rates["mini"] > rates["small"] > rates["base"] > rates["large"] > 1e-5
+    # BERT-base lands in the range its paper fine-tuned with (2e-5..5e-5); small models get far more.
+    assert 2e-5 <= rates["base"] <= 5e-5 and rates["mini"] >= 4 * rates["base"]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import sys
+
 from prefine.checkpoint import read_run, save_checkpoint, write_run
 from prefine.cli import main
 from prefine.model import BertConfig, BertForPreTraining
@@ -36,6 +38,9 @@ FILLERS = [
 KOREAN_OBJECTS = ["사과", "하늘", "자동차", "집", "공", "문", "모자", "컵"]
 KOREAN_COLORS = ["빨간색", "파란색", "초록색", "노란색", "흰색", "검은색"]
 KOREAN_FILLERS = ["오늘은 조용한 날이었다.", "많은 사람들이 길을 걸었다.", "아이들이 강가에서 놀았다.", "기차가 정오에 떠났다."]
+sys.path.insert(0, str(Path(__file__).parents[1] / "metrics"))
+from official_squad_scripts import korquad_v1_scores, squad_v1_scores  # noqa: E402
+
 LONG_FILLER_SENTENCES = 12  # 60-100 context tokens: more than one 64-token window
 
 
@@ -152,6 +157,10 @@ def test_evaluate_rescores_the_run_exactly_as_fine_tuning_did(qa_run, qa_files, 
     saved = json.loads((qa_run / "eval_metrics.json").read_text(encoding="utf-8"))
     assert scores["exact_match"] == pytest.approx(saved["exact_match"]) and scores["f1"] == pytest.approx(saved["f1"])
     assert output.startswith("squad on 24 questions: exact match")
+    # predictions.json, scored by the official SQuAD v1.1 rules, gives the numbers the run reported.
+    dev = json.loads(Path(qa_files["dev"]).read_text(encoding="utf-8"))
+    official = squad_v1_scores(dev, json.loads((qa_run / "predictions.json").read_text(encoding="utf-8")))
+    assert official["f1"] == pytest.approx(scores["f1"], abs=1e-9) and official["exact_match"] == pytest.approx(scores["exact_match"], abs=1e-9)
 
 
 def test_evaluate_reads_korquad_and_squad_v2_files_with_their_own_scripts(qa_run, tmp_path, capsys):
@@ -159,10 +168,16 @@ def test_evaluate_reads_korquad_and_squad_v2_files_with_their_own_scripts(qa_run
     korean["data"][0]["paragraphs"] = [p for p in korean["data"][0]["paragraphs"] if "색깔" in p["qas"][0]["question"]]
     korean["version"] = "KorQuAD_v1.0_dev"
     capsys.readouterr()
-    assert main(["evaluate", str(qa_run), "--data", write_json(tmp_path / "korquad.json", korean)]) == 0
+    korquad_file = write_json(tmp_path / "korquad.json", korean)
+    assert main(["evaluate", str(qa_run), "--data", korquad_file]) == 0
     output = capsys.readouterr().out
     assert output.startswith(f"korquad on {len(korean['data'][0]['paragraphs'])} questions")
-    assert 0.0 <= last_json_line(output)["f1"] <= 100.0
+    # The same model's answers, scored by the official KorQuAD v1.0 rules, give exactly evaluate's numbers.
+    assert main(["predict", str(qa_run), "--data", korquad_file, "--output", str(tmp_path / "answers.json")]) == 0
+    official = korquad_v1_scores(korean, json.loads((tmp_path / "answers.json").read_text(encoding="utf-8")))
+    reported = last_json_line(output)
+    assert reported["f1"] == pytest.approx(official["f1"], abs=1e-9) and reported["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert 0.0 < official["f1"] < 100.0  # partly right answers: a character-level F1 that differs from exact match matters
 
     v2 = synthetic_squad(12, seed=4)
     unanswerable = {"id": "none", "question": "What color is the moon?", "answers": [], "is_impossible": True}
