@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import save_file
 
 from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, is_run_dir, load_model_config, load_weights, model_checkpoint_of
+from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForPreTraining, config_from_dict
 from prefine.tasks.interface import all_tasks, task_for_architecture
@@ -121,16 +124,24 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+@dataclass
+class ExportConfig:
+    run: str = option("", "a prefine run (its best, else latest checkpoint) or a checkpoint folder", positional=True)
+    format: Literal["hf"] = option("hf", "output format: hf (transformers' from_pretrained folder)")
+    out: str = option("", "folder to write (created if missing)")
+
+
 def add_export_command(subparsers: argparse._SubParsersAction) -> None:
     """Register `prefine export RUN --format hf --out DIR`."""
     parser = subparsers.add_parser("export", help="write a run's model in Hugging Face transformers format")
-    parser.add_argument("run", type=Path, help="a prefine run folder (its best, else latest checkpoint) or a checkpoint folder")
-    parser.add_argument("--format", choices=["hf"], default="hf", help="output format: hf (transformers' from_pretrained folder)")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
+    add_dataclass_arguments(parser, ExportConfig)
     parser.set_defaults(func=export_command)
 
 
 def export_command(args: argparse.Namespace) -> int:
-    out_dir = export_hf(args.run, args.out)
+    config = from_args(ExportConfig, args)
+    if not config.out:
+        raise PrefineError("pass --out FOLDER to write the exported model into")
+    out_dir = export_hf(Path(config.run), Path(config.out))
     print(f"exported to {out_dir}; load it with transformers' AutoModel*.from_pretrained('{out_dir}') and AutoTokenizer")
     return 0
