@@ -9,6 +9,11 @@ to --max-seq-length:
   transformers  tokenizer(texts, truncation) -> random-order batches -> DataCollatorWithPadding
                 -> BertForSequenceClassification -> torch.optim.AdamW (a plain training loop).
 
+--hf-variants adds transformers sides tuned as a user would tune them: `grouped` batches the way
+the Trainer's `group_by_length` does (megabatches of 50 batches sorted by length, so a batch pads
+to similar lengths), and `eager`/`sdpa` picks `attn_implementation`. The default runs the plain
+loop (`default`) and both tuned variants, so the table shows the old anchor and the best one.
+
 Timed steps are spread over the whole epoch (the same randomly chosen batch indices every
 repeat), so neither side is timed only on short or only on long batches. The mean padded
 length of the timed batches is reported for both sides.
@@ -77,8 +82,9 @@ def hf_run(features: list[dict], collator, batch_rows: list[np.ndarray], warmup:
     config = preset_config(preset)
     torch.manual_seed(seed)
     hf_config = BertConfig(vocab_size=vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, num_labels=2)
-    model = HFBertForSequenceClassification(hf_config, attn_implementation=attention) if attention else HFBertForSequenceClassification(hf_config)
+                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, num_labels=2,
+                           **({"attn_implementation": attention} if attention else {}))
+    model = HFBertForSequenceClassification(hf_config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
     return _timed_loop(model, optimizer, lambda index: collator([features[row] for row in batch_rows[index]]), list(range(len(batch_rows))), warmup, prefine=False)
@@ -113,7 +119,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's train.tsv")
-    parser.add_argument("--hf-attention", default="", help="transformers attn_implementation (default: transformers' own default)")
+    parser.add_argument("--hf-variants", default="default,grouped-sdpa,grouped-eager",
+                        help="transformers sides: default (random batches, default attention), grouped-ATTN (length-grouped, attn_implementation ATTN)")
     args = parser.parse_args()
     train_file = args.sst2_dir / "train.tsv"
     if not train_file.is_file():
@@ -136,18 +143,27 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     total_steps = args.warmup + args.steps
     full_batches = len(examples) // args.batch_size
-    prefine_offsets = [int(index) * args.batch_size for index in rng.choice(full_batches, total_steps, replace=False)]
+    chosen_batches = rng.choice(full_batches, total_steps, replace=False)
+    prefine_offsets = [int(index) * args.batch_size for index in chosen_batches]
     permutation = rng.permutation(len(examples))
-    hf_rows = [permutation[i * args.batch_size : (i + 1) * args.batch_size] for i in range(total_steps)]
+    grouped = length_grouped(permutation, examples.lengths, args.batch_size)
+    variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
+    hf_rows = {
+        variant: [(grouped if variant.startswith("grouped") else permutation)[i * args.batch_size : (i + 1) * args.batch_size] for i in chosen_batches]
+        for variant in variants
+    }
 
-    measured: dict[str, list[tuple[float, int, float]]] = {"prefine": [], "transformers": []}
+    sides = ["prefine"] + [f"transformers {variant}" for variant in variants]
+    measured: dict[str, list[tuple[float, int, float]]] = {side: [] for side in sides}
     for repeat in range(args.repeats):
-        for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+        for side in sides if repeat % 2 == 0 else sides[::-1]:
             if side == "prefine":
                 measured[side].append(prefine_run(batches, prefine_offsets, args.warmup, args.preset, vocab_size, args.seed))
             else:
-                measured[side].append(hf_run(features, collator, hf_rows, args.warmup, args.preset, vocab_size, args.seed, args.hf_attention))
-        print(f"repeat {repeat}: prefine {measured['prefine'][-1][0]:.1f}s transformers {measured['transformers'][-1][0]:.1f}s", file=sys.stderr)
+                variant = side.removeprefix("transformers ")
+                attention = variant.split("-", 1)[1] if "-" in variant else ""
+                measured[side].append(hf_run(features, collator, hf_rows[variant], args.warmup, args.preset, vocab_size, args.seed, attention))
+        print(f"repeat {repeat}: " + "  ".join(f"{side} {runs[-1][0]:.1f}s" for side, runs in measured.items()), file=sys.stderr)
 
     rows, results = [], []
     for side, runs in measured.items():
@@ -155,13 +171,20 @@ def main() -> None:
         record = {"side": side, "examples_per_s": runs[0][1] / seconds, "mean_padded_length": runs[0][2], "seconds": [run[0] for run in runs]}
         results.append(record)
         rows.append([f"{args.preset} SST-2", side, record["examples_per_s"], record["mean_padded_length"]])
-    speedup = median([run[0] for run in measured["transformers"]]) / median([run[0] for run in measured["prefine"]])
-    rows.append([f"{args.preset} SST-2", "**speed-up**", f"**{speedup:.2f}x**", ""])
+    prefine_seconds = median([run[0] for run in measured["prefine"]])
+    for side in sides[1:]:
+        rows.append([f"{args.preset} SST-2", f"**speed-up vs {side}**", f"**{median([run[0] for run in measured[side]]) / prefine_seconds:.2f}x**", ""])
     print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
           f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}\n")
     print(markdown_table(["model", "side", "examples/s", "mean padded length"], rows))
     print_json({"benchmark": "finetune_throughput", "preset": args.preset, "model_vocab_size": vocab_size, "batch_size": args.batch_size, "steps": args.steps,
                 "repeats": args.repeats, "threads": args.threads, "versions": versions(), "results": results})
+
+
+def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, megabatch_batches: int = 50) -> np.ndarray:
+    """transformers' LengthGroupedSampler: chunks of 50 batches, each sorted by length, longest first."""
+    chunk = batch_size * megabatch_batches
+    return np.concatenate([part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))])
 
 
 def _hf_features(hf_tok, texts: list[str], max_length: int) -> list[dict]:

@@ -116,8 +116,9 @@ def hf_run(example_batches: list[list[dict]], collator, preset: str, vocab_size:
     from transformers import BertConfig, BertForPreTraining as HFBertForPreTraining
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max(512, seq_len), **_preset_sizes(preset))
-    model = HFBertForPreTraining(config, attn_implementation=attention) if attention else HFBertForPreTraining(config)
+    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max(512, seq_len), **_preset_sizes(preset),
+                        **({"attn_implementation": attention} if attention else {}))
+    model = HFBertForPreTraining(config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     start = 0.0
