@@ -42,3 +42,25 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     # Caches and the registry default to the user's home; tests must never touch it.
     monkeypatch.setenv("PREFINE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("PREFINE_REGISTRY", raising=False)
+
+
+def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, seed: int = 0) -> Path:
+    """A tiny random BERT as a `prefine pretrain` run folder holds it (tokenizer/, checkpoints/, run.json), to fine-tune from."""
+    import dataclasses
+
+    import torch
+
+    from prefine.checkpoint import save_checkpoint, write_run
+    from prefine.model import BertConfig, BertForPreTraining
+    from prefine.tokenizer import TokenizerConfig, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+
+    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=vocab_size, min_frequency=1), show_progress=False)
+    save_tokenizer(tokenizer, run_dir / "tokenizer")
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(seed)
+    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"],
+                         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
+    save_checkpoint(run_dir, 1, BertForPreTraining(config).state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
+    return run_dir

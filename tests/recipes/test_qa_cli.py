@@ -8,22 +8,19 @@ written with the checkpoint API, as a `prefine pretrain` run folder would hold i
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import random
+import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-import sys
-
-from prefine.checkpoint import read_run, save_checkpoint, write_run
+from prefine.checkpoint import read_run
 from prefine.cli import main
-from prefine.model import BertConfig, BertForPreTraining
 from prefine.tasks.qa_data import load_squad_json, prepare_features
-from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+from prefine.tokenizer import load_tokenizer
+from tests.conftest import write_tiny_bert_run
 
 OBJECTS = ["apple", "sky", "car", "house", "ball", "door", "bird", "hat", "boat", "cup", "shirt", "lamp"]
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"]
@@ -87,18 +84,7 @@ def init_run(tmp_path_factory, qa_files) -> Path:
     for path in qa_files.values():
         for paragraph in json.loads(Path(path).read_text(encoding="utf-8"))["data"][0]["paragraphs"]:
             texts += [paragraph["context"]] + [qa["question"] for qa in paragraph["qas"]]
-    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False)
-    save_tokenizer(tokenizer, run_dir / "tokenizer")
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = BertForPreTraining(config)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"], "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
-    write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
-    save_checkpoint(run_dir, 1, model.state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
-    return run_dir
+    return write_tiny_bert_run(run_dir, texts)
 
 
 QA_FLAGS = ["--max-length", "64", "--doc-stride", "32", "--max-query-length", "16"]

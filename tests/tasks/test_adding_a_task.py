@@ -7,7 +7,6 @@ metric (mean absolute error, lower is better) picks the best checkpoint by its d
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import random
@@ -15,13 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from prefine.checkpoint import read_pointer, read_run, save_checkpoint, write_run
+from prefine.checkpoint import read_pointer, read_run
 from prefine.cli import main
-from prefine.model import BertConfig, BertForPreTraining
 from prefine.tasks import interface
-from prefine.tokenizer import TokenizerConfig, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+from tests.conftest import write_tiny_bert_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 import text_length_task  # noqa: E402
@@ -54,14 +51,7 @@ def write_texts(path: Path, count: int, seed: int) -> str:
 @pytest.fixture
 def setup(tmp_path) -> dict[str, str]:
     data = {"train": write_texts(tmp_path / "train.txt", 192, 1), "eval": write_texts(tmp_path / "eval.txt", 48, 2)}
-    run_dir = tmp_path / "tiny-bert"
-    tokenizer = train_tokenizer(WORDS * 3, TokenizerConfig(vocab_size=120, min_frequency=1), show_progress=False)
-    save_tokenizer(tokenizer, run_dir / "tokenizer")
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    checkpoint_config = {**dataclasses.asdict(config), "architectures": ["BertForPreTraining"], "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
-    write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
-    save_checkpoint(run_dir, 1, BertForPreTraining(config).state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
+    run_dir = write_tiny_bert_run(tmp_path / "tiny-bert", WORDS * 3, vocab_size=120)
     return {**data, "init": str(run_dir), "root": str(tmp_path)}
 
 
