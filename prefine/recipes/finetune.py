@@ -44,11 +44,11 @@ from prefine.training.config import resolve_best_metric
 class FinetuneRunConfig:
     task: str = option("classification", "the task to fine-tune for (see the task groups below): classification, qa, ...")
     init: str = option("", "pre-trained weights: a prefine run folder or a Hugging Face BERT folder/name")
+    from_scratch: bool = option(False, "use --init's architecture and tokenizer but random weights (the baseline pre-training must beat)")
     train: str = option("", "labelled training data: .tsv, .csv, .jsonl, SQuAD .json or a Hugging Face dataset name (as the task reads)")
     eval: str = option("", "labelled evaluation data (same format as --train)")
     out: str = option("", "run folder to create")
     resume: str = option("", "continue the interrupted fine-tuning run in this folder exactly where it stopped")
-    from_scratch: bool = option(False, "use --init's architecture and tokenizer but random weights (the baseline pre-training must beat)")
     epochs: float = option(3.0, "passes over the training data; sets --max-steps unless that is given")
     train_fraction: float = option(1.0, "fine-tune on this random fraction of the training data (seeded)")
     classifier_dropout: float = option(0.1, "dropout before the classifier")

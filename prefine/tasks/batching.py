@@ -5,7 +5,8 @@ without replaying the batches before it (exact resume is a seek). `batch_size` i
 micro-batch of all ranks together; each rank takes a contiguous slice of it. A single process
 keeps the last, partial batch of an epoch (fine-tuning sets are small, and every example
 counts); with several processes the partial batch is dropped, so every rank gets an equal share.
-Tasks subclass `SeekableBatches` and say how to arrange an epoch and how to collate examples.
+Tasks subclass `SeekableBatches` and say how to arrange an epoch and how to collate examples;
+their loop adapters inherit `TrainsOnBatches`, which serves the loop from those batches.
 """
 
 from __future__ import annotations
@@ -74,3 +75,15 @@ class SeekableBatches:
         offset += len(indices)
         next_position = DataPosition(epoch + 1, 0) if offset >= epoch_size else DataPosition(epoch, offset)
         return batch, next_position
+
+
+class TrainsOnBatches:
+    """The data half of the loop's `TrainingTask` protocol, served by a task's `SeekableBatches`."""
+
+    train_batches: SeekableBatches
+
+    def start_position(self) -> DataPosition:
+        return self.train_batches.start_position()
+
+    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
+        return self.train_batches.batch_at(position, rank, world_size)

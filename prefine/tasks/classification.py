@@ -38,11 +38,10 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
-from prefine.tasks.batching import SeekableBatches
+from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
-from prefine.training.position import DataPosition
 
 # Column names that obviously hold the text, in order of preference. Pair layouts are tried
 # first, so QNLI's (question, sentence) is read as a pair and not as the lone "sentence".
@@ -556,7 +555,7 @@ def write_predictions(
 # The task
 
 
-class ClassificationTask:
+class ClassificationTask(TrainsOnBatches):
     """Adapts `ClassificationBatches` and an eval set to the loop's `TrainingTask` protocol.
 
     `evaluate` returns the flat numbers the loop logs and selects checkpoints by; the full
@@ -585,12 +584,6 @@ class ClassificationTask:
         self.eval_batch_size = eval_batch_size
         self.device = device
         self.last_full_metrics: dict[str, Any] = {}
-
-    def start_position(self) -> DataPosition:
-        return self.train_batches.start_position()
-
-    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
-        return self.train_batches.batch_at(position, rank, world_size)
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         output = model(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -86,17 +87,38 @@ def _parse_answer(answer: object, where: str) -> dict:
     return {"text": text, "answer_start": start}
 
 
-def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCheckReport]:
-    """Read a SQuAD v1.1 / v2.0 or KorQuAD 1.0 file; returns examples, its flavor and the answer check."""
-    path = Path(path)
+def read_json_file(path: Path) -> Any:
+    """A UTF-8 (optionally BOM-prefixed) JSON file, with one-line errors naming the problem."""
     if not path.is_file():
         raise PrefineError(f"QA data file {path} does not exist; pass the path of a SQuAD-format JSON file.")
     try:
-        dataset_json = json.loads(path.read_bytes().decode("utf-8-sig"))
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as error:
         raise PrefineError(f"{path} is not UTF-8 (byte {error.start}); re-save it as UTF-8.") from None
     except json.JSONDecodeError as error:
         raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); check the file.") from None
+
+
+def read_questions(path: str | Path) -> list[QAExample]:
+    """Questions of a SQuAD-format file to answer; unlike training data they need no answers."""
+    dataset = read_json_file(Path(path))
+    examples = []
+    try:
+        for article in dataset["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    examples.append(QAExample(str(qa["id"]), str(qa["question"]), str(paragraph["context"]), []))
+    except (KeyError, TypeError) as error:
+        raise PrefineError(f"{path} is not in SQuAD format (data[].paragraphs[].context and .qas[].id/question; missing {error})") from None
+    if not examples:
+        raise PrefineError(f"{path} holds no questions; point --data at a SQuAD-format file with data")
+    return examples
+
+
+def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCheckReport]:
+    """Read a SQuAD v1.1 / v2.0 or KorQuAD 1.0 file; returns examples, its flavor and the answer check."""
+    path = Path(path)
+    dataset_json = read_json_file(path)
     if not isinstance(dataset_json, dict):
         raise PrefineError(f"{path} holds a JSON {type(dataset_json).__name__}, not a SQuAD object with a 'data' list.")
 

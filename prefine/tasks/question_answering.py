@@ -36,11 +36,10 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor, evaluate_predictions
 from prefine.model import BertConfig
-from prefine.tasks.batching import SeekableBatches
+from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
-from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features
+from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features, read_questions
 from prefine.training.loop import TrainingTask
-from prefine.training.position import DataPosition
 
 # Logit given to the padding positions a trimmed batch never computed: the same "never an
 # answer boundary" value the model puts on masked positions.
@@ -120,6 +119,17 @@ def _sequential_batches(features: QAFeatures, batch_size: int) -> Iterator[tuple
         yield indices, _trimmed_batch(features, indices, lengths, with_targets=True)
 
 
+def span_outputs(model: nn.Module, batch: dict[str, Any]):
+    """The QA model on a window batch, with its start/end targets (the loss is the mean of both cross-entropies)."""
+    return model(
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["token_type_ids"],
+        attention_mask=batch["attention_mask"],
+        start_positions=batch["start_positions"],
+        end_positions=batch["end_positions"],
+    )
+
+
 def predict_span_logits(
     model: nn.Module, features: QAFeatures, batch_size: int, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -138,13 +148,7 @@ def predict_span_logits(
     with torch.no_grad():
         for indices, batch in _sequential_batches(features, batch_size):
             batch = {key: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
-            output = model(
-                input_ids=batch["input_ids"],
-                token_type_ids=batch["token_type_ids"],
-                attention_mask=batch["attention_mask"],
-                start_positions=batch["start_positions"],
-                end_positions=batch["end_positions"],
-            )
+            output = span_outputs(model, batch)
             width = batch["input_ids"].shape[1]
             start_logits[indices, :width] = output.start_logits.float().cpu().numpy()
             end_logits[indices, :width] = output.end_logits.float().cpu().numpy()
@@ -191,7 +195,7 @@ def evaluate_qa(
     return QAEvaluation(metrics, scores, predictions, n_best)
 
 
-class QATask:
+class QATask(TrainsOnBatches):
     """Adapts `QABatches` and an eval set to the loop's `TrainingTask` protocol.
 
     `evaluate` returns the flat numbers the loop logs and selects checkpoints by (exact_match,
@@ -224,20 +228,8 @@ class QATask:
         self.device = device
         self.last_evaluation: QAEvaluation | None = None
 
-    def start_position(self) -> DataPosition:
-        return self.train_batches.start_position()
-
-    def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
-        return self.train_batches.batch_at(position, rank, world_size)
-
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        output = model(
-            input_ids=batch["input_ids"],
-            token_type_ids=batch["token_type_ids"],
-            attention_mask=batch["attention_mask"],
-            start_positions=batch["start_positions"],
-            end_positions=batch["end_positions"],
-        )
+        output = span_outputs(model, batch)
         return output.loss, {"loss": float(output.loss.detach())}
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -303,32 +295,6 @@ def load_qa_file(path: str, what: str) -> tuple[list[QAExample], Flavor]:
     if report.mismatched:
         print(f"{path}: {report.summary()}", file=sys.stderr)
     return examples, flavor
-
-
-def read_questions(path: str) -> list[QAExample]:
-    """Questions of a SQuAD-format file to answer; unlike training data they need no answers."""
-    from pathlib import Path
-
-    source = Path(path)
-    if not source.is_file():
-        raise PrefineError(f"QA data file {path} does not exist; pass the path of a SQuAD-format JSON file")
-    try:
-        dataset = json.loads(source.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as error:
-        raise PrefineError(f"{path} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); check the file") from None
-    examples = []
-    try:
-        for article in dataset["data"]:
-            for paragraph in article["paragraphs"]:
-                for qa in paragraph["qas"]:
-                    examples.append(QAExample(str(qa["id"]), str(qa["question"]), str(paragraph["context"]), []))
-    except (KeyError, TypeError) as error:
-        raise PrefineError(f"{path} is not in SQuAD format (data[].paragraphs[].context and .qas[].id/question; missing {error})") from None
-    if not examples:
-        raise PrefineError(f"{path} holds no questions; point --data at a SQuAD-format file with data")
-    return examples
 
 
 def format_qa_scores(scores: dict[str, float], flavor: str) -> str:

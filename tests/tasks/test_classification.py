@@ -16,11 +16,11 @@ from prefine.checkpoint import METRICS_FILE, best_checkpoint
 from prefine.errors import PrefineError
 from prefine.model.config import BertConfig
 from prefine.model.heads import BertForSequenceClassification
+from prefine.training.position import DataPosition
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationDataConfig,
     ClassificationTask,
-    DataPosition,
     EncodedExamples,
     LabelSet,
     encode_examples,

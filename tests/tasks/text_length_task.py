@@ -24,10 +24,9 @@ from torch import nn
 from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.model import BertForSequenceClassification
-from prefine.tasks.batching import SeekableBatches
+from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.classification import EncodedExamples, encode_examples, predict_logits
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
-from prefine.training.position import DataPosition
 
 
 @dataclass
@@ -65,19 +64,13 @@ def mean_absolute_error(model: nn.Module, examples: EncodedExamples, batch_size:
     return {"mae": float(np.abs(predicted - examples.labels).mean()), "loss": float(((predicted - examples.labels) ** 2).mean())}
 
 
-class LengthTrainingTask:
-    """The loop's view: batches at a data position, the loss of a batch, held-out metrics."""
+class LengthTrainingTask(TrainsOnBatches):
+    """The loop's view: batches at a data position (inherited), the loss of a batch, held-out metrics."""
 
     metric_directions = {"mae": "min", "loss": "min"}
 
     def __init__(self, batches: LengthBatches, eval_examples: EncodedExamples | None, eval_batch_size: int, device: torch.device):
-        self.batches, self.eval_examples, self.eval_batch_size, self.device = batches, eval_examples, eval_batch_size, device
-
-    def start_position(self) -> DataPosition:
-        return self.batches.start_position()
-
-    def batch_at(self, position: DataPosition, rank: int, world_size: int):
-        return self.batches.batch_at(position, rank, world_size)
+        self.train_batches, self.eval_examples, self.eval_batch_size, self.device = batches, eval_examples, eval_batch_size, device
 
     def loss(self, model: nn.Module, batch: dict[str, Any]):
         output = model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -86,7 +79,7 @@ class LengthTrainingTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         if self.eval_examples is None:
             return {}
-        return mean_absolute_error(model, self.eval_examples, self.eval_batch_size, self.device, self.batches.pad_id)
+        return mean_absolute_error(model, self.eval_examples, self.eval_batch_size, self.device, self.train_batches.pad_id)
 
 
 class LengthPredictor(Predictor):
