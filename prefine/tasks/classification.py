@@ -475,9 +475,9 @@ def predict_logits(model: nn.Module, examples: EncodedExamples, batch_size: int,
 
     The pad id only fills masked positions, which no real token attends to, so it does not
     change the logits; it is a parameter for tidiness with vocabularies whose [PAD] is not 0.
+    The model's mode is the caller's: the loop and a loaded predictor put it in eval mode once,
+    and prediction never flips it (a server shares one model between requests).
     """
-    was_training = model.training
-    model.eval()
     order_parts, logit_parts = [], []
     with torch.no_grad():
         for indices, batch in sequential_batches(examples, batch_size, pad_id):
@@ -488,7 +488,6 @@ def predict_logits(model: nn.Module, examples: EncodedExamples, batch_size: int,
             )
             order_parts.append(indices)
             logit_parts.append(output.logits.float())  # kept on the device: one transfer at the end
-    model.train(was_training)
     if not logit_parts:
         return np.zeros((0, model.num_labels), dtype=np.float32)
     sorted_logits = torch.cat(logit_parts).cpu().numpy()

@@ -137,10 +137,9 @@ def predict_span_logits(
 
     Positions a trimmed batch did not compute get PADDING_LOGIT, as padding does inside the
     model. The loss uses each window's targets (from `prepare_features`; [CLS] for windows
-    without the answer) and is averaged over windows.
+    without the answer) and is averaged over windows. The model's mode is the caller's: the
+    loop and a loaded predictor put it in eval mode once.
     """
-    was_training = model.training
-    model.eval()
     num_windows, max_length = features.input_ids.shape
     start_logits = np.full((num_windows, max_length), PADDING_LOGIT, dtype=np.float32)
     end_logits = np.full((num_windows, max_length), PADDING_LOGIT, dtype=np.float32)
@@ -153,7 +152,6 @@ def predict_span_logits(
             start_logits[indices, :width] = output.start_logits.float().cpu().numpy()
             end_logits[indices, :width] = output.end_logits.float().cpu().numpy()
             loss_sum += float(output.loss) * len(indices)
-    model.train(was_training)
     return start_logits, end_logits, loss_sum / max(num_windows, 1)
 
 

@@ -405,9 +405,9 @@ def test_predictions_keep_input_order_and_write_valid_jsonl_and_tsv(tokenizer):
     labels = LabelSet(["neg", "pos"])
     model = tiny_model(tokenizer, labels.num_labels)
     examples = encode_examples(texts, None, tokenizer, max_seq_length=32)
+    model.eval()  # the caller's job, done once; prediction never switches the mode
     logits = predict_logits(model, examples, batch_size=3, device=torch.device("cpu"))
-    assert model.training  # prediction leaves the mode as it found it
-    model.eval()
+    assert not model.training
     with torch.no_grad():
         one_by_one = [model(torch.tensor([examples.example_ids(i)])).logits[0].numpy() for i in range(len(texts))]
     np.testing.assert_allclose(logits, np.stack(one_by_one), atol=1e-5)
@@ -440,6 +440,7 @@ def test_regression_predictions_and_evaluation(tokenizer):
     assert batch["labels"].dtype == torch.float32
     loss, stats = task.loss(model, batch)
     assert loss.requires_grad and set(stats) == {"loss"}
+    model.eval()  # as the loop does before evaluating
     metrics = task.evaluate(model)
     assert set(metrics) == {"loss", "mse", "pearson", "spearman"} and metrics["loss"] == metrics["mse"]
     scores = probabilities_from_logits(predict_logits(model, examples, 4, torch.device("cpu")), labels)
