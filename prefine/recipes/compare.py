@@ -87,7 +87,7 @@ def run_comparison(task: FinetuneTask, run: FinetuneRunConfig, data: Any, traini
             shutil.rmtree(run_dir, ignore_errors=True)
             this_run = dataclasses.replace(run, out=str(run_dir), from_scratch=start == "scratch", train_fraction=fraction, name="")
             print(f"\n== fraction {fraction:g}, {start}")
-            outcomes[start] = run_finetune(task, this_run, data, training, explicit_steps, min_steps)
+            outcomes[start] = run_finetune(task, this_run, data, training, explicit_steps, min_steps, full_report=False)
         name, pretrained_value = task.headline(outcomes["pretrained"].metrics, outcomes["pretrained"].best_metric)
         _, scratch_value = task.headline(outcomes["scratch"].metrics, outcomes["scratch"].best_metric)
         rows.append(
@@ -151,7 +151,7 @@ def run_checkpoint_comparison(
                 from_scratch=checkpoint is None, train_fraction=fraction, name="",
             )
             print(f"\n== [{done}/{total}] {'random weights' if checkpoint is None else f'pre-training step {step}'}, fraction {fraction:g}")
-            outcome = run_finetune(task, this_run, data, training, explicit_steps, min_steps)
+            outcome = run_finetune(task, this_run, data, training, explicit_steps, min_steps, full_report=False)
             name, value = task.headline(outcome.metrics, outcome.best_metric)
             results.append({"fraction": fraction, "examples": outcome.num_train_examples, "value": value, "run": str(fine_tune_dir)})
         rows.append(

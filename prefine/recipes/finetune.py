@@ -116,8 +116,13 @@ def run_finetune(
     explicit_steps: bool,
     min_steps: int = 1,
     resume: bool = False,
+    full_report: bool = True,
 ) -> FinetuneOutcome:
-    """Fine-tune `run.init`'s weights for `task` into `run.out` (or continue `run.out` with `resume`)."""
+    """Fine-tune `run.init`'s weights for `task` into `run.out` (or continue `run.out` with `resume`).
+
+    `full_report=False` (comparisons) prints one line of the best checkpoint's metrics instead
+    of the task's full table; the full report is in the run folder either way.
+    """
     max_length, length_flag = task.max_length(data)
     run_dir, context, init = start_finetune(run, training.device, max_length, length_flag, task.train_hint, resume=resume)
     training = with_finetune_learning_rate(training, init.config)
@@ -178,10 +183,14 @@ def run_finetune(
         evaluation = task.final_evaluation(load_run(run_dir, context.device), prepared, run.eval_batch_size)
         for name, payload in evaluation.outputs.items():
             (run_dir / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        print(f"best checkpoint ({best_name}): {model_checkpoint_of(run_dir).name}")
-        print(evaluation.table)
-        if evaluation.outputs:
-            print(f"wrote {', '.join(str(run_dir / name) for name in evaluation.outputs)}")
+        if full_report:
+            print(f"best checkpoint ({best_name}): {model_checkpoint_of(run_dir).name}")
+            print(evaluation.table)
+            if evaluation.outputs:
+                print(f"wrote {', '.join(str(run_dir / name) for name in evaluation.outputs)}")
+        else:
+            scores = "  ".join(f"{key} {value:.4g}" for key, value in evaluation.metrics.items())
+            print(f"best checkpoint {model_checkpoint_of(run_dir).name} (by {best_name}): {scores}")
         handle.set_metrics(evaluation.metrics, (f"eval/{best_name}", float(evaluation.metrics[best_name])))
     return FinetuneOutcome(run_dir, evaluation.metrics, best_name, prepared.num_train_examples)
 

@@ -39,7 +39,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, notice_once, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
 
@@ -135,10 +135,7 @@ def choose_columns(table: RecordTable, config: ClassificationDataConfig, need_la
         if label is not None:
             detected.append(f"label '{label}'")
     if detected:
-        print(
-            f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)",
-            file=sys.stderr,
-        )
+        notice_once(f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)")
     return ClassificationColumns(text, text_pair, label)
 
 
@@ -399,7 +396,7 @@ def load_classification_data(
     train_examples = encode_examples(train.texts, train.text_pairs, tokenizer, config.max_seq_length, train_labels)
     at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
     if at_limit:
-        print(f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated", file=sys.stderr)
+        notice_once(f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated")
     eval_examples = None
     if eval_path is not None:
         held_out = read_classification_inputs(eval_path, config, "validation", columns=train.columns)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO
@@ -220,6 +221,20 @@ def subsample_indices(count: int, fraction: float, seed: int) -> np.ndarray:
         return np.arange(count)
     chosen = max(1, round(count * fraction))
     return np.sort(np.random.default_rng([seed, 1234]).permutation(count)[:chosen])
+
+
+_noticed: set[str] = set()
+
+
+def notice_once(message: str) -> None:
+    """Print a note about the data to stderr the first time it comes up in this process.
+
+    A comparison fine-tunes on the same files many times; their column detection and truncation
+    notes are worth reading once, not once per fine-tune.
+    """
+    if message not in _noticed:
+        _noticed.add(message)
+        print(message, file=sys.stderr)
 
 
 def metric_direction(task: Any, metric: str) -> str | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -37,7 +36,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor, evaluate_predictions
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, notice_once, register_task, subsample_indices
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features, read_questions
 from prefine.training.loop import TrainingTask
 
@@ -291,7 +290,7 @@ def load_qa_file(path: str, what: str) -> tuple[list[QAExample], Flavor]:
     if not examples:
         raise PrefineError(f"{path} holds no questions; point {what} at a SQuAD-format file with data")
     if report.mismatched:
-        print(f"{path}: {report.summary()}", file=sys.stderr)
+        notice_once(f"{path}: {report.summary()}")
     return examples, flavor
 
 
@@ -410,7 +409,7 @@ class QAFinetuneTask(FinetuneTask):
         train_examples = [train_examples[index] for index in subsample_indices(len(train_examples), fraction, seed)]
         features = data.features(train_examples, tokenizer, for_training=True)
         if features.skipped_example_ids:
-            print(f"{train}: {len(features.skipped_example_ids)} questions without a usable answer span are left out of training", file=sys.stderr)
+            notice_once(f"{train}: {len(features.skipped_example_ids)} questions without a usable answer span are left out of training")
         if not len(features):
             raise PrefineError("the QA training data yields no windows (every question was skipped); check the answers in --train")
         # A model trained on unanswerable questions has learned when to point at [CLS]; only then may it answer "".
