@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, read_run, write_run
+from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
 from prefine.corpus import CorpusConfig, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
@@ -219,7 +219,11 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
     resuming = bool(setup.run.resume)
     context = init_distributed(setup.training.device)
     check_batch_split(setup.training.batch_size, setup.training.gradient_accumulation_steps, context.world_size)
-    init = resolve_init(setup.run.init) if setup.run.init and not resuming else None
+    # A run killed before its first checkpoint resumes from step 0: same seed, same weights.
+    from_checkpoint = resuming and latest_checkpoint(run_dir) is not None
+    if resuming and not from_checkpoint and context.is_main:
+        print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
+    init = resolve_init(setup.run.init) if setup.run.init and not from_checkpoint else None
 
     # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
     # reproducible, so every other rank must read the very files rank 0 wrote.
@@ -299,7 +303,7 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
         if registry is not None
         else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
     ) as handle:
-        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=resuming)
+        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
         key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None
         handle.set_metrics(result.last_eval, key)
     if context.is_main:

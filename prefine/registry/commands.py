@@ -166,9 +166,18 @@ def flatten(values: dict | None, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def format_status(run: RunRecord) -> str:
+    """The status column: `died at step 120 (step-00000100)` for a run whose process is gone."""
+    if not run.died:
+        return run.status
+    where = f" at step {run.last_step}" if run.last_step is not None else ""
+    checkpoint = f" ({Path(run.last_checkpoint).name})" if run.last_checkpoint else " (no checkpoint)"
+    return f"died{where}{checkpoint}"
+
+
 def run_label(run: RunRecord) -> str:
     """`kind name  [status]  metric=value  (missing)`: one run on one line for lineage views."""
-    parts = [f"{run.kind} {run.name}", f"[{run.status}]"]
+    parts = [f"{run.kind} {run.name}", f"[{format_status(run)}]"]
     if run.key_metric is not None:
         parts.append(format_key_metric(run))
     if not run.artifact_exists:
@@ -187,7 +196,7 @@ def format_runs_table(runs: list[RunRecord]) -> str:
             run.kind,
             run.name if run.artifact_exists else f"{run.name} {MISSING_MARKER}",
             ABSENT if run.parent_id is None else names_by_id.get(run.parent_id, f"#{run.parent_id}"),
-            run.status,
+            format_status(run),
             format_key_metric(run),
             format_timestamp(run.started_at),
             format_duration(run.duration_seconds),
@@ -197,6 +206,8 @@ def format_runs_table(runs: list[RunRecord]) -> str:
     text = format_columns([header, *rows])
     if any(not run.artifact_exists for run in runs):
         text += f"\n{MISSING_MARKER}: the artifact folder is no longer at its recorded path"
+    if any(run.died for run in runs):
+        text += "\ndied: its process ended without recording an outcome (killed); continue it with --resume"
     return text
 
 
@@ -204,7 +215,7 @@ def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
     versions = f"prefine {run.prefine_version or '?'}, torch {run.torch_version or '?'}"
     fields = [
         ["kind", run.kind],
-        ["status", run.status],
+        ["status", format_status(run)],
         ["parent", ABSENT if parent is None else f"{parent.name} (id {parent.id})"],
         ["started", run.started_at],
         ["finished", run.finished_at or ABSENT],
@@ -216,6 +227,11 @@ def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
     ]
     if run.error:
         fields.append(["error", run.error])
+    if run.host is not None:
+        fields.append(["process", f"pid {run.pid} on {run.host}"])
+        fields.append(["heartbeat", run.heartbeat_at or ABSENT])
+        fields.append(["last step", ABSENT if run.last_step is None else str(run.last_step)])
+        fields.append(["last checkpoint", run.last_checkpoint or ABSENT])
     sections = [f"run {run.name} (id {run.id})", _indent(format_columns(fields))]
     for title, values in (("config", run.config), ("data fingerprints", run.data_fingerprints), ("metrics", run.metrics)):
         rows = [[key, format_value(value)] for key, value in sorted(flatten(values).items())]
@@ -247,7 +263,7 @@ def format_comparison(run_a: RunRecord, run_b: RunRecord) -> str:
         ("metrics", side_by_side(flatten(run_a.metrics), flatten(run_b.metrics), only_differences=False)),
     ]
     header = ["", f"{run_a.kind} {run_a.name}", f"{run_b.kind} {run_b.name}"]
-    rows: list[list[str]] = [["status", run_a.status, run_b.status]]
+    rows: list[list[str]] = [["status", format_status(run_a), format_status(run_b)]]
     for title, section_rows in sections:
         rows.append([f"{title}:", "", ""])
         rows.extend([[f"  {key}", a, b] for key, a, b in section_rows] or [["  (none)", "", ""]])
