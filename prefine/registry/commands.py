@@ -231,7 +231,7 @@ def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
         fields.append(["process", f"pid {run.pid} on {run.host}"])
         fields.append(["heartbeat", run.heartbeat_at or ABSENT])
         fields.append(["last step", ABSENT if run.last_step is None else str(run.last_step)])
-        fields.append(["last checkpoint", run.last_checkpoint or ABSENT])
+        fields.append(["checkpoint", run.last_checkpoint or ABSENT])
     sections = [f"run {run.name} (id {run.id})", _indent(format_columns(fields))]
     for title, values in (("config", run.config), ("data fingerprints", run.data_fingerprints), ("metrics", run.metrics)):
         rows = [[key, format_value(value)] for key, value in sorted(flatten(values).items())]
