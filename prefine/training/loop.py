@@ -55,6 +55,7 @@ from prefine.checkpoint import (
     save_checkpoint,
     set_pointer,
 )
+from prefine import determinism
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
@@ -205,11 +206,6 @@ def _restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def apply_determinism(config: TrainingConfig) -> None:
-    """--deterministic: make every kernel this process runs give the same bits for the same inputs."""
-    torch.use_deterministic_algorithms(True)
-
-
 def train(
     model: nn.Module,
     task: TrainingTask,
@@ -235,7 +231,7 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if config.deterministic:
-        apply_determinism(config)
+        determinism.apply()
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
