@@ -58,6 +58,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
+def give_default_permissions(path: Path) -> None:
+    """Mode 0666 less the umask (0644 usually), like any file open() creates.
+
+    safetensors writes through a private temporary file (mode 0600) and renames it, so without this
+    weights would be the only files of a run or export that others sharing the folder cannot read.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -111,6 +122,7 @@ def save_checkpoint(
         temporary.mkdir()
         tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model_state.items()}
         save_file(tensors, temporary / WEIGHTS_FILE, metadata={"format": "pt", "step": str(step)})
+        give_default_permissions(temporary / WEIGHTS_FILE)
         (temporary / CONFIG_FILE).write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
         if trainer_state is not None:
             torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
