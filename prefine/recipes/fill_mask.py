@@ -14,9 +14,10 @@ from prefine.recipes.common import resolve_init
 
 def add_command(subparsers) -> None:
     parser = subparsers.add_parser("fill-mask", help="predict the [MASK] tokens of a sentence with a pre-trained model")
-    parser.add_argument("model", help="a prefine pre-training run folder (or Hugging Face BERT folder)")
+    parser.add_argument("model", help="a prefine pre-training run (folder, or name or id in the registry) or a Hugging Face BERT folder")
     parser.add_argument("text", nargs="+", help="text containing one or more [MASK] tokens")
     parser.add_argument("--top-k", type=int, default=5, help="candidates to show per mask (default: 5)")
+    parser.add_argument("--registry", default=None, help="registry to look run names up in (found as for `prefine runs`)")
     parser.set_defaults(func=run_from_args)
 
 
@@ -45,11 +46,29 @@ def fill_mask(model_source: str, text: str, top_k: int = 5) -> list[list[tuple[s
     ]
 
 
+def model_folder(reference: str, registry: str | None) -> Path:
+    """The folder named by `reference`: itself if it exists, else the folder of the registry run of that name or id."""
+    if Path(reference).exists():
+        return Path(reference)
+    from prefine.registry import RunRegistry
+    from prefine.registry.store import find_registry
+
+    path = find_registry(registry)
+    if not path.is_file():
+        raise PrefineError(f"model folder not found: {reference}, and no run registry at {path} to look it up in; pass a run folder or --registry PATH")
+    with RunRegistry(path) as opened:
+        try:
+            run = opened.get(reference)
+        except PrefineError:
+            raise PrefineError(f"{reference} is neither a folder nor a run recorded in {path}; `prefine runs` lists the runs") from None
+    if not run.artifact_exists:
+        raise PrefineError(f"run {run.name}'s folder {run.artifact_path} is gone (moved or deleted); pass its new location")
+    return run.artifact_path
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     text = " ".join(args.text)
-    if not Path(args.model).exists():
-        raise PrefineError(f"model folder not found: {args.model}; pass a run folder created by prefine pretrain")
-    predictions = fill_mask(args.model, text, args.top_k)
+    predictions = fill_mask(str(model_folder(args.model, args.registry)), text, args.top_k)
     for index, candidates in enumerate(predictions, 1):
         shown = "  ".join(f"{token} ({probability:.1%})" for token, probability in candidates)
         print(f"[MASK] {index}: {shown}")

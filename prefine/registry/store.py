@@ -137,6 +137,29 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def find_registry(explicit: Path | str | None = None, near_run: Path | None = None) -> Path:
+    """The registry a command reads, found the same way by every command.
+
+    In order: --registry; $PREFINE_REGISTRY; beside the run folder the command names (where
+    training put it); ./runs/registry.sqlite; else the single registry in ./, ./runs/* or ./*
+    (the quickstart keeps one inside its own folder). Several candidates are an error that lists
+    them. The path returned may not exist; callers say where they looked.
+    """
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(REGISTRY_ENV_VAR):
+        return Path(os.environ[REGISTRY_ENV_VAR]).expanduser()
+    if near_run is not None and (beside := Path(near_run).expanduser().resolve().parent / REGISTRY_FILENAME).is_file():
+        return beside
+    default = Path("runs") / REGISTRY_FILENAME
+    if default.is_file():
+        return default
+    found = sorted({*Path().glob(REGISTRY_FILENAME), *Path().glob(f"runs/*/{REGISTRY_FILENAME}"), *Path().glob(f"*/{REGISTRY_FILENAME}")})
+    if len(found) > 1:
+        raise PrefineError(f"several run registries here ({', '.join(map(str, found))}); choose one with --registry PATH")
+    return found[0] if found else default
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
