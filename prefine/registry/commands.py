@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefine.errors import PrefineError
 from prefine.registry.plot import plot_runs
-from prefine.registry.store import RunRecord, RunRegistry, find_registry
+from prefine.registry.store import REGISTRY_ENV_VAR, RunRecord, RunRegistry, find_registry
 
 MISSING_MARKER = "(missing)"
 ABSENT = "-"
@@ -71,8 +72,9 @@ def open_existing_registry(args: argparse.Namespace, references: list[str] = ())
     folders = [Path(reference) for reference in references if Path(reference).is_dir()]
     path = find_registry(getattr(args, "registry", None), folders[0] if folders else None)
     if not Path(path).is_file():
+        searched = "" if getattr(args, "registry", None) or os.environ.get(REGISTRY_ENV_VAR) else " (nor in ./, ./runs/* or ./*)"
         raise PrefineError(
-            f"no run registry at {path}; runs are recorded there by pretrain/finetune/import, "
+            f"no run registry at {path}{searched}; run from the folder that holds your runs, "
             "or pass --registry PATH (or set PREFINE_REGISTRY)"
         )
     return RunRegistry(Path(path))
