@@ -95,6 +95,7 @@ class HarnessConfig:
 class HarnessReport:
     kills: int = 0
     launches: int = 0
+    runs: int = 0  # crashed runs started (each compared with the reference at the end)
     checks_passed: int = 0
     kill_sites: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -107,7 +108,7 @@ class HarnessReport:
 
     def summary(self) -> dict:
         return {
-            "kills": self.kills, "launches": self.launches, "resumes": self.launches - 1, "checks_passed": self.checks_passed,
+            "runs": self.runs, "kills": self.kills, "launches": self.launches, "resumes": self.launches - self.runs, "checks_passed": self.checks_passed,
             "failures": self.failures, "kill_sites": dict(sorted(self.kill_sites.items())),
         }
 
@@ -204,58 +205,84 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [{key: value for key, value in record.items() if key not in TIMING_FIELDS} for record in records]
 
 
+def launch(config: HarnessConfig, run_dir: Path, reference: Path, extra_env: dict[str, str], kill_after: float | None) -> tuple[int, str]:
+    """One `prefine pretrain` process (new or resumed), SIGKILLed after `kill_after` seconds if still running."""
+    process = subprocess.Popen(
+        crashed_run_command(config, run_dir, reference), env=config.environment(extra_env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    if kill_after is not None:
+        try:
+            process.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    return process.returncode, stderr
+
+
+def crash_and_finish(
+    config: HarnessConfig, run_dir: Path, reference: Path, kills: list[tuple[str, object]], report: HarnessReport, max_launches: int = 200
+) -> None:
+    """Launch the run once per planned kill (each resuming the last), then once more to finish it; then check it."""
+    launches = 0
+    finished = False
+    report.runs += 1
+    for kind, plan in [*kills, ("none", None)]:
+        if finished and kind == "random":
+            continue  # the run completed before this kill: the next round starts a new run for it
+        while launches < max_launches:
+            launches += 1
+            report.launches += 1
+            if kind == "point":
+                code, stderr = launch(config, run_dir, reference, {"PREFINE_CRASH_AT": f"{plan[0]}:{plan[1]}"}, None)
+            elif kind == "random":
+                delay, slow_writes = plan
+                code, stderr = launch(config, run_dir, reference, {"PREFINE_SLOW_WRITES": str(slow_writes)}, delay)
+            else:
+                code, stderr = launch(config, run_dir, reference, {}, None)
+            if code == -signal.SIGKILL:
+                report.kills += 1
+                site = f"{plan[0]} #{plan[1]}" if kind == "point" else kill_site(run_dir, stderr)
+                report.kill_sites[f"{kind}: {site}"] += 1
+                check_after_kill(config, run_dir, report)
+            elif code != 0:
+                report.failures.append(f"{run_dir.name} launch {launches} exited {code}: {stderr.strip().splitlines()[-1:]}")
+                return
+            elif kind == "point":
+                report.kill_sites[f"not reached: {plan[0]} #{plan[1]}"] += 1
+            else:
+                finished = True
+            break
+    final_checks(config, run_dir, reference, report)
+
+
 def run_harness(
     config: HarnessConfig,
     crash_points: list[tuple[str, int]] | None = None,
     random_kills: int = 0,
     seed: int = 0,
     slow_writes: float = 0.02,
-    max_launches: int = 200,
 ) -> HarnessReport:
-    """Reference run, then the crashed run: first killed at each crash point, then at random moments."""
+    """Reference run; then one run killed at each crash point in turn; then runs killed at random
+    moments until `random_kills` kills have landed (a new run whenever one finishes first)."""
     config.workdir.mkdir(parents=True, exist_ok=True)
-    reference = reference_run(config)
-    run_dir = config.workdir / "crashed"
-    report = HarnessReport()
-    rng = random.Random(seed)
-    # How long a launch lives: random kill moments are drawn within it.
     started = time.monotonic()
-    subprocess.run([config.python, "-c", "import prefine.cli, torch"], env=config.environment(), check=True)
-    startup_seconds = time.monotonic() - started
-    planned = [("point", point) for point in (crash_points or [])] + [("random", None)] * random_kills
-    while report.launches < max_launches:
-        kind, point = planned.pop(0) if planned else ("none", None)
-        extra: dict[str, str] = {}
-        if kind == "point":
-            extra["PREFINE_CRASH_AT"] = f"{point[0]}:{point[1]}"
-        elif kind == "random":
-            extra["PREFINE_SLOW_WRITES"] = str(slow_writes)
-        process = subprocess.Popen(
-            crashed_run_command(config, run_dir, reference), env=config.environment(extra),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        report.launches += 1
-        if kind == "random":
-            try:
-                process.wait(timeout=rng.uniform(startup_seconds * 0.5, startup_seconds * 2.5))
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        if process.returncode == -signal.SIGKILL:
-            report.kills += 1
-            site = f"{point[0]} #{point[1]}" if kind == "point" else kill_site(run_dir, stderr)
-            report.kill_sites[f"{kind}: {site}"] += 1
-            check_after_kill(config, run_dir, report)
-            continue
-        if process.returncode != 0:
-            report.failures.append(f"launch {report.launches} exited {process.returncode}: {stderr.strip().splitlines()[-1:]}")
-            break
-        if kind == "point":
-            report.kill_sites[f"not reached: {point[0]} #{point[1]}"] += 1
-        if kind != "none":
-            continue  # finished before the kill could land; the next planned kill starts a resume that just re-checks
-        break
-    final_checks(config, run_dir, reference, report)
+    reference = reference_run(config)
+    full_run_seconds = time.monotonic() - started
+    report = HarnessReport()
+    if crash_points:
+        crash_and_finish(config, config.workdir / "crashed", reference, [("point", point) for point in crash_points], report)
+    rng = random.Random(seed)
+    round_number = 0
+    while report.kills - len(crash_points or []) < random_kills and not report.failures:
+        round_number += 1
+        run_dir = config.workdir / f"crashed-random-{round_number}"
+        kills_before = report.kills
+        # Kill moments anywhere from start-up to the length of a whole uninterrupted run.
+        planned = [("random", (rng.uniform(0.2, 1.0) * full_run_seconds, slow_writes)) for _ in range(random_kills - (report.kills - len(crash_points or [])))]
+        crash_and_finish(config, run_dir, reference, planned, report)
+        if report.kills == kills_before:
+            break  # nothing lands: the runs are too short to kill
     return report
 
 
@@ -287,7 +314,7 @@ def main() -> int:
     summary = {**report.summary(), "seconds": round(time.monotonic() - started, 1), "max_steps": args.max_steps, "seed": args.seed}
     for site, count in summary["kill_sites"].items():
         print(f"{count:4d}  {site}")
-    print(f"kills {report.kills}, resumes {report.launches - 1}, checks passed {report.checks_passed}, failures {len(report.failures)}")
+    print(f"runs {report.runs}, kills {report.kills}, resumes {report.launches - report.runs}, checks passed {report.checks_passed}, failures {len(report.failures)}")
     for failure in report.failures:
         print(f"FAILED: {failure}")
     print(json.dumps(summary))
