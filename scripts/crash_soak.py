@@ -273,16 +273,16 @@ def run_harness(
     if crash_points:
         crash_and_finish(config, config.workdir / "crashed", reference, [("point", point) for point in crash_points], report)
     rng = random.Random(seed)
-    round_number = 0
-    while report.kills - len(crash_points or []) < random_kills and not report.failures:
+    round_number = empty_rounds = 0
+    while report.kills - len(crash_points or []) < random_kills and not report.failures and empty_rounds < 3:
         round_number += 1
         run_dir = config.workdir / f"crashed-random-{round_number}"
         kills_before = report.kills
         # Kill moments anywhere from start-up to the length of a whole uninterrupted run.
         planned = [("random", (rng.uniform(0.2, 1.0) * full_run_seconds, slow_writes)) for _ in range(random_kills - (report.kills - len(crash_points or [])))]
         crash_and_finish(config, run_dir, reference, planned, report)
-        if report.kills == kills_before:
-            break  # nothing lands: the runs are too short to kill
+        # A run can finish before its first kill lands; three such runs in a row: they are too short to kill.
+        empty_rounds = empty_rounds + 1 if report.kills == kills_before else 0
     return report
 
 

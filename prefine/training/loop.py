@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from prefine import determinism
 from prefine.checkpoint import (
     METRICS_FILE,
     best_checkpoint,
@@ -54,8 +55,8 @@ from prefine.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
     set_pointer,
+    write_text_atomic,
 )
-from prefine import determinism
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
@@ -155,8 +156,6 @@ class MetricsLog:
                 continue  # a line cut short by a crash mid-append; its step is logged again
             if record.get("step", 0) <= step:
                 kept.append(line)
-        from prefine.checkpoint import write_text_atomic
-
         write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def append(self, record: dict[str, Any]) -> None:
