@@ -81,6 +81,36 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+LOCK_FILE = ".lock"
+
+
+def lock_run_dir(run_dir: Path):
+    """Hold the run folder for this process: the open lock file, kept open while training.
+
+    Two processes training one run (a `--resume` while the first is still alive) would interleave
+    checkpoints and metrics; the second gets a PrefineError instead. The kernel drops the lock when
+    the holder exits, however it exits, so a killed run never leaves its folder locked. (No-op
+    where fcntl is missing.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise PrefineError(f"{run_dir} is being trained by {holder}; wait for it to finish or stop it, then resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     """Delete what killed saves left in a run folder (temporary checkpoints, half-written pointers).
 

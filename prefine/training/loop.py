@@ -52,6 +52,7 @@ from prefine.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
     load_weights,
+    lock_run_dir,
     remove_stale_temporaries,
     save_checkpoint,
     set_pointer,
@@ -223,6 +224,29 @@ def train(
     checkpoint)` is called on rank 0 at every log line, evaluation and save (with the checkpoint
     just saved, else None): the registry's heartbeat. It must be cheap.
     """
+    # One process trains a run folder at a time (see lock_run_dir); the lock goes however training ends.
+    run_lock = None
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_lock = lock_run_dir(run_dir)
+    try:
+        return _train(model, task, config, run_dir, checkpoint_config, context, resume, clock, on_progress)
+    finally:
+        if run_lock is not None:
+            run_lock.close()
+
+
+def _train(
+    model: nn.Module,
+    task: TrainingTask,
+    config: TrainingConfig,
+    run_dir: Path,
+    checkpoint_config: dict[str, Any],
+    context: DistributedContext,
+    resume: bool,
+    clock: Callable[[], float] | None,
+    on_progress: Callable[[int, Path | None], None] | None,
+) -> TrainingResult:
     read_clock = clock if clock is not None else globals()["clock"]
     budget = config.max_time_seconds
     device = context.device
@@ -232,7 +256,6 @@ def train(
     if config.deterministic:
         determinism.apply()
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
     model.to(device)
     optimizer = build_optimizer(model, config, device)
