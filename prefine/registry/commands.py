@@ -193,9 +193,10 @@ def format_status(run: RunRecord) -> str:
     """The status column: `died at step 120 (step-00000100)` for a run whose process is gone."""
     if not run.died:
         return run.status
-    where = f" at step {run.last_step}" if run.last_step is not None else ""
-    checkpoint = f" ({Path(run.last_checkpoint).name})" if run.last_checkpoint else " (no checkpoint)"
-    return f"died{where}{checkpoint}"
+    if run.last_step is None:
+        return "died"  # it never reported progress (commands whose loop sends no heartbeat)
+    checkpoint = Path(run.last_checkpoint).name if run.last_checkpoint else "no checkpoint yet"
+    return f"died at step {run.last_step} ({checkpoint})"
 
 
 def run_label(run: RunRecord) -> str:

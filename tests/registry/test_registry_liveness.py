@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from prefine.registry import RunRegistry, recorded_run
-from prefine.registry.commands import format_run_details, format_runs_table
+from prefine.registry.commands import format_run_details, format_runs_table, format_status
 from prefine.registry.recording import RunHandle
 from prefine.registry.store import process_start_time, this_host
 
@@ -80,3 +80,10 @@ def test_heartbeats_are_throttled_but_checkpoints_always_recorded(registry, tmp_
     handle.heartbeat(30, tmp_path / "ko-mini" / "checkpoints" / "step-00000030")
     run = registry.get(handle.id)
     assert run.last_step == 30 and run.last_checkpoint.endswith("step-00000030") and run.heartbeat_at is not None
+
+
+def test_a_dead_run_that_never_reported_progress_is_just_died(registry, tmp_path):
+    run = start(registry, tmp_path)
+    registry.connection.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", (run.id,))
+    assert format_status(registry.get(run.id)) == "died"
+    assert "  died  " in format_runs_table([registry.get(run.id)])
