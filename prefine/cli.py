@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from prefine.training import TrainingInterrupted
 
+    from prefine import determinism
+
+    if determinism.requested(sys.argv[1:] if argv is None else list(argv)):
+        determinism.prepare_environment()  # before torch loads: some settings are read only then
     # Stage modules report their choices (detected corpus format, text column) through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

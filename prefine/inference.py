@@ -22,21 +22,25 @@ from prefine.tokenizer import load_tokenizer
 
 
 def resolve_run_dir(run: str, registry: str = "") -> Path:
-    """A run folder from a folder path or a registry name (looked up in --registry or the default registry)."""
+    """A run folder from a folder path, or a run name or id in the registry (found as every command finds it)."""
     path = Path(run)
     if path.is_dir():
         if not is_run_dir(path):
             raise PrefineError(f"{path} is not a prefine run (no run.json); pass the folder given as --out")
         return path
-    from prefine.registry import RunRegistry, default_registry_path
+    from prefine.registry import RunRegistry
+    from prefine.registry.store import find_registry
 
-    registry_path = Path(registry) if registry else default_registry_path(None)
+    registry_path = find_registry(registry or None)
     if not registry_path.is_file():
-        raise PrefineError(f"run {run} not found: no such folder, and no registry at {registry_path} to look its name up in; pass the run's folder")
+        raise PrefineError(f"run {run} not found: no such folder, and no run registry at {registry_path} to look its name up in; pass the run's folder or --registry PATH")
     with RunRegistry(registry_path) as store:
-        record = store.get(run)
+        try:
+            record = store.get(run)
+        except PrefineError:
+            raise PrefineError(f"{run} is neither a folder nor a run recorded in {registry_path}; `prefine runs` lists the runs") from None
     if not record.artifact_exists:
-        raise PrefineError(f"run {run} was recorded at {record.artifact_path}, which no longer exists; pass the run's current folder")
+        raise PrefineError(f"run {record.name}'s folder {record.artifact_path} is gone (moved or deleted); pass its new location")
     return record.artifact_path
 
 

@@ -15,6 +15,9 @@ Why the care: a kill (OOM, Ctrl-C twice, a pre-empted node) in the middle of a s
 leave a broken latest checkpoint. Each checkpoint is written into a temporary folder, flushed
 to disk, and renamed into place in one `os.rename`; only then does the `latest` pointer move,
 again by an atomic rename. Older checkpoints are deleted only after the pointer has moved.
+A SIGKILL can still leave a temporary folder or file behind (it skips every cleanup);
+`remove_stale_temporaries` deletes those when the run is next trained. The harness in
+tests/crash/ kills runs inside each of these steps (`prefine.crashpoints`) and checks all this.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from prefine.crashpoints import crash_point
 from prefine.errors import PrefineError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -54,11 +58,73 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
+def give_default_permissions(path: Path) -> None:
+    """Mode 0666 less the umask (0644 usually), like any file open() creates.
+
+    safetensors writes through a private temporary file (mode 0600) and renames it, so without this
+    weights would be the only files of a run or export that others sharing the folder cannot read.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    _fsync_file(temporary)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        _fsync_file(temporary)
+        crash_point("atomic-write")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+LOCK_FILE = ".lock"
+
+
+def lock_run_dir(run_dir: Path):
+    """Hold the run folder for this process: the open lock file, kept open while training.
+
+    Two processes training one run (a `--resume` while the first is still alive) would interleave
+    checkpoints and metrics; the second gets a PrefineError instead. The kernel drops the lock when
+    the holder exits, however it exits, so a killed run never leaves its folder locked. (No-op
+    where fcntl is missing.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise PrefineError(f"{run_dir} is being trained by {holder}; wait for it to finish or stop it, then resume") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete what killed saves left in a run folder (temporary checkpoints, half-written pointers).
+
+    Only the process that trains the run may call this: the folders it deletes would be another
+    live writer's work in progress. Returns what it removed.
+    """
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    stale = [*run_dir.glob(".*.tmp-*"), *checkpoints.glob(".tmp-*"), *checkpoints.glob(".old-*"), *checkpoints.glob(".*.tmp-*")]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 def _disk_full_message(run_dir: Path) -> str:
@@ -86,11 +152,13 @@ def save_checkpoint(
         temporary.mkdir()
         tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model_state.items()}
         save_file(tensors, temporary / WEIGHTS_FILE, metadata={"format": "pt", "step": str(step)})
+        give_default_permissions(temporary / WEIGHTS_FILE)
         (temporary / CONFIG_FILE).write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
         if trainer_state is not None:
             torch.save(trainer_state, temporary / TRAINER_STATE_FILE)
         for written in temporary.iterdir():
             _fsync_file(written)
+        crash_point("checkpoint-written")
         if final.exists():
             # Re-saving a step (resumed run stopped again at once): move the old copy aside first
             # so the rename below cannot fail half-way.
@@ -99,7 +167,9 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         os.rename(temporary, final)
         _fsync_dir(checkpoints)
+        crash_point("checkpoint-renamed")
         write_text_atomic(checkpoints / "latest", final.name + "\n")
+        crash_point("checkpoint-pointed")
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if error.errno == errno.ENOSPC:
@@ -118,7 +188,11 @@ def prune_checkpoints(run_dir: Path, keep_last: int, protected: tuple[str, ...] 
     steps = sorted(path for path in checkpoints.glob("step-*") if path.is_dir())
     for old in steps[: max(len(steps) - max(keep_last, 1), 0)]:
         if old.name not in keep:
-            shutil.rmtree(old, ignore_errors=True)
+            # Renamed first, so a kill during the deletion leaves no half checkpoint under a step name.
+            doomed = checkpoints / f".old-{old.name}-{os.getpid()}"
+            os.rename(old, doomed)
+            crash_point("checkpoint-pruning")
+            shutil.rmtree(doomed, ignore_errors=True)
 
 
 def read_pointer(run_dir: Path, name: str) -> Path | None:

@@ -3,6 +3,7 @@ sentences), a rule-based sentence splitter, and the built-in offline quickstart 
 
 from prefine.corpus.readers import (
     CorpusConfig,
+    check_corpus,
     corpus_fingerprint,
     detect_text_format,
     iter_documents,
@@ -13,6 +14,7 @@ from prefine.corpus.sentences import split_sentences
 
 __all__ = [
     "CorpusConfig",
+    "check_corpus",
     "corpus_fingerprint",
     "detect_text_format",
     "iter_documents",

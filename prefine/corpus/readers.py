@@ -58,11 +58,12 @@ class CorpusConfig:
 
 
 _announced: set[str] = set()
+_checking = False  # check_corpus runs before any work starts, so it announces nothing
 
 
 def _announce(message: str) -> None:
     """Log a detection decision once per process, so reading a corpus twice does not repeat it."""
-    if message not in _announced:
+    if not _checking and message not in _announced:
         _announced.add(message)
         logger.info(message)
 
@@ -120,6 +121,10 @@ def iter_file_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with opener(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
+                if number == 1:
+                    _check_text_start(path, raw)
+                if b"\0" in raw:
+                    raise PrefineError(_binary_message(path, f"a NUL byte on line {number}"))
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as error:
@@ -132,6 +137,49 @@ def iter_file_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, text.rstrip("\r\n")
     except (gzip.BadGzipFile, EOFError) as error:
         raise PrefineError(f"{path} is not a readable gzip file ({error}); re-compress it or drop the .gz suffix") from None
+
+
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _binary_message(path: Path, evidence: str) -> str:
+    return f"{path} looks like a binary file, not text ({evidence}); point at text files (plain text, .jsonl, .csv or .tsv, optionally .gz)"
+
+
+def _check_text_start(path: Path, start: bytes) -> None:
+    """UTF-16 and binary files named as such, from their first bytes, instead of a decoding error."""
+    if start.startswith(_UTF16_MARKS):
+        raise PrefineError(f"{path} is UTF-16 text; convert it with iconv -f utf-16 -t utf-8 {path} > {path.stem}.utf8{path.suffix}")
+    if b"\0" in start:
+        raise PrefineError(_binary_message(path, "NUL bytes near its start"))
+
+
+def check_corpus(config: CorpusConfig) -> None:
+    """Everything about the corpus that can fail, checked before any work: paths, binary files,
+    format and text column, encoding of the first lines, and that there is text at all.
+
+    Reads the first few kilobytes of each file and the corpus up to its first document (a
+    Hugging Face dataset is only checked when it is read).
+    """
+    sources = _sources(config)
+    if config.format == "dataset":
+        return
+    for file in sources:
+        if file.is_dir():
+            continue  # a saved dataset folder, checked when read
+        try:
+            with (gzip.open if file.suffix == ".gz" else open)(file, "rb") as handle:
+                _check_text_start(file, handle.read(8192))
+        except (gzip.BadGzipFile, EOFError) as error:
+            raise PrefineError(f"{file} is not a readable gzip file ({error}); re-compress it or drop the .gz suffix") from None
+        except PermissionError:
+            raise PrefineError(f"{file} is not readable (permission denied); check its permissions") from None
+    global _checking
+    _checking = True
+    try:
+        next(iter_documents(config))
+    finally:
+        _checking = False
 
 
 def _base_suffix(path: Path) -> str:
@@ -284,31 +332,45 @@ def unquote_tsv_field(value: str) -> str:
     return value
 
 
+def delimited_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a TSV (delimiter tab) or CSV file, header first; blank lines give [].
+
+    TSV is split on tabs and newlines only: no quoting (see unquote_tsv_field), and a carriage
+    return inside a field is text, as a spreadsheet or `cut` sees it. CSV follows the csv module's
+    quoting, with a lone carriage return inside a line read as a space (the module would take it
+    for a line break in the middle of a field), and its errors are worded for the user.
+    """
+    if delimiter == "\t":
+        for number, line in iter_file_lines(path):
+            yield number, line.split("\t") if line else []
+        return
+    reader = csv.reader((line.replace("\r", " ") + "\n" for _, line in iter_file_lines(path)), delimiter=delimiter)
+    try:
+        for row in reader:
+            yield reader.line_num, row
+    except csv.Error:
+        # What the module can still object to (in its default, non-strict mode) is a field beyond its size limit.
+        raise PrefineError(f"{path} line {reader.line_num} holds a field too large to read (over 2 GB); split the file") from None
+
+
 def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Iterator[list[str]]:
     is_tsv = delimiter == "\t"
-    line_endings = (line + "\n" for _, line in iter_file_lines(path))
+    rows = delimited_rows(path, delimiter)
+    header = next(rows, (0, None))[1]
+    if header is None:
+        return
     if is_tsv:
-        reader = csv.reader(line_endings, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(line_endings, delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if header is None:
-            return
-        if is_tsv:
-            header = [unquote_tsv_field(name) for name in header]
-        column = _choose_text_field(header, text_field, f"{path} (columns from its header line)")
-        index = header.index(column)
-        for row in reader:
-            if not row:
-                continue
-            if index >= len(row):
-                raise PrefineError(f"{path} line {reader.line_num} has {len(row)} columns, fewer than the header's {len(header)}; fix that row")
-            text = unquote_tsv_field(row[index]) if is_tsv else row[index]
-            if text.strip():
-                yield split_sentences(text)
-    except csv.Error as error:
-        raise PrefineError(f"{path} line {reader.line_num} is not valid {'TSV' if is_tsv else 'CSV'} ({error}); check its quoting") from None
+        header = [unquote_tsv_field(name) for name in header]
+    column = _choose_text_field(header, text_field, f"{path} (columns from its header line)")
+    index = header.index(column)
+    for number, row in rows:
+        if not row:
+            continue
+        if index >= len(row):
+            raise PrefineError(f"{path} line {number} has {len(row)} columns, fewer than the header's {len(header)}; fix that row")
+        text = unquote_tsv_field(row[index]) if is_tsv else row[index]
+        if text.strip():
+            yield split_sentences(text)
 
 
 # ---------------------------------------------------------------------------------------------

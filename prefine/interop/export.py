@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from safetensors.torch import save_file
 
-from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, is_run_dir, load_model_config, load_weights, model_checkpoint_of
+from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, give_default_permissions, is_run_dir, load_model_config, load_weights, model_checkpoint_of
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForPreTraining, config_from_dict
@@ -118,6 +118,7 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     # float32 whatever the training precision: the dtype every transformers user can run.
     tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    give_default_permissions(out_dir / WEIGHTS_FILE)
     config_text = json.dumps(hf_config_dict(config, architecture, config_json), indent=2, ensure_ascii=False)
     (out_dir / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
     save_tokenizer(tokenizer, out_dir, model_max_length=config.max_position_embeddings)

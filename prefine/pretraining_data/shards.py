@@ -117,7 +117,8 @@ def build_token_shards(
 
     Everything is written to a sibling temporary folder that is renamed into place only when
     complete, so an interrupted build (error, Ctrl-C, killed job) never leaves a half cache
-    that a later run would trust. An existing `directory` is replaced.
+    that a later run would trust. A complete cache already at `directory` (another process built
+    it meanwhile) is kept and ours discarded; an incomplete one is replaced.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -127,14 +128,19 @@ def build_token_shards(
         meta = _write_shards(documents, tokenizer, temporary, batch_size)
         meta["key"] = metadata or {}
         (temporary / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        try:
-            temporary.rename(directory)
-        except OSError:
-            # Another process finished the same cache first; theirs is as good as ours.
-            if not (directory / "meta.json").is_file():
-                raise
+        # Another process building the same cache at the same time may have finished first: theirs
+        # is as good as ours, and deleting it could pull it from under that process's reader.
+        if not (directory / "meta.json").is_file():
+            if directory.exists():
+                # Not a cache prefine finished (no meta.json); moved aside first so the rename is one step.
+                stale = directory.parent / f".{directory.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                directory.rename(stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                temporary.rename(directory)
+            except OSError:
+                if not (directory / "meta.json").is_file():
+                    raise
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import shutil
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, read_run, write_run
+from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
-from prefine.corpus import CorpusConfig, corpus_fingerprint, iter_documents, iter_sentences
+from prefine.corpus import CorpusConfig, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
 from prefine.model import PRESETS, BertConfig, BertForPreTraining, count_parameters, preset_config
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
@@ -31,7 +34,7 @@ from prefine.recipes.common import (
     resolve_init,
     run_record,
 )
-from prefine.registry import RunHandle, recorded_run
+from prefine.registry import RunHandle, default_registry_path, recorded_run
 from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
@@ -120,15 +123,53 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     if run.preset not in PRESETS and not run.init:
         raise PrefineError(f"unknown preset '{run.preset}'; choose one of {', '.join(PRESETS)}")
     training = with_time_budget(from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS), explicit_steps=args.max_steps is not None)
+    corpus = from_args(CorpusConfig, args)
+    check_new_run(run, corpus)
     return PretrainSetup(
         run=run,
-        corpus=from_args(CorpusConfig, args),
+        corpus=corpus,
         tokenizer=from_args(TokenizerConfig, args, base=TOKENIZER_DEFAULTS),
         data=from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS),
         training=training,
         # --init brings its own architecture; the defaults shape only a new model.
         model_overrides=_model_overrides(args) if run.init else {**PRETRAIN_MODEL_DEFAULTS, **_model_overrides(args)},
     )
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """A PrefineError unless `folder` is (or can be created as) a folder this process can write to."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise PrefineError(f"{flag} {folder}: {existing} is a file, not a folder; choose another path")
+    # A probe file rather than os.access: root passes access checks on read-only mounts and /proc.
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".prefine-probe-", dir=existing)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise PrefineError(f"{flag} {folder}: cannot write in {existing} ({error.strerror}); choose a folder you can write to") from None
+
+
+def check_new_run(run: PretrainRunConfig, corpus: CorpusConfig) -> None:
+    """Everything a new run needs from outside, checked before the tokenizer trains or anything is written.
+
+    Flags and presets are checked while parsing; here the paths: the output, cache and registry
+    folders, a reused tokenizer, and the corpus (files, binary or not, format, text column,
+    encoding of its first lines, any text at all), which is read last because it costs most.
+    """
+    check_writable_folder(Path(run.out), "--out")
+    check_writable_folder(Path(run.cache_dir) if run.cache_dir else default_cache_dir(), "--cache-dir (or $PREFINE_CACHE)")
+    registry = Path(run.registry) if run.registry else default_registry_path(Path(run.out))
+    check_writable_folder(registry.parent, "--registry")
+    if registry.is_dir():
+        raise PrefineError(f"--registry {registry} is a folder; pass a file path such as {registry / 'registry.sqlite'}")
+    if run.tokenizer:
+        load_tokenizer(Path(run.tokenizer))
+    check_corpus(corpus)
 
 
 def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> PretrainSetup:
@@ -183,7 +224,9 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
         print(f"tokenizer: reusing {setup.run.tokenizer}")
     else:
         print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}) on the corpus")
-        tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer)
+        # The tokenizers library's bar only draws on a terminal; elsewhere it prints blank lines.
+        show_progress = setup.training.progress and sys.stderr.isatty()
+        tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer, show_progress=show_progress)
     if tokenizer_dir.exists():
         shutil.rmtree(tokenizer_dir)
     save_tokenizer(tokenizer, tokenizer_dir, model_max_length=setup.data.max_seq_length)
@@ -216,10 +259,26 @@ def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None)
 
 def run_pretraining(setup: PretrainSetup) -> TrainingResult:
     run_dir = Path(setup.run.out)
+    created = not run_dir.exists()
+    try:
+        return _run_pretraining(setup, run_dir)
+    except BaseException:
+        # A new run that failed before it recorded itself (run.json) leaves nothing behind:
+        # no tokenizer folder that would make the next attempt look like a half-made run.
+        if created and not setup.run.resume and run_dir.exists() and not is_run_dir(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     resuming = bool(setup.run.resume)
     context = init_distributed(setup.training.device)
     check_batch_split(setup.training.batch_size, setup.training.gradient_accumulation_steps, context.world_size)
-    init = resolve_init(setup.run.init) if setup.run.init and not resuming else None
+    # A run killed before its first checkpoint resumes from step 0: same seed, same weights.
+    from_checkpoint = resuming and latest_checkpoint(run_dir) is not None
+    if resuming and not from_checkpoint and context.is_main:
+        print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
+    init = resolve_init(setup.run.init) if setup.run.init and not from_checkpoint else None
 
     # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
     # reproducible, so every other rank must read the very files rank 0 wrote.
@@ -299,7 +358,7 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
         if registry is not None
         else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
     ) as handle:
-        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=resuming)
+        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
         key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None
         handle.set_metrics(result.last_eval, key)
     if context.is_main:

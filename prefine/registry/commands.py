@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from prefine.errors import PrefineError
 from prefine.registry.plot import plot_runs
-from prefine.registry.store import RunRecord, RunRegistry, default_registry_path
+from prefine.registry.store import REGISTRY_ENV_VAR, RunRecord, RunRegistry, find_registry
 
 MISSING_MARKER = "(missing)"
 ABSENT = "-"
@@ -41,16 +42,16 @@ def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
     compare_parser.set_defaults(func=compare_runs_command)
 
     lineage_parser = subparsers.add_parser("lineage", help="a run's ancestors up to the root, or its descendants")
-    lineage_parser.add_argument("run", help="run name or id")
+    lineage_parser.add_argument("run", help="run name, id or folder")
     lineage_parser.add_argument("--descendants", action="store_true", help="show the tree of runs grown from it instead")
     lineage_parser.add_argument("--max-depth", type=int, default=100, help="follow at most this many parent/child links")
     _add_registry_flag(lineage_parser, default=None)
     lineage_parser.set_defaults(func=lineage_command)
 
     plot_parser = subparsers.add_parser("plot", help="PNG curves of one metric over steps for several runs")
-    plot_parser.add_argument("runs", nargs="+", help="run names or ids")
+    plot_parser.add_argument("runs", nargs="+", help="run names, ids or folders")
     plot_parser.add_argument("--metric", required=True, help="metric key in metrics.jsonl, e.g. eval/loss")
-    plot_parser.add_argument("--out", type=Path, default=Path("plot.png"), help="PNG file to write")
+    plot_parser.add_argument("--out", type=Path, default=None, help="PNG file to write (default: plot-METRIC.png in the first run's folder)")
     _add_registry_flag(plot_parser, default=None)
     plot_parser.set_defaults(func=plot_command)
 
@@ -58,19 +59,38 @@ def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
 def _add_registry_flag(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "--registry", type=Path, default=default,
-        help="registry file (default: $PREFINE_REGISTRY, else ./runs/registry.sqlite)",
+        help="registry file (default: $PREFINE_REGISTRY, else beside a run folder named, else ./runs/registry.sqlite, "
+        "else the one registry under ./ or ./runs/*, such as the quickstart's)",
     )
 
 
-def open_existing_registry(args: argparse.Namespace) -> RunRegistry:
-    """The registry a reading command should use; never creates one where none was recorded."""
-    path = getattr(args, "registry", None) or default_registry_path(None)
+def open_existing_registry(args: argparse.Namespace, references: list[str] = ()) -> RunRegistry:
+    """The registry a reading command should use (`find_registry`); never creates one where none was recorded.
+
+    `references` are the runs the command names; one that is a run folder locates the registry beside it.
+    """
+    folders = [Path(reference) for reference in references if Path(reference).is_dir()]
+    path = find_registry(getattr(args, "registry", None), folders[0] if folders else None)
     if not Path(path).is_file():
+        searched = "" if getattr(args, "registry", None) or os.environ.get(REGISTRY_ENV_VAR) else " (nor in ./, ./runs/* or ./*)"
         raise PrefineError(
-            f"no run registry at {path}; runs are recorded there by pretrain/finetune/import, "
+            f"no run registry at {path}{searched}; run from the folder that holds your runs, "
             "or pass --registry PATH (or set PREFINE_REGISTRY)"
         )
     return RunRegistry(Path(path))
+
+
+def get_run(registry: RunRegistry, reference: str) -> RunRecord:
+    """A run by name, id, or folder (a run folder, or a checkpoint inside one): every command names runs the same way."""
+    try:
+        return registry.get(reference)
+    except PrefineError:
+        if not Path(reference).exists():
+            raise
+    record = registry.find_by_artifact(Path(reference))
+    if record is None:
+        raise PrefineError(f"{reference} is not a run recorded in {registry.path}; `prefine runs --registry {registry.path}` lists them")
+    return record
 
 
 def list_runs_command(args: argparse.Namespace) -> int:
@@ -80,32 +100,35 @@ def list_runs_command(args: argparse.Namespace) -> int:
 
 
 def show_run_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args) as registry:
-        run = registry.get(args.run)
+    with open_existing_registry(args, [args.run]) as registry:
+        run = get_run(registry, args.run)
         parent = registry.get(run.parent_id) if run.parent_id is not None else None
         print(format_run_details(run, parent))
     return 0
 
 
 def compare_runs_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args) as registry:
-        print(format_comparison(registry.get(args.run_a), registry.get(args.run_b)))
+    with open_existing_registry(args, [args.run_a, args.run_b]) as registry:
+        print(format_comparison(get_run(registry, args.run_a), get_run(registry, args.run_b)))
     return 0
 
 
 def lineage_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args) as registry:
+    with open_existing_registry(args, [args.run]) as registry:
+        run = get_run(registry, args.run)
         if args.descendants:
-            print(format_descendants(registry.descendants(args.run, max_depth=args.max_depth)))
+            print(format_descendants(registry.descendants(run, max_depth=args.max_depth)))
         else:
-            print(format_ancestors(registry.ancestors(args.run, max_depth=args.max_depth)))
+            print(format_ancestors(registry.ancestors(run, max_depth=args.max_depth)))
     return 0
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args) as registry:
-        runs = [registry.get(name) for name in args.runs]
-    written = plot_runs(runs, args.metric, args.out)
+    with open_existing_registry(args, args.runs) as registry:
+        runs = [get_run(registry, name) for name in args.runs]
+    # Into the (first) run's folder unless --out says otherwise: never a stray plot.png in the current directory.
+    out = args.out or runs[0].artifact_path / f"plot-{args.metric.replace('/', '-')}.png"
+    written = plot_runs(runs, args.metric, out)
     print(f"wrote {written}")
     return 0
 
@@ -166,9 +189,19 @@ def flatten(values: dict | None, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def format_status(run: RunRecord) -> str:
+    """The status column: `died at step 120 (step-00000100)` for a run whose process is gone."""
+    if not run.died:
+        return run.status
+    if run.last_step is None:
+        return "died"  # it never reported progress (commands whose loop sends no heartbeat)
+    checkpoint = Path(run.last_checkpoint).name if run.last_checkpoint else "no checkpoint yet"
+    return f"died at step {run.last_step} ({checkpoint})"
+
+
 def run_label(run: RunRecord) -> str:
     """`kind name  [status]  metric=value  (missing)`: one run on one line for lineage views."""
-    parts = [f"{run.kind} {run.name}", f"[{run.status}]"]
+    parts = [f"{run.kind} {run.name}", f"[{format_status(run)}]"]
     if run.key_metric is not None:
         parts.append(format_key_metric(run))
     if not run.artifact_exists:
@@ -187,7 +220,7 @@ def format_runs_table(runs: list[RunRecord]) -> str:
             run.kind,
             run.name if run.artifact_exists else f"{run.name} {MISSING_MARKER}",
             ABSENT if run.parent_id is None else names_by_id.get(run.parent_id, f"#{run.parent_id}"),
-            run.status,
+            format_status(run),
             format_key_metric(run),
             format_timestamp(run.started_at),
             format_duration(run.duration_seconds),
@@ -197,6 +230,8 @@ def format_runs_table(runs: list[RunRecord]) -> str:
     text = format_columns([header, *rows])
     if any(not run.artifact_exists for run in runs):
         text += f"\n{MISSING_MARKER}: the artifact folder is no longer at its recorded path"
+    if any(run.died for run in runs):
+        text += "\ndied: its process ended without recording an outcome (killed); continue it with --resume"
     return text
 
 
@@ -204,7 +239,7 @@ def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
     versions = f"prefine {run.prefine_version or '?'}, torch {run.torch_version or '?'}"
     fields = [
         ["kind", run.kind],
-        ["status", run.status],
+        ["status", format_status(run)],
         ["parent", ABSENT if parent is None else f"{parent.name} (id {parent.id})"],
         ["started", run.started_at],
         ["finished", run.finished_at or ABSENT],
@@ -216,6 +251,11 @@ def format_run_details(run: RunRecord, parent: RunRecord | None) -> str:
     ]
     if run.error:
         fields.append(["error", run.error])
+    if run.host is not None:
+        fields.append(["process", f"pid {run.pid} on {run.host}"])
+        fields.append(["heartbeat", run.heartbeat_at or ABSENT])
+        fields.append(["last step", ABSENT if run.last_step is None else str(run.last_step)])
+        fields.append(["checkpoint", run.last_checkpoint or ABSENT])
     sections = [f"run {run.name} (id {run.id})", _indent(format_columns(fields))]
     for title, values in (("config", run.config), ("data fingerprints", run.data_fingerprints), ("metrics", run.metrics)):
         rows = [[key, format_value(value)] for key, value in sorted(flatten(values).items())]
@@ -247,7 +287,7 @@ def format_comparison(run_a: RunRecord, run_b: RunRecord) -> str:
         ("metrics", side_by_side(flatten(run_a.metrics), flatten(run_b.metrics), only_differences=False)),
     ]
     header = ["", f"{run_a.kind} {run_a.name}", f"{run_b.kind} {run_b.name}"]
-    rows: list[list[str]] = [["status", run_a.status, run_b.status]]
+    rows: list[list[str]] = [["status", format_status(run_a), format_status(run_b)]]
     for title, section_rows in sections:
         rows.append([f"{title}:", "", ""])
         rows.extend([[f"  {key}", a, b] for key, a, b in section_rows] or [["  (none)", "", ""]])

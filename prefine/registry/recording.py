@@ -2,18 +2,26 @@
 
 Training can end four ways: it finishes, it raises, the user presses Ctrl-C, or the CLI calls
 sys.exit. `recorded_run` maps each onto a final status so the registry never shows a dead run as
-still running, and it always re-raises so the caller's own error handling is unchanged.
+still running, and it always re-raises so the caller's own error handling is unchanged. Only a
+SIGKILL gets past it; for that, the row carries the process's identity and a heartbeat that the
+training loop refreshes through `RunHandle.heartbeat`, so readers can show the run as `died`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from prefine.registry.store import RunRecord, RunRegistry
+
+# Heartbeats without a new checkpoint are written at most this often: the loop calls at every
+# log line, and a registry shared by many runs should not see a write per second from each.
+HEARTBEAT_INTERVAL_SECONDS = 30.0
 
 
 @dataclass
@@ -23,6 +31,8 @@ class RunHandle:
     record: RunRecord
     metrics: dict | None = None
     key_metric: tuple[str, float] | None = None
+    registry: RunRegistry | None = None
+    _last_heartbeat: float = field(default=float("-inf"), repr=False)
 
     @property
     def id(self) -> int:
@@ -31,6 +41,21 @@ class RunHandle:
     @property
     def name(self) -> str:
         return self.record.name
+
+    def heartbeat(self, step: int, checkpoint: Path | None = None) -> None:
+        """The training loop's sign of life (at log, evaluation and save time); cheap to call often.
+
+        A new checkpoint is always recorded; otherwise at most one write per HEARTBEAT_INTERVAL_SECONDS.
+        A registry that cannot be written right now costs the run nothing but a warning.
+        """
+        now = time.monotonic()
+        if self.registry is None or (checkpoint is None and now - self._last_heartbeat < HEARTBEAT_INTERVAL_SECONDS):
+            return
+        self._last_heartbeat = now
+        try:
+            self.registry.heartbeat(self.id, step, checkpoint)
+        except sqlite3.Error as error:
+            print(f"prefine: could not record progress of run {self.name} in {self.registry.path}: {error}", file=sys.stderr)
 
     def set_metrics(self, metrics: dict, key_metric: tuple[str, float] | None = None) -> None:
         """Final (or latest) metrics; stored with the run's status when it ends, however it ends."""
@@ -47,9 +72,9 @@ def recorded_run(registry: RunRegistry, resume_artifact: bool = False, **start_k
     """
     existing = registry.find_by_artifact(start_kwargs["artifact_path"]) if resume_artifact else None
     if existing is not None and existing.kind == start_kwargs.get("kind"):
-        handle = RunHandle(record=registry.reopen_run(existing.id))
+        handle = RunHandle(record=registry.reopen_run(existing.id), registry=registry)
     else:
-        handle = RunHandle(record=registry.start_run(**start_kwargs))
+        handle = RunHandle(record=registry.start_run(**start_kwargs), registry=registry)
     try:
         yield handle
     except KeyboardInterrupt:

@@ -6,12 +6,18 @@ Several training processes may share one registry, so the file runs in WAL mode 
 busy timeout and every write is one short `BEGIN IMMEDIATE` transaction: writers queue instead of
 failing, and readers never block them. The schema is versioned with `PRAGMA user_version` and
 upgraded in place by an ordered list of migrations, so an old registry keeps its history.
+
+Liveness: a running command records its host, pid and process start time, and the training loop
+refreshes a heartbeat with the last step and checkpoint. A SIGKILL (OOM killer, pre-empted VM)
+leaves the row `running`; readers compare the pid with the processes alive on this host and show
+such a run as `died` (`RunRecord.shown_status`) without writing anything.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -22,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from prefine.crashpoints import crash_point
 from prefine.errors import PrefineError
 
 RUN_KINDS = ("import", "pretrain", "finetune", "export")
@@ -67,6 +74,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN error TEXT",
         "CREATE INDEX runs_artifact_path ON runs(artifact_path)",
     ),
+    # v3: liveness. Where the run's process lives (host, pid, and the pid's start time, so a
+    # reused pid is not mistaken for it), when it last reported, and how far it had got.
+    (
+        "ALTER TABLE runs ADD COLUMN host TEXT",
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN process_started TEXT",
+        "ALTER TABLE runs ADD COLUMN heartbeat_at TEXT",
+        "ALTER TABLE runs ADD COLUMN last_step INTEGER",
+        "ALTER TABLE runs ADD COLUMN last_checkpoint TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -74,6 +91,7 @@ RUN_COLUMNS = (
     "id", "name", "kind", "parent_id", "status", "started_at", "finished_at", "config_json",
     "data_fingerprints_json", "tokenizer_hash", "metrics_json", "key_metric_name",
     "key_metric_value", "artifact_path", "prefine_version", "torch_version", "error",
+    "host", "pid", "process_started", "heartbeat_at", "last_step", "last_checkpoint",
 )
 _SELECT_COLUMNS = ", ".join(f"r.{column}" for column in RUN_COLUMNS)
 # Ids are zero-padded inside lineage paths so that sorting the path strings sorts siblings by id
@@ -91,6 +109,57 @@ def default_registry_path(run_dir: Path | None) -> Path:
     return Path(run_dir).expanduser().resolve().parent / REGISTRY_FILENAME
 
 
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of process `pid` (clock ticks since boot), None if it does not exist.
+
+    Together with the pid it names one process for good: pids are reused, start times are not.
+    Where /proc is missing (not Linux) the answer is "" for a live pid, so only the pid is compared.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; count fields after it.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def find_registry(explicit: Path | str | None = None, near_run: Path | None = None) -> Path:
+    """The registry a command reads, found the same way by every command.
+
+    In order: --registry; $PREFINE_REGISTRY; beside the run folder the command names (where
+    training put it); ./runs/registry.sqlite; else the single registry in ./, ./runs/* or ./*
+    (the quickstart keeps one inside its own folder). Several candidates are an error that lists
+    them. The path returned may not exist; callers say where they looked.
+    """
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(REGISTRY_ENV_VAR):
+        return Path(os.environ[REGISTRY_ENV_VAR]).expanduser()
+    if near_run is not None and (beside := Path(near_run).expanduser().resolve().parent / REGISTRY_FILENAME).is_file():
+        return beside
+    default = Path("runs") / REGISTRY_FILENAME
+    if default.is_file():
+        return default
+    found = sorted({*Path().glob(REGISTRY_FILENAME), *Path().glob(f"runs/*/{REGISTRY_FILENAME}"), *Path().glob(f"*/{REGISTRY_FILENAME}")})
+    if len(found) > 1:
+        raise PrefineError(f"several run registries here ({', '.join(map(str, found))}); choose one with --registry PATH")
+    return found[0] if found else default
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -106,6 +175,10 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _this_process() -> tuple[str, int, str | None]:
+    return this_host(), os.getpid(), process_start_time(os.getpid())
 
 
 def _package_version(package: str) -> str | None:
@@ -137,6 +210,12 @@ class RunRecord:
     prefine_version: str | None
     torch_version: str | None
     error: str | None
+    host: str | None = None
+    pid: int | None = None
+    process_started: str | None = None
+    heartbeat_at: str | None = None
+    last_step: int | None = None
+    last_checkpoint: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -158,7 +237,29 @@ class RunRecord:
             prefine_version=row["prefine_version"],
             torch_version=row["torch_version"],
             error=row["error"],
+            host=row["host"],
+            pid=row["pid"],
+            process_started=row["process_started"],
+            heartbeat_at=row["heartbeat_at"],
+            last_step=row["last_step"],
+            last_checkpoint=row["last_checkpoint"],
         )
+
+    @property
+    def died(self) -> bool:
+        """Recorded as running, but its process on this host is gone (killed without a chance to say so).
+
+        Runs on other hosts cannot be checked from here and keep their recorded status.
+        """
+        if self.status != "running" or self.pid is None or self.host != this_host():
+            return False
+        started = process_start_time(self.pid)
+        return started is None or (bool(self.process_started) and bool(started) and started != self.process_started)
+
+    @property
+    def shown_status(self) -> str:
+        """The status to show: `died` for a running row whose process is gone, else the recorded one."""
+        return "died" if self.died else self.status
 
     @property
     def artifact_exists(self) -> bool:
@@ -248,6 +349,7 @@ class RunRegistry:
         except BaseException:
             self.connection.execute("ROLLBACK")
             raise
+        crash_point("registry-write")
         self.connection.execute("COMMIT")
 
     def _schema_version(self) -> int:
@@ -299,12 +401,13 @@ class RunRegistry:
                 """
                 INSERT INTO runs (name, kind, parent_id, status, started_at, config_json,
                                   data_fingerprints_json, tokenizer_hash, artifact_path,
-                                  prefine_version, torch_version)
-                VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)
+                                  prefine_version, torch_version, host, pid, process_started, heartbeat_at)
+                VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
                     unique_name, kind, parent_id, utc_now(), _to_json(config), _to_json(data_fingerprints),
                     tokenizer_hash, artifact, _package_version("prefine"), _package_version("torch"),
+                    *_this_process(), utc_now(),
                 ),
             )
             run_id = cursor.lastrowid
@@ -348,11 +451,27 @@ class RunRegistry:
         """A resumed run continues its own row (status back to running) instead of becoming a new run."""
         with self._write() as connection:
             cursor = connection.execute(
-                "UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ?", (run_id,)
+                """
+                UPDATE runs SET status = 'running', finished_at = NULL, error = NULL,
+                                host = ?, pid = ?, process_started = ?, heartbeat_at = ?
+                WHERE id = ?
+                """,
+                (*_this_process(), utc_now(), run_id),
             )
             if cursor.rowcount == 0:
                 raise PrefineError(f"no run with id {run_id} in registry {self.path}; `prefine runs` lists them")
         return self.get(run_id)
+
+    def heartbeat(self, run_id: int, step: int, checkpoint: Path | None = None) -> None:
+        """The run is alive at `step`; `checkpoint` (if given) is its newest complete checkpoint."""
+        with self._write() as connection:
+            connection.execute(
+                """
+                UPDATE runs SET heartbeat_at = ?, last_step = ?, last_checkpoint = coalesce(?, last_checkpoint)
+                WHERE id = ?
+                """,
+                (utc_now(), int(step), None if checkpoint is None else str(Path(checkpoint).resolve()), run_id),
+            )
 
     def get(self, name_or_id: str | int) -> RunRecord:
         """A run by name, or by id (an int, or digits that are not some run's name)."""

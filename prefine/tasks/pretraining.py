@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prefine.model import IGNORE_NSP
+from prefine.model import IGNORE_MLM, IGNORE_NSP
 from prefine.training.position import DataPosition
-from prefine.training.distributed import global_mean_weights
 
 
 class PretrainingTask:
@@ -45,14 +44,27 @@ class PretrainingTask:
             "next_sentence_label": batch["next_sentence_label"],
         }
 
-    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    @staticmethod
+    def loss_units(batch: dict[str, Any]) -> dict[str, int]:
+        """Masked tokens and sentence pairs in a micro-batch: the units the MLM and NSP losses average over."""
+        return {
+            "mlm": int((batch["mlm_labels"] != IGNORE_MLM).sum()),
+            "nsp": int((batch["next_sentence_label"] != IGNORE_NSP).sum()),
+        }
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """This micro-batch's share of the global batch's per-token MLM (+ per-pair NSP) loss.
+
+        `global_units` are `loss_units` summed over every micro-batch of the step on every rank (the
+        loop supplies them); without them this batch is the whole global batch. Each mean is
+        weighted by this batch's share of its units, so the shares add up to the mean over the
+        global batch however it is split into micro-batches and processes. The statistics carry
+        the same weights, so their sum is the global batch's value.
+        """
         output = model(**self._model_inputs(batch))
-        # Under torchrun each rank holds a different number of masked tokens and NSP pairs; weighting
-        # its means by its share makes DDP's average over ranks the mean over the whole global batch
-        # (weights are exactly 1 in a single process). The statistics carry the same weights, so
-        # their mean over ranks, which the loop logs, is the global batch's value.
-        nsp_pairs = int((batch["next_sentence_label"] != IGNORE_NSP).sum())
-        mlm_weight, nsp_weight = global_mean_weights([output.mlm_targets.numel(), nsp_pairs])
+        local_units = self.loss_units(batch)
+        totals = global_units if global_units is not None else local_units
+        mlm_weight, nsp_weight = (local_units[name] / totals[name] if totals[name] else 0.0 for name in ("mlm", "nsp"))
         loss = output.mlm_loss * mlm_weight + output.nsp_loss * nsp_weight
         with torch.no_grad():
             mlm_accuracy = (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean() if output.mlm_targets.numel() else torch.tensor(0.0)

@@ -17,9 +17,7 @@ example `nyu-mll/glue:sst2:validation`.
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +26,10 @@ from typing import Any
 import numpy as np
 
 from prefine.corpus.datasets_source import import_datasets, load_dataset_source
-from prefine.corpus.readers import iter_file_lines, unquote_tsv_field
+from prefine.corpus.readers import delimited_rows, iter_file_lines, unquote_tsv_field
 from prefine.errors import PrefineError
 
 _FILE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-# csv refuses fields above 128 KiB by default; a long document in a classification set can exceed that.
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -99,33 +95,29 @@ def _file_format(path: Path) -> str:
 
 def _read_delimited(path: Path, delimiter: str) -> RecordTable:
     is_tsv = delimiter == "\t"
-    lines = (line + "\n" for _, line in iter_file_lines(path))
-    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if is_tsv else csv.reader(lines)
+    rows = delimited_rows(path, delimiter)
     kind = "TSV" if is_tsv else "CSV"
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise PrefineError(f"{path} is empty; a {kind} file needs a header line and at least one record")
-        if is_tsv:
-            header = [unquote_tsv_field(name) for name in header]
-        header = [name.strip() for name in header]
-        if len(set(header)) != len(header):
-            raise PrefineError(f"{path} has repeated column names in its header ({', '.join(header)}); give every column its own name")
-        values: list[list[str]] = [[] for _ in header]
-        line_numbers: list[int] = []
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != len(header):
-                raise PrefineError(
-                    f"{path} line {reader.line_num} has {len(row)} columns but the header has {len(header)} ({', '.join(header)}); "
-                    f"fix that row (a {kind} field may not contain {'a tab' if is_tsv else 'an unquoted comma'})"
-                )
-            for column, value in zip(values, row):
-                column.append(unquote_tsv_field(value) if is_tsv else value)
-            line_numbers.append(reader.line_num)
-    except csv.Error as error:
-        raise PrefineError(f"{path} line {reader.line_num} is not valid {kind} ({error}); check its quoting") from None
+    header = next(rows, (0, None))[1]
+    if header is None:
+        raise PrefineError(f"{path} is empty; a {kind} file needs a header line and at least one record")
+    if is_tsv:
+        header = [unquote_tsv_field(name) for name in header]
+    header = [name.strip() for name in header]
+    if len(set(header)) != len(header):
+        raise PrefineError(f"{path} has repeated column names in its header ({', '.join(header)}); give every column its own name")
+    values: list[list[str]] = [[] for _ in header]
+    line_numbers: list[int] = []
+    for number, row in rows:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            raise PrefineError(
+                f"{path} line {number} has {len(row)} columns but the header has {len(header)} ({', '.join(header)}); "
+                f"fix that row (a {kind} field may not contain {'a tab' if is_tsv else 'an unquoted comma'})"
+            )
+        for column, value in zip(values, row):
+            column.append(unquote_tsv_field(value) if is_tsv else value)
+        line_numbers.append(number)
     return RecordTable(str(path), dict(zip(header, values)), np.asarray(line_numbers, dtype=np.int64))
 
 

@@ -48,6 +48,11 @@ class TrainingConfig:
     precision: Literal["auto", "fp32", "bf16"] = option("auto", "auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere")
     compile: bool = option(False, "wrap the model in torch.compile (faster steps after a slow first one)")
     num_threads: int = option(0, "CPU threads for PyTorch (0: PyTorch's default)")
+    deterministic: bool = option(
+        False,
+        "bit-identical results on CPU for the same seed, data and settings, repeated or resumed, at any --num-threads "
+        "(deterministic algorithms; see the README's crash safety section for what it costs)",
+    )
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:

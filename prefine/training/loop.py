@@ -18,7 +18,15 @@ and the checkpoint carries the optimizer, schedule and dropout RNG states. On CP
 after a resume are bit-identical to those of an uninterrupted run (for step budgets; a time
 budget depends on the clock). Checkpoints also record the training time used (`elapsed_seconds`)
 and the real tokens seen by all ranks (`tokens_seen`), so a resumed run continues the same
-time budget and pre-training checkpoints can be placed on a time or token axis.
+time budget and pre-training checkpoints can be placed on a time or token axis. A run killed
+without warning (SIGKILL) resumes the same way from its last checkpoint: what it logged after that
+step is dropped and logged again, temporary files of a save it was in are removed, and a run that
+had already saved its final checkpoint is not evaluated or saved a second time.
+
+Gradient accumulation: a task that counts its loss-bearing units (`loss_units`, e.g. masked tokens)
+gets the count over the whole global batch (all micro-batches, all ranks) and returns its loss as
+that share of the global mean, so 1 x 32 and 4 x 8 examples give the same update. A task without
+`loss_units` keeps the older contract: each micro-batch's mean loss, averaged over micro-batches.
 """
 
 from __future__ import annotations
@@ -37,7 +45,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from prefine.checkpoint import METRICS_FILE, best_checkpoint, latest_checkpoint, load_trainer_state, load_weights, save_checkpoint, set_pointer
+from prefine import determinism
+from prefine.checkpoint import (
+    METRICS_FILE,
+    best_checkpoint,
+    latest_checkpoint,
+    load_trainer_state,
+    load_weights,
+    lock_run_dir,
+    remove_stale_temporaries,
+    save_checkpoint,
+    set_pointer,
+    write_text_atomic,
+)
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration, parse_best_metric
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
@@ -63,6 +83,11 @@ class TrainingTask(Protocol):
 
     # Optional: {"accuracy": "max", "loss": "min", ...}, so --best-metric accuracy needs no ":max".
     metric_directions: dict[str, str]
+    # Optional (see the module docstring), detected with hasattr:
+    # def loss_units(self, batch) -> dict[str, int]:
+    #     """Loss-bearing units per loss term in this micro-batch (masked tokens, sentence pairs...)."""
+    # and then loss(model, batch, global_units=...) receives those counts summed over the global batch
+    # and returns this micro-batch's share of the global-batch mean loss (a sum divided by them).
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -124,8 +149,15 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         if not self.enabled or not self.path.exists():
             return
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line and json.loads(line).get("step", 0) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash mid-append; its step is logged again
+            if record.get("step", 0) <= step:
+                kept.append(line)
+        write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def append(self, record: dict[str, Any]) -> None:
         if self.enabled:
@@ -193,12 +225,38 @@ def train(
     context: DistributedContext,
     resume: bool = False,
     clock: Callable[[], float] | None = None,
+    on_progress: Callable[[int, Path | None], None] | None = None,
 ) -> TrainingResult:
     """Train `model` on `task` until max_steps or the max_time deadline, writing checkpoints and metrics under run_dir.
 
     Under torchrun every rank calls this with the same arguments; only rank 0 writes to run_dir.
-    `clock` (seconds) defaults to this module's `clock`, time.monotonic.
+    `clock` (seconds) defaults to this module's `clock`, time.monotonic. `on_progress(step,
+    checkpoint)` is called on rank 0 at every log line, evaluation and save (with the checkpoint
+    just saved, else None): the registry's heartbeat. It must be cheap.
     """
+    # One process trains a run folder at a time (see lock_run_dir); the lock goes however training ends.
+    run_lock = None
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_lock = lock_run_dir(run_dir)
+    try:
+        return _train(model, task, config, run_dir, checkpoint_config, context, resume, clock, on_progress)
+    finally:
+        if run_lock is not None:
+            run_lock.close()
+
+
+def _train(
+    model: nn.Module,
+    task: TrainingTask,
+    config: TrainingConfig,
+    run_dir: Path,
+    checkpoint_config: dict[str, Any],
+    context: DistributedContext,
+    resume: bool,
+    clock: Callable[[], float] | None,
+    on_progress: Callable[[int, Path | None], None] | None,
+) -> TrainingResult:
     read_clock = clock if clock is not None else globals()["clock"]
     goal = best_metric_goal(config, task)
     budget = config.max_time_seconds
@@ -206,8 +264,10 @@ def train(
     check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    if config.deterministic:
+        determinism.apply()
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
     model.to(device)
     optimizer = build_optimizer(model, config, device)
     # Training time used when the scheduler last stepped (rank 0's, shared); read by the schedule under --max-time.
@@ -222,6 +282,10 @@ def train(
     evaluations_without_improvement = 0
     elapsed_before = 0.0  # training time used by earlier sessions of this run
     tokens_seen = 0
+    last_eval: dict[str, float] = {}
+    evaluated_at = -1
+    resumed_from: Path | None = None
+    resumed_window: dict[str, Any] = {"stats": {}, "steps": 0}
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
@@ -242,6 +306,11 @@ def train(
         # Checkpoints written before time budgets existed lack these; they count from zero.
         elapsed_before = float(state.get("elapsed_seconds", 0.0))
         tokens_seen = int(state.get("tokens_seen", 0))
+        # An evaluation logged at the checkpoint's step is kept, so it is not run (and logged) twice.
+        evaluated_at = int(state.get("evaluated_at", -1))
+        last_eval = dict(state.get("last_eval", {}))
+        resumed_from = checkpoint
+        resumed_window = state.get("log_window", resumed_window)
         schedule_elapsed = elapsed_before
         metrics_log.truncate_after(step)
     else:
@@ -255,6 +324,7 @@ def train(
         training_model = torch.compile(training_model, dynamic=True)
 
     micro_steps = config.gradient_accumulation_steps
+    counts_units = hasattr(task, "loss_units")
     loop_started: float | None = None
 
     def elapsed() -> float:
@@ -274,9 +344,20 @@ def train(
             "world_size": context.world_size,
             "elapsed_seconds": float(elapsed()),
             "tokens_seen": int(tokens_seen),
+            "evaluated_at": evaluated_at,
+            "last_eval": {key: float(value) for key, value in last_eval.items() if isinstance(value, (int, float))},
+            # The steps since the last log line, so a resumed run logs the same means at the same steps.
+            # (Under torchrun this is rank 0's share; other ranks resume with it, for that one window.)
+            "log_window": {"stats": dict(window_stats), "steps": window_steps},
         }
 
     saved_at: dict[int, Path] = {}
+    if resumed_from is not None and resumed_from.name == f"step-{step:08d}":
+        saved_at[step] = resumed_from  # a run that stops at once keeps this checkpoint instead of rewriting it
+
+    def report_progress(checkpoint: Path | None = None) -> None:
+        if on_progress is not None and context.is_main:
+            on_progress(step, checkpoint)
 
     def save() -> Path | None:
         if step in saved_at:
@@ -284,10 +365,11 @@ def train(
         if context.is_main:
             protected = (saved_at[best_step].name,) if best_step in saved_at else ()
             saved_at[step] = save_checkpoint(run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected)
+            report_progress(saved_at[step])
         return saved_at.get(step)
 
     def evaluate() -> dict[str, float]:
-        nonlocal best_value, best_step, evaluations_without_improvement
+        nonlocal best_value, best_step, evaluations_without_improvement, evaluated_at, last_eval
         model.eval()
         with torch.no_grad(), autocast_context(device, config.precision):
             metrics = task.evaluate(model)
@@ -297,6 +379,8 @@ def train(
         # where GPU kernels are not bit-reproducible.
         metrics = broadcast_from_main(metrics, context)
         metrics_log.append({"step": step, **{f"eval/{key}": value for key, value in metrics.items()}})
+        # Set before a best-checkpoint save below, so that checkpoint records this evaluation.
+        evaluated_at, last_eval = step, metrics
         if goal is not None:
             if goal[0] not in metrics:
                 raise PrefineError(f"--best-metric {goal[0]} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
@@ -316,8 +400,6 @@ def train(
     if not resume:
         torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state instead
     model.train()
-    last_eval: dict[str, float] = {}
-    evaluated_at = -1
     stopped_early = False
     # A resumed run whose time budget is already spent trains no further (it only evaluates and saves).
     time_up = budget is not None and elapsed_before >= budget
@@ -350,30 +432,44 @@ def train(
         progress.status = budget_status(used)
         progress.update(used - progress.n)
 
-    window_stats: dict[str, float] = {}
-    window_steps = 0
+    window_stats: dict[str, float] = {key: float(value) for key, value in resumed_window["stats"].items()}
+    window_steps = int(resumed_window["steps"])
     window_tokens_from = tokens_seen
     window_start = time.perf_counter()
     loop_started = read_clock()
     with StopRequest() as stop:
         if config.eval_at_start and step == 0:
-            last_eval, evaluated_at = evaluate(), step
+            last_eval = evaluate()
         while (config.max_steps == 0 or step < config.max_steps) and not time_up:
             epoch_before = position.epoch
             optimizer.zero_grad(set_to_none=True)
             step_stats: dict[str, float] = {}
             step_tokens = 0
-            for micro in range(micro_steps):
+            micro_batches = []
+            for _ in range(micro_steps):
                 batch, position = task.batch_at(position, context.rank, context.world_size)
                 step_tokens += int(batch.get("num_real_tokens", 0))
+                micro_batches.append(batch)
+            loss_kwargs: dict[str, Any] = {}
+            # Per-unit losses: each micro-batch's loss is its sum over units divided by the global
+            # batch's count. DDP averages over ranks, hence the world_size; micro-batches add up.
+            scale = float(context.world_size) if counts_units else 1.0 / micro_steps
+            if counts_units:
+                local_units: dict[str, float] = {}
+                for batch in micro_batches:
+                    for name, count in task.loss_units(batch).items():
+                        local_units[name] = local_units.get(name, 0.0) + float(count)
+                names = sorted(local_units)
+                loss_kwargs["global_units"] = dict(zip(names, all_reduce_sum([local_units[name] for name in names], context)))
+            for micro, batch in enumerate(micro_batches):
                 batch = _to_device(batch, device)
                 sync = micro == micro_steps - 1 or not context.enabled
                 # Gradients of inner micro-batches stay local; DDP averages them once per step.
                 with (contextlib.nullcontext() if sync else training_model.no_sync()), autocast_context(device, config.precision):
-                    loss, stats = task.loss(training_model, batch)
-                (loss / micro_steps).backward()
+                    loss, stats = task.loss(training_model, batch, **loss_kwargs)
+                (loss * scale).backward()
                 for key, value in stats.items():
-                    step_stats[key] = step_stats.get(key, 0.0) + value / micro_steps
+                    step_stats[key] = step_stats.get(key, 0.0) + value * scale
             if config.max_grad_norm > 0:
                 step_stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
             optimizer.step()
@@ -400,6 +496,7 @@ def train(
                 record["train/elapsed_seconds"] = shared_elapsed
                 record["train/tokens_seen"] = tokens_seen
                 metrics_log.append(record)
+                report_progress()
                 postfix = {"loss": f"{means.get('loss', float('nan')):.3f}", "tok_s": f"{record['train/tokens_per_second']:.0f}"}
                 if budget is None:
                     progress.set_postfix(postfix, refresh=False)
@@ -408,7 +505,7 @@ def train(
 
             epoch_ended = position.epoch > epoch_before
             if (config.eval_every and step % config.eval_every == 0) or (config.eval_at_epoch_end and epoch_ended):
-                last_eval, evaluated_at = evaluate(), step
+                last_eval = evaluate()
                 if config.early_stopping_patience and evaluations_without_improvement >= config.early_stopping_patience:
                     stopped_early = True
                     if context.is_main:

@@ -86,3 +86,20 @@ def test_weights_only_checkpoint_cannot_be_resumed(tmp_path):
     path = save_checkpoint(tmp_path, 1, state(0), {}, None, keep_last=1)
     with pytest.raises(PrefineError, match="cannot be resumed"):
         load_trainer_state(path)
+
+
+def test_checkpoint_weights_get_the_same_permissions_as_other_files(tmp_path):
+    import os
+
+    import torch
+
+    from prefine.checkpoint import save_checkpoint
+
+    previous = os.umask(0o022)
+    try:
+        checkpoint = save_checkpoint(tmp_path, 1, {"w": torch.zeros(2)}, {"hidden_size": 2}, {"step": 1}, keep_last=1)
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in checkpoint.iterdir()} == {
+        "model.safetensors": 0o644, "config.json": 0o644, "trainer_state.pt": 0o644,
+    }

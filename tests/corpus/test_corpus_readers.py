@@ -258,3 +258,26 @@ def test_dataset_by_name_streams(monkeypatch):
     list(iter_documents(CorpusConfig(paths=["someone/reviews:plain:test"], format="dataset")))
     assert calls == [("someone/reviews", "plain", "test", True)]
     assert corpus_fingerprint(config) != corpus_fingerprint(CorpusConfig(paths=["someone/other"], format="dataset"))
+
+
+def test_a_stray_carriage_return_inside_a_tsv_field_is_text(tmp_path):
+    corpus = tmp_path / "reviews.tsv"
+    corpus.write_bytes(b"id\treview\n1\tgreat film\rloved it\n2\tdull\r\n")
+    documents = list(iter_documents(CorpusConfig(paths=[str(corpus)])))
+    # Read as text (the sentence splitter then treats the CR as any other whitespace).
+    assert [" ".join(document) for document in documents] == ["great film loved it", "dull"]
+
+
+def test_a_stray_carriage_return_inside_a_csv_field_is_a_space_not_an_error(tmp_path):
+    stray = tmp_path / "stray.csv"
+    stray.write_bytes(b"id,review\n1,great film\rloved it\n")
+    assert [" ".join(d) for d in iter_documents(CorpusConfig(paths=[str(stray)]))] == ["great film loved it"]
+
+
+def test_binary_and_utf16_files_are_named_as_such(tmp_path):
+    (tmp_path / "program").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    (tmp_path / "notes.txt").write_bytes("hello\n".encode("utf-16"))
+    with pytest.raises(PrefineError, match="looks like a binary file"):
+        list(iter_documents(CorpusConfig(paths=[str(tmp_path / "program")])))
+    with pytest.raises(PrefineError, match="is UTF-16 text"):
+        list(iter_documents(CorpusConfig(paths=[str(tmp_path / "notes.txt")])))

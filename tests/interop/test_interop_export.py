@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 from pathlib import Path
@@ -115,6 +116,17 @@ def test_export_command_writes_the_folder(tmp_path, tokenizer, vocab_size, capsy
     assert args.func(args) == 0
     assert (tmp_path / "hf" / "model.safetensors").is_file()
     assert str(tmp_path / "hf") in capsys.readouterr().out
+
+
+def test_exported_weights_are_readable_by_others_like_the_other_files(tmp_path, tokenizer, vocab_size):
+    fake_run(tmp_path / "run", BertForQuestionAnswering(tiny_config(vocab_size)), tokenizer, "BertForQuestionAnswering")
+    previous = os.umask(0o022)
+    try:
+        out = export_hf(tmp_path / "run", tmp_path / "hf")
+    finally:
+        os.umask(previous)
+    assert {path.name: path.stat().st_mode & 0o777 for path in out.iterdir()}["model.safetensors"] == 0o644
+    assert {path.stat().st_mode & 0o777 for path in out.iterdir()} == {0o644}
 
 
 def test_unsupported_architecture_and_non_run_folders_are_clear_errors(tmp_path, tokenizer, vocab_size):

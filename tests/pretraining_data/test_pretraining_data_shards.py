@@ -146,3 +146,53 @@ def test_split_is_deterministic_disjoint_and_keeps_both_sides(tokenizer, tmp_pat
     one = build_token_shards(random_documents(8, 1), tokenizer, tmp_path / "one")
     train, evaluation = split_documents(one, 0.5, seed=0)
     assert train.tolist() == [0] and evaluation.tolist() == []
+
+
+def test_a_cache_finished_by_another_process_meanwhile_is_kept_not_replaced(tokenizer, tmp_path):
+    """The race of two builds of one cache, made deterministic: the other build finishes while ours runs."""
+    documents = random_documents(6, 8)
+    key = {"corpus": "raced"}
+    other: list[TokenShards] = []
+
+    def documents_while_another_build_finishes():
+        other.append(build_token_shards(iter(documents), tokenizer, tmp_path / cache_key(key), metadata=key))
+        (other[0].directory / "built-by-the-other-process").touch()
+        yield from documents
+
+    ours = cached_token_shards(documents_while_another_build_finishes, tokenizer, tmp_path, key)
+    # The other process's cache is still the one on disk (its readers keep working), and both agree.
+    assert other[0].directory.exists() and np.array_equal(np.asarray(other[0].tokens), np.asarray(ours.tokens))
+    assert (tmp_path / cache_key(key) / "built-by-the-other-process").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [cache_key(key)], "no partial folder may remain"
+
+
+def test_two_processes_building_one_cache_at_once_both_get_it(tokenizer, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "documents.json").write_text(json.dumps(random_documents(7, 300)))
+    go = tmp_path / "go"
+    script = f"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from tokenizers import Tokenizer
+from prefine.pretraining_data.shards import cached_token_shards
+tokenizer = Tokenizer.from_file({str(tmp_path / 'tokenizer.json')!r})
+documents = json.loads(Path({str(tmp_path / 'documents.json')!r}).read_text())
+while not Path({str(go)!r}).exists():
+    time.sleep(0.01)
+shards = cached_token_shards(lambda: iter(documents), tokenizer, {str(tmp_path / 'cache')!r}, {{"corpus": "shared"}}, batch_size=10)
+print(shards.num_documents, int(np.asarray(shards.tokens, dtype=np.int64).sum()))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    processes = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    go.touch()
+    results = [process.communicate() for process in processes]
+    assert all(process.returncode == 0 for process in processes), [err for _, err in results]
+    assert results[0][0] == results[1][0] and results[0][0].split()[0] == str(len(random_documents(7, 300)))
+    assert len(list((tmp_path / "cache").iterdir())) == 1, "one cache folder, no partial or stale ones"

@@ -228,6 +228,7 @@ def write_runs_in_parallel(path: str, worker: int, runs_per_worker: int, barrier
                 name="sweep", kind="finetune", config={"worker": worker, "index": index},
                 data_fingerprints=None, tokenizer_hash=None, artifact_path=Path(path).parent / f"w{worker}-{index}",
             )
+            registry.heartbeat(run.id, index, Path(path).parent / f"w{worker}-{index}" / "checkpoints" / "step-1")
             registry.finish_run(run.id, "completed", {"worker": worker, "index": index}, ("index", float(index)))
 
 
@@ -252,6 +253,34 @@ def test_parallel_writer_processes_lose_no_rows(tmp_path):
     assert {run.name for run in runs} == {"sweep"} | {f"sweep-{n}" for n in range(2, workers * runs_per_worker + 1)}
     assert all(run.status == "completed" for run in runs)
     assert all(run.metrics == run.config and run.key_metric_value == run.config["index"] for run in runs)
+    assert all(run.last_step == run.config["index"] and run.last_checkpoint.endswith(f"w{run.config['worker']}-{run.last_step}/checkpoints/step-1") for run in runs)
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
     assert {(run.config["worker"], run.config["index"]) for run in runs} == {
         (worker, index) for worker in range(workers) for index in range(runs_per_worker)
     }
+
+
+def test_a_writer_killed_inside_its_transaction_loses_nothing_of_the_others(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "registry.sqlite"
+    with RunRegistry(path) as registry:
+        kept = registry.start_run(name="kept", kind="pretrain", config={}, data_fingerprints=None, tokenizer_hash=None, artifact_path=tmp_path / "kept")
+    script = (
+        "from pathlib import Path\nfrom prefine.registry import RunRegistry\n"
+        f"registry = RunRegistry(Path({str(path)!r}))\n"
+        f"registry.start_run(name='victim', kind='pretrain', config={{}}, data_fingerprints=None, tokenizer_hash=None, artifact_path=Path({str(tmp_path / 'v')!r}))\n"
+    )
+    env = {**os.environ, "PREFINE_CRASH_AT": "registry-write:1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    victim = subprocess.run([sys.executable, "-c", script], env=env)
+    assert victim.returncode == -9, "the writer must have been killed inside its transaction"
+    with RunRegistry(path) as registry:  # the killed writer's lock and half transaction are gone
+        registry.heartbeat(kept.id, 5)
+        assert [run.name for run in registry.list_runs()] == ["kept"] and registry.get("kept").last_step == 5
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()

@@ -111,3 +111,17 @@ def test_resume_without_checkpoint_is_a_clear_error(pretraining_parts, tmp_path)
     model, task, training = make_run(pretraining_parts)
     with pytest.raises(PrefineError, match="no complete checkpoint"):
         train(model, task, training, tmp_path / "empty", {}, CPU, resume=True)
+
+
+def test_a_run_folder_being_trained_cannot_be_trained_by_a_second_process(pretraining_parts, tmp_path):
+    from prefine.checkpoint import lock_run_dir
+
+    (tmp_path / "run").mkdir()
+    held = lock_run_dir(tmp_path / "run")  # as the first, still running, process holds it
+    model, task, training = make_run(pretraining_parts, max_steps=1)
+    with pytest.raises(PrefineError, match=f"is being trained by pid {os.getpid()}; wait for it to finish or stop it"):
+        train(model, task, training, tmp_path / "run", {}, CPU)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    held.close()
+    train(model, task, training, tmp_path / "run", {}, CPU)  # released: now it trains
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000001"
