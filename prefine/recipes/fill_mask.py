@@ -1,4 +1,8 @@
-"""`prefine fill-mask`: show what a pre-trained model predicts for each [MASK] in a sentence."""
+"""`prefine fill-mask`: show what a pre-trained model predicts for each [MASK] in a sentence.
+
+An ELECTRA run answers with its generator, the half of it that was trained to fill masks (the
+discriminator only tells replaced tokens from original ones).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 
 from prefine.errors import PrefineError
 from prefine.model import BertForPreTraining
+from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
 from prefine.recipes.common import resolve_init
 
 
@@ -23,10 +28,18 @@ def add_command(subparsers) -> None:
 def fill_mask(model_source: str, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k (token, probability) for each [MASK] in `text`, left to right."""
     init = resolve_init(model_source)
-    model = BertForPreTraining(init.config)
-    from prefine.interop import load_into
+    if init.electra is not None:
+        if not init.electra.has_generator:
+            raise PrefineError(f"{init.description} is an ELECTRA discriminator without its generator; fill-mask needs the generator (a prefine ELECTRA run has it)")
+        model = ElectraPreTrainingModel(init.electra.config, init.electra.generator_config)
+        load_electra_state(model, init.electra.state_dict)
+        dense_logits = model.generator_dense_logits
+    else:
+        model = BertForPreTraining(init.config)
+        from prefine.interop import load_into
 
-    load_into(model, init.state_dict)
+        load_into(model, init.state_dict)
+        dense_logits = model.dense_prediction_logits
     model.eval()
     tokenizer = init.tokenizer
     mask_id = tokenizer.token_to_id("[MASK]")
@@ -36,7 +49,7 @@ def fill_mask(model_source: str, text: str, top_k: int = 5) -> list[list[tuple[s
     if len(positions) == 0:
         raise PrefineError('the text has no [MASK] token; write it where a word should be predicted, e.g. "the [MASK] sat on the mat"')
     with torch.no_grad():
-        logits = model.dense_prediction_logits(ids, torch.tensor([encoding.type_ids]), torch.ones_like(ids))[0, positions]
+        logits = dense_logits(ids, torch.tensor([encoding.type_ids]), torch.ones_like(ids))[0, positions]
     probabilities = logits.softmax(-1)
     top = probabilities.topk(top_k, dim=-1)
     return [
