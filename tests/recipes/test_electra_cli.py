@@ -174,3 +174,20 @@ def test_compare_checkpoints_works_on_an_electra_run(electra_run, tmp_path):
                  "--out", str(out), "--registry", str(tmp_path / "registry.sqlite"), "--checkpoints", "3,6", "--fractions", "1.0",
                  "--text-column", "document", "--label-column", "label", "--max-steps", "2", "--batch-size", "8",
                  "--max-seq-length", "32", "--num-threads", "1", "--no-progress"]) == 0
+
+
+def test_electra_under_torchrun_trains_saves_once_and_resumes(tmp_path):
+    from tests.training.test_distributed import torchrun
+
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(120, seed=2))
+    run_dir = tmp_path / "run"
+    flags = ["--preset", "tiny", "--vocab-size", "200", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
+             "--eval-every", "2", "--save-every", "2", "--log-every", "1", "--no-progress", "--objective", "electra"]
+    result = torchrun("-m", "prefine", "pretrain", "--corpus", str(corpus), "--out", str(run_dir), "--registry", str(tmp_path / "r.sqlite"), *flags, "--max-steps", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("global batch 8 = 4 per process x 2 processes") == 1 and result.stdout.count("done: 2 steps") == 1
+    resumed = torchrun("-m", "prefine", "pretrain", "--resume", str(run_dir), "--registry", str(tmp_path / "r.sqlite"), "--max-steps", "4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lines = metrics_lines(run_dir)
+    assert [line["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4]
+    assert all(0.0 <= line["train/discriminator_accuracy"] <= 1.0 for line in lines if "train/loss" in line)
