@@ -132,3 +132,15 @@ def test_generator_is_a_narrower_model_of_the_same_depth():
 def test_bad_objective_settings_are_named(settings, flag):
     with pytest.raises(PrefineError, match=flag):
         ElectraObjectiveConfig(**settings)
+
+
+def test_replacements_are_drawn_from_the_tempered_softmax():
+    from prefine.model.electra import sample_replacements
+
+    log_probs = torch.log_softmax(torch.tensor([[0.0, 1.0, 2.0, -30.0]]), dim=-1).expand(40_000, 4)
+    for temperature in (1.0, 0.5):
+        draws = sample_replacements(log_probs, temperature, torch.Generator().manual_seed(0))
+        frequencies = torch.bincount(draws, minlength=4).double() / len(draws)
+        expected = torch.softmax(log_probs[0].double() / temperature, dim=-1)
+        torch.testing.assert_close(frequencies, expected, atol=0.01, rtol=0)
+        assert frequencies[3] == 0  # a token of (nearly) zero probability is never drawn
