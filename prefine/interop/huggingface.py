@@ -34,8 +34,8 @@ from torch import nn
 
 from prefine.checkpoint import RUN_FILE
 from prefine.errors import PrefineError
-from prefine.model.config import BertConfig, config_from_dict
 from prefine.interop.electra import import_hf_electra, is_electra_config_json
+from prefine.model.config import BertConfig, config_from_dict
 from prefine.model.electra import ElectraWeights
 from prefine.tokenizer import normalizer_settings
 

@@ -39,7 +39,7 @@ from torch import nn
 from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.model.bert import AttentionLayout, BertEncoder, BertModel, activation, init_bert_weights
-from prefine.model.config import BertConfig
+from prefine.model.config import BertConfig, config_from_dict
 from prefine.model.heads import IGNORE_MLM
 
 # Below this width a generator head of 64 dimensions would be wider than the generator itself.
@@ -291,8 +291,6 @@ def electra_checkpoint_config(model: ElectraPreTrainingModel) -> dict:
 
 def electra_weights_from_checkpoint(config_json: dict, state_dict: dict[str, torch.Tensor], source: str) -> ElectraWeights:
     """Read a prefine ELECTRA checkpoint's config.json and weights."""
-    from prefine.model.config import config_from_dict
-
     discriminator_fields = {key: value for key, value in config_json.items() if key not in ("model_type", "generator", "objective")}
     config = config_from_dict(discriminator_fields, source)
     generator_fields = config_json.get("generator")
