@@ -21,6 +21,13 @@ V vocabulary; embeddings, pooler and NSP are negligible). MFU is FLOP/s over the
 fp32 matmul peak of the same threads (best of a 2048^3 torch.mm).
 
     python benchmarks/pretrain_throughput.py --presets tiny mini small --steps 10 --repeats 3
+
+`--with-electra` also times prefine's ELECTRA step (generator + discriminator, issue 16) on the
+same batches, interleaved with the other two, and reports its cost against prefine's MLM step.
+transformers has no ELECTRA pre-training to compare with; its useful FLOPs are not computed (the
+MFU column counts the BERT formula only and is left blank for it).
+
+    python benchmarks/pretrain_throughput.py --presets mini --with-electra --steps 10 --repeats 3
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ import torch  # noqa: E402
 from prefine.model import BertForPreTraining, encoder_flops_per_token, preset_config  # noqa: E402
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
 from prefine.training.position import DataPosition  # noqa: E402
-from prefine.tasks.pretraining import PretrainingTask  # noqa: E402
+from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config  # noqa: E402
+from prefine.tasks.pretraining import ElectraPretrainingTask, PretrainingTask  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
 
@@ -92,12 +100,18 @@ def hf_examples(batch: dict, seq_len: int, special_ids: set[int], pad_id: int) -
     return examples
 
 
-def prefine_run(batches: PretrainingBatches, preset: str, vocab_size: int, seq_len: int, warmup: int, steps: int, seed: int) -> float:
+def prefine_run(batches: PretrainingBatches, preset: str, vocab_size: int, seq_len: int, warmup: int, steps: int, seed: int, electra: bool = False) -> float:
     torch.manual_seed(seed)
-    model = BertForPreTraining(preset_config(preset, vocab_size=vocab_size, max_position_embeddings=max(512, seq_len)))
+    config = preset_config(preset, vocab_size=vocab_size, max_position_embeddings=max(512, seq_len))
+    if electra:
+        objective = ElectraObjectiveConfig()
+        model = ElectraPreTrainingModel(config, generator_config(config, objective.generator_size), objective)
+        task = ElectraPretrainingTask(batches, [], torch.device("cpu"), objective)
+    else:
+        model = BertForPreTraining(config)
+        task = PretrainingTask(batches, [], torch.device("cpu"))
     model.train()
     optimizer = build_optimizer(model, TrainingConfig(), torch.device("cpu"))
-    task = PretrainingTask(batches, [], torch.device("cpu"))
     position = DataPosition(0, 0)
     start = 0.0
     for step in range(warmup + steps):
@@ -153,6 +167,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--with-mini-512", action="store_true", help="also run mini at sequence length 512 (slow)")
     parser.add_argument("--hf-attention", default="", help="transformers attn_implementation (default: transformers' own default, sdpa)")
+    parser.add_argument("--with-electra", action="store_true", help="also time prefine's ELECTRA step on the same batches")
     args = parser.parse_args()
     set_threads(args.threads)
 
@@ -191,16 +206,26 @@ def main() -> None:
         example_batches = [hf_examples(batch, seq_len, special_ids, hf_tok.pad_token_id) for batch in timed]
         padding = 1 - real_tokens / (sequences * seq_len)
 
-        prefine_times, hf_times = [], []
+        prefine_times, hf_times, electra_times = [], [], []
+        sides = ["prefine", "hf"] + (["electra"] if args.with_electra else [])
         for repeat in range(args.repeats):
-            # Alternate which side goes first, so slow drifts of a shared machine hit both alike.
-            order = ("prefine", "hf") if repeat % 2 == 0 else ("hf", "prefine")
-            for side in order:
+            # Rotate which side goes first, so slow drifts of a shared machine hit all alike.
+            for side in sides[repeat % len(sides):] + sides[: repeat % len(sides)]:
                 if side == "prefine":
                     prefine_times.append(prefine_run(batches, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed))
+                elif side == "electra":
+                    electra_times.append(prefine_run(batches, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, electra=True))
                 else:
                     hf_times.append(hf_run(example_batches, collator, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, args.hf_attention))
-            print(f"{preset}@{seq_len} repeat {repeat}: prefine {prefine_times[-1]:.1f}s transformers {hf_times[-1]:.1f}s", file=sys.stderr)
+            electra_note = f" prefine electra {electra_times[-1]:.1f}s" if electra_times else ""
+            print(f"{preset}@{seq_len} repeat {repeat}: prefine {prefine_times[-1]:.1f}s transformers {hf_times[-1]:.1f}s{electra_note}", file=sys.stderr)
+        if electra_times:
+            seconds = median(electra_times)
+            results.append({"preset": preset, "seq_len": seq_len, "side": "prefine electra", "real_tokens_per_s": real_tokens / seconds,
+                            "sequences_per_s": sequences / seconds, "seconds": electra_times,
+                            "relative_to_prefine_mlm": median(prefine_times) / seconds})
+            rows.append([f"{preset} @{seq_len}", "prefine electra", real_tokens / seconds, sequences / seconds, "", "",])
+            rows.append([f"{preset} @{seq_len}", "**electra / mlm**", f"**{median(prefine_times) / seconds:.2f}x**", "", "", "(prefine's own steps)"])
         for side, times in (("prefine", prefine_times), ("transformers", hf_times)):
             seconds = median(times)
             record = {

@@ -51,16 +51,16 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
     run_dir = resolve_run_dir(str(run), registry)
     device = torch.device(device)
     saved = read_run(run_dir)
+    if saved.get("kind") == "pretrain":
+        from prefine.recipes.common import resolve_init
+
+        return masked_lm_from_init(resolve_init(str(run_dir)), device)
     checkpoint = model_checkpoint_of(run_dir)
     head = load_model_config(checkpoint)
     config = config_from_dict(head, str(checkpoint / "config.json"))
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     check_tokenizer_matches(tokenizer, config, run_dir / TOKENIZER_DIR, checkpoint)
     kind = saved.get("kind")
-    if kind == "pretrain":
-        model = BertForPreTraining(config)
-        model.load_state_dict(load_weights(checkpoint))
-        return MaskedLMPredictor(model, tokenizer, device)
     if kind != "finetune":
         raise PrefineError(f"{run_dir} is a {kind} run; pass a pre-training or fine-tuning run folder")
     task = get_task(saved.get("task", "classification"))
@@ -69,11 +69,30 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
     return task.predictor(model, tokenizer, saved, head, device)
 
 
-class MaskedLMPredictor:
-    """A pre-trained encoder with its MLM head: top-k candidates for every [MASK] of a text."""
+def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
+    """The masked LM of loaded pre-trained weights (`resolve_init`): BERT's MLM head, or an ELECTRA run's generator."""
+    if init.electra is not None:
+        from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
 
-    def __init__(self, model: BertForPreTraining, tokenizer, device: torch.device):
+        if not init.electra.has_generator:
+            raise PrefineError(f"{init.description} is an ELECTRA discriminator without its generator; fill-mask needs the generator (a prefine ELECTRA run has it)")
+        electra = ElectraPreTrainingModel(init.electra.config, init.electra.generator_config)
+        load_electra_state(electra, init.electra.state_dict)
+        return MaskedLMPredictor(electra, init.tokenizer, device, electra.generator_dense_logits)
+    from prefine.interop import load_into
+
+    model = BertForPreTraining(init.config)
+    load_into(model, init.state_dict)
+    return MaskedLMPredictor(model, init.tokenizer, device)
+
+
+class MaskedLMPredictor:
+    """A pre-trained encoder with its MLM head (or an ELECTRA generator): top-k candidates for every [MASK] of a text."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, device: torch.device, dense_logits=None):
         self.model = model.to(device).eval()
+        # (input_ids, token_type_ids, attention_mask) -> vocabulary logits at every position.
+        self.dense_logits = dense_logits or model.dense_prediction_logits
         self.tokenizer = tokenizer
         self.device = device
         self.mask_id = tokenizer.token_to_id("[MASK]")
@@ -86,7 +105,7 @@ class MaskedLMPredictor:
         if len(positions) == 0:
             raise PrefineError('the text has no [MASK] token; write it where a word should be predicted, e.g. "the [MASK] sat on the mat"')
         with torch.no_grad():
-            logits = self.model.dense_prediction_logits(ids, torch.tensor([encoding.type_ids], device=self.device), torch.ones_like(ids))[0, positions]
+            logits = self.dense_logits(ids, torch.tensor([encoding.type_ids], device=self.device), torch.ones_like(ids))[0, positions]
         top = logits.float().softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
         return [
             [(self.tokenizer.id_to_token(int(token)), float(probability)) for probability, token in zip(row_p, row_t)]

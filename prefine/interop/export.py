@@ -8,6 +8,8 @@ cannot store a shared tensor) and transformers re-ties it on load.
 
 Before writing, the weights are loaded strictly into the prefine class named by the checkpoint,
 so a checkpoint that would not even run in prefine is never exported.
+
+An ELECTRA run exports as two folders, the discriminator and its generator (prefine.interop.electra).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForPreTraining, config_from_dict
+from prefine.model.electra import is_electra_checkpoint_config
 from prefine.tasks.interface import all_tasks, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
 
@@ -103,6 +106,8 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     """Write a transformers-loadable folder (config.json, model.safetensors, tokenizer files) to `out_dir`."""
     checkpoint, tokenizer_dir = _locate(run_or_checkpoint)
     config_json = load_model_config(checkpoint)
+    if is_electra_checkpoint_config(config_json):
+        return _export_electra(run_or_checkpoint, checkpoint, tokenizer_dir, config_json, Path(out_dir))
     architecture = _architecture(config_json, checkpoint)
     config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
     weights = load_weights(checkpoint)
@@ -123,6 +128,18 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     (out_dir / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
     save_tokenizer(tokenizer, out_dir, model_max_length=config.max_position_embeddings)
     return out_dir
+
+
+def _export_electra(run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Path, config_json: dict, out_dir: Path) -> Path:
+    """An ELECTRA run: the discriminator to `out_dir`, the generator to `out_dir/generator` (prefine.interop.electra)."""
+    from prefine.interop.electra import export_electra_hf
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.get_vocab_size() > config_json.get("vocab_size", 0):
+        raise PrefineError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; restore the run's own tokenizer")
+    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
+        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    return export_electra_hf(checkpoint, tokenizer, config_json, out_dir)
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Import Hugging Face BERT checkpoints: config, weights (safetensors or a safe .bin), tokenizer.
 
+(ELECTRA checkpoints are read by `prefine.interop.electra` and handed on in the same form.)
+
 A Hugging Face BERT folder (or a Hub name, downloaded once) becomes a `BertConfig`, a state
 dict and a `tokenizers.Tokenizer` that give the same outputs as transformers. The weight names
 already match ours (the model code mirrors Hugging Face's); what varies between checkpoints is
@@ -32,7 +34,9 @@ from torch import nn
 
 from prefine.checkpoint import RUN_FILE
 from prefine.errors import PrefineError
+from prefine.interop.electra import import_hf_electra, is_electra_config_json
 from prefine.model.config import BertConfig, config_from_dict
+from prefine.model.electra import ElectraWeights
 from prefine.tokenizer import normalizer_settings
 
 CONFIG_FILE = "config.json"
@@ -375,6 +379,7 @@ class ImportedCheckpoint:
     tokenizer: Tokenizer
     source: str  # the folder or Hub name it came from
     lowercase: bool
+    electra: ElectraWeights | None = None  # an ELECTRA checkpoint's whole state; state_dict is its discriminator as BERT
 
 
 # A Hub repo id: "name" or "owner/name", letters, digits, "-", "_", ".".
@@ -415,8 +420,12 @@ def import_hf_checkpoint(name_or_path: str) -> ImportedCheckpoint:
     else:
         raise PrefineError(f"{name_or_path} not found: pass an existing folder or a Hugging Face Hub name such as bert-base-uncased")
 
-    config = load_hf_config(folder)
-    state_dict = load_hf_state_dict(folder)
+    electra = None
+    if is_electra_config_json(_read_json_object(folder / CONFIG_FILE)):
+        config, state_dict, electra = import_hf_electra(folder)
+    else:
+        config = load_hf_config(folder)
+        state_dict = load_hf_state_dict(folder)
     tokenizer = load_hf_tokenizer(folder)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise PrefineError(
@@ -424,4 +433,4 @@ def import_hf_checkpoint(name_or_path: str) -> ImportedCheckpoint:
             "the folder mixes files of different models"
         )
     lowercase, _ = normalizer_settings(tokenizer)
-    return ImportedCheckpoint(config, state_dict, tokenizer, str(name_or_path), lowercase)
+    return ImportedCheckpoint(config, state_dict, tokenizer, str(name_or_path), lowercase, electra)

@@ -10,15 +10,19 @@ from prefine.errors import PrefineError
 
 # [CLS] A [SEP] B [SEP] needs three special tokens and at least one token in each of A and B.
 MIN_SEQ_LENGTH = 5
+# Objectives trained on RoBERTa-style packed full sentences (no sentence pairs, no NSP).
+PACKED_OBJECTIVES = ("mlm", "electra")
 
 
 @dataclass
 class PretrainingDataConfig:
     max_seq_length: int = option(128, "Tokens per pre-training sequence, special tokens included")
-    objective: Literal["mlm+nsp", "mlm"] = option(
+    objective: Literal["mlm+nsp", "mlm", "electra"] = option(
         "mlm+nsp",
         "mlm+nsp: BERT sentence pairs with next-sentence prediction; "
-        "mlm: RoBERTa-style packed full sentences, masked LM only (use it for corpora of one-sentence documents)",
+        "mlm: RoBERTa-style packed full sentences, masked LM only (use it for corpora of one-sentence documents); "
+        "electra: the same packed sentences and masks, a small generator fills the masks and the encoder learns to spot "
+        "its replacements at every position (ELECTRA)",
     )
     short_seq_prob: float = option(
         0.1, "Fraction of mlm+nsp instances given a random shorter length, so the model also sees short inputs"
@@ -32,8 +36,8 @@ class PretrainingDataConfig:
     tokenize_batch_size: int = option(1000, "Documents per parallel tokenizer call while building the token cache")
 
     def __post_init__(self) -> None:
-        if self.objective not in ("mlm+nsp", "mlm"):
-            raise PrefineError(f"unknown objective {self.objective!r}; use --objective mlm+nsp or --objective mlm")
+        if self.objective not in PACKED_OBJECTIVES + ("mlm+nsp",):
+            raise PrefineError(f"unknown objective {self.objective!r}; use --objective mlm, mlm+nsp or electra")
         if self.max_seq_length < MIN_SEQ_LENGTH:
             raise PrefineError(f"--max-seq-length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH}")
         for name in ("short_seq_prob", "mlm_probability", "mask_token_prob", "random_token_prob"):

@@ -41,7 +41,7 @@ max_seq_length - 2 tokens, crossing document boundaries with a [SEP] between doc
 separator costs one token of the budget), as one segment with NSP label -1. Packing crosses only
 between documents that are adjacent in the cache and both in `doc_ids`, so training never reads
 held-out text. A sentence longer than the budget is cut into budget-sized windows. Like RoBERTa,
-no short_seq_prob is applied here.
+no short_seq_prob is applied here. Objective "electra" uses the same packed instances.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from prefine.model.heads import IGNORE_NSP
-from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.pretraining_data.config import PACKED_OBJECTIVES, PretrainingDataConfig
 from prefine.pretraining_data.shards import TokenShards
 
 NSP_IS_NEXT = 0
@@ -132,7 +132,7 @@ def build_instances(
     """
     doc_ids = np.asarray(doc_ids, dtype=np.int64)
     built = _InstanceColumns()
-    if config.objective == "mlm":
+    if config.objective in PACKED_OBJECTIVES:
         packable = np.ones(len(doc_ids), dtype=bool)
     else:
         packable = shards.document_sentence_counts()[doc_ids] == 1

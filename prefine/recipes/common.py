@@ -2,7 +2,10 @@
 
 `--init` accepts three kinds of source, resolved here once for all recipes:
 a prefine run folder (its best or latest checkpoint and its tokenizer), a prefine checkpoint
-folder inside a run, or a Hugging Face BERT folder / Hub name (through `prefine.interop`).
+folder inside a run, or a Hugging Face BERT (or ELECTRA) folder / Hub name (through `prefine.interop`).
+An ELECTRA source is handed on as its discriminator's encoder under BERT's names, so every
+recipe that starts from a BERT encoder starts from it unchanged; `InitSource.electra` keeps the
+whole pre-training state for the recipes that need the generator (continued pre-training, fill-mask).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from prefine.checkpoint import (
 )
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, config_from_dict
+from prefine.model.electra import ElectraWeights, electra_weights_from_checkpoint, is_electra_checkpoint_config
 from prefine.registry import RunRegistry, default_registry_path
 from prefine.tokenizer import load_tokenizer, tokenizer_fingerprint
 
@@ -43,6 +47,8 @@ class InitSource:
     checkpoint: Path | None
     model_config_json: dict[str, Any]
     imported_from_hf: bool = False
+    # An ELECTRA source: its whole pre-training state (config and state_dict above are its discriminator as BERT).
+    electra: ElectraWeights | None = None
 
 
 def default_cache_dir() -> Path:
@@ -75,15 +81,23 @@ def resolve_init(source: str) -> InitSource:
         checkpoint=None,
         model_config_json=dataclasses.asdict(imported.config),
         imported_from_hf=True,
+        electra=imported.electra,
     )
 
 
 def _from_prefine_checkpoint(checkpoint: Path, run_dir: Path) -> InitSource:
     config_json = load_model_config(checkpoint)
-    config = config_from_dict(config_json, str(checkpoint / "config.json"))
+    weights = load_weights(checkpoint)
+    electra = None
+    if is_electra_checkpoint_config(config_json):
+        # Fine-tuning starts from the discriminator (ELECTRA's rule), given as a plain BERT encoder.
+        electra = electra_weights_from_checkpoint(config_json, weights, str(checkpoint / "config.json"))
+        config, weights = electra.config, electra.bert_encoder_state()
+    else:
+        config = config_from_dict(config_json, str(checkpoint / "config.json"))
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     check_tokenizer_matches(tokenizer, config, run_dir / TOKENIZER_DIR, checkpoint)
-    return InitSource(config, load_weights(checkpoint), tokenizer, f"prefine checkpoint {checkpoint}", run_dir, checkpoint, config_json)
+    return InitSource(config, weights, tokenizer, f"prefine checkpoint {checkpoint}", run_dir, checkpoint, config_json, electra=electra)
 
 
 def check_tokenizer_matches(tokenizer: Tokenizer, config: BertConfig, tokenizer_dir: Path, checkpoint: Path) -> None:

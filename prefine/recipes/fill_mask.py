@@ -1,4 +1,8 @@
-"""`prefine fill-mask`: show what a pre-trained model predicts for each [MASK] in a sentence."""
+"""`prefine fill-mask`: show what a pre-trained model predicts for each [MASK] in a sentence.
+
+An ELECTRA run answers with its generator, the half of it that was trained to fill masks (the
+discriminator only tells replaced tokens from original ones).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
-from prefine.inference import MaskedLMPredictor
+from prefine.inference import MaskedLMPredictor, masked_lm_from_init
 
 
 @dataclass
@@ -38,14 +42,9 @@ def load_masked_lm(model_source: str, registry: str = "") -> MaskedLMPredictor:
         if not isinstance(predictor, MaskedLMPredictor):
             raise PrefineError(f"{model_source} is a fine-tuned run without its masked-LM head; pass the pre-training run it started from")
         return predictor
-    from prefine.interop import load_into
-    from prefine.model import BertForPreTraining
     from prefine.recipes.common import resolve_init
 
-    init = resolve_init(model_source)
-    model = BertForPreTraining(init.config)
-    load_into(model, init.state_dict)
-    return MaskedLMPredictor(model, init.tokenizer, torch.device("cpu"))
+    return masked_lm_from_init(resolve_init(model_source), torch.device("cpu"))
 
 
 def fill_mask(model_source: str, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:

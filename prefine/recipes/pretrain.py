@@ -1,4 +1,4 @@
-"""`prefine pretrain`: raw corpus -> tokenizer -> token shards -> BERT pre-training run.
+"""`prefine pretrain`: raw corpus -> tokenizer -> token shards -> BERT (or ELECTRA) pre-training run.
 
 A thin recipe: each stage lives in its own package; this module only wires their configs to
 flags, decides where the tokenizer and weights come from (fresh, --tokenizer, --init, --resume),
@@ -24,6 +24,14 @@ from prefine.config import add_dataclass_arguments, explicit_overrides, from_arg
 from prefine.corpus import CorpusConfig, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
 from prefine.model import PRESETS, BertConfig, BertForPreTraining, count_parameters, preset_config
+from prefine.model.electra import (
+    ElectraObjectiveConfig,
+    ElectraPreTrainingModel,
+    electra_checkpoint_config,
+    electra_state_from_bert,
+    generator_config,
+    load_electra_state,
+)
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
 from prefine.recipes.common import (
     InitSource,
@@ -35,7 +43,7 @@ from prefine.recipes.common import (
     run_record,
 )
 from prefine.registry import RunHandle, default_registry_path, recorded_run
-from prefine.tasks.pretraining import PretrainingTask
+from prefine.tasks.pretraining import ElectraPretrainingTask, PretrainingTask
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
 from prefine.training.config import with_time_budget
@@ -81,9 +89,10 @@ MODEL_FIELDS_NOT_OVERRIDABLE = ("vocab_size", "type_vocab_size", "pad_token_id")
 def add_command(subparsers) -> None:
     parser = subparsers.add_parser(
         "pretrain",
-        help="pre-train a BERT encoder on a raw text corpus (masked LM; BERT's MLM + NSP with --objective mlm+nsp)",
+        help="pre-train a BERT encoder on a raw text corpus (masked LM; BERT's MLM + NSP with --objective mlm+nsp; ELECTRA with --objective electra)",
         description="Pre-train a BERT encoder from a raw corpus: trains a WordPiece tokenizer, tokenizes into cached "
-        "memory-mapped shards, and trains with masked-LM (plus next-sentence prediction with --objective mlm+nsp).",
+        "memory-mapped shards, and trains with masked-LM (plus next-sentence prediction with --objective mlm+nsp; "
+        "ELECTRA's generator and replaced-token discriminator with --objective electra).",
     )
     add_dataclass_arguments(parser.add_argument_group("run"), PretrainRunConfig)
     add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
@@ -92,6 +101,7 @@ def add_command(subparsers) -> None:
         parser.add_argument_group("model (each flag overrides the preset's value; pre-training runs without dropout unless these say otherwise)"), BertConfig, skip=MODEL_FIELDS_NOT_OVERRIDABLE, show_defaults=False
     )
     add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig, defaults=PRETRAIN_DATA_DEFAULTS)
+    add_dataclass_arguments(parser.add_argument_group("ELECTRA (with --objective electra)"), ElectraObjectiveConfig)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=PRETRAIN_TRAINING_DEFAULTS)
     parser.set_defaults(func=run_from_args)
 
@@ -104,6 +114,15 @@ class PretrainSetup:
     data: PretrainingDataConfig
     training: TrainingConfig
     model_overrides: dict = dataclasses.field(default_factory=dict)  # BertConfig fields that replace the preset's
+    electra: ElectraObjectiveConfig = dataclasses.field(default_factory=ElectraObjectiveConfig)  # used with --objective electra
+
+
+def _electra_settings(args: argparse.Namespace, data: PretrainingDataConfig) -> ElectraObjectiveConfig:
+    requested = explicit_overrides(args, ElectraObjectiveConfig)
+    if requested and data.objective != "electra":
+        flag = "--" + next(iter(requested)).replace("_", "-")
+        raise PrefineError(f"{flag} applies to ELECTRA only; add --objective electra or drop the flag")
+    return ElectraObjectiveConfig(**requested)
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
@@ -125,14 +144,16 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     training = with_time_budget(from_args(TrainingConfig, args, base=PRETRAIN_TRAINING_DEFAULTS), explicit_steps=args.max_steps is not None)
     corpus = from_args(CorpusConfig, args)
     check_new_run(run, corpus)
+    data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
     return PretrainSetup(
         run=run,
         corpus=corpus,
         tokenizer=from_args(TokenizerConfig, args, base=TOKENIZER_DEFAULTS),
-        data=from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS),
+        data=data,
         training=training,
         # --init brings its own architecture; the defaults shape only a new model.
         model_overrides=_model_overrides(args) if run.init else {**PRETRAIN_MODEL_DEFAULTS, **_model_overrides(args)},
+        electra=_electra_settings(args, data),
     )
 
 
@@ -189,6 +210,8 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
     ):
         check_resume_overrides(saved[group], explicit_overrides(args, cls, ), allowed, f"the {group}")
     check_resume_overrides(saved["model"], _model_overrides(args), frozenset(), "the model")
+    saved_electra = saved.get("electra") or {}
+    check_resume_overrides(saved_electra, explicit_overrides(args, ElectraObjectiveConfig), frozenset(), "the ELECTRA objective")
     training = dataclasses.replace(
         from_dict(TrainingConfig, saved["training"], "training"),
         **{key: value for key, value in explicit_overrides(args, TrainingConfig).items() if key in RESUMABLE_OVERRIDES},
@@ -204,6 +227,7 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         data=from_dict(PretrainingDataConfig, saved["data"], "data"),
         training=training,
         model_overrides=saved.get("model_overrides", {}),
+        electra=from_dict(ElectraObjectiveConfig, saved_electra, "electra"),
     )
 
 
@@ -233,7 +257,34 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
     return load_tokenizer(tokenizer_dir)
 
 
-def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None) -> tuple[BertForPreTraining, BertConfig]:
+def _electra_from_init(setup: PretrainSetup, init: InitSource) -> ElectraPreTrainingModel:
+    """ELECTRA from --init: the source's whole ELECTRA state where it has one (its generator's shape
+    wins over --generator-size); otherwise its encoder becomes the discriminator and the generator starts fresh."""
+    saved = init.electra
+    if saved is not None and saved.has_generator:
+        generator, state = saved.generator_config, saved.state_dict
+    else:
+        generator = generator_config(init.config, setup.electra.generator_size)
+        state = saved.state_dict if saved is not None else electra_state_from_bert(init.state_dict)
+    model = ElectraPreTrainingModel(init.config, generator, setup.electra)
+    fresh = load_electra_state(model, state)
+    if fresh:
+        print(f"init: loaded {init.description}; newly initialized: ELECTRA {', '.join(fresh)}")
+    return model
+
+
+def _new_model(setup: PretrainSetup, config: BertConfig, saved_generator: BertConfig | None) -> torch.nn.Module:
+    if setup.data.objective != "electra":
+        return BertForPreTraining(config)
+    # A resumed run rebuilds the generator it recorded (it may have come from an --init).
+    generator = saved_generator or generator_config(config, setup.electra.generator_size)
+    return ElectraPreTrainingModel(config, generator, setup.electra)
+
+
+def _build_model(
+    setup: PretrainSetup, vocab_size: int, init: InitSource | None, saved_generator: BertConfig | None = None
+) -> tuple[torch.nn.Module, BertConfig]:
+    """The model to train (BertForPreTraining, or ElectraPreTrainingModel under --objective electra) and its encoder's config."""
     torch.manual_seed(setup.training.seed)
     if init is not None:
         if setup.model_overrides:
@@ -243,6 +294,8 @@ def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None)
             raise PrefineError(
                 f"--max-seq-length {setup.data.max_seq_length} exceeds the {config.max_position_embeddings} positions of {init.description}; lower it"
             )
+        if setup.data.objective == "electra":
+            return _electra_from_init(setup, init), config
         model = BertForPreTraining(config)
         from prefine.interop import load_into
 
@@ -254,7 +307,7 @@ def _build_model(setup: PretrainSetup, vocab_size: int, init: InitSource | None)
     config = preset_config(setup.run.preset, **shape)
     if setup.data.max_seq_length > config.max_position_embeddings:
         raise PrefineError(f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; raise the latter")
-    return BertForPreTraining(config), config
+    return _new_model(setup, config, saved_generator), config
 
 
 def run_pretraining(setup: PretrainSetup) -> TrainingResult:
@@ -309,17 +362,24 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if context.is_main and not resuming and (message := sequence_length_warning(shards, train_batches.doc_ids, setup.data.max_seq_length)):
         print(f"warning: {message}")
 
-    model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init)
+    saved_generator = None
+    if resuming and read_run(run_dir).get("generator"):
+        saved_generator = from_dict(BertConfig, read_run(run_dir)["generator"], "generator")
+    model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init, saved_generator)
     if resuming:
         saved_model = read_run(run_dir)["model"]
         if saved_model != dataclasses.asdict(model_config):
             raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
-    checkpoint_config = {
-        **dataclasses.asdict(model_config),
-        "model_type": "bert",
-        "architectures": ["BertForPreTraining"],
-        "tokenizer_fingerprint": tokenizer_hash,
-    }
+    is_electra = isinstance(model, ElectraPreTrainingModel)
+    if is_electra:
+        checkpoint_config = {**electra_checkpoint_config(model), "tokenizer_fingerprint": tokenizer_hash}
+    else:
+        checkpoint_config = {
+            **dataclasses.asdict(model_config),
+            "model_type": "bert",
+            "architectures": ["BertForPreTraining"],
+            "tokenizer_fingerprint": tokenizer_hash,
+        }
     record = run_record(
         "pretrain",
         run=setup.run,
@@ -329,19 +389,30 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         training=setup.training,
         model=model_config,
         model_overrides=setup.model_overrides,
+        electra=setup.electra if is_electra else None,
+        generator=model.generator_config if is_electra else None,
         init=init.description if init else None,
         corpus_fingerprint=fingerprint,
         tokenizer_fingerprint=tokenizer_hash,
     )
     if context.is_main:
         write_run(run_dir, record)
+        if is_electra:
+            print(
+                f"ELECTRA: discriminator {count_parameters(model.electra) / 1e6:.1f}M parameters (what fine-tuning starts from), "
+                f"generator {model.generator_config.hidden_size} wide ({count_parameters(model.generator) / 1e6:.2f}M parameters "
+                "besides the shared embeddings)"
+            )
         print(
             f"model: {setup.run.preset if init is None else 'from --init'} ({count_parameters(model) / 1e6:.1f}M parameters), "
             f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
             f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
             f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
         )
-    task = PretrainingTask(train_batches, eval_batches, context.device)
+    if is_electra:
+        task = ElectraPretrainingTask(train_batches, eval_batches, context.device, setup.electra)
+    else:
+        task = PretrainingTask(train_batches, eval_batches, context.device)
     registry = open_registry(setup.run.registry, run_dir) if context.is_main else None
     with (
         recorded_run(
