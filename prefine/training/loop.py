@@ -265,7 +265,7 @@ def _train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if config.deterministic:
-        determinism.apply()
+        determinism.apply(device.type)
     if context.is_main:
         remove_stale_temporaries(run_dir)
     model.to(device)
