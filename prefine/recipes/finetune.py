@@ -174,7 +174,7 @@ def run_finetune(
     training_task = task.training_task(prepared, micro_batch, pad_id, training.seed, run.eval_batch_size, context.device)
     best_name = training.best_metric.split(":")[0]
     with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main, resume=resume) as handle:
-        result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=resume)
+        result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=resume, on_progress=handle.heartbeat)
         if not prepared.has_eval or not context.is_main:
             return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples)
         # Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it.

@@ -1,7 +1,7 @@
-"""`prefine quickstart`: the whole recipe, offline, in a few minutes on a laptop CPU.
+"""`prefine quickstart`: the whole recipe, offline, in under 10 minutes on a 2-core CPU.
 
 The corpus is the documentation every Python install ships (standard-library docstrings and
-the language reference topics, ~2 MB of English). The quickstart writes it to a text file,
+the language reference topics, 1.6 MB of English). The quickstart writes it to a text file,
 trains a WordPiece tokenizer on it, pre-trains a tiny BERT with `prefine pretrain`'s defaults
 for a fixed wall-clock budget (so it takes the same minutes on a slow machine as on a fast one)
 while MLM accuracy rises, fills some masks, then fine-tunes on a real held-out task (which
