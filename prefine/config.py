@@ -58,12 +58,15 @@ def add_dataclass_arguments(
     defaults: Any = None,
     flags: dict[str, str] | None = None,
     show_defaults: bool = True,
+    unset: Any = None,
 ) -> None:
     """Add one flag per field of `cls`; defaults are left as None so explicit flags can be told apart.
 
     `defaults` is an instance whose values the help text shows (a recipe's own defaults, which
     `from_args(..., base=defaults)` then applies); `flags` renames fields on the command line
-    (e.g. {"paths": "corpus"} gives `--corpus` for the field `paths`).
+    (e.g. {"paths": "corpus"} gives `--corpus` for the field `paths`). `unset` is what an absent
+    flag leaves in the namespace: None, or argparse.SUPPRESS for a subcommand whose parent
+    parser has the same flag (`runs --registry P show X` must keep P).
     """
     hints = _resolved_hints(cls)
     for field in dataclasses.fields(cls):
@@ -82,7 +85,7 @@ def add_dataclass_arguments(
         help_text = field.metadata.get("help", "")
         if show_defaults and default not in (None, "", []) and annotation is not bool:
             help_text += f" (default: {default})"
-        kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + field.name, "default": None, "help": help_text}
+        kwargs: dict[str, Any] = {"dest": prefix.replace("-", "_") + field.name, "default": unset, "help": help_text}
         origin = get_origin(annotation)
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

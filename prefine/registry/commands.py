@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.registry.plot import plot_runs
 from prefine.registry.store import REGISTRY_ENV_VAR, RunRecord, RunRegistry, find_registry
@@ -22,46 +24,69 @@ MISSING_MARKER = "(missing)"
 ABSENT = "-"
 
 
+REGISTRY_HELP = (
+    "registry file (default: $PREFINE_REGISTRY, else beside a run folder named, else ./runs/registry.sqlite, "
+    "else the one registry under ./ or ./runs/*, such as the quickstart's)"
+)
+
+
+@dataclass
+class RunsConfig:
+    registry: str = option("", REGISTRY_HELP)
+
+
+@dataclass
+class RunsShowConfig:
+    run: str = option("", "run name, id or folder", positional=True)
+    registry: str = option("", REGISTRY_HELP)
+
+
+@dataclass
+class RunsCompareConfig:
+    run_a: str = option("", "run name, id or folder", positional=True)
+    run_b: str = option("", "run name, id or folder", positional=True)
+    registry: str = option("", REGISTRY_HELP)
+
+
+@dataclass
+class LineageConfig:
+    run: str = option("", "run name, id or folder", positional=True)
+    descendants: bool = option(False, "show the tree of runs grown from it instead of its ancestors")
+    max_depth: int = option(100, "follow at most this many parent/child links")
+    registry: str = option("", REGISTRY_HELP)
+
+
+@dataclass
+class PlotConfig:
+    runs: list[str] = option([], "run names, ids or folders", positional=True)
+    metric: str = option("", "metric key in metrics.jsonl, e.g. eval/loss or eval/accuracy")
+    out: str = option("", "PNG file to write (default: plot-METRIC.png in the first run's folder)")
+    registry: str = option("", REGISTRY_HELP)
+
+
 def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `runs` (with `show` and `compare`), `lineage` and `plot` on the CLI's subparsers."""
     runs_parser = subparsers.add_parser("runs", help="list recorded runs; `runs show NAME`, `runs compare A B`")
-    _add_registry_flag(runs_parser, default=None)
+    add_dataclass_arguments(runs_parser, RunsConfig)
     runs_parser.set_defaults(func=list_runs_command)
     runs_actions = runs_parser.add_subparsers(dest="runs_action", metavar="{show,compare}")
 
     show_parser = runs_actions.add_parser("show", help="one run's config, data, metrics, artifact and versions")
-    show_parser.add_argument("run", help="run name or id")
-    # SUPPRESS: a flag given before `show` (`runs --registry P show X`) must not be reset to None.
-    _add_registry_flag(show_parser, default=argparse.SUPPRESS)
+    # SUPPRESS: a flag given before `show` (`runs --registry P show X`) must not be reset.
+    add_dataclass_arguments(show_parser, RunsShowConfig, unset=argparse.SUPPRESS)
     show_parser.set_defaults(func=show_run_command)
 
     compare_parser = runs_actions.add_parser("compare", help="config and metric differences between two runs")
-    compare_parser.add_argument("run_a", help="run name or id")
-    compare_parser.add_argument("run_b", help="run name or id")
-    _add_registry_flag(compare_parser, default=argparse.SUPPRESS)
+    add_dataclass_arguments(compare_parser, RunsCompareConfig, unset=argparse.SUPPRESS)
     compare_parser.set_defaults(func=compare_runs_command)
 
     lineage_parser = subparsers.add_parser("lineage", help="a run's ancestors up to the root, or its descendants")
-    lineage_parser.add_argument("run", help="run name, id or folder")
-    lineage_parser.add_argument("--descendants", action="store_true", help="show the tree of runs grown from it instead")
-    lineage_parser.add_argument("--max-depth", type=int, default=100, help="follow at most this many parent/child links")
-    _add_registry_flag(lineage_parser, default=None)
+    add_dataclass_arguments(lineage_parser, LineageConfig)
     lineage_parser.set_defaults(func=lineage_command)
 
     plot_parser = subparsers.add_parser("plot", help="PNG curves of one metric over steps for several runs")
-    plot_parser.add_argument("runs", nargs="+", help="run names, ids or folders")
-    plot_parser.add_argument("--metric", required=True, help="metric key in metrics.jsonl, e.g. eval/loss")
-    plot_parser.add_argument("--out", type=Path, default=None, help="PNG file to write (default: plot-METRIC.png in the first run's folder)")
-    _add_registry_flag(plot_parser, default=None)
+    add_dataclass_arguments(plot_parser, PlotConfig)
     plot_parser.set_defaults(func=plot_command)
-
-
-def _add_registry_flag(parser: argparse.ArgumentParser, default: Any) -> None:
-    parser.add_argument(
-        "--registry", type=Path, default=default,
-        help="registry file (default: $PREFINE_REGISTRY, else beside a run folder named, else ./runs/registry.sqlite, "
-        "else the one registry under ./ or ./runs/*, such as the quickstart's)",
-    )
 
 
 def open_existing_registry(args: argparse.Namespace, references: list[str] = ()) -> RunRegistry:
@@ -114,21 +139,25 @@ def compare_runs_command(args: argparse.Namespace) -> int:
 
 
 def lineage_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args, [args.run]) as registry:
-        run = get_run(registry, args.run)
-        if args.descendants:
-            print(format_descendants(registry.descendants(run, max_depth=args.max_depth)))
+    config = from_args(LineageConfig, args)
+    with open_existing_registry(args, [config.run]) as registry:
+        run = get_run(registry, config.run)
+        if config.descendants:
+            print(format_descendants(registry.descendants(run, max_depth=config.max_depth)))
         else:
-            print(format_ancestors(registry.ancestors(run, max_depth=args.max_depth)))
+            print(format_ancestors(registry.ancestors(run, max_depth=config.max_depth)))
     return 0
 
 
 def plot_command(args: argparse.Namespace) -> int:
-    with open_existing_registry(args, args.runs) as registry:
-        runs = [get_run(registry, name) for name in args.runs]
+    config = from_args(PlotConfig, args)
+    if not config.metric:
+        raise PrefineError("pass --metric KEY, a key of metrics.jsonl such as eval/loss or eval/accuracy")
+    with open_existing_registry(args, config.runs) as registry:
+        runs = [get_run(registry, name) for name in config.runs]
     # Into the (first) run's folder unless --out says otherwise: never a stray plot.png in the current directory.
-    out = args.out or runs[0].artifact_path / f"plot-{args.metric.replace('/', '-')}.png"
-    written = plot_runs(runs, args.metric, out)
+    out = Path(config.out) if config.out else runs[0].artifact_path / f"plot-{config.metric.replace('/', '-')}.png"
+    written = plot_runs(runs, config.metric, out)
     print(f"wrote {written}")
     return 0
 
