@@ -1,4 +1,4 @@
-"""Crash harness: SIGKILL a real `prefine pretrain` run again and again, resume it, and check nothing was lost.
+"""Crash harness: SIGKILL a real `prefine pretrain` or `prefine finetune` run again and again, resume it, and check nothing was lost.
 
 One uninterrupted reference run, then the same run started as a subprocess and killed N times,
 each time resumed the way a user would (`--resume` once run.json exists, else the original
@@ -17,6 +17,7 @@ holds one row for the run, `completed`, with the reference's metric.
 
     PYTHONPATH=. python scripts/crash_soak.py --kills 40 --seed 1          # the long soak
     PYTHONPATH=. python scripts/crash_soak.py --kills 20 --crash-points    # every crash point in turn
+    PYTHONPATH=. python scripts/crash_soak.py --kills 20 --stage finetune  # a fine-tuning run instead
 
 tests/crash/test_crash_harness.py runs a short version (a few crash points) in CI.
 """
@@ -59,6 +60,11 @@ TEMPORARY_MARKERS = (".tmp-", ".old-", ".partial-")
 class HarnessConfig:
     workdir: Path
     corpus: Path
+    # "finetune": the crashed run is a classification fine-tune of a short pre-training of `corpus`,
+    # on `train_data` / `eval_data` (TSV with sentence and label columns).
+    stage: str = "pretrain"
+    train_data: Path | None = None
+    eval_data: Path | None = None
     max_steps: int = 12
     save_every: int = 3
     eval_every: int = 4
@@ -78,7 +84,7 @@ class HarnessConfig:
 
     def flags(self) -> list[str]:
         return [
-            "--registry", str(self.registry), "--preset", "tiny", "--max-seq-length", "32", "--batch-size", "8",
+            "--registry", str(self.registry), *(["--preset", "tiny"] if self.stage == "pretrain" else []), "--max-seq-length", "32", "--batch-size", "8",
             "--num-threads", str(self.num_threads), "--no-progress", "--max-steps", str(self.max_steps),
             "--save-every", str(self.save_every), "--eval-every", str(self.eval_every), "--log-every", str(self.log_every),
             "--keep-last", str(self.keep_last), *(["--deterministic"] if self.deterministic else []),
@@ -113,23 +119,38 @@ class HarnessReport:
         }
 
 
+def _run(command: list[str], config: HarnessConfig, what: str) -> None:
+    completed = subprocess.run(command, env=config.environment(), capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{completed.stderr}")
+
+
 def reference_run(config: HarnessConfig) -> Path:
     """The uninterrupted run everything is compared with (it also trains the shared tokenizer)."""
     out = config.workdir / "reference"
-    command = [config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(out),
-               "--vocab-size", "300", "--min-frequency", "1", *config.flags()]
-    completed = subprocess.run(command, env=config.environment(), capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"reference run failed:\n{completed.stderr}")
+    if config.stage == "finetune":
+        # The weights to fine-tune: a few pre-training steps, made once and shared by every run.
+        _run([config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(config.workdir / "pretrained"),
+              "--vocab-size", "300", "--min-frequency", "1", "--preset", "tiny", "--max-seq-length", "32", "--batch-size", "8",
+              "--max-steps", "2", "--num-threads", str(config.num_threads), "--no-progress", "--registry", str(config.registry)], config, "pre-training")
+    _run(original_command(config, out, None), config, "reference run")
     return out
+
+
+def original_command(config: HarnessConfig, run_dir: Path, reference: Path | None) -> list[str]:
+    """The command that starts the run (the reference's, or a crashed run's with the reference's tokenizer)."""
+    if config.stage == "finetune":
+        return [config.python, "-m", "prefine", "finetune", "--init", str(config.workdir / "pretrained"), "--train", str(config.train_data),
+                "--eval", str(config.eval_data), "--out", str(run_dir), *config.flags()]
+    tokenizer = ["--tokenizer", str(reference / "tokenizer")] if reference is not None else ["--vocab-size", "300", "--min-frequency", "1"]
+    return [config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(run_dir), *tokenizer, *config.flags()]
 
 
 def crashed_run_command(config: HarnessConfig, run_dir: Path, reference: Path) -> list[str]:
     """What a user runs next: --resume once the run folder holds a run, else the original command."""
     if (run_dir / "run.json").exists():
-        return [config.python, "-m", "prefine", "pretrain", "--resume", str(run_dir), "--registry", str(config.registry)]
-    return [config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(run_dir),
-            "--tokenizer", str(reference / "tokenizer"), *config.flags()]
+        return [config.python, "-m", "prefine", config.stage, "--resume", str(run_dir), "--registry", str(config.registry)]
+    return original_command(config, run_dir, reference)
 
 
 def checkpoint_is_complete(checkpoint: Path) -> bool:
@@ -296,18 +317,20 @@ def main() -> int:
     parser.add_argument("--save-every", type=int, default=5)
     parser.add_argument("--num-threads", type=int, default=1)
     parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--stage", choices=["pretrain", "finetune"], default="pretrain", help="the kind of run to crash")
     parser.add_argument("--slow-writes", type=float, default=0.02, help="seconds each crash point pauses under random kills")
     args = parser.parse_args()
     if args.workdir.exists() and any(args.workdir.iterdir()):
         parser.error(f"{args.workdir} is not empty; pass a new --workdir")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.conftest import synthetic_documents, write_bert_text
+    from tests.conftest import synthetic_documents, write_bert_text, write_review_tsv
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     corpus = write_bert_text(args.workdir / "corpus.txt", synthetic_documents(120))
     config = HarnessConfig(
         args.workdir.resolve(), corpus.resolve(), max_steps=args.max_steps, save_every=args.save_every, eval_every=args.save_every * 2,
-        num_threads=args.num_threads, deterministic=args.deterministic,
+        num_threads=args.num_threads, deterministic=args.deterministic, stage=args.stage,
+        train_data=write_review_tsv(args.workdir / "train.tsv", 200, 1).resolve(), eval_data=write_review_tsv(args.workdir / "dev.tsv", 40, 2).resolve(),
     )
     started = time.monotonic()
     report = run_harness(config, list(CRASH_POINTS) if args.crash_points else None, args.kills, args.seed, args.slow_writes)

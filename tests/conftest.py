@@ -64,3 +64,21 @@ def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, 
     write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(run_dir, 1, BertForPreTraining(config).state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
     return run_dir
+
+
+REVIEW_POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+REVIEW_NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
+REVIEW_FILLER = ["the", "movie", "was", "really", "plot", "acting", "very"]
+
+
+def write_review_tsv(path: Path, count: int, seed: int) -> Path:
+    """A learnable sentiment TSV (sentence, label): each review holds one positive or negative word among filler."""
+    rng = random.Random(seed)
+    lines = ["sentence\tlabel"]
+    for _ in range(count):
+        label = rng.randint(0, 1)
+        words = rng.choices(REVIEW_FILLER, k=rng.randint(2, 6)) + [rng.choice(REVIEW_POSITIVE if label else REVIEW_NEGATIVE)]
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)}\t{label}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -133,6 +133,10 @@ def _disk_full_message(run_dir: Path) -> str:
     return f"disk full while saving a checkpoint in {run_dir / CHECKPOINTS_DIR}; {kept}. Free some space, then resume with --resume"
 
 
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -145,7 +149,7 @@ def save_checkpoint(
     """Write checkpoints/step-N atomically, move `latest` to it, then prune to `keep_last`."""
     checkpoints = run_dir / CHECKPOINTS_DIR
     checkpoints.mkdir(parents=True, exist_ok=True)
-    final = checkpoints / f"step-{step:08d}"
+    final = checkpoints / checkpoint_name(step)
     temporary = checkpoints / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, model_checkpoint_of, read_run, write_run
+from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, model_checkpoint_of, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
 from prefine.errors import PrefineError
 from prefine.recipes.common import (
@@ -173,8 +173,12 @@ def run_finetune(
     micro_batch = training.batch_size // training.gradient_accumulation_steps
     training_task = task.training_task(prepared, micro_batch, pad_id, training.seed, run.eval_batch_size, context.device)
     best_name = training.best_metric.split(":")[0]
+    # A run killed before its first checkpoint resumes from step 0: same seed, same weights, same row.
+    from_checkpoint = resume and latest_checkpoint(run_dir) is not None
+    if resume and not from_checkpoint and context.is_main:
+        print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
     with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main, resume=resume) as handle:
-        result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=resume, on_progress=handle.heartbeat)
+        result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
         if not prepared.has_eval or not context.is_main:
             return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples)
         # Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it.

@@ -48,7 +48,9 @@ from tqdm import tqdm
 from prefine import determinism
 from prefine.checkpoint import (
     METRICS_FILE,
+    CHECKPOINTS_DIR,
     best_checkpoint,
+    checkpoint_name,
     latest_checkpoint,
     load_trainer_state,
     load_weights,
@@ -302,6 +304,10 @@ def _train(
         position = type(position)(epoch=int(state["position"]["epoch"]), offset=int(state["position"]["offset"]))
         best_value = state["best_value"] if state["best_step"] >= 0 else None
         best_step = int(state["best_step"])
+        # A kill between saving a new best checkpoint and moving `best` to it leaves the pointer
+        # behind; the checkpoint's own state knows which one is best.
+        if best_step >= 0 and context.is_main and (run_dir / CHECKPOINTS_DIR / checkpoint_name(best_step)).is_dir():
+            set_pointer(run_dir, "best", run_dir / CHECKPOINTS_DIR / checkpoint_name(best_step))
         evaluations_without_improvement = int(state["evaluations_without_improvement"])
         # Checkpoints written before time budgets existed lack these; they count from zero.
         elapsed_before = float(state.get("elapsed_seconds", 0.0))
@@ -363,7 +369,8 @@ def _train(
         if step in saved_at:
             return saved_at[step]
         if context.is_main:
-            protected = (saved_at[best_step].name,) if best_step in saved_at else ()
+            # The best checkpoint survives pruning, also when it was saved before a resume.
+            protected = (checkpoint_name(best_step),) if best_step >= 0 else ()
             saved_at[step] = save_checkpoint(run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected)
             report_progress(saved_at[step])
         return saved_at.get(step)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sqlite3
 from pathlib import Path
@@ -20,29 +19,12 @@ import torch
 from prefine.checkpoint import latest_checkpoint, load_weights
 from prefine.cli import main
 from prefine.tasks.classification import ClassificationTask
-from tests.conftest import write_tiny_bert_run
-
-POSITIVE = ["good", "great", "fine", "lovely", "superb"]
-NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
-FILLER = ["the", "movie", "was", "really", "plot", "acting", "very"]
-
-
-def write_reviews(path: Path, count: int, seed: int) -> str:
-    rng = random.Random(seed)
-    lines = ["sentence\tlabel"]
-    for _ in range(count):
-        label = rng.randint(0, 1)
-        words = rng.choices(FILLER, k=rng.randint(2, 6)) + [rng.choice(POSITIVE if label else NEGATIVE)]
-        rng.shuffle(words)
-        lines.append(f"{' '.join(words)}\t{label}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
-
+from tests.conftest import REVIEW_FILLER, REVIEW_NEGATIVE, REVIEW_POSITIVE, write_review_tsv, write_tiny_bert_run
 
 @pytest.fixture
 def command(tmp_path) -> list[str]:
-    train, dev = write_reviews(tmp_path / "train.tsv", 96, 1), write_reviews(tmp_path / "dev.tsv", 32, 2)
-    init = write_tiny_bert_run(tmp_path / "init", POSITIVE + NEGATIVE + FILLER, vocab_size=100)
+    train, dev = str(write_review_tsv(tmp_path / "train.tsv", 96, 1)), str(write_review_tsv(tmp_path / "dev.tsv", 32, 2))
+    init = write_tiny_bert_run(tmp_path / "init", REVIEW_POSITIVE + REVIEW_NEGATIVE + REVIEW_FILLER, vocab_size=100)
     return ["finetune", "--init", str(init), "--train", train, "--eval", dev, "--epochs", "4", "--eval-every", "4", "--save-every", "3", "--max-seq-length", "32",
             "--batch-size", "16", "--log-every", "1", "--num-threads", "1", "--no-progress", "--seed", "3", "--registry", str(tmp_path / "registry.sqlite")]
 

@@ -126,3 +126,17 @@ def test_accumulation_equals_one_big_batch(tmp_path):
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
     initial = torch.cat([parameter.detach().flatten() for parameter in linear_model().parameters()])
     assert (weights[0] - initial).abs().max() > 0.1  # the updates were real
+
+
+def test_the_best_checkpoint_survives_pruning_after_a_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    first = LinearTask(PointBatches(*points(), batch_size=8), [0.2, 0.9], {"error": "min"})  # best at step 2
+    train(linear_model(), first, config(max_steps=4, eval_every=2, save_every=2, keep_last=1, best_metric="error"), run_dir, {}, CPU)
+    assert read_pointer(run_dir, "best").name == "step-00000002"
+    # As if killed after saving step 2 but before `best` pointed at it: the checkpoint's state knows.
+    (run_dir / "checkpoints" / "best").unlink()
+    # The resumed process has saved nothing yet itself; its later saves must still keep step 2.
+    later = LinearTask(PointBatches(*points(), batch_size=8), [0.8, 0.7], {"error": "min"})
+    train(linear_model(), later, config(max_steps=8, eval_every=2, save_every=2, keep_last=1, best_metric="error"), run_dir, {}, CPU, resume=True)
+    assert read_pointer(run_dir, "best").name == "step-00000002"
+    assert sorted(path.name for path in (run_dir / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000008"]
