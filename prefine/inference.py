@@ -68,6 +68,8 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
 class MaskedLMPredictor:
     """A pre-trained encoder with its MLM head: top-k candidates for every [MASK] of a text."""
 
+    input_fields = ("text",)
+
     def __init__(self, model: BertForPreTraining, tokenizer, device: torch.device):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
