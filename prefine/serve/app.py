@@ -245,7 +245,10 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
 
     from prefine.serve.runs import add_run_routes
 
-    add_run_routes(app, registry_path, {model.run_dir.resolve(): model.name for model in models})
+    served: dict[Path, list[str]] = {}
+    for model in models:
+        served.setdefault(model.run_dir.resolve(), []).append(model.name)
+    add_run_routes(app, registry_path, served)
     return app
 
 

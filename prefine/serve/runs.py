@@ -20,7 +20,7 @@ from prefine.errors import PrefineError
 MAX_CURVE_POINTS = 2000
 
 
-def _run_summary(run, names_by_id: dict[int, str], served: dict[Path, str]) -> dict[str, Any]:
+def _run_summary(run, names_by_id: dict[int, str], served: dict[Path, list[str]]) -> dict[str, Any]:
     key_metric = run.key_metric
     return {
         "id": run.id,
@@ -34,7 +34,7 @@ def _run_summary(run, names_by_id: dict[int, str], served: dict[Path, str]) -> d
         "key_metric": {"name": key_metric[0], "value": key_metric[1]} if key_metric else None,
         "artifact_path": str(run.artifact_path),
         "artifact_exists": run.artifact_exists,
-        "served_as": served.get(run.artifact_path.resolve()) if run.artifact_exists else None,
+        "served_as": served.get(run.artifact_path.resolve(), []) if run.artifact_exists else [],  # names this server answers to for it
     }
 
 
@@ -48,7 +48,7 @@ def thin_curve(records: list[dict[str, Any]], limit: int = MAX_CURVE_POINTS) -> 
     return [record for record in records if id(record) not in dropped]
 
 
-def add_run_routes(app: FastAPI, registry_path: Path | None, served: dict[Path, str]) -> None:
+def add_run_routes(app: FastAPI, registry_path: Path | None, served: dict[Path, list[str]]) -> None:
     from prefine.registry import RunRegistry
     from prefine.registry.plot import METRICS_FILENAME, read_metrics_log
 

@@ -359,7 +359,7 @@ def test_runs_lists_the_registry_with_lineage_and_curves(models, served_runs):
     listing, sentiment, pretrain, curve, missing = serve(models, scenario, registry=served_runs.registry)
     runs = {run["name"]: run for run in listing.json()["runs"]}
     assert set(runs) == {"tiny-pre", "sentiment", "colors"}
-    assert runs["sentiment"]["parent"] == "tiny-pre" and runs["sentiment"]["served_as"] == "sentiment"
+    assert runs["sentiment"]["parent"] == "tiny-pre" and runs["sentiment"]["served_as"] == ["sentiment"]
     assert runs["tiny-pre"]["key_metric"] == {"name": "eval/mlm_accuracy", "value": 0.25}
     assert [run["name"] for run in sentiment.json()["ancestors"]] == ["tiny-pre"]
     assert {run["name"] for run in pretrain.json()["descendants"]} == {"sentiment", "colors"}

@@ -47,7 +47,7 @@ function showModel() {
     control.dataset.kind = typeof value;
     optionsBox.append(el("div", { class: "row" }, el("label", { for: id }, name.replace(/_/g, " ")), control));
   }
-  const sameInputs = models.filter((other) => other.name !== model.name && other.input_fields.join() === model.input_fields.join());
+  const sameInputs = models.filter((other) => other.name !== model.name && other.task === model.task && other.input_fields.join() === model.input_fields.join());
   compareList.replaceChildren(...sameInputs.map((other) =>
     el("label", {}, el("input", { type: "checkbox", name: "compare", value: other.name }), `${other.name} (${other.task})`)));
   compareBox.hidden = sameInputs.length === 0;

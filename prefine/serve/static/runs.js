@@ -39,7 +39,7 @@ async function listRuns() {
     el("td", {}, runLink(run.name), run.artifact_exists ? null : " (folder missing)"),
     el("td", {}, run.kind), el("td", {}, run.parent || "–"), el("td", {}, run.status), el("td", {}, keyMetric(run)),
     el("td", {}, (run.started_at || "").replace("T", " ").replace("+00:00", "")), el("td", {}, duration(run.duration_seconds)),
-    el("td", {}, run.served_as ? el("a", { href: "/?model=" + encodeURIComponent(run.served_as) }, run.served_as) : "–"))));
+    el("td", {}, run.served_as.length ? run.served_as.flatMap((name, index) => [index ? ", " : null, el("a", { href: "/?model=" + encodeURIComponent(name) }, name)]) : "–"))));
   const wanted = new URLSearchParams(location.search).get("run");
   if (wanted) showRun(wanted);
 }
