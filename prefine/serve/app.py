@@ -8,25 +8,30 @@ Routes:
   GET  /metrics          Prometheus text: requests, errors, latency, batch sizes, queue depth
   GET  /v1/models        what is served, and what one input of each model holds
   POST /v1/predict       {"model": NAME, "inputs": [...], "options": {...}} -> {"model", "outputs": [...]}
+  POST /v1/stream        the same body -> newline-delimited JSON events, for models that stream (below)
   GET  /v1/runs          the registry's runs; /v1/runs/NAME: one run with its lineage;
                          /v1/runs/NAME/metrics: its metrics.jsonl
-  GET  /docs             OpenAPI documentation
+  GET  /docs             the API's documentation, drawn from /openapi.json (no CDN)
 
 An input is the task's natural JSON object ({"text": ...}, {"text": ..., "text_pair": ...},
 {"question": ..., "context": ...}), or a bare string for {"text": string}; it goes unchanged to
 the model's `predict_records`, so every registered task is served without code here. Errors are
 JSON {"error": one line, "code": short name} (plus "limit" when a limit was hit).
 
-Extension point for streaming (text generation): a predictor that can yield partial outputs
-should expose `stream_records(records, **options)` as a generator of JSON-able chunks; a
-`POST /v1/stream` route answering newline-delimited JSON from it would sit beside /v1/predict,
-outside dynamic batching. No task has it yet, so the route is not there.
+Streaming (for text generation): a predictor may also have `stream_records(records, **options)`,
+a generator of JSON-able events, each {"index": input position, "delta": text to append} while
+decoding and {"index": ..., "output": the input's final result, as predict_records gives it} at
+the end. `POST /v1/stream` (same body as /v1/predict) answers its events as newline-delimited
+JSON, each step run on the inference thread between batches; /v1/models marks such models
+"streams": true and the page then shows text as it is decoded. No built-in task streams yet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +42,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from prefine.errors import PrefineError
 from prefine.serve.batching import DynamicBatcher, QueueFull, ServerClosing
@@ -51,8 +56,11 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(str(resources.files("prefine.serve") / "static"))
 # Paths anyone may fetch even with --api-key: the page itself (it asks for the key), health
 # probes, and the API documentation. Everything that runs a model or reads runs needs the key.
-OPEN_PATHS = ("/", "/runs", "/health", "/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/favicon.ico")
+OPEN_PATHS = ("/", "/runs", "/docs", "/health", "/ready", "/openapi.json", "/favicon.ico")
 OPEN_PREFIXES = ("/static/",)
+# The model label of requests that named no served model: one label, whatever names clients
+# send, so a client cannot grow the metrics without bound.
+UNKNOWN_MODEL_LABEL = "(unknown)"
 
 
 @dataclass
@@ -128,7 +136,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
 
     metrics = ServerMetrics()
     by_name = {model.name: model for model in models}
-    state = {"ready": False}
+    state: dict[str, Any] = {"ready": False, "executor": None}
     batchers: dict[str, DynamicBatcher] = {}
     device = torch.device(device)
 
@@ -146,7 +154,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
             batcher = DynamicBatcher(model.name, predict_function(model), executor, metrics, limits.max_batch_size, limits.max_wait_ms / 1000, limits.max_queue)
             batcher.start()
             batchers[model.name] = batcher
-        state["ready"] = True
+        state["ready"], state["executor"] = True, executor
         try:
             yield
         finally:
@@ -160,6 +168,9 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
         summary="Predictions from prefine runs, with dynamic batching.",
         version=_version(),
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN; the package's page works offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.models = by_name
     app.state.batchers = batchers
@@ -173,12 +184,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = error.errors()
-        if any(problem.get("type") == "json_invalid" for problem in problems):
-            return ApiError(400, "invalid_json", "the request body is not valid JSON; send an object such as {\"model\": ..., \"inputs\": [...]}").response()
-        first = problems[0] if problems else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-        return ApiError(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}; see /docs for the request format").response()
+        return _validation_failure(error.errors()).response()
 
     @app.get("/", include_in_schema=False)
     async def index_page() -> FileResponse:
@@ -187,6 +193,10 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
     @app.get("/runs", include_in_schema=False)
     async def runs_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "runs.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html")
 
     @app.get("/health", summary="the process is up")
     async def health() -> dict[str, str]:
@@ -209,11 +219,20 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
             "limits": {"max_inputs": limits.max_inputs, "max_chars": limits.max_chars, "max_batch_size": limits.max_batch_size},
         }
 
-    @app.post("/v1/predict", summary="predict with a served model (requests arriving together share a forward pass)")
-    async def predict(body: PredictRequest) -> JSONResponse:
+    # The body is parsed here rather than by FastAPI so that JSON is accepted whatever the
+    # Content-Type (`curl -d` sends form encoding); the schema still appears in the OpenAPI docs.
+    @app.post(
+        "/v1/predict",
+        summary="predict with a served model (requests arriving together share a forward pass)",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
+    )
+    async def predict(request: Request) -> JSONResponse:
         started = time.monotonic()
-        model = _pick_model(body.model, by_name)
+        label = UNKNOWN_MODEL_LABEL
         try:
+            body = _parse_predict_request(await request.body())
+            model = _pick_model(body.model, by_name)
+            label = model.name
             records = _checked_inputs(body.inputs, limits)
             try:
                 model.check_options(body.options)
@@ -234,14 +253,43 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
                 logger.exception("prediction failed for model %s", model.name)
                 raise ApiError(500, "internal_error", f"the model failed on this request ({type(error).__name__}); see the server log") from None
         except ApiError as error:
-            metrics.requests.inc(model.name, str(error.status))
-            metrics.errors.inc(model.name, error.code)
-            metrics.latency.observe(model.name, value=time.monotonic() - started)
+            metrics.requests.inc(label, str(error.status))
+            metrics.errors.inc(label, error.code)
+            if label in by_name:
+                metrics.latency.observe(label, value=time.monotonic() - started)
             raise
         metrics.requests.inc(model.name, "200")
         metrics.examples.inc(model.name, amount=len(records))
         metrics.latency.observe(model.name, value=time.monotonic() - started)
         return JSONResponse({"model": model.name, "outputs": outputs})
+
+    @app.post(
+        "/v1/stream",
+        summary="stream a model's outputs as they are produced (newline-delimited JSON), for models that stream",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
+    )
+    async def stream(request: Request) -> StreamingResponse:
+        label = UNKNOWN_MODEL_LABEL
+        try:
+            body = _parse_predict_request(await request.body())
+            model = _pick_model(body.model, by_name)
+            label = model.name
+            records = _checked_inputs(body.inputs, limits)
+            if not model.streams:
+                raise ApiError(422, "streaming_unsupported", f"model {model.name} ({model.task}) does not stream its outputs; use /v1/predict")
+            try:
+                model.check_options(body.options)
+            except PrefineError as error:
+                raise ApiError(422, "invalid_option", str(error)) from None
+            if not state["ready"]:
+                raise ApiError(503, "shutting_down", "the server is not accepting requests", headers={"Retry-After": str(limits.retry_after_seconds)})
+        except ApiError as error:
+            metrics.requests.inc(label, str(error.status))
+            metrics.errors.inc(label, error.code)
+            raise
+        metrics.requests.inc(model.name, "200")
+        metrics.examples.inc(model.name, amount=len(records))
+        return StreamingResponse(_stream_lines(model, records, body.options, state["executor"], device), media_type="application/x-ndjson")
 
     from prefine.serve.runs import add_run_routes
 
@@ -250,6 +298,53 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
         served.setdefault(model.run_dir.resolve(), []).append(model.name)
     add_run_routes(app, registry_path, served)
     return app
+
+
+async def _stream_lines(model: ServedModel, records: list[dict[str, Any]], options: dict[str, Any], executor: ThreadPoolExecutor, device):
+    """The predictor's `stream_records` events as JSON lines; each step runs on the inference thread,
+    so a stream takes turns with the batched forward passes instead of competing with them."""
+    import torch
+
+    from prefine.training import autocast_context
+
+    events = iter(model.predictor.stream_records(records, **options))
+    finished = object()
+
+    def next_event():
+        with torch.inference_mode(), autocast_context(device, "auto"):
+            return next(events, finished)
+
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            event = await loop.run_in_executor(executor, next_event)
+        except PrefineError as error:
+            yield json.dumps({"error": str(error), "code": "invalid_input"}, ensure_ascii=False) + "\n"
+            return
+        except Exception as error:
+            logger.exception("streaming failed for model %s", model.name)
+            yield json.dumps({"error": f"the model failed on this request ({type(error).__name__}); see the server log", "code": "internal_error"}) + "\n"
+            return
+        if event is finished:
+            return
+        yield json.dumps(event, ensure_ascii=False) + "\n"
+
+
+def _validation_failure(problems: list[dict[str, Any]]) -> ApiError:
+    first = problems[0] if problems else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    return ApiError(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}; see /docs for the request format")
+
+
+def _parse_predict_request(raw: bytes) -> PredictRequest:
+    try:
+        payload = json.loads(raw)
+    except ValueError:  # includes bytes that are not UTF-8
+        raise ApiError(400, "invalid_json", 'the request body is not valid JSON; send an object such as {"model": ..., "inputs": [...]}') from None
+    try:
+        return PredictRequest.model_validate(payload)
+    except ValidationError as error:
+        raise _validation_failure(error.errors()) from None
 
 
 def _pick_model(name: str | None, by_name: dict[str, ServedModel]) -> ServedModel:

@@ -55,6 +55,11 @@ class ServedModel:
     input_fields: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)  # option name -> default value
 
+    @property
+    def streams(self) -> bool:
+        """Whether the predictor can stream partial outputs (`stream_records`, see prefine.serve.app)."""
+        return callable(getattr(self.predictor, "stream_records", None))
+
     def describe(self) -> dict[str, Any]:
         """What /v1/models tells a client about this model."""
         return {
@@ -65,6 +70,7 @@ class ServedModel:
             "run": str(self.run_dir),
             "input_fields": list(self.input_fields),
             "options": self.options,
+            "streams": self.streams,
         }
 
     def check_options(self, options: dict[str, Any]) -> None:

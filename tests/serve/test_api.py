@@ -9,12 +9,15 @@ the predictor's calls, never by timing: the tests that need requests to meet set
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 
 import httpx
 import pytest
 import torch
 
+from prefine.errors import PrefineError
 from prefine.inference import load_run
 from prefine.serve.app import ServeLimits, create_app
 from prefine.serve.models import RunReference, load_served_model
@@ -255,6 +258,10 @@ def test_a_body_larger_than_the_limits_allow_is_refused_before_it_is_read(models
 def test_bad_json_and_malformed_requests_get_one_clear_error(models):
     bad_json = post(models, content=b'{"model": "sentiment", "inputs": [')
     assert bad_json.status_code == 400 and bad_json.json()["code"] == "invalid_json"
+    curl_style = post(models, content=b'{"model": "sentiment", "inputs": ["a"]}', headers={"content-type": "application/x-www-form-urlencoded"})
+    assert curl_style.status_code == 200  # `curl -d` sends form encoding; the body is JSON all the same
+    not_an_object = post(models, content=b'["a"]')
+    assert not_an_object.status_code == 422 and not_an_object.json()["code"] == "invalid_request"
     no_inputs = post(models, {"model": "sentiment"})
     assert no_inputs.status_code == 422 and "inputs" in no_inputs.json()["error"]
     empty = post(models, {"model": "sentiment", "inputs": []})
@@ -322,6 +329,8 @@ def test_metrics_count_requests_errors_latency_and_batch_sizes(models):
         await client.post("/v1/predict", json={"model": "sentiment", "inputs": ["the cat sees a good house", "the cat sees a bad road"]})
         await client.post("/v1/predict", json={"model": "sentiment", "inputs": ["a"] * 3})
         await client.post("/v1/predict", json={"model": "sentiment", "inputs": [{"no": "text"}]})
+        await client.post("/v1/predict", json={"model": "no-such-model", "inputs": ["a"]})
+        await client.post("/v1/predict", content=b"{", headers={"content-type": "application/json"})
         return await client.get("/metrics")
 
     response = serve(models, scenario, max_inputs=2)
@@ -337,19 +346,25 @@ def test_metrics_count_requests_errors_latency_and_batch_sizes(models):
     assert 'prefine_batch_size_bucket{model="sentiment",le="1"} 1' in text and 'prefine_batch_size_bucket{model="sentiment",le="2"} 2' in text
     assert 'prefine_batch_size_count{model="sentiment"} 2' in text
     assert "# TYPE prefine_queue_depth gauge" in text
+    assert 'prefine_request_errors_total{model="(unknown)",reason="unknown_model"} 1' in text and "no-such-model" not in text
+    assert 'prefine_request_errors_total{model="(unknown)",reason="invalid_json"} 1' in text
 
 
 def test_the_page_and_its_scripts_are_served_from_the_package(models):
     async def scenario(client, app):
-        return [await client.get(path) for path in ("/", "/runs", "/static/app.js", "/static/runs.js", "/static/style.css", "/docs")]
+        pages = [await client.get(path) for path in ("/", "/runs", "/docs")]
+        scripts = [await client.get(f"/static/{name}") for name in ("common.js", "app.js", "runs.js", "docs.js", "style.css")]
+        return pages, scripts, await client.get("/openapi.json")
 
-    index, runs, app_js, runs_js, style, docs = serve(models, scenario)
+    (index, runs, docs), scripts, openapi = serve(models, scenario)
     assert index.status_code == 200 and "text/html" in index.headers["content-type"] and "/static/app.js" in index.text
     assert runs.status_code == 200 and "/static/runs.js" in runs.text
-    assert app_js.status_code == runs_js.status_code == style.status_code == 200
-    for page in (index.text, runs.text):
-        assert "http://" not in page and "https://" not in page  # nothing from a CDN: it works offline
-    assert docs.status_code == 200 and "openapi" in docs.text.lower()
+    assert docs.status_code == 200 and "/static/docs.js" in docs.text
+    assert all(script.status_code == 200 for script in scripts)
+    for text in [page.text for page in (index, runs, docs)] + [script.text for script in scripts]:
+        # Nothing from a CDN: it works offline (the SVG namespace is a name, never fetched).
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg\b)", text)
+    assert "/v1/predict" in openapi.json()["paths"] and "/v1/models" in openapi.json()["paths"]
 
 
 def test_runs_lists_the_registry_with_lineage_and_curves(models, served_runs):
@@ -366,3 +381,49 @@ def test_runs_lists_the_registry_with_lineage_and_curves(models, served_runs):
     records = curve.json()["records"]
     assert [record["train/loss"] for record in records if "train/loss" in record] == [5.0, 4.0, 3.0]
     assert missing.status_code == 404
+
+
+# --- streaming (the hook a generation task plugs into) --------------------------------------------
+
+
+class EchoStreamer:
+    """A stand-in for a generation predictor: 'decodes' each input's words one by one."""
+
+    input_fields = ("text",)
+
+    def predict_records(self, records, batch_size=64, max_new_tokens=8):
+        return [{"generated_text": " ".join(record["text"].split()[:max_new_tokens])} for record in records]
+
+    def stream_records(self, records, max_new_tokens=8):
+        for index, record in enumerate(records):
+            if "text" not in record:
+                raise PrefineError(f'input {index + 1} has no "text" string')
+            words = record["text"].split()[:max_new_tokens]
+            for position, word in enumerate(words):
+                yield {"index": index, "delta": (" " if position else "") + word}
+            yield {"index": index, "output": {"generated_text": " ".join(words)}}
+
+
+def streaming_models(models):
+    from prefine.serve.models import ServedModel, predictor_options
+
+    echo = EchoStreamer()
+    streamer = ServedModel("echo", models["sentiment"].run_dir, "finetune", "generation", "echo", echo, echo.input_fields, predictor_options(echo))
+    return {"echo": streamer, "sentiment": models["sentiment"]}
+
+
+def test_a_streaming_model_sends_its_events_as_json_lines(models):
+    async def scenario(client, app):
+        listed = (await client.get("/v1/models")).json()["models"]
+        streamed = await client.post("/v1/stream", json={"model": "echo", "inputs": ["one two three"], "options": {"max_new_tokens": 2}})
+        broken = await client.post("/v1/stream", json={"model": "echo", "inputs": [{"prompt": "x"}]})
+        refused = await client.post("/v1/stream", json={"model": "sentiment", "inputs": ["a"]})
+        return listed, streamed, broken, refused
+
+    listed, streamed, broken, refused = serve(streaming_models(models), scenario)
+    assert {model["name"]: model["streams"] for model in listed} == {"echo": True, "sentiment": False}
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("application/x-ndjson")
+    events = [json.loads(line) for line in streamed.text.splitlines()]
+    assert events == [{"index": 0, "delta": "one"}, {"index": 0, "delta": " two"}, {"index": 0, "output": {"generated_text": "one two"}}]
+    assert json.loads(broken.text.splitlines()[-1]) == {"error": 'input 1 has no "text" string', "code": "invalid_input"}
+    assert refused.status_code == 422 and refused.json()["code"] == "streaming_unsupported"

@@ -42,7 +42,7 @@ def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
             browser.evaluate("document.querySelector('#compare-list input[value=\"second-look\"]').click()")
             browser.type_into("#field-text", REVIEW)
             browser.press_ctrl_enter()
-            shown = browser.wait_for("document.querySelectorAll('#results .result').length === 2 && document.getElementById('results').innerText")
+            shown = browser.wait_for("document.getElementById('results').innerText.split('Label:').length === 3 && document.getElementById('results').innerText")
             expected = api_prediction(server.url, {"model": "sentiment", "inputs": [REVIEW]})
             top = max(expected["probabilities"].values())
             assert f"Label: {expected['label']}" in shown and "second-look" in shown

@@ -144,6 +144,37 @@ function renderOutput(output, input) {
   return el("pre", {}, JSON.stringify(output, null, 2));
 }
 
+// Streams a model's events (/v1/stream) into `slot`: text deltas appear as they are decoded,
+// then the final output replaces them.
+async function streamInto(slot, body, input) {
+  const headers = { "Content-Type": "application/json" };
+  if (keyInput && keyInput.value) headers["Authorization"] = "Bearer " + keyInput.value;
+  const response = await fetch("/v1/stream", { method: "POST", headers, body: JSON.stringify(body) });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { message = (await response.json()).error || message; } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  const live = el("p", { class: "text generated", "aria-live": "polite" });
+  slot.replaceChildren(live);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    pending += decoder.decode(value || new Uint8Array(), { stream: !done });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    for (const line of lines.filter((text) => text.trim())) {
+      const event = JSON.parse(line);
+      if (event.error) throw new Error(event.error);
+      if (typeof event.delta === "string") live.append(event.delta);
+      if (event.output !== undefined) slot.replaceChildren(renderOutput(event.output, input));
+    }
+    if (done) return;
+  }
+}
+
 async function predict(event) {
   event.preventDefault();
   const model = selected();
@@ -154,21 +185,24 @@ async function predict(event) {
   statusLine.className = "";
   statusLine.textContent = "Predicting…";
   const started = performance.now();
-  const answers = await Promise.all(names.map(async (name) => {
+  const slots = names.map(() => el("div", {}, el("p", { class: "muted" }, "…")));
+  resultsBox.replaceChildren(...names.map((name, index) =>
+    el("article", { class: "result", "aria-label": `result of ${name}` }, el("h3", {}, name), slots[index])));
+  const failures = await Promise.all(names.map(async (name, index) => {
+    const target = models.find((candidate) => candidate.name === name);
+    const body = { model: name, inputs: [input], options: readOptions(target) };
     try {
-      const target = models.find((candidate) => candidate.name === name);
-      const body = { model: name, inputs: [input], options: readOptions(target) };
-      return { name, output: (await api("/v1/predict", body)).outputs[0] };
+      if (target.streams) await streamInto(slots[index], body, input);
+      else slots[index].replaceChildren(renderOutput((await api("/v1/predict", body)).outputs[0], input));
+      return 0;
     } catch (error) {
-      return { name, error: error.message };
+      slots[index].replaceChildren(el("p", { class: "error" }, error.message));
+      return 1;
     }
   }));
-  resultsBox.replaceChildren(...answers.map((answer) => el("article", { class: "result", "aria-label": `result of ${answer.name}` },
-    el("h3", {}, answer.name),
-    answer.error ? el("p", { class: "error" }, answer.error) : renderOutput(answer.output, input))));
-  const failed = answers.filter((answer) => answer.error).length;
+  const failed = failures.reduce((sum, value) => sum + value, 0);
   statusLine.className = failed ? "error" : "";
-  statusLine.textContent = failed ? `${failed} of ${answers.length} failed` : `Done in ${Math.round(performance.now() - started)} ms`;
+  statusLine.textContent = failed ? `${failed} of ${names.length} failed` : `Done in ${Math.round(performance.now() - started)} ms`;
   button.disabled = false;
 }
 
