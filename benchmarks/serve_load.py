@@ -13,8 +13,9 @@ carries one SST-2 dev sentence, as an application asking about one text would. F
 concurrency (bounded clients, each sending its next request as soon as the previous one is
 answered, a fixed number of requests in all, so a level ends by itself) the table shows answered
 requests/s, client-side p50/p99 latency of the answered requests, non-200 answers, and the
-server's RSS before and after the level (with --repeats 2 or more, the later passes show whether
-memory stays flat once the largest batches have been seen). The clients run in this process with a minimal HTTP/1.1 keep-alive client over asyncio streams,
+server's RSS before and after the level. Each server goes through all levels --passes times
+(default 2) in one process; the RSS after each pass shows whether memory stays flat once the
+largest batches have been seen. The clients run in this process with a minimal HTTP/1.1 keep-alive client over asyncio streams,
 so they cost both sides the same (little) CPU.
 
 The last level (default 128 clients) is twice prefine's --max-queue plus what one batch takes,
@@ -22,7 +23,7 @@ so some of its requests find the queue full: they are answered 503 at once and c
 (the client then waits the Retry-After second, as a well-behaved client does), the rest keep
 their latency. The naive server has no queue bound: its clients just wait.
 
-    python benchmarks/serve_load.py --clients 1 8 32 128 --requests 512 --repeats 2
+    python benchmarks/serve_load.py --clients 1 8 32 128 --requests 512 --passes 2 --repeats 2
 """
 
 from __future__ import annotations
@@ -161,21 +162,25 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def run_side(name: str, command: list[str], port: int, model: str, texts: list[str], levels: list[int], requests: int, environment: dict, log: Path) -> list[dict]:
+def run_side(name: str, command: list[str], port: int, model: str, texts: list[str], levels: list[int], requests: int, passes: int,
+             environment: dict, log: Path) -> tuple[list[dict], list[float]]:
+    """One server process through every level `passes` times: the level results, and its RSS after warm-up and after each pass."""
     with open(log, "w") as log_file:
         process = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         wait_ready(port, process)
         asyncio.run(load_level(port, model, texts, 4, 32))  # warm-up: first calls, allocator, thread pools
-        results = []
-        for clients in levels:
-            before = rss_mb(process.pid)
-            result = asyncio.run(load_level(port, model, texts, clients, max(requests, 2 * clients)))
-            result.update(side=name, rss_before_mb=before, rss_after_mb=rss_mb(process.pid))
-            results.append(result)
-            print(f"{name:8s} {clients:4d} clients: {result['ok_per_s']:7.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
-                  f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  RSS {before:.0f} -> {result['rss_after_mb']:.0f} MB", file=sys.stderr)
-        return results
+        results, memory = [], [rss_mb(process.pid)]
+        for pass_index in range(passes):
+            for clients in levels:
+                before = rss_mb(process.pid)
+                result = asyncio.run(load_level(port, model, texts, clients, max(requests, 2 * clients)))
+                result.update(side=name, rss_before_mb=before, rss_after_mb=rss_mb(process.pid), server_pass=pass_index)
+                results.append(result)
+                print(f"{name:8s} pass {pass_index} {clients:4d} clients: {result['ok_per_s']:7.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
+                      f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  RSS {before:.0f} -> {result['rss_after_mb']:.0f} MB", file=sys.stderr)
+            memory.append(rss_mb(process.pid))
+        return results, memory
     finally:
         process.terminate()
         try:
@@ -193,6 +198,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32, help="prefine serve --max-batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="prefine serve --max-wait-ms")
     parser.add_argument("--max-queue", type=int, default=32, help="prefine serve --max-queue (the last level is meant to exceed it)")
+    parser.add_argument("--passes", type=int, default=2, help="passes through all levels per server process (later passes show whether RSS stays flat)")
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
     args = parser.parse_args()
     dev_file = args.sst2_dir / "dev.tsv"
@@ -225,13 +231,15 @@ def main() -> None:
         "naive": [sys.executable, "-c", NAIVE_SERVER, str(export_dir), "{port}", str(args.threads)],
     }
     results: list[dict] = []
+    memory: dict[str, list[list[float]]] = {"prefine": [], "naive": []}
     for repeat in range(args.repeats):
         for name in ("prefine", "naive") if repeat % 2 == 0 else ("naive", "prefine"):
             port = free_port()
             command = [part.replace("{port}", str(port)) for part in sides[name]]
             log = work_dir / f"serve-load-{name}.log"
-            for result in run_side(name, command, port, run_dir.name, texts, args.clients, args.requests, environment, log):
-                results.append({**result, "repeat": repeat})
+            side_results, side_memory = run_side(name, command, port, run_dir.name, texts, args.clients, args.requests, args.passes, environment, log)
+            results += [{**result, "repeat": repeat} for result in side_results]
+            memory[name].append(side_memory)
 
     def median_of(side: str, clients: int, key: str) -> float:
         return float(np.median([r[key] for r in results if r["side"] == side and r["clients"] == clients]))
@@ -243,13 +251,16 @@ def main() -> None:
                          int(median_of(side, clients, "errors")), f"{median_of(side, clients, 'rss_before_mb'):.0f} -> {median_of(side, clients, 'rss_after_mb'):.0f}"])
         speedup = median_of("prefine", clients, "ok_per_s") / max(median_of("naive", clients, "ok_per_s"), 1e-9)
         rows.append([clients, "**prefine / naive**", f"**{speedup:.2f}x**", "", "", "", ""])
-    print(f"\n{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), "
+    print(f"\n{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), {args.passes} passes, "
           f"{args.threads} threads per server, prefine --max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
-          f"--max-queue {args.max_queue}; median of {args.repeats}; clients on the same machine\n")
+          f"--max-queue {args.max_queue}; median over {args.repeats} repeats x {args.passes} passes; clients on the same machine\n")
     print(markdown_table(["clients", "server", "ok requests/s", "p50 ms", "p99 ms", "errors", "server RSS MB"], rows))
+    print("\nServer RSS (MB) after warm-up, then after each pass through all levels, per repeat:")
+    for name, runs in memory.items():
+        print(f"  {name}: " + "; ".join(" -> ".join(f"{value:.0f}" for value in run) for run in runs))
     print_json({"benchmark": "serve_load", "preset": args.preset, "threads": args.threads, "requests": args.requests,
                 "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-                "repeats": args.repeats, "versions": versions(), "results": results})
+                "repeats": args.repeats, "passes": args.passes, "rss_mb": memory, "versions": versions(), "results": results})
 
 
 if __name__ == "__main__":

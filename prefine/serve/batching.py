@@ -84,6 +84,7 @@ class DynamicBatcher:
         self.batches_run = 0
 
     def start(self) -> None:
+        self.closing = False
         self._arrival = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
         self._publish_depth()

@@ -93,3 +93,10 @@ def test_sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0(serv
     assert "SIGTERM" in server.output and "stopped" in server.output
     with pytest.raises(OSError):  # nothing listens any more
         urllib.request.urlopen(server.url + "/health", timeout=5)
+
+
+def test_only_loopback_addresses_count_as_private():
+    from prefine.recipes.serve import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and not is_loopback("::")
