@@ -18,6 +18,7 @@ from prefine.errors import PrefineError
 def build_parser() -> argparse.ArgumentParser:
     from prefine.interop import add_export_command
     from prefine.recipes import compare, fill_mask, finetune, predict, pretrain, quickstart
+    from prefine.recipes import serve as serve_recipe
     from prefine.registry import add_registry_commands
 
     parser = argparse.ArgumentParser(
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_command(subparsers)
     add_export_command(subparsers)
     add_registry_commands(subparsers)
+    serve_recipe.add_command(subparsers)
     return parser
 
 

@@ -89,6 +89,8 @@ def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
 class MaskedLMPredictor:
     """A pre-trained encoder with its MLM head (or an ELECTRA generator): top-k candidates for every [MASK] of a text."""
 
+    input_fields = ("text",)
+
     def __init__(self, model: torch.nn.Module, tokenizer, device: torch.device, dense_logits=None):
         self.model = model.to(device).eval()
         # (input_ids, token_type_ids, attention_mask) -> vocabulary logits at every position.

@@ -645,6 +645,7 @@ class ClassificationPredictor(Predictor):
         super().__init__(task, model, tokenizer, saved, head, device)
         self.label_set = LabelSet.from_json(head)
         self.columns = ClassificationColumns(**saved["columns"])
+        self.input_fields = ("text", "text_pair") if self.columns.text_pair else ("text",)
         self.pad_id = tokenizer.token_to_id("[PAD]")
         # Truncation is configured once here, not per call: a server would otherwise re-serialise
         # the tokenizer on every request.

@@ -81,6 +81,10 @@ class Predictor(ABC):
     It never changes the model, so concurrent callers can share one Predictor.
     """
 
+    # The fields of one `predict_records` input, in the order a form should ask for them (`prefine
+    # serve`'s page and /v1/models read it); a task whose input is not a single "text" overrides it.
+    input_fields: tuple[str, ...] = ("text",)
+
     def __init__(self, task: FinetuneTask, model: nn.Module, tokenizer: Tokenizer, saved: dict[str, Any], head: dict[str, Any], device: torch.device):
         self.task = task
         self.model = model.to(device).eval()

@@ -313,6 +313,8 @@ def _as_evaluation(evaluation: QAEvaluation, flavor: str) -> Evaluation:
 
 
 class QAPredictor(Predictor):
+    input_fields = ("question", "context")
+
     def __init__(self, task, model, tokenizer, saved, head, device):
         super().__init__(task, model, tokenizer, saved, head, device)
         self.flavor: Flavor = saved["flavor"]  # how the run's own eval set was scored

@@ -10,6 +10,7 @@ from typing import Literal
 
 from prefine.config import option
 from prefine.errors import PrefineError
+from prefine.training.reporting import REPORTERS, check_report_to
 
 
 @dataclass
@@ -54,10 +55,15 @@ class TrainingConfig:
         "(deterministic algorithms; see the README's crash safety section for what it costs)",
     )
     progress: bool = option(True, "show a progress bar")
+    report_to: str = option(
+        "none", "also write the metrics logged to metrics.jsonl to an experiment tracker: none, or tensorboard (event files in the run "
+        "folder; view with tensorboard --logdir runs/; needs the tensorboard extra)", choices=REPORTERS,
+    )
 
     def __post_init__(self) -> None:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
         parse_best_metric(self.best_metric)  # a bad direction, too
+        check_report_to(self.report_to)  # an unknown tracker, or its package missing
         if self.max_steps < 0 or (self.max_steps == 0 and budget is None):
             raise PrefineError(f"--max-steps must be at least 1 (or use --max-time); got {self.max_steps}")
         if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -131,7 +137,7 @@ def format_duration(seconds: float) -> str:
 # Fields that may change when a run is resumed: they steer how long and how visibly it trains,
 # not what it computes per step. Changing anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"max_steps", "max_time", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience"}
+    {"max_steps", "max_time", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience", "report_to"}
 )
 
 

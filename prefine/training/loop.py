@@ -64,6 +64,7 @@ from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration, parse_best_metric
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
 from prefine.training.optim import build_optimizer, build_scheduler
+from prefine.training.reporting import open_reporter
 
 # The wall clock of time budgets (seconds, monotonic). `train(..., clock=...)` or replacing this
 # attribute substitutes a fake clock in tests.
@@ -142,13 +143,21 @@ class StopRequest:
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped."""
+    """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped.
 
-    def __init__(self, path: Path, enabled: bool):
+    With `report_to` (--report-to) every appended record is mirrored to that tracker too; it is
+    opened by `truncate_after`, which is where the loop says which step it starts from.
+    """
+
+    def __init__(self, path: Path, enabled: bool, report_to: str = "none"):
         self.path = path
         self.enabled = enabled
+        self.report_to = report_to
+        self.reporter = None
 
     def truncate_after(self, step: int) -> None:
+        if self.enabled and self.reporter is None:
+            self.reporter = open_reporter(self.report_to, self.path.parent, step)
         if not self.enabled or not self.path.exists():
             return
         kept = []
@@ -165,6 +174,13 @@ class MetricsLog:
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
+            if self.reporter is not None:
+                self.reporter.write(record)
+
+    def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+            self.reporter = None
 
 
 class TimeBudgetBar(tqdm):
@@ -275,7 +291,7 @@ def _train(
     # Training time used when the scheduler last stepped (rank 0's, shared); read by the schedule under --max-time.
     schedule_elapsed = 0.0
     scheduler = build_scheduler(optimizer, config, lambda: schedule_elapsed)
-    metrics_log = MetricsLog(run_dir / METRICS_FILE, enabled=context.is_main)
+    metrics_log = MetricsLog(run_dir / METRICS_FILE, enabled=context.is_main, report_to=config.report_to)
 
     step = 0
     position = task.start_position()
@@ -534,6 +550,7 @@ def _train(
             last_eval = evaluate()
         last_checkpoint = save()
         barrier(context)  # callers on any rank may read the final checkpoint once train returns
+    metrics_log.close()
     best = best_checkpoint(run_dir) if config.best_metric and context.is_main else None
     return TrainingResult(
         step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early, stopped_at_deadline, elapsed(), tokens_seen
