@@ -1,0 +1,297 @@
+"""A BERT encoder-decoder for text generation, warm-started from a BERT encoder, with cached decoding.
+
+The architecture is Rothe, Narayan and Severyn's (TACL 2020, "Leveraging Pre-trained
+Checkpoints for Sequence Generation Tasks"): the encoder is a BERT; the decoder is a second copy
+of the same blocks run causally, each block given a cross-attention sub-layer over the encoder's
+output (new weights, BERT's initialization), and an LM head whose projection is the decoder's
+word-embedding table. Attribute names follow transformers'
+`EncoderDecoderModel(encoder=BertModel, decoder=BertLMHeadModel)` exactly
+(`encoder.encoder.layer.0.attention.self.query.weight`,
+`decoder.bert.encoder.layer.0.crossattention.output.dense.weight`,
+`decoder.cls.predictions.transform.dense.weight`), so an export is a copy of the state dict.
+
+Two ways through the decoder:
+
+- `forward` (training and the reference for tests): the whole target at once, causal
+  self-attention through SDPA's `is_causal`, the vocabulary projection only at positions that
+  have a label (most of a padded target batch has none);
+- `start_decoding` + `decode_step` (generation): one new token per row per step. Each block's
+  self-attention keys and values are written into a preallocated cache, so a step projects only
+  the new token; the cross-attention keys and values of the encoder output are computed once per
+  input. `DecoderCache.keep_rows` drops finished rows (or reorders beams) in every cache at once.
+
+With `share_encoder_decoder` the decoder uses the encoder's embeddings, self-attention and
+feed-forward modules (Rothe's BERTShare); only cross-attention and the LM head transform are the
+decoder's own. The shared tensors are stored once, under the encoder's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prefine.model.bert import BertAttention, BertIntermediate, BertModel, BertOutput, BertEmbeddings, attention_bias_from_mask, init_bert_weights
+from prefine.model.config import BertConfig
+from prefine.model.heads import BertLMPredictionHead
+
+IGNORE_TARGET = -100  # label of target positions the loss skips (padding), Hugging Face's convention
+
+
+class BertDecoderLayer(nn.Module):
+    """A BERT block with a cross-attention sub-layer between self-attention and the feed-forward."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.crossattention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+
+class BertDecoderStack(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertDecoderLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertDecoderModel(nn.Module):
+    """transformers' BertModel as a decoder (no pooler): embeddings and the blocks."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertDecoderStack(config)
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config, word_embeddings)
+
+
+class BertLMHeadDecoder(nn.Module):
+    """transformers' BertLMHeadModel: the decoder body and an LM head tied to its word embeddings."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bert = BertDecoderModel(config)
+        self.cls = BertOnlyMLMHead(config, self.bert.embeddings.word_embeddings)
+
+
+@dataclass
+class Seq2SeqOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # [num_labelled, V] when labels are given, else [B, T, V]
+    num_target_tokens: int = 0
+    num_correct: torch.Tensor | None = None  # labelled positions whose argmax is the label
+
+
+def _split_heads(projected: torch.Tensor, parts: int, num_heads: int) -> list[torch.Tensor]:
+    """[B, T, parts * H] -> `parts` tensors of [B, heads, T, head_dim]."""
+    batch, length, width = projected.shape
+    return list(projected.view(batch, length, parts, num_heads, width // parts // num_heads).permute(2, 0, 3, 1, 4).unbind(0))
+
+
+def _merge_heads(context: torch.Tensor) -> torch.Tensor:
+    batch, _, length, _ = context.shape
+    return context.transpose(1, 2).reshape(batch, length, -1)
+
+
+def _fused(*layers: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.cat([layer.weight for layer in layers]), torch.cat([layer.bias for layer in layers])
+
+
+def _embed(embeddings: BertEmbeddings, input_ids: torch.Tensor, first_position: int) -> torch.Tensor:
+    """Decoder embeddings of tokens at positions first_position, first_position + 1, ... (segment 0)."""
+    positions = torch.arange(first_position, first_position + input_ids.shape[1], device=input_ids.device)
+    embedded = embeddings.word_embeddings(input_ids) + embeddings.position_embeddings(positions) + embeddings.token_type_embeddings.weight[0]
+    return embeddings.dropout(embeddings.LayerNorm(embedded))
+
+
+@dataclass
+class DecoderCache:
+    """Per-block keys and values of everything decoded so far, for rows still being decoded."""
+
+    self_keys: list[torch.Tensor]  # per block [R, heads, capacity, head_dim]; filled up to `length`
+    self_values: list[torch.Tensor]
+    cross_keys: list[torch.Tensor]  # per block [R, heads, S, head_dim]: the encoder output, projected once
+    cross_values: list[torch.Tensor]
+    cross_bias: torch.Tensor | None  # [R, 1, 1, S] hiding the encoder's padding; None when there is none
+    capacity: int
+    length: int = 0
+    # Q/K/V weights concatenated once per generation call instead of once per step.
+    fused_self: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.cross_keys[0].shape[0]
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep (and reorder to) `rows` of every cache: finished rows go, beams follow their parents."""
+        for tensors in (self.self_keys, self.self_values, self.cross_keys, self.cross_values):
+            for index, tensor in enumerate(tensors):
+                tensors[index] = tensor.index_select(0, rows)
+        if self.cross_bias is not None:
+            self.cross_bias = self.cross_bias.index_select(0, rows)
+
+
+class BertEncoderDecoder(nn.Module):
+    """Encoder-decoder with transformers' EncoderDecoderModel names; `.bert` is the encoder (the task convention)."""
+
+    def __init__(self, config: BertConfig, share_encoder_decoder: bool = False):
+        super().__init__()
+        self.config = config
+        self.share_encoder_decoder = share_encoder_decoder
+        self.encoder = BertModel(config, add_pooling_layer=True)
+        self.decoder = BertLMHeadDecoder(config)
+        init_bert_weights(self, config.initializer_range)
+        if share_encoder_decoder:
+            self._share_encoder_weights()
+
+    @property
+    def bert(self) -> BertModel:
+        return self.encoder
+
+    # -----------------------------------------------------------------------------------------
+    # Shared weights (BERTShare)
+
+    def _share_encoder_weights(self) -> None:
+        decoder = self.decoder.bert
+        decoder.embeddings = self.encoder.embeddings
+        self.decoder.cls.predictions._word_embeddings = [self.encoder.embeddings.word_embeddings]
+        for ours, theirs in zip(decoder.encoder.layer, self.encoder.encoder.layer):
+            ours.attention, ours.intermediate, ours.output = theirs.attention, theirs.intermediate, theirs.output
+
+    def shared_weight_names(self) -> dict[str, str]:
+        """Decoder name -> the encoder name holding the same tensor (empty without sharing)."""
+        if not self.share_encoder_decoder:
+            return {}
+        names = {}
+        for name, _ in self.encoder.named_parameters():
+            if name.startswith("embeddings."):
+                names["decoder.bert." + name] = "encoder." + name
+            elif name.startswith("encoder.layer.") and ".crossattention." not in name:
+                names["decoder.bert." + name] = "encoder." + name
+        return names
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        for name in self.shared_weight_names():
+            state.pop(prefix + name, None)  # stored once, under the encoder's name (safetensors refuses aliases)
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state = dict(state_dict)
+        for decoder_name, encoder_name in self.shared_weight_names().items():
+            if decoder_name not in state and encoder_name in state:
+                state[decoder_name] = state[encoder_name]
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    # -----------------------------------------------------------------------------------------
+    # Training / full-sequence path
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoder output [B, S, H] (zeros at padding)."""
+        return self.encoder(input_ids, token_type_ids, attention_mask)
+
+    def _cross_key_values(self, memory: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        keys, values = [], []
+        for block in self.decoder.bert.encoder.layer:
+            attention = block.crossattention.self
+            key, value = _split_heads(F.linear(memory, *_fused(attention.key, attention.value)), 2, self.config.num_attention_heads)
+            keys.append(key)
+            values.append(value)
+        return keys, values
+
+    def decoder_hidden_states(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None) -> torch.Tensor:
+        """Decoder output [B, T, H] for whole targets (teacher forcing).
+
+        Targets are right-padded, so causal attention alone already keeps every real position
+        from seeing padding (padding only ever comes after it); no target mask is needed, which
+        lets SDPA take its causal fast path.
+        """
+        heads = self.config.num_attention_heads
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
+        cross_keys, cross_values = self._cross_key_values(memory)
+        cross_bias = attention_bias_from_mask(memory_mask, memory.dtype if memory.is_floating_point() else torch.float32)
+        hidden = _embed(self.decoder.bert.embeddings, decoder_input_ids, 0)
+        for index, block in enumerate(self.decoder.bert.encoder.layer):
+            attention = block.attention.self
+            query, key, value = _split_heads(F.linear(hidden, *_fused(attention.query, attention.key, attention.value)), 3, heads)
+            context = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
+            hidden = block.attention.output(_merge_heads(context), hidden)
+            query = _split_heads(block.crossattention.self.query(hidden), 1, heads)[0]
+            bias = None if cross_bias is None else cross_bias.to(query.dtype)
+            context = F.scaled_dot_product_attention(query, cross_keys[index], cross_values[index], attn_mask=bias, dropout_p=dropout)
+            hidden = block.crossattention.output(_merge_heads(context), hidden)
+            hidden = block.output(block.intermediate(hidden), hidden)
+        return hidden
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        decoder_input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> Seq2SeqOutput:
+        """Teacher-forced decoding of `decoder_input_ids` ([CLS] t1 .. tn); `labels` (t1 .. tn [SEP], -100 at padding).
+
+        With labels, the vocabulary projection and the loss cover only labelled positions.
+        """
+        memory = self.encode(input_ids, attention_mask)
+        hidden = self.decoder_hidden_states(decoder_input_ids, memory, attention_mask)
+        head = self.decoder.cls.predictions
+        if labels is None:
+            return Seq2SeqOutput(None, head(hidden))
+        labelled = labels != IGNORE_TARGET
+        targets = labels[labelled]
+        logits = head(hidden[labelled])
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing, reduction="sum") / max(targets.numel(), 1)
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).sum()
+        return Seq2SeqOutput(loss, logits, targets.numel(), correct)
+
+    # -----------------------------------------------------------------------------------------
+    # Incremental path (generation)
+
+    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor | None, max_new_tokens: int) -> DecoderCache:
+        """An empty cache for decoding up to `max_new_tokens` tokens after the start token, given the encoder output."""
+        cross_keys, cross_values = self._cross_key_values(memory)
+        bias = attention_bias_from_mask(memory_mask, cross_keys[0].dtype)
+        fused = [_fused(block.attention.self.query, block.attention.self.key, block.attention.self.value) for block in self.decoder.bert.encoder.layer]
+        return DecoderCache([], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, fused_self=fused)
+
+    def decode_step(self, cache: DecoderCache, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits [R, V] of the next token after `input_ids` [R] (one token per row), extending the cache."""
+        position = cache.length
+        if position >= cache.capacity:
+            raise ValueError(f"the decoder cache holds {cache.capacity} positions; start_decoding with a larger max_new_tokens")
+        heads = self.config.num_attention_heads
+        hidden = _embed(self.decoder.bert.embeddings, input_ids[:, None], position)
+        for index, block in enumerate(self.decoder.bert.encoder.layer):
+            query, key, value = _split_heads(F.linear(hidden, *cache.fused_self[index]), 3, heads)
+            if len(cache.self_keys) <= index:
+                shape = (key.shape[0], heads, cache.capacity, key.shape[-1])
+                cache.self_keys.append(key.new_zeros(shape))
+                cache.self_values.append(value.new_zeros(shape))
+            keys, values = cache.self_keys[index], cache.self_values[index]
+            keys[:, :, position] = key[:, :, 0]
+            values[:, :, position] = value[:, :, 0]
+            # The newest token may see every earlier one: no mask at all.
+            context = F.scaled_dot_product_attention(query, keys[:, :, : position + 1], values[:, :, : position + 1])
+            hidden = block.attention.output(_merge_heads(context), hidden)
+            query = _split_heads(block.crossattention.self.query(hidden), 1, heads)[0]
+            bias = None if cache.cross_bias is None else cache.cross_bias.to(query.dtype)
+            context = F.scaled_dot_product_attention(query, cache.cross_keys[index], cache.cross_values[index], attn_mask=bias)
+            hidden = block.crossattention.output(_merge_heads(context), hidden)
+            hidden = block.output(block.intermediate(hidden), hidden)
+        cache.length += 1
+        return self.decoder.cls.predictions(hidden[:, 0])
+
+
+__all__ = ["BertEncoderDecoder", "DecoderCache", "IGNORE_TARGET", "Seq2SeqOutput"]
