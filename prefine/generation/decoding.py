@@ -192,9 +192,7 @@ class _Hypotheses:
 def _beam_search(model, memory, memory_mask, config, max_new_tokens, ids) -> list[list[int]]:
     batch, beams = memory.shape[0], config.num_beams
     device = memory.device
-    memory = memory.repeat_interleave(beams, dim=0)
-    memory_mask = memory_mask.repeat_interleave(beams, dim=0) if memory_mask is not None else None
-    cache = model.start_decoding(memory, memory_mask, max_new_tokens)
+    cache = model.start_decoding(memory, memory_mask, max_new_tokens, rows_per_input=beams)
     current = torch.full((batch * beams,), ids.start, dtype=torch.long, device=device)
     history = current[:, None]
     # All beams start identical; only the first may expand at step 0, or the top-k would be k copies.
@@ -229,12 +227,13 @@ def _beam_search(model, memory, memory_mask, config, max_new_tokens, ids) -> lis
                 for beam in range(beams):  # out of tokens: running beams compete with the finished ones
                     hypotheses[alive[group]].add(history[group * beams + beam, 1:].tolist(), float(next_scores[group, beam]), length)
             break
+        kept_groups = None
         if len(undecided) < groups:
             kept_groups = torch.tensor(undecided, device=device)
             parent_rows = parent_rows.view(groups, beams).index_select(0, kept_groups).view(-1)
             next_scores, next_tokens = next_scores.index_select(0, kept_groups), next_tokens.index_select(0, kept_groups)
             alive = [alive[group] for group in undecided]
-        cache.keep_rows(parent_rows)
+        cache.keep_rows(parent_rows, kept_groups)
         history = torch.cat([history.index_select(0, parent_rows), next_tokens.view(-1, 1)], dim=1)
         beam_scores = next_scores
         current = next_tokens.view(-1)

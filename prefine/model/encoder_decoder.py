@@ -18,7 +18,8 @@ Two ways through the decoder:
 - `start_decoding` + `decode_step` (generation): one new token per row per step. Each block's
   self-attention keys and values are written into a preallocated cache, so a step projects only
   the new token; the cross-attention keys and values of the encoder output are computed once per
-  input. `DecoderCache.keep_rows` drops finished rows (or reorders beams) in every cache at once.
+  input (once per input, whatever the number of beams). `DecoderCache.keep_rows` drops finished
+  rows or reorders beams.
 
 With `share_encoder_decoder` the decoder uses the encoder's embeddings, self-attention and
 feed-forward modules (Rothe's BERTShare); only cross-attention and the LM head transform are the
@@ -113,29 +114,47 @@ def _embed(embeddings: BertEmbeddings, input_ids: torch.Tensor, first_position: 
 
 @dataclass
 class DecoderCache:
-    """Per-block keys and values of everything decoded so far, for rows still being decoded."""
+    """Per-block keys and values for the rows still being decoded.
+
+    Rows come in groups of `rows_per_input` (the beams of one input, or 1): the self-attention
+    cache has one row per decoded sequence, while the cross-attention keys and values, identical
+    for every beam of an input, are stored once per input. Reordering beams then moves only the
+    self-attention cache, never the encoder side (transformers copies both at every step).
+    """
 
     self_keys: list[torch.Tensor]  # per block [R, heads, capacity, head_dim]; filled up to `length`
     self_values: list[torch.Tensor]
-    cross_keys: list[torch.Tensor]  # per block [R, heads, S, head_dim]: the encoder output, projected once
+    cross_keys: list[torch.Tensor]  # per block [R / rows_per_input, heads, S, head_dim]: the encoder output, projected once
     cross_values: list[torch.Tensor]
-    cross_bias: torch.Tensor | None  # [R, 1, 1, S] hiding the encoder's padding; None when there is none
+    cross_bias: torch.Tensor | None  # [R / rows_per_input, 1, 1, S] hiding the encoder's padding; None when there is none
     capacity: int
+    rows_per_input: int = 1
     length: int = 0
     # Q/K/V weights concatenated once per generation call instead of once per step.
     fused_self: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return self.cross_keys[0].shape[0]
+        return self.cross_keys[0].shape[0] * self.rows_per_input
 
-    def keep_rows(self, rows: torch.Tensor) -> None:
-        """Keep (and reorder to) `rows` of every cache: finished rows go, beams follow their parents."""
-        for tensors in (self.self_keys, self.self_values, self.cross_keys, self.cross_values):
+    def keep_rows(self, rows: torch.Tensor, inputs: torch.Tensor | None = None) -> None:
+        """Keep (and reorder to) `rows` of the self-attention cache: finished rows go, beams follow their parents.
+
+        With groups of beams, `inputs` names the inputs still decoding (None: all of them, in order);
+        with one row per input, the rows are the inputs.
+        """
+        for tensors in (self.self_keys, self.self_values):
             for index, tensor in enumerate(tensors):
                 tensors[index] = tensor.index_select(0, rows)
+        if self.rows_per_input == 1:
+            inputs = rows
+        if inputs is None:
+            return
+        for tensors in (self.cross_keys, self.cross_values):
+            for index, tensor in enumerate(tensors):
+                tensors[index] = tensor.index_select(0, inputs)
         if self.cross_bias is not None:
-            self.cross_bias = self.cross_bias.index_select(0, rows)
+            self.cross_bias = self.cross_bias.index_select(0, inputs)
 
 
 class BertEncoderDecoder(nn.Module):
@@ -259,19 +278,23 @@ class BertEncoderDecoder(nn.Module):
     # -----------------------------------------------------------------------------------------
     # Incremental path (generation)
 
-    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor | None, max_new_tokens: int) -> DecoderCache:
-        """An empty cache for decoding up to `max_new_tokens` tokens after the start token, given the encoder output."""
+    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor | None, max_new_tokens: int, rows_per_input: int = 1) -> DecoderCache:
+        """An empty cache for decoding up to `max_new_tokens` tokens after the start token, given the encoder output.
+
+        `rows_per_input` sequences are decoded per input (the beams of a beam search): rows
+        i * rows_per_input ... (i + 1) * rows_per_input - 1 read the memory of input i.
+        """
         cross_keys, cross_values = self._cross_key_values(memory)
         bias = attention_bias_from_mask(memory_mask, cross_keys[0].dtype)
         fused = [_fused(block.attention.self.query, block.attention.self.key, block.attention.self.value) for block in self.decoder.bert.encoder.layer]
-        return DecoderCache([], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, fused_self=fused)
+        return DecoderCache([], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, rows_per_input=rows_per_input, fused_self=fused)
 
     def decode_step(self, cache: DecoderCache, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits [R, V] of the next token after `input_ids` [R] (one token per row), extending the cache."""
         position = cache.length
         if position >= cache.capacity:
             raise ValueError(f"the decoder cache holds {cache.capacity} positions; start_decoding with a larger max_new_tokens")
-        heads = self.config.num_attention_heads
+        heads, group = self.config.num_attention_heads, cache.rows_per_input
         hidden = _embed(self.decoder.bert.embeddings, input_ids[:, None], position)
         for index, block in enumerate(self.decoder.bert.encoder.layer):
             query, key, value = _split_heads(F.linear(hidden, *cache.fused_self[index]), 3, heads)
@@ -285,10 +308,11 @@ class BertEncoderDecoder(nn.Module):
             # The newest token may see every earlier one: no mask at all.
             context = F.scaled_dot_product_attention(query, keys[:, :, : position + 1], values[:, :, : position + 1])
             hidden = block.attention.output(_merge_heads(context), hidden)
-            query = _split_heads(block.crossattention.self.query(hidden), 1, heads)[0]
+            # The beams of one input are that input's queries: [inputs, heads, beams, head_dim] against its keys.
+            query = block.crossattention.self.query(hidden).view(-1, group, heads, self.config.head_dim).transpose(1, 2)
             bias = None if cache.cross_bias is None else cache.cross_bias.to(query.dtype)
             context = F.scaled_dot_product_attention(query, cache.cross_keys[index], cache.cross_values[index], attn_mask=bias)
-            hidden = block.crossattention.output(_merge_heads(context), hidden)
+            hidden = block.crossattention.output(context.transpose(1, 2).reshape(hidden.shape), hidden)
             hidden = block.output(block.intermediate(hidden), hidden)
         cache.length += 1
         return self.decoder.cls.predictions(hidden[:, 0])

@@ -139,3 +139,21 @@ def test_decoding_runs_under_bf16_autocast():
         logits = model.decode_step(cache, torch.full((3,), START))
         loss = model(ids, mask, torch.full((3, 2), START), torch.full((3, 2), 5)).loss
     assert logits.shape == (3, CONFIG.vocab_size) and torch.isfinite(logits.float()).all() and torch.isfinite(loss)
+
+
+def test_beams_of_one_input_share_its_cross_attention_cache():
+    model = tiny_model()
+    ids, mask = padded_sources()
+    # Two beams per input, each with its own tokens; the reference runs every beam as its own row.
+    targets = torch.tensor([[START, 30 + row, 40 + row, 50 + row] for row in range(6)])
+    with torch.no_grad():
+        full = model(ids.repeat_interleave(2, 0), mask.repeat_interleave(2, 0), targets).logits
+        cache = model.start_decoding(model.encode(ids, mask), mask, max_new_tokens=4, rows_per_input=2)
+        assert cache.rows == 6 and cache.cross_keys[0].shape[0] == 3
+        first = [model.decode_step(cache, targets[:, position]) for position in (0, 1)]
+        # Input 1 is done; the beams of inputs 2 and 0 go on, beam order swapped within input 2.
+        rows = torch.tensor([5, 4, 0, 1])
+        cache.keep_rows(rows, inputs=torch.tensor([2, 0]))
+        later = [model.decode_step(cache, targets[rows, position]) for position in (2, 3)]
+    torch.testing.assert_close(torch.stack(first, 1), full[:, :2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(later, 1), full[rows, 2:], atol=1e-5, rtol=1e-5)
