@@ -8,6 +8,11 @@ the cross-attention sub-layers keep their fresh BERT-style initialization. A sta
 already is an encoder-decoder (a prefine generation run, an exported EncoderDecoderModel) loads
 whole, to continue fine-tuning.
 
+Import: a transformers EncoderDecoderModel folder of two BERTs of the same shape (what export
+writes, or a bert2bert trained with transformers) works as `--init`: its weights continue
+fine-tuning as they are, and its encoder alone can start a classifier or QA model (the encoder's
+weights are offered under the `bert.` names a BERT checkpoint uses, too).
+
 Export: the model's parameter names already are transformers' EncoderDecoderModel names, so the
 export is the state dict (tied LM projection left out, as `save_pretrained` does) plus an
 "encoder-decoder" config.json holding a BERT encoder config and a BERT decoder config
@@ -19,13 +24,16 @@ generation_config.json with the same ids.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from prefine.errors import PrefineError
-from prefine.interop.huggingface import load_into
-from prefine.model import BertConfig, BertForPreTraining
+from prefine.interop.huggingface import CONFIG_FILE, ImportedCheckpoint, is_hf_model_dir, load_hf_state_dict, load_hf_tokenizer, load_into
+from prefine.model import BertConfig, BertForPreTraining, config_from_dict
+from prefine.tokenizer import normalizer_settings
 from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tasks.interface import HFExport
 
@@ -38,10 +46,51 @@ def is_encoder_decoder_state(state: dict[str, torch.Tensor]) -> bool:
     return any(name.startswith("decoder.bert.") for name in state)
 
 
+def _read_config(folder: Path) -> dict[str, Any]:
+    try:
+        values = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def is_hf_encoder_decoder_dir(path: Path) -> bool:
+    """True for a transformers folder whose config.json says model_type "encoder-decoder"."""
+    path = Path(path)
+    return path.is_dir() and is_hf_model_dir(path) and _read_config(path).get("model_type") == "encoder-decoder"
+
+
+def import_hf_encoder_decoder(folder: Path) -> ImportedCheckpoint:
+    """A transformers EncoderDecoderModel(BERT, BERT) folder: the shared BERT shape, all weights, the tokenizer."""
+    folder = Path(folder)
+    values = _read_config(folder)
+    encoder, decoder = values.get("encoder") or {}, values.get("decoder") or {}
+    source = str(folder / CONFIG_FILE)
+    if encoder.get("model_type") != "bert" or decoder.get("model_type") != "bert":
+        raise PrefineError(f"{source}: encoder and decoder must both be BERT (found {encoder.get('model_type')} and {decoder.get('model_type')}); prefine's encoder-decoder is BERT2BERT")
+    if not decoder.get("add_cross_attention"):
+        raise PrefineError(f"{source}: the decoder has no cross-attention (add_cross_attention is false); this is not a trained encoder-decoder")
+    config = config_from_dict({key: value for key, value in encoder.items() if key not in ("is_decoder", "add_cross_attention")}, source)
+    decoder_config = config_from_dict({key: value for key, value in decoder.items() if key not in ("is_decoder", "add_cross_attention")}, source)
+    if config != decoder_config:
+        different = [field.name for field in dataclasses.fields(config) if getattr(config, field.name) != getattr(decoder_config, field.name)]
+        raise PrefineError(f"{source}: encoder and decoder differ in {', '.join(different)}; prefine's encoder-decoder needs two BERTs of one shape")
+    state = load_hf_state_dict(folder)
+    # The encoder under the names of a plain BERT checkpoint too, so a classifier can start from it.
+    state.update({"bert." + name[len("encoder."):]: tensor for name, tensor in list(state.items()) if name.startswith("encoder.")})
+    tokenizer = load_hf_tokenizer(folder)
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        raise PrefineError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {config.vocab_size}; the folder mixes files of different models")
+    return ImportedCheckpoint(config, state, tokenizer, str(folder), normalizer_settings(tokenizer)[0])
+
+
 def warm_start(model: BertEncoderDecoder, state: dict[str, torch.Tensor]) -> list[str]:
     """Fill `model` from a BERT or encoder-decoder state dict; returns the parts that keep their fresh weights."""
     if is_encoder_decoder_state(state):
-        weights = {name: tensor for name, tensor in state.items() if name not in TIED_DECODER_WEIGHTS and not name.endswith("position_ids")}
+        weights = {
+            name: tensor for name, tensor in state.items()
+            if name not in TIED_DECODER_WEIGHTS and not name.endswith("position_ids") and not name.startswith("bert.")
+        }
         try:
             model.load_state_dict(weights)
         except RuntimeError as error:

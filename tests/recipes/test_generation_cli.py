@@ -225,3 +225,22 @@ def test_long_sources_are_truncated_and_counted_once(generation_run, capsys):
     assert records == [{"generated": "red cat tree moon"}, {"generated": "sun 바다 달 tree"}]
     with pytest.raises(Exception, match="input 2"):
         predictor.predict_records([{"text": "a"}, {"question": "b"}])
+
+
+def test_a_transformers_encoder_decoder_folder_works_as_init(generation_run, init_run, pair_files, tmp_path, capsys):
+    exported = tmp_path / "hf"
+    assert main(["export", str(generation_run), "--out", str(exported)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "from-hf"
+    code = main(
+        ["finetune", "--task", "generation", "--init", str(exported), "--train", pair_files["train"], "--eval", pair_files["dev"],
+         "--out", str(out), "--max-steps", "1", "--learning-rate", "1e-6", *GENERATION_FLAGS, *TRAINING_FLAGS[4:]]
+    )
+    assert code == 0
+    assert f"init: Hugging Face checkpoint {exported} into the encoder and the decoder; new: nothing" in capsys.readouterr().out
+    assert json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))["exact_match"] > 80
+    # Its encoder alone starts a classifier.
+    records = [{"text": f"{word} {word}", "label": "pos" if index % 2 else "neg"} for index, word in enumerate(WORDS * 2)]
+    data = write_jsonl(tmp_path / "cls.jsonl", records)
+    assert main(["finetune", "--init", str(exported), "--train", data, "--out", str(tmp_path / "cls"), "--max-steps", "1", "--max-seq-length", "16", *TRAINING_FLAGS]) == 0
+    assert "new: classifier" in capsys.readouterr().out
