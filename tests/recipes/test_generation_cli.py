@@ -244,3 +244,21 @@ def test_a_transformers_encoder_decoder_folder_works_as_init(generation_run, ini
     data = write_jsonl(tmp_path / "cls.jsonl", records)
     assert main(["finetune", "--init", str(exported), "--train", data, "--out", str(tmp_path / "cls"), "--max-steps", "1", "--max-seq-length", "16", *TRAINING_FLAGS]) == 0
     assert "new: classifier" in capsys.readouterr().out
+
+
+def test_compare_and_resume_work_for_generation(init_run, pair_files, tmp_path, capsys):
+    out = tmp_path / "compare"
+    code = main(
+        ["compare", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--eval", pair_files["dev"],
+         "--fractions", "0.5,1.0", "--max-steps", "3", "--min-steps", "1", "--out", str(out), *GENERATION_FLAGS, *TRAINING_FLAGS]
+    )
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["comparison"]
+    assert [row["fraction"] for row in rows] == [0.5, 1.0] and {row["metric"] for row in rows} == {"rougeL"}
+    assert rows[0]["examples"] == 160
+    run = tmp_path / "resumed"
+    base = ["finetune", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--out", str(run), *GENERATION_FLAGS, *TRAINING_FLAGS]
+    assert main(base + ["--max-steps", "4", "--save-every", "2"]) == 0
+    assert main(["finetune", "--resume", str(run), "--max-steps", "6"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert max(steps) == 6
