@@ -167,6 +167,9 @@ class BertEncoderDecoder(nn.Module):
         self.encoder = BertModel(config, add_pooling_layer=True)
         self.decoder = BertLMHeadDecoder(config)
         init_bert_weights(self, config.initializer_range)
+        # Generation never reads the pooler; it stays because transformers' encoder (a BertModel) has
+        # one. Frozen, so the optimizer skips it and DistributedDataParallel waits for no gradient of it.
+        self.encoder.pooler.requires_grad_(False)
         if share_encoder_decoder:
             self._share_encoder_weights()
 

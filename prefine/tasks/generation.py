@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from prefine.config import option
 from prefine.errors import PrefineError
-from prefine.generation.decoding import DecodingConfig, SpecialIds, TokenCallback, generate
+from prefine.generation.decoding import DecodingConfig, SpecialIds, generate
 from prefine.metrics.generation import format_generation_table, generation_metrics, require_bleu
 from prefine.model import BertConfig
 from prefine.model.encoder_decoder import IGNORE_TARGET, BertEncoderDecoder
@@ -388,7 +388,7 @@ class GenerationPredictor(Predictor):
         generated = generate_ids(self.model, self.encode_inputs(texts), decoding, self.max_new_tokens(decoding), self.ids, batch_size, self.device)  # type: ignore[arg-type]
         return decode_texts(self.tokenizer, generated)
 
-    def stream(self, text: str, decoding: DecodingConfig, write: TokenCallback | Any) -> str:
+    def stream(self, text: str, decoding: DecodingConfig, write: Callable[[str], Any]) -> str:
         """Generate for one text, calling `write(piece)` with each newly decoded piece of text as tokens arrive."""
         if decoding.num_beams > 1:
             generated = self.generate_texts([text], decoding)[0]
@@ -484,7 +484,7 @@ class GenerationFinetuneTask(FinetuneTask):
             read_pairs(eval, data, "validation", columns=pairs.columns)
 
     def prepare(self, train: str, eval: str | None, data: GenerationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
-        special_ids(tokenizer)
+        ids = special_ids(tokenizer)
         train_pairs = read_pairs(train, data, data.dataset_split)
         eval_pairs = read_pairs(eval, data, "validation", columns=train_pairs.columns) if eval else None
         if eval_pairs is not None:
@@ -492,7 +492,6 @@ class GenerationFinetuneTask(FinetuneTask):
         train_encoded = encode_pairs(train_pairs, tokenizer, data)
         train_encoded = train_encoded.subset(subsample_indices(len(train_encoded), fraction, seed))
         eval_encoded = encode_pairs(eval_pairs, tokenizer, data) if eval_pairs is not None else None
-        ids = special_ids(tokenizer)
         columns = train_pairs.columns
         return PreparedData(
             num_train_examples=len(train_encoded),

@@ -5,8 +5,9 @@ subclass registered with `register_task`. The generic recipes (`prefine finetune
 predict / compare / export`, the quickstart and `prefine serve`) only ever talk to this
 interface, so adding a task means writing one module, never editing a recipe:
 
-    finetune:  check_inputs -> prepare (read, encode, subsample) -> build_model -> training_task
-               -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
+    finetune:  check_inputs -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
+               -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
+    export:    build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
     evaluate:  load_predictor -> evaluate_source
     predict:   load_predictor -> predict_cli (files, stdin, task flags) or predict_records (JSON)
 

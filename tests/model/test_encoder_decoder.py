@@ -157,3 +157,13 @@ def test_beams_of_one_input_share_its_cross_attention_cache():
         later = [model.decode_step(cache, targets[rows, position]) for position in (2, 3)]
     torch.testing.assert_close(torch.stack(first, 1), full[:, :2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(later, 1), full[rows, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search():
+    model = tiny_model().train()
+    ids, mask = padded_sources()
+    decoder_ids = torch.tensor([[START, 20, 21], [START, 24, 25], [START, 26, 27]])
+    model(ids, mask, decoder_ids, torch.tensor([[20, 21, END]] * 3)).loss.backward()
+    missing = [name for name, parameter in model.named_parameters() if parameter.requires_grad and parameter.grad is None]
+    assert not missing
+    assert not model.encoder.pooler.dense.weight.requires_grad  # unused by generation, kept for transformers' layout
