@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch import nn
+from tqdm import tqdm
 
 from prefine.config import option
 from prefine.errors import PrefineError
@@ -248,15 +249,17 @@ def generate_ids(
     batch_size: int,
     device: torch.device,
 ) -> list[list[int]]:
-    """Generated token ids for every input, in input order."""
+    """Generated token ids for every input, in input order (a progress bar on a terminal)."""
     outputs: list[list[int]] = [[] for _ in range(len(pairs))]
     was_training = model.training
     model.eval()
-    with autocast_context(device, "auto"):
+    # disable=None: the bar shows on a terminal only, so logs and pipes stay clean.
+    with autocast_context(device, "auto"), tqdm(total=len(pairs), unit="input", desc="generating", disable=None, leave=False) as progress:
         for indices, batch in _sequential(pairs, batch_size, ids.pad):
             generated = generate(model, batch["input_ids"].to(device), batch["attention_mask"].to(device), decoding, max_new_tokens, ids)
             for index, tokens in zip(indices, generated):
                 outputs[int(index)] = tokens
+            progress.update(len(indices))
     model.train(was_training)
     return outputs
 
