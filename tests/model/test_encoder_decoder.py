@@ -167,3 +167,16 @@ def test_every_trainable_parameter_gets_a_gradient_so_ddp_needs_no_unused_parame
     missing = [name for name, parameter in model.named_parameters() if parameter.requires_grad and parameter.grad is None]
     assert not missing
     assert not model.encoder.pooler.dense.weight.requires_grad  # unused by generation, kept for transformers' layout
+
+
+def test_the_cpu_attention_of_a_decoding_step_equals_sdpa():
+    from prefine.model.encoder_decoder import _attend_few_queries
+
+    torch.manual_seed(0)
+    query, cache = torch.randn(3, 4, 2, 8), torch.randn(3, 4, 10, 8)
+    keys, values = cache[:, :, :7], torch.randn(3, 4, 10, 8)[:, :, :7]  # cache slices, as decoding reads them
+    bias = torch.zeros(3, 1, 1, 7)
+    bias[1, :, :, 4:] = torch.finfo(torch.float32).min
+    for mask in (None, bias):
+        expected = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
+        torch.testing.assert_close(_attend_few_queries(query, keys, values, mask), expected, atol=1e-5, rtol=1e-5)
