@@ -17,7 +17,7 @@ from prefine.errors import PrefineError
 
 def build_parser() -> argparse.ArgumentParser:
     from prefine.interop import add_export_command
-    from prefine.recipes import compare, fill_mask, finetune, predict, pretrain, quickstart
+    from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart
     from prefine.recipes import serve as serve_recipe
     from prefine.registry import add_registry_commands
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     fill_mask.add_command(subparsers)
     finetune.add_command(subparsers)
     predict.add_commands(subparsers)
+    generate.add_command(subparsers)
     compare.add_command(subparsers)
     add_export_command(subparsers)
     add_registry_commands(subparsers)

@@ -119,13 +119,19 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
         raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    task = task_for_architecture(architecture)
+    custom = task.hf_export(model, config, config_json) if task is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    # float32 whatever the training precision: the dtype every transformers user can run.
-    tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
+    if custom is not None:  # a task with its own transformers layout (an EncoderDecoderModel)
+        tensors, json_files = custom.tensors, custom.json_files
+    else:
+        # float32 whatever the training precision: the dtype every transformers user can run.
+        tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
+        json_files = {CONFIG_FILE: hf_config_dict(config, architecture, config_json)}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     give_default_permissions(out_dir / WEIGHTS_FILE)
-    config_text = json.dumps(hf_config_dict(config, architecture, config_json), indent=2, ensure_ascii=False)
-    (out_dir / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
+    for name, values in json_files.items():
+        (out_dir / name).write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     save_tokenizer(tokenizer, out_dir, model_max_length=config.max_position_embeddings)
     return out_dir
 

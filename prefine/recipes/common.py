@@ -70,8 +70,9 @@ def resolve_init(source: str) -> InitSource:
     if path.is_dir() and run_dir_of_checkpoint(path) is not None:
         return _from_prefine_checkpoint(path, run_dir_of_checkpoint(path))
     from prefine.interop import import_hf_checkpoint
+    from prefine.interop.encoder_decoder import import_hf_encoder_decoder, is_hf_encoder_decoder_dir
 
-    imported = import_hf_checkpoint(source)
+    imported = import_hf_encoder_decoder(path) if is_hf_encoder_decoder_dir(path) else import_hf_checkpoint(source)
     return InitSource(
         config=imported.config,
         state_dict=imported.state_dict,

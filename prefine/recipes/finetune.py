@@ -28,7 +28,6 @@ from prefine.config import add_dataclass_arguments, explicit_overrides, from_arg
 from prefine.errors import PrefineError
 from prefine.recipes.common import (
     check_resume_overrides,
-    load_initial_weights,
     recorded_finetune,
     run_record,
     start_finetune,
@@ -137,7 +136,7 @@ def run_finetune(
 
     torch.manual_seed(training.seed)
     model = task.build_model(init.config, prepared.head, run)
-    load_initial_weights(model, init, run.from_scratch, announce=context.is_main and not resume, reinit_layers=run.reinit_layers)
+    task.load_initial_weights(model, init, run.from_scratch, announce=context.is_main and not resume, reinit_layers=run.reinit_layers)
 
     if context.is_main and not resume:
         run_dir.mkdir(parents=True, exist_ok=True)

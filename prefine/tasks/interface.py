@@ -5,8 +5,9 @@ subclass registered with `register_task`. The generic recipes (`prefine finetune
 predict / compare / export`, the quickstart and `prefine serve`) only ever talk to this
 interface, so adding a task means writing one module, never editing a recipe:
 
-    finetune:  check_inputs -> prepare (read, encode, subsample) -> build_model -> training_task
-               -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
+    finetune:  check_inputs -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
+               -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
+    export:    build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
     evaluate:  load_predictor -> evaluate_source
     predict:   load_predictor -> predict_cli (files, stdin, task flags) or predict_records (JSON)
 
@@ -39,7 +40,7 @@ from prefine.model import BertConfig
 from prefine.training.loop import TrainingTask
 
 # Modules holding the tasks that ship with prefine; each calls register_task when imported.
-BUILTIN_TASK_MODULES = ("prefine.tasks.classification", "prefine.tasks.question_answering")
+BUILTIN_TASK_MODULES = ("prefine.tasks.classification", "prefine.tasks.question_answering", "prefine.tasks.generation")
 
 
 @dataclass
@@ -57,6 +58,14 @@ class PreparedData:
     record: dict[str, Any]  # extra sections of run.json (detected columns, label set, scoring flavor)
     summary: str  # "1,234 examples (negative, positive); columns: text=sentence, label=label"
     payload: Any = None
+
+
+@dataclass
+class HFExport:
+    """What `prefine export` writes for a task with its own transformers layout (see FinetuneTask.hf_export)."""
+
+    tensors: dict[str, torch.Tensor]  # transformers' parameter names -> weights
+    json_files: dict[str, dict[str, Any]]  # file name -> content, config.json included
 
 
 @dataclass
@@ -149,6 +158,26 @@ class FinetuneTask(ABC):
     def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
         """Keys an export adds to transformers' config.json (labels, problem type); none by default."""
         return {}
+
+    def hf_export(self, model: nn.Module, config: BertConfig, head: dict[str, Any]) -> HFExport | None:
+        """Optional: the tensors and JSON files of an export whose layout is not a BERT with a head.
+
+        None (the default) exports the plain BERT layout: the model's state dict and a BERT
+        config.json extended by `hf_config`. A task whose transformers class is something else
+        (an EncoderDecoderModel) returns its own files instead.
+        """
+        return None
+
+    def load_initial_weights(self, model: nn.Module, init: Any, from_scratch: bool, announce: bool, reinit_layers: int = 0) -> None:
+        """Fill a freshly built task model from --init (an `InitSource`), or keep it random with --from-scratch.
+
+        The default loads the pre-trained encoder into `model.bert` and leaves the head fresh; a
+        task whose model holds the encoder's weights in more than one place (a decoder warm-started
+        from the same checkpoint) overrides it.
+        """
+        from prefine.recipes.common import load_initial_weights
+
+        load_initial_weights(model, init, from_scratch, announce, reinit_layers=reinit_layers)
 
     def headline(self, metrics: dict[str, float], best_metric: str) -> tuple[str, float]:
         """The number a comparison tabulates: the metric that picked the best checkpoint."""

@@ -1,0 +1,259 @@
+"""Generation throughput: generated tokens/s decoding, and training examples/s, prefine against transformers.
+
+One random-init encoder-decoder of --preset (encoder and decoder of that size, cross-attention
+in every decoder block) is saved as a prefine generation checkpoint and exported with
+`prefine export`; transformers loads the export with `EncoderDecoderModel.from_pretrained`, so
+both sides run the same weights on the same token ids, with the same threads:
+
+  decoding   prefine  `prefine.generation.generate` (KV cache, cross-attention K/V once, finished rows dropped)
+             transformers  `EncoderDecoderModel.generate` (its default cache)
+             greedy and beam search (--beams), at batch 1 and --batch-size, on the docstring bodies of
+             the built-in generation task (cut to --max-source-length). Every input generates exactly
+             --new-tokens tokens on both sides (min_new_tokens = max_new_tokens), so tokens/s compares
+             the same work; it counts output tokens per input, not per beam.
+  training   prefine  `GenerationBatches` (length-grouped, as `prefine finetune` trains) -> `BertEncoderDecoder`
+                      (unpadded encoder, loss at labelled target positions only) -> prefine's AdamW
+             transformers  the same pool of (body, summary) pairs in a seeded random order, padded per
+                      batch (a plain loop, like DataCollatorForSeq2Seq) -> `EncoderDecoderModel(labels=...)`
+                      -> torch.optim.AdamW
+
+The greedy outputs of both sides are compared token for token and the agreement is reported.
+The machine these numbers come from is usually shared: medians of alternating repeats.
+
+    python benchmarks/generation_throughput.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    add_common_arguments,
+    benchmark_tokenizer,
+    markdown_table,
+    median,
+    print_json,
+    require_bench_dependencies,
+    set_threads,
+    versions,
+)
+
+require_bench_dependencies("transformers")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
+from prefine.corpus.builtin_generation import builtin_generation_task  # noqa: E402
+from prefine.generation.decoding import DecodingConfig, SpecialIds, generate  # noqa: E402
+from prefine.interop.export import export_hf  # noqa: E402
+from prefine.model import preset_config  # noqa: E402
+from prefine.model.encoder_decoder import BertEncoderDecoder  # noqa: E402
+from prefine.tasks.classification import encode_examples  # noqa: E402
+from prefine.tasks.generation import EncodedPairs, GenerationBatches, collate_pairs, special_ids  # noqa: E402
+from prefine.tokenizer import save_tokenizer  # noqa: E402
+from prefine.training.config import TrainingConfig  # noqa: E402
+from prefine.training.optim import build_optimizer  # noqa: E402
+from prefine.training.position import DataPosition  # noqa: E402
+
+
+def exported_model(tokenizer, work_dir: Path, preset: str, seed: int) -> tuple[BertEncoderDecoder, Path]:
+    torch.manual_seed(seed)
+    config = preset_config(preset, vocab_size=tokenizer.get_vocab_size(with_added_tokens=True))
+    model = BertEncoderDecoder(config).eval()
+    ids = special_ids(tokenizer)
+    run_dir = work_dir / f"generation-run-{preset}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    save_tokenizer(tokenizer, run_dir / TOKENIZER_DIR, model_max_length=config.max_position_embeddings)
+    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["EncoderDecoderModel"],
+                         "decoder_start_token_id": ids.start, "eos_token_id": ids.end, "max_target_length": 64}
+    checkpoint = save_checkpoint(run_dir, 0, model.state_dict(), checkpoint_config, None, keep_last=1)
+    export_dir = work_dir / f"generation-export-{preset}"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    return model, export_hf(checkpoint, export_dir)
+
+
+def padded(sequences: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence)
+    return ids, (ids != pad).long()
+
+
+def clocks() -> tuple[float, float]:
+    # Wall time, and this process's CPU time: on a shared machine the CPU seconds a side needed are
+    # the steadier measure of its work, the wall time is what a user waits.
+    return time.perf_counter(), time.process_time()
+
+
+def decode_prefine(model, batches, beams: int, new_tokens: int, ids: SpecialIds) -> tuple[float, float, list[list[int]]]:
+    config = DecodingConfig(num_beams=beams, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+    (wall, cpu), outputs = clocks(), []
+    for input_ids, mask in batches:
+        outputs += generate(model, input_ids, mask, config, new_tokens, ids)
+    return time.perf_counter() - wall, time.process_time() - cpu, outputs
+
+
+def decode_hf(model, batches, beams: int, new_tokens: int, ids: SpecialIds) -> tuple[float, float, list[list[int]]]:
+    (wall, cpu), outputs = clocks(), []
+    with torch.inference_mode():
+        for input_ids, mask in batches:
+            result = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                    num_beams=beams, do_sample=False, early_stopping=False, length_penalty=1.0)
+            outputs += [[token for token in row[1:] if token not in (ids.end, ids.pad)] for row in result.tolist()]
+    return time.perf_counter() - wall, time.process_time() - cpu, outputs
+
+
+def train_prefine(model, batches: list[dict], warmup: int) -> tuple[float, float]:
+    optimizer = build_optimizer(model, TrainingConfig(learning_rate=1e-4), torch.device("cpu"))
+    model.train()
+    wall, cpu = clocks()
+    for index, batch in enumerate(batches):
+        if index == warmup:
+            wall, cpu = clocks()
+        optimizer.zero_grad(set_to_none=True)
+        model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"]).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def train_hf(model, batches: list[dict], warmup: int) -> tuple[float, float]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    model.train()
+    wall, cpu = clocks()
+    for index, batch in enumerate(batches):
+        if index == warmup:
+            wall, cpu = clocks()
+        optimizer.zero_grad(set_to_none=True)
+        # transformers builds decoder_input_ids ([CLS] + labels shifted) and their mask from the labels itself.
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    model.eval()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser, steps=6, repeats=3)
+    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--single-inputs", type=int, default=4, help="inputs decoded one at a time for the batch-1 rows")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--beams", type=int, default=4)
+    parser.add_argument("--max-source-length", type=int, default=256, help="the generation task's default")
+    parser.add_argument("--max-target-length", type=int, default=64, help="the generation task's default")
+    parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training table")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    import warnings
+
+    from transformers import EncoderDecoderModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # EncoderDecoderModel's loss deprecation notice, once per step
+
+    tokenizer, _ = benchmark_tokenizer(args.work_dir, args.vocab_size)
+    ids = special_ids(tokenizer)
+    model, export_dir = exported_model(tokenizer, args.work_dir, args.preset, args.seed)
+    hf_model = EncoderDecoderModel.from_pretrained(str(export_dir)).eval()
+    train_pairs, _ = builtin_generation_task()
+    documents = [pair["document"] for pair in train_pairs]
+    sources = encode_examples(documents[: args.batch_size], None, tokenizer, args.max_source_length)
+    rows = [sources.example_ids(index) for index in range(len(sources))]
+    settings = {
+        f"batch {args.batch_size}": [padded(rows, ids.pad)],
+        "batch 1": [padded([row], ids.pad) for row in rows[: args.single_inputs]],
+    }
+    decoders = {"prefine": lambda batches, beams: decode_prefine(model, batches, beams, args.new_tokens, ids),
+                "transformers": lambda batches, beams: decode_hf(hf_model, batches, beams, args.new_tokens, ids)}
+    for batches in settings.values():  # untimed: lazy initialisation, allocator warm-up
+        for side in decoders.values():
+            side(batches[:1], 1)
+
+    table, results = [], []
+    for setting, batches in settings.items():
+        inputs = sum(batch[0].shape[0] for batch in batches)
+        for beams in (1, args.beams):
+            walls: dict[str, list[float]] = {"prefine": [], "transformers": []}
+            cpus: dict[str, list[float]] = {"prefine": [], "transformers": []}
+            outputs = {}
+            for repeat in range(args.repeats):
+                for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+                    wall, cpu, outputs[side] = decoders[side](batches, beams)
+                    walls[side].append(wall)
+                    cpus[side].append(cpu)
+            name = "greedy" if beams == 1 else f"beam {beams}"
+            rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in walls.items()}
+            cpu_rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in cpus.items()}
+            same = sum(a == b for a, b in zip(outputs["prefine"], outputs["transformers"])) / inputs
+            table.append([setting, name, rates["prefine"], rates["transformers"], f"**{rates['prefine'] / rates['transformers']:.2f}x**",
+                          f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x", f"{100 * same:.0f}%"])
+            results.append({"setting": setting, "decoding": name, "tokens_per_s": rates, "tokens_per_cpu_s": cpu_rates,
+                            "wall_seconds": walls, "cpu_seconds": cpus, "same_output": same})
+            print(f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s, transformers {rates['transformers']:.0f} tok/s", file=sys.stderr)
+
+    print(f"\n{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
+          f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)\n")
+    print(markdown_table(["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"], table))
+
+    training = None
+    if args.training:
+        # A pool of 50 batches: prefine draws its (length-grouped) training batches from it as `prefine finetune`
+        # does; the plain loop takes the same pool in a seeded random order, padded per batch.
+        pool = train_pairs[: args.batch_size * 50]
+        encoded = EncodedPairs(
+            encode_examples([pair["document"] for pair in pool], None, tokenizer, args.max_source_length),
+            encode_examples([pair["summary"] for pair in pool], None, tokenizer, args.max_target_length),
+            [pair["document"] for pair in pool], [pair["summary"] for pair in pool],
+        )
+        count = args.steps + args.warmup
+        grouped = GenerationBatches(encoded, args.batch_size, ids.pad, args.seed)
+        order = np.random.default_rng(args.seed).permutation(len(pool))
+        side_batches = {
+            "prefine": [grouped.batch_at(DataPosition(0, step * args.batch_size), 0, 1)[0] for step in range(count)],
+            "transformers": [collate_pairs(encoded, order[step * args.batch_size : (step + 1) * args.batch_size], ids.pad) for step in range(count)],
+        }
+        padded_lengths = {side: (float(np.mean([batch["input_ids"].shape[1] for batch in batches])), float(np.mean([batch["labels"].shape[1] for batch in batches])))
+                          for side, batches in side_batches.items()}
+        timed_examples = args.batch_size * args.steps
+        walls = {"prefine": [], "transformers": []}
+        cpus = {"prefine": [], "transformers": []}
+        for repeat in range(args.repeats):
+            for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+                torch.manual_seed(args.seed)
+                if side == "prefine":
+                    fresh = BertEncoderDecoder(model.config)
+                    fresh.load_state_dict(model.state_dict())
+                    wall, cpu = train_prefine(fresh, side_batches[side], args.warmup)
+                else:
+                    wall, cpu = train_hf(EncoderDecoderModel.from_pretrained(str(export_dir)), side_batches[side], args.warmup)
+                walls[side].append(wall)
+                cpus[side].append(cpu)
+            print(f"training repeat {repeat}: prefine {walls['prefine'][-1]:.1f}s transformers {walls['transformers'][-1]:.1f}s", file=sys.stderr)
+        rates = {side: timed_examples / median(seconds) for side, seconds in walls.items()}
+        cpu_rates = {side: timed_examples / median(seconds) for side, seconds in cpus.items()}
+        training = {"examples_per_s": rates, "examples_per_cpu_s": cpu_rates, "wall_seconds": walls, "cpu_seconds": cpus,
+                    "steps": args.steps, "batch_size": args.batch_size, "mean_padded_source_target": padded_lengths}
+        print(f"\ntraining: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up\n")
+        print(markdown_table(["side", "examples/s", "examples per CPU-second", "mean padded source / target"],
+                             [[side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates]
+                             + [["**speed-up**", f"**{rates['prefine'] / rates['transformers']:.2f}x**", f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x", ""]]))
+
+    print_json({"benchmark": "generation_throughput", "preset": args.preset, "threads": args.threads, "new_tokens": args.new_tokens,
+                "beams": args.beams, "batch_size": args.batch_size, "decoding": results, "training": training, "versions": versions()})
+
+
+if __name__ == "__main__":
+    main()
