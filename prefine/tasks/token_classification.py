@@ -472,20 +472,21 @@ class TokenClassificationFinetuneTask(FinetuneTask):
     def max_length(self, data: NerDataConfig) -> tuple[int, str]:
         return data.max_seq_length, "--max-seq-length"
 
-    def _read(self, train: str, eval: str | None, data: NerDataConfig) -> tuple[TaggedCorpus, TaggedCorpus | None, TagSet]:
+    def _read(self, train: str, eval: str | None, data: NerDataConfig, report_reading: bool = True) -> tuple[TaggedCorpus, TaggedCorpus | None, TagSet]:
         train_corpus = read_source(train, data, data.dataset_split)
         scheme, detected = choose_scheme(train_corpus, data)
-        report(train_corpus, scheme, detected)
         tag_set = TagSet.from_corpus(train_corpus, scheme)
         eval_corpus = None
         if eval:
             eval_corpus = read_source(eval, data, "validation", layout=train_corpus.layout)
             check_tags(eval_corpus, scheme)
             tag_set.ids(eval_corpus)  # a tag training never saw is an error naming its line, before any work
+        if report_reading:
+            report(train_corpus, scheme, detected)
         return train_corpus, eval_corpus, tag_set
 
     def check_inputs(self, train: str, eval: str | None, data: NerDataConfig) -> None:
-        self._read(train, eval, data)
+        self._read(train, eval, data, report_reading=False)
 
     def prepare(self, train: str, eval: str | None, data: NerDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
         train_corpus, eval_corpus, tag_set = self._read(train, eval, data)
