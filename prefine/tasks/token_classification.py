@@ -24,6 +24,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import numpy as np
@@ -534,3 +535,41 @@ class TokenClassificationFinetuneTask(FinetuneTask):
 
 
 register_task(TokenClassificationFinetuneTask())
+
+
+# ---------------------------------------------------------------------------------------------
+# The quickstart's entity line
+
+
+def run_builtin_ner_comparison(pretrain_dir: Path, out: Path, steps: int, seed: int, num_threads: int = 0, progress: bool = True) -> list[dict]:
+    """Fine-tune on the built-in entity task (code entities in Python's docs) from `pretrain_dir` and from random weights.
+
+    Writes the task as CoNLL files under `out/ner-task`, runs `prefine compare`'s comparison at
+    the full training set into `out/ner-finetune`, and returns its rows (metric: entity_f1).
+    """
+    import dataclasses
+
+    from prefine.corpus.builtin_entities import ENTITY_TYPES, builtin_entity_task
+    from prefine.recipes.compare import run_comparison
+    from prefine.recipes.finetune import FINETUNE_TRAINING_DEFAULTS, FinetuneRunConfig
+    from prefine.tasks.interface import get_task
+
+    train, test = builtin_entity_task()
+    task_dir = out / "ner-task"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    for name, sentences in (("train.conll", train), ("test.conll", test)):
+        with open(task_dir / name, "w", encoding="utf-8") as handle:
+            for words, tags in sentences:
+                handle.write("".join(f"{word}\t{tag}\n" for word, tag in zip(words, tags)) + "\n")
+    entities = sum(tag.startswith("B-") for _, tags in test for tag in tags)
+    print(f"entity types {', '.join(ENTITY_TYPES)}; {len(train)} training / {len(test)} test sentences ({entities} test entities; "
+          "test sentences were never seen in pre-training)")
+    run = FinetuneRunConfig(
+        task="ner", init=str(pretrain_dir), train=str(task_dir / "train.conll"), eval=str(task_dir / "test.conll"),
+        out=str(out / "ner-finetune"), registry=str(out / "registry.sqlite"),
+    )
+    training = dataclasses.replace(
+        FINETUNE_TRAINING_DEFAULTS, max_steps=steps, batch_size=32, seed=seed, num_threads=num_threads, progress=progress,
+        eval_at_epoch_end=False, eval_every=max(steps // 3, 1),
+    )
+    return run_comparison(get_task("ner"), run, NerDataConfig(max_seq_length=128), training, [1.0], min_steps=1, explicit_steps=True)
