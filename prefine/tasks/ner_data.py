@@ -590,7 +590,28 @@ def encode_corpus(
             f"{int((per_sentence > 1).sum())} sentences are longer than --max-seq-length {max_seq_length} and are read in "
             f"{int(per_sentence[per_sentence > 1].sum())} overlapping windows ({stride} pieces apart; nothing is cut)"
         )
+    if unit_ids is not None:
+        split, total = _entities_split_by_pieces(corpus, alignments)
+        if split:
+            notes.append(
+                f"{split} of {total} entities begin or end inside a word piece (e.g. a name and its particle as one piece); "
+                "their characters take the piece's tag, so they cannot be predicted exactly"
+            )
     return EncodedCorpus(corpus, texts, spans, alignments, windows, unit_ids, notes)
+
+
+def _entities_split_by_pieces(corpus: TaggedCorpus, alignments: Sequence[Alignment]) -> tuple[int, int]:
+    """(entities with an edge inside a word piece, all entities): those the piece-level model cannot get exactly right."""
+    from prefine.metrics.entities import lenient_chunks
+
+    split = total = 0
+    for sentence, alignment in zip(corpus.sentences, alignments):
+        glued = alignment.unit_glued_to
+        for _, first, last in lenient_chunks(sentence.tags or []):
+            total += 1
+            if glued[first] >= 0 or (last + 1 < len(glued) and glued[last + 1] >= 0):
+                split += 1
+    return split, total
 
 
 def report(corpus: TaggedCorpus, scheme: str, detected: bool) -> None:

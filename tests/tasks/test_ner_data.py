@@ -250,3 +250,17 @@ def test_encoding_a_corpus_reports_long_sentences_and_keeps_every_unit(tmp_path,
     assert (anchors >= 0).all()
     # Every unit's label is trained exactly once over all windows.
     assert int((encoded.windows.labels != IGNORE).sum()) == len(units)
+
+
+def test_entities_whose_edge_falls_inside_a_piece_are_reported(tmp_path, tokenizer):
+    path = tmp_path / "klue.tsv"
+    path.write_text(KLUE_STYLE, encoding="utf-8")
+    corpus = read_tagged(str(path))
+    encoded = encode_corpus(corpus, tokenizer, TagSet.from_corpus(corpus, "IOB2"), max_seq_length=64, stride=31)
+    text, spans = sentence_text(corpus.sentences[0].units, "characters")
+    pieces = tokenizer.encode(text, add_special_tokens=False).tokens
+    assert "이순신은" in pieces, "the test needs the name and its particle as one piece"
+    split = [int(note.split()[0]) for note in encoded.notes if "of 3 entities begin or end inside a word piece" in note]
+    # 이순신 inside "이순신은" for sure; 조선 inside "조선의" if the vocabulary merged it; 서울 시청 is two whole pieces.
+    expected = 1 + ("조선의" in pieces)
+    assert split == [expected], encoded.notes
