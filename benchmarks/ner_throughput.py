@@ -24,6 +24,7 @@ Inference, every test sentence as plain text, entity spans out:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ import torch  # noqa: E402
 from prefine.corpus.builtin_entities import builtin_entity_task  # noqa: E402
 from prefine.model import preset_config  # noqa: E402
 from prefine.model.heads import BertForTokenClassification  # noqa: E402
+from prefine.tasks.interface import get_task  # noqa: E402
 from prefine.tasks.ner_data import TagSet, TaggedCorpus, TaggedSentence, encode_corpus  # noqa: E402
 from prefine.tasks.token_classification import NerDataConfig, NerPredictor, WindowBatches  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
@@ -142,10 +144,8 @@ def main() -> None:
     texts = [" ".join(words) for words, _ in test[: args.inference_sentences]]
     torch.manual_seed(args.seed)
     shared = BertForTokenClassification(config, len(tag_set.names)).eval()
-    predictor = NerPredictor.__new__(NerPredictor)  # a predictor on the shared weights, without a run folder
-    predictor.model, predictor.tokenizer, predictor.device = shared, tokenizer, torch.device("cpu")
-    predictor.tag_set, predictor.layout, predictor.pad_id = tag_set, "words", pad_id
-    predictor.data = NerDataConfig(max_seq_length=args.max_seq_length)
+    saved = {"data": dataclasses.asdict(NerDataConfig(max_seq_length=args.max_seq_length))}
+    predictor = NerPredictor(get_task("ner"), shared, tokenizer, saved, {**tag_set.to_json(), "layout": "words"}, torch.device("cpu"))
     hf_shared = _hf_model(config, len(tag_set.names), shared.state_dict()).eval()
     hf_shared.config.id2label = dict(enumerate(tag_set.names))
     hf_shared.config.label2id = {name: number for number, name in enumerate(tag_set.names)}

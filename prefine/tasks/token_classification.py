@@ -21,6 +21,7 @@ characters for KLUE-style data); this module puts them on the fine-tuning interf
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from prefine.tasks.ner_data import (
     make_windows,
     read_tagged,
     report,
+    sentence_text,
     unit_tags,
 )
 from prefine.training.loop import TrainingTask
@@ -239,13 +241,21 @@ def decode(alignment: Alignment, text: str, spans: np.ndarray, tag_ids: np.ndarr
     return TaggedOutput(tags, entities)
 
 
-def tag_corpus(model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int) -> tuple[list[TaggedOutput], float | None]:
-    predictions = predict_pieces(model, encoded.windows, [len(alignment.piece_ids) for alignment in encoded.alignments], batch_size, device, pad_id)
+def tag_sentences(
+    model: nn.Module, texts: Sequence[str], spans: Sequence[np.ndarray], alignments: Sequence[Alignment], windows: Windows,
+    tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int,
+) -> tuple[list[TaggedOutput], float | None]:
+    """Tags and entities of aligned, windowed sentences, and the mean loss when the windows carry labels."""
+    predictions = predict_pieces(model, windows, [len(alignment.piece_ids) for alignment in alignments], batch_size, device, pad_id)
     outputs = [
-        decode(alignment, text, spans, tag_ids, scores, tag_set)
-        for alignment, text, spans, tag_ids, scores in zip(encoded.alignments, encoded.texts, encoded.spans, predictions.tag_ids, predictions.scores)
+        decode(alignment, text, unit_spans, tag_ids, scores, tag_set)
+        for alignment, text, unit_spans, tag_ids, scores in zip(alignments, texts, spans, predictions.tag_ids, predictions.scores)
     ]
     return outputs, predictions.loss
+
+
+def tag_corpus(model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int) -> tuple[list[TaggedOutput], float | None]:
+    return tag_sentences(model, encoded.texts, encoded.spans, encoded.alignments, encoded.windows, tag_set, batch_size, device, pad_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,8 +360,6 @@ def raw_text_units(text: str, layout: str, tokenizer: Tokenizer) -> np.ndarray:
     if tokenizer.pre_tokenizer is not None:
         words = tokenizer.pre_tokenizer.pre_tokenize_str(text)
         return np.asarray([span for _, span in words], dtype=np.int64).reshape(-1, 2)
-    import re
-
     return np.asarray([match.span() for match in re.finditer(r"\S+", text)], dtype=np.int64).reshape(-1, 2)
 
 
@@ -365,9 +373,7 @@ class NerPredictor(Predictor):
     def _tag(self, texts: list[str], spans: list[np.ndarray], batch_size: int) -> list[TaggedOutput]:
         alignments = align(texts, spans, self.tokenizer)
         windows = make_windows(alignments, self.data.max_seq_length, self.data.stride, self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]"))
-        encoded = EncodedCorpus(TaggedCorpus("input", [], self.layout, ""), texts, spans, alignments, windows)  # type: ignore[arg-type]
-        outputs, _ = tag_corpus(self.model, encoded, self.tag_set, batch_size, self.device, self.pad_id)
-        return outputs
+        return tag_sentences(self.model, texts, spans, alignments, windows, self.tag_set, batch_size, self.device, self.pad_id)[0]
 
     def tag_texts(self, texts: list[str], batch_size: int = 64) -> list[TaggedOutput]:
         return self._tag(texts, [raw_text_units(text, self.layout, self.tokenizer) for text in texts], batch_size)
@@ -376,8 +382,6 @@ class NerPredictor(Predictor):
         texts, spans, given_units = [], [], []
         for index, record in enumerate(records):
             if isinstance(record.get("tokens"), list):
-                from prefine.tasks.ner_data import sentence_text
-
                 units = [str(unit) for unit in record["tokens"]]
                 text, unit_spans = sentence_text(units, self.layout)  # type: ignore[arg-type]
                 given_units.append(True)
