@@ -33,10 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     add_common_arguments,
+    add_model_vocab_argument,
     benchmark_tokenizer,
     hf_tokenizer,
     markdown_table,
     median,
+    model_vocab_size,
     print_json,
     require_bench_dependencies,
     set_threads,
@@ -112,6 +114,7 @@ def run_ner_features(hf_tok, sentences, tag_set: TagSet, max_length: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, steps=30, repeats=3)
+    add_model_vocab_argument(parser)
     parser.add_argument("--preset", default="mini")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-batch-size", type=int, default=64)
@@ -125,6 +128,8 @@ def main() -> None:
     hf_tok = hf_tokenizer(tokenizer_dir)
     train, test = builtin_entity_task()
     tag_set = TagSet.from_corpus(_corpus(train), "IOB2")
+    # Training models get BERT's embedding rows like the other fine-tuning benchmark; inference the tokenizer's own size.
+    train_config = preset_config(args.preset, vocab_size=model_vocab_size(tokenizer, args.model_vocab_size))
     config = preset_config(args.preset, vocab_size=tokenizer.get_vocab_size())
     pad_id = tokenizer.token_to_id("[PAD]")
 
@@ -153,12 +158,12 @@ def main() -> None:
 
     def prefine_training():
         torch.manual_seed(args.seed)
-        model = BertForTokenClassification(config, len(tag_set.names)).train()
+        model = BertForTokenClassification(train_config, len(tag_set.names)).train()
         return _timed_steps(model, build_optimizer(model, TrainingConfig(), torch.device("cpu")), prefine_batches, args.warmup, prefine=True)
 
     def hf_training():
         torch.manual_seed(args.seed)
-        model = _hf_model(config, len(tag_set.names)).train()
+        model = _hf_model(train_config, len(tag_set.names)).train()
         return _timed_steps(model, torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01), hf_batches, args.warmup, prefine=False)
 
     def prefine_inference():
