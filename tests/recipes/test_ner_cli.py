@@ -9,7 +9,6 @@ The exported model is checked against transformers' own token-classification pip
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ import torch
 
 from prefine.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ner_helpers import english_sentences, korean_sentences, tiny_init_run, write_conll, write_jsonl, write_klue  # noqa: E402
+from ner_helpers import english_sentences, korean_sentences, tiny_init_run, write_conll, write_jsonl, write_klue
 
 TRAINING_FLAGS = ["--batch-size", "16", "--learning-rate", "3e-3", "--num-threads", "1", "--no-progress", "--seed", "0"]
 
@@ -161,3 +159,32 @@ def test_a_tag_training_never_saw_stops_before_any_work(init_run, files, tmp_pat
 def test_a_flag_of_another_task_is_rejected(init_run, files, tmp_path, capsys):
     code = main(["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--out", str(tmp_path / "x"), "--doc-stride", "64"])
     assert code == 2 and "--doc-stride" in capsys.readouterr().err
+
+
+def _train_losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {record["step"]: record["train/loss"] for record in records if "train/loss" in record}
+
+
+def test_ctrl_c_then_resume_gives_the_losses_of_an_uninterrupted_run(init_run, files, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from prefine.tasks.token_classification import WindowBatches
+
+    command = ["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--max-seq-length", "24",
+               "--max-steps", "8", "--log-every", "1", *TRAINING_FLAGS]
+    assert main([*command, "--out", str(tmp_path / "straight")]) == 0
+    original, calls = WindowBatches.batch_at, []
+
+    def interrupting(self, position, rank, world_size):
+        calls.append(position)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, position, rank, world_size)
+
+    monkeypatch.setattr(WindowBatches, "batch_at", interrupting)
+    assert main([*command, "--out", str(tmp_path / "resumed")]) == 130
+    monkeypatch.setattr(WindowBatches, "batch_at", original)
+    assert main(["finetune", "--resume", str(tmp_path / "resumed")]) == 0
+    assert _train_losses(tmp_path / "resumed") == _train_losses(tmp_path / "straight")
