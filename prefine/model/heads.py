@@ -1,8 +1,9 @@
-"""Task heads on the BERT encoder: pre-training (MLM + NSP), sequence classification, span QA.
+"""Task heads on the BERT encoder: pre-training (MLM + NSP), sequence and token classification, span QA.
 
 Each head keeps Hugging Face's attribute names (`cls.predictions.transform.dense`,
 `classifier`, `qa_outputs`) so its weights export as `BertForPreTraining`,
-`BertForSequenceClassification` or `BertForQuestionAnswering` without reshaping.
+`BertForSequenceClassification`, `BertForTokenClassification` or `BertForQuestionAnswering`
+without reshaping.
 
 The MLM head is *sparse*: it projects to the vocabulary only at the ~15% of positions that
 are masked. With a 30k vocabulary the dense projection is a large share of BERT's compute
@@ -173,14 +174,48 @@ class BertForQuestionAnswering(nn.Module):
         return SpanOutput(start_logits, end_logits, loss)
 
 
+IGNORE_TOKEN = -100  # token-classification label of positions the loss skips (Hugging Face's convention)
+
+
+@dataclass
+class TokenClassificationOutput:
+    logits: torch.Tensor  # [B, L, num_labels]
+    loss: torch.Tensor | None
+
+
+class BertForTokenClassification(nn.Module):
+    """Dropout + linear on every token's output (named entities); no pooler, as in Hugging Face."""
+
+    def __init__(self, config: BertConfig, num_labels: int, classifier_dropout: float | None = None):
+        super().__init__()
+        self.config = config
+        self.num_labels = num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if classifier_dropout is None else classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        init_bert_weights(self, config.initializer_range)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TokenClassificationOutput:
+        logits = self.classifier(self.dropout(self.bert(input_ids, token_type_ids, attention_mask)))
+        loss = None
+        if labels is not None:
+            counted = int((labels != IGNORE_TOKEN).sum())
+            # Summed and divided by max(count, 1): a batch whose pieces are all ignored gives 0, not NaN.
+            summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_TOKEN, reduction="sum")
+            loss = _mean_over_counted(summed, counted)
+        return TokenClassificationOutput(logits, loss)
+
+
 __all__ = [
     "BertForPreTraining",
     "BertForQuestionAnswering",
     "BertForSequenceClassification",
+    "BertForTokenClassification",
     "BertPooler",
     "ClassificationOutput",
     "IGNORE_MLM",
     "IGNORE_NSP",
+    "IGNORE_TOKEN",
     "PreTrainingOutput",
     "SpanOutput",
 ]

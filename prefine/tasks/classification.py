@@ -67,7 +67,10 @@ class ClassificationDataConfig:
     text_column: str | None = option(None, "column holding the text (default: detected, e.g. sentence, text, review, sentence1, premise)")
     text_pair_column: str | None = option(None, "column holding the second text of a pair task (default: the partner of a detected pair column, e.g. sentence2 or hypothesis)")
     label_column: str | None = option(None, "column holding the label (default: detected, e.g. label, class, sentiment, score)")
-    max_seq_length: int = option(128, "longest input in tokens, [CLS] and [SEP] included; longer texts are truncated (the longer text of a pair first)")
+    max_seq_length: int = option(
+        128, "longest input in tokens, [CLS] and [SEP] included; classification truncates longer texts (the longer text of a pair first), "
+        "NER reads longer sentences in overlapping windows (--stride)"
+    )
     task_type: Literal["auto", "classification", "regression"] = option(
         "auto", "auto: regression when every training label is a number and some are not whole (3.8), classification otherwise"
     )

@@ -40,7 +40,12 @@ from prefine.model import BertConfig
 from prefine.training.loop import TrainingTask
 
 # Modules holding the tasks that ship with prefine; each calls register_task when imported.
-BUILTIN_TASK_MODULES = ("prefine.tasks.classification", "prefine.tasks.question_answering", "prefine.tasks.generation")
+BUILTIN_TASK_MODULES = (
+    "prefine.tasks.classification",
+    "prefine.tasks.question_answering",
+    "prefine.tasks.token_classification",
+    "prefine.tasks.generation",
+)
 
 
 @dataclass

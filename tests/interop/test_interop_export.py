@@ -130,8 +130,8 @@ def test_exported_weights_are_readable_by_others_like_the_other_files(tmp_path, 
 
 
 def test_unsupported_architecture_and_non_run_folders_are_clear_errors(tmp_path, tokenizer, vocab_size):
-    fake_run(tmp_path / "run", BertForQuestionAnswering(tiny_config(vocab_size)), tokenizer, "BertForTokenClassification")
-    with pytest.raises(PrefineError, match="architectures \\['BertForTokenClassification'\\] cannot be exported"):
+    fake_run(tmp_path / "run", BertForQuestionAnswering(tiny_config(vocab_size)), tokenizer, "BertForMultipleChoice")
+    with pytest.raises(PrefineError, match="architectures \\['BertForMultipleChoice'\\] cannot be exported"):
         export_hf(tmp_path / "run", tmp_path / "hf")
     (tmp_path / "plain").mkdir()
     with pytest.raises(PrefineError, match="neither a prefine run"):
