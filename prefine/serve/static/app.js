@@ -104,7 +104,7 @@ function entityTag(entity) {
 }
 
 function generatedText(output) {
-  for (const key of ["generated_text", "generation", "output", "summary", "translation", "prediction"]) {
+  for (const key of ["generated", "generated_text", "generation", "output", "summary", "translation", "prediction"]) {
     if (typeof output[key] === "string") return output[key];
   }
   return null;
