@@ -24,6 +24,20 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
                  "--num-threads", "1", "--no-progress"]) == 0
 
 
+def test_extra_sections_compare_the_entity_and_generation_tasks(tmp_path, capsys):
+    out = tmp_path / "quickstart"
+    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "2", "--finetune-steps", "2", "--vocab-size", "1000",
+                 "--extra-tasks", "ner,generation", "--extra-task-steps", "2", "--num-threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "entity F1: pre-trained" in printed and "ROUGE-L on held-out docstrings: pre-trained" in printed
+    assert printed.count("reference:   ") == 3  # three held-out summaries shown beside both models' outputs
+    rows = json.loads((out / "ner-finetune" / "compare.json").read_text())
+    assert rows[0]["metric"] == "entity_f1" and rows[0]["fraction"] == 1.0
+    assert (out / "generation-pretrained" / "predictions.json").exists() and (out / "generation-scratch" / "predictions.json").exists()
+    assert main(["quickstart", "--out", str(tmp_path / "bad"), "--extra-tasks", "sentiment"]) == 2
+    assert "--extra-tasks sentiment is not a built-in task comparison" in capsys.readouterr().err
+
+
 def test_the_verdict_says_where_pretraining_helped():
     from prefine.recipes.quickstart import interpret_comparison
 
