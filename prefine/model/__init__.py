@@ -3,7 +3,7 @@
 from prefine.model.bert import BertModel, count_parameters, encoder_flops_per_token, init_bert_weights
 from prefine.model.config import PRESETS, BertConfig, config_from_dict, preset_config
 from prefine.model.heads import (
-    IGNORE_MLM,
+    IGNORE_LABEL,
     IGNORE_NSP,
     BertForPreTraining,
     BertForQuestionAnswering,
@@ -16,7 +16,7 @@ __all__ = [
     "BertForQuestionAnswering",
     "BertForSequenceClassification",
     "BertModel",
-    "IGNORE_MLM",
+    "IGNORE_LABEL",
     "IGNORE_NSP",
     "PRESETS",
     "config_from_dict",

@@ -40,7 +40,7 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.model.bert import AttentionLayout, BertEncoder, BertModel, activation, init_bert_weights
 from prefine.model.config import BertConfig, config_from_dict
-from prefine.model.heads import IGNORE_MLM
+from prefine.model.heads import IGNORE_LABEL
 
 # Below this width a generator head of 64 dimensions would be wider than the generator itself.
 GENERATOR_HEAD_DIM = 64
@@ -199,14 +199,14 @@ class ElectraPreTrainingModel(nn.Module):
         mlm_labels: torch.Tensor | None = None,
         sampling_generator: torch.Generator | None = None,
     ) -> ElectraOutput:
-        """Masked input_ids [B, L] and mlm_labels (original ids at masked positions, IGNORE_MLM elsewhere)."""
+        """Masked input_ids [B, L] and mlm_labels (original ids at masked positions, IGNORE_LABEL elsewhere)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if mlm_labels is None:
-            mlm_labels = torch.full_like(input_ids, IGNORE_MLM)
-        masked = (mlm_labels != IGNORE_MLM).flatten()
+            mlm_labels = torch.full_like(input_ids, IGNORE_LABEL)
+        masked = (mlm_labels != IGNORE_LABEL).flatten()
         targets = mlm_labels.flatten()[masked]
         generator_hidden = self.generator_hidden(input_ids, token_type_ids, attention_mask)
         generator_logits = self.generator_vocabulary_logits(generator_hidden.flatten(0, 1)[masked])
@@ -220,7 +220,7 @@ class ElectraPreTrainingModel(nn.Module):
             corrupted = input_ids.flatten().clone()
             corrupted[masked] = sampled.to(corrupted.dtype)
             corrupted = corrupted.view_as(input_ids)
-            original = torch.where(mlm_labels != IGNORE_MLM, mlm_labels, input_ids)
+            original = torch.where(mlm_labels != IGNORE_LABEL, mlm_labels, input_ids)
             real = attention_mask.flatten().bool()
             # Compared with the original, not with "was masked": a lucky sample is no replacement.
             replaced = (corrupted != original).flatten()[real]

@@ -36,9 +36,8 @@ from torch import nn
 
 from prefine.model.bert import BertAttention, BertIntermediate, BertModel, BertOutput, BertEmbeddings, attention_bias_from_mask, init_bert_weights
 from prefine.model.config import BertConfig
-from prefine.model.heads import BertLMPredictionHead
+from prefine.model.heads import IGNORE_LABEL, BertLMPredictionHead
 
-IGNORE_TARGET = -100  # label of target positions the loss skips (padding), Hugging Face's convention
 
 
 class BertDecoderLayer(nn.Module):
@@ -290,7 +289,7 @@ class BertEncoderDecoder(nn.Module):
         head = self.decoder.cls.predictions
         if labels is None:
             return Seq2SeqOutput(None, head(hidden))
-        labelled = labels != IGNORE_TARGET
+        labelled = labels != IGNORE_LABEL
         targets = labels[labelled]
         logits = head(hidden[labelled])
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing, reduction="sum") / max(targets.numel(), 1)
@@ -347,4 +346,4 @@ class BertEncoderDecoder(nn.Module):
         return torch.addmm(vocabulary_bias, self.decoder.cls.predictions.transform(hidden[:, 0]), weight)
 
 
-__all__ = ["BertEncoderDecoder", "DecoderCache", "IGNORE_TARGET", "Seq2SeqOutput"]
+__all__ = ["BertEncoderDecoder", "DecoderCache", "Seq2SeqOutput"]

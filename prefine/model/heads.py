@@ -21,7 +21,7 @@ from torch import nn
 from prefine.model.bert import BertModel, BertPooler, activation, init_bert_weights
 from prefine.model.config import BertConfig
 
-IGNORE_MLM = -100  # label of positions the MLM loss skips (Hugging Face's convention)
+IGNORE_LABEL = -100  # label of positions a token-level loss skips: unmasked MLM positions, untrained pieces, target padding (Hugging Face's convention)
 IGNORE_NSP = -1  # NSP label of instances with no sentence pair (single-segment instances)
 
 
@@ -95,8 +95,8 @@ class BertForPreTraining(nn.Module):
         sequence_output = self.bert(input_ids, token_type_ids, attention_mask)
         nsp_logits = self.cls.seq_relationship(self.bert.pooler(sequence_output))
         if mlm_labels is None:
-            mlm_labels = torch.full_like(input_ids, IGNORE_MLM)
-        predicted = (mlm_labels != IGNORE_MLM).flatten()
+            mlm_labels = torch.full_like(input_ids, IGNORE_LABEL)
+        predicted = (mlm_labels != IGNORE_LABEL).flatten()
         mlm_targets = mlm_labels.flatten()[predicted]
         mlm_logits = self.cls.predictions(sequence_output.flatten(0, 1)[predicted])
         mlm_loss = _mean_over_counted(F.cross_entropy(mlm_logits.float(), mlm_targets, reduction="sum"), mlm_targets.numel())
@@ -174,7 +174,6 @@ class BertForQuestionAnswering(nn.Module):
         return SpanOutput(start_logits, end_logits, loss)
 
 
-IGNORE_TOKEN = -100  # token-classification label of positions the loss skips (Hugging Face's convention)
 
 
 @dataclass
@@ -199,9 +198,9 @@ class BertForTokenClassification(nn.Module):
         logits = self.classifier(self.dropout(self.bert(input_ids, token_type_ids, attention_mask)))
         loss = None
         if labels is not None:
-            counted = int((labels != IGNORE_TOKEN).sum())
+            counted = int((labels != IGNORE_LABEL).sum())
             # Summed and divided by max(count, 1): a batch whose pieces are all ignored gives 0, not NaN.
-            summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_TOKEN, reduction="sum")
+            summed = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_LABEL, reduction="sum")
             loss = _mean_over_counted(summed, counted)
         return TokenClassificationOutput(logits, loss)
 
@@ -213,9 +212,8 @@ __all__ = [
     "BertForTokenClassification",
     "BertPooler",
     "ClassificationOutput",
-    "IGNORE_MLM",
+    "IGNORE_LABEL",
     "IGNORE_NSP",
-    "IGNORE_TOKEN",
     "PreTrainingOutput",
     "SpanOutput",
 ]

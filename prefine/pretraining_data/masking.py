@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from prefine.model.heads import IGNORE_MLM
+from prefine.model.heads import IGNORE_LABEL
 from prefine.pretraining_data.config import PretrainingDataConfig
 
 
@@ -58,7 +58,7 @@ def mask_tokens(
     input_ids: LongTensor[B, L]; special_tokens_mask: BoolTensor[B, L], True at [CLS], [SEP],
     [PAD] (never selected); word_start_mask: BoolTensor[B, L], True where a word starts, needed
     when config.whole_word_masking. mlm_labels holds the original id at predicted positions and
-    IGNORE_MLM elsewhere. The random draws have the shape of the batch, not of its content, so
+    IGNORE_LABEL elsewhere. The random draws have the shape of the batch, not of its content, so
     the same generator state and shape always give the same masks.
     """
     shape = input_ids.shape
@@ -84,5 +84,5 @@ def mask_tokens(
     )
     masked_input_ids = torch.where(use_mask, torch.full_like(input_ids, mask_token_id), input_ids)
     masked_input_ids = torch.where(use_random, random_ids, masked_input_ids)
-    mlm_labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_MLM))
+    mlm_labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_LABEL))
     return masked_input_ids, mlm_labels

@@ -23,7 +23,7 @@ a generator of JSON-able events, each {"index": input position, "delta": text to
 decoding and {"index": ..., "output": the input's final result, as predict_records gives it} at
 the end. `POST /v1/stream` (same body as /v1/predict) answers its events as newline-delimited
 JSON, each step run on the inference thread between batches; /v1/models marks such models
-"streams": true and the page then shows text as it is decoded. No built-in task streams yet.
+"streams": true and the page then shows text as it is decoded. Generation runs stream.
 """
 
 from __future__ import annotations

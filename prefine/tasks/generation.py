@@ -24,6 +24,8 @@ The pieces, in the order a fine-tuning run uses them:
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -41,7 +43,8 @@ from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate
 from prefine.metrics.generation import format_generation_table, generation_metrics, require_bleu
 from prefine.model import BertConfig
-from prefine.model.encoder_decoder import IGNORE_TARGET, BertEncoderDecoder
+from prefine.model import IGNORE_LABEL
+from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tasks.batching import SeekableBatches
 from prefine.tasks.classification import EncodedExamples, _length_grouped, encode_examples, truncating_copy
 from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, PreparedData, Predictor, register_task, subsample_indices
@@ -203,7 +206,7 @@ def collate_pairs(pairs: EncodedPairs, indices: np.ndarray, pad_id: int) -> dict
         target = pairs.targets.collate(indices, pad_id)
         ids, real = target["input_ids"], target["attention_mask"]
         batch["decoder_input_ids"] = ids[:, :-1]
-        batch["labels"] = ids[:, 1:].masked_fill(real[:, 1:] == 0, IGNORE_TARGET)
+        batch["labels"] = ids[:, 1:].masked_fill(real[:, 1:] == 0, IGNORE_LABEL)
         batch["num_real_tokens"] += target["num_real_tokens"]
     return batch
 
@@ -420,15 +423,70 @@ class GenerationPredictor(Predictor):
             write(final[len(shown) :])
         return final
 
-    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64, decoding: DecodingConfig | None = None) -> list[dict[str, Any]]:
+    @staticmethod
+    def _texts(records: list[dict[str, Any]]) -> list[str]:
         texts = []
         for index, record in enumerate(records):
             text = record.get("text", record.get("source"))
             if not isinstance(text, str) or not text.strip():
                 raise PrefineError(f'input {index + 1} has no "text" string to generate from')
             texts.append(text)
-        generated = self.generate_texts(texts, decoding or DecodingConfig(), batch_size)
+        return texts
+
+    @staticmethod
+    def _decoding(decoding: DecodingConfig | dict[str, Any] | None) -> DecodingConfig:
+        """Decoding settings as an object, or as JSON from an HTTP request ({"num_beams": 4, "max_new_tokens": 20})."""
+        if decoding is None or isinstance(decoding, DecodingConfig):
+            return decoding or DecodingConfig()
+        if not isinstance(decoding, dict):
+            raise PrefineError('"decoding" must be an object such as {"num_beams": 4, "max_new_tokens": 20}')
+        known = {field.name for field in dataclasses.fields(DecodingConfig)}
+        unknown = sorted(set(decoding) - known)
+        if unknown:
+            raise PrefineError(f"unknown decoding option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return DecodingConfig(**decoding)
+        except TypeError as error:
+            raise PrefineError(f"bad decoding options: {error}") from None
+
+    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64, decoding: DecodingConfig | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        generated = self.generate_texts(self._texts(records), self._decoding(decoding), batch_size)
         return [{"generated": text} for text in generated]
+
+    def stream_records(self, records: list[dict[str, Any]], decoding: DecodingConfig | dict[str, Any] | None = None):
+        """Events for `prefine serve`'s /v1/stream: {"index", "delta"} as text is decoded, then {"index", "output"} per input.
+
+        Decoding reports new tokens through a callback; it runs in a helper thread that hands each
+        piece over a queue, so the caller receives the text while later tokens are still being decoded.
+        """
+        import queue
+        import threading
+
+        texts, settings = self._texts(records), self._decoding(decoding)
+        for index, text in enumerate(texts):
+            pieces: queue.Queue = queue.Queue()
+            finished = object()
+            failure: list[BaseException] = []
+
+            def decode(text: str = text) -> None:
+                try:
+                    with torch.inference_mode():
+                        pieces.put(("output", self.stream(text, settings, lambda piece: pieces.put(("delta", piece)))))
+                except BaseException as error:  # handed to the consumer, which raises it in its own thread
+                    failure.append(error)
+                finally:
+                    pieces.put((finished, None))
+
+            worker = threading.Thread(target=decode, daemon=True)
+            worker.start()
+            while True:
+                kind, value = pieces.get()
+                if kind is finished:
+                    break
+                yield {"index": index, "delta": value} if kind == "delta" else {"index": index, "output": {"generated": value}}
+            worker.join()
+            if failure:
+                raise failure[0]
 
     def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
         pairs = read_pairs(source, self.data, "validation", columns=self.columns)

@@ -34,9 +34,9 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from prefine.corpus.readers import iter_file_lines
+from prefine.model.heads import IGNORE_LABEL
 from prefine.errors import PrefineError
 
-IGNORE = -100  # label of positions the loss skips ([CLS], [SEP], later pieces, pieces owned by another window)
 Layout = Literal["words", "characters"]
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 TOKEN_FIELDS = ("tokens", "words", "characters", "chars")
@@ -434,17 +434,17 @@ def unit_tags(alignment: Alignment, piece_tags: Sequence[str | None], scheme: st
 
 
 def piece_labels(alignment: Alignment, unit_ids: np.ndarray, tag_set: TagSet, label_all_pieces: bool) -> np.ndarray:
-    """Training label per piece: the unit's tag on its anchor; later pieces IGNORE, or I-TYPE with `label_all_pieces`.
+    """Training label per piece: the unit's tag on its anchor; later pieces IGNORE_LABEL, or I-TYPE with `label_all_pieces`.
 
     Later pieces never get a B- (or S-) tag: copying it would invent an entity per piece,
     which is what inflates scores with transformers' label_all_tokens.
     """
-    labels = np.full(len(alignment.piece_ids), IGNORE, dtype=np.int64)
+    labels = np.full(len(alignment.piece_ids), IGNORE_LABEL, dtype=np.int64)
     anchored = np.flatnonzero(alignment.unit_anchor >= 0)
     labels[alignment.unit_anchor[anchored]] = unit_ids[anchored]
     if label_all_pieces:
         index = {name: number for number, name in enumerate(tag_set.names)}
-        inside = np.asarray([index.get(tag_set.inside_of(name), IGNORE) for name in tag_set.names], dtype=np.int64)
+        inside = np.asarray([index.get(tag_set.inside_of(name), IGNORE_LABEL) for name in tag_set.names], dtype=np.int64)
         later = ~alignment.is_anchor
         labels[later] = inside[unit_ids[alignment.piece_unit[later]]]
     return labels
@@ -459,7 +459,7 @@ class Windows:
     """[CLS] pieces [SEP] windows of many sentences, stored flat: window w is input_ids[offsets[w]:offsets[w+1]]."""
 
     input_ids: np.ndarray  # int32
-    labels: np.ndarray | None  # int64, IGNORE where nothing is trained
+    labels: np.ndarray | None  # int64, IGNORE_LABEL where nothing is trained
     owned: np.ndarray  # bool: this position's piece is predicted from this window
     offsets: np.ndarray  # int64 [W + 1]
     sentence: np.ndarray  # int64 [W]
@@ -511,7 +511,7 @@ def make_windows(
 ) -> Windows:
     width = max_seq_length - 2
     id_parts, label_parts, owned_parts, lengths, sentences, firsts = [], [], [], [], [], []
-    ignore = np.asarray([IGNORE], dtype=np.int64)
+    ignore = np.asarray([IGNORE_LABEL], dtype=np.int64)
     for number, alignment in enumerate(alignments):
         count = len(alignment.piece_ids)
         starts = window_starts(count, width, stride)
@@ -522,7 +522,7 @@ def make_windows(
             mine = owner[start:stop] == window
             owned_parts.append(np.concatenate([[False], mine, [False]]))
             if labels is not None:
-                window_labels = np.where(mine, labels[number][start:stop], IGNORE)
+                window_labels = np.where(mine, labels[number][start:stop], IGNORE_LABEL)
                 label_parts.append(np.concatenate([ignore, window_labels, ignore]))
             lengths.append(stop - start + 2)
             sentences.append(number)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prefine.model import IGNORE_MLM, IGNORE_NSP
+from prefine.model import IGNORE_LABEL, IGNORE_NSP
 from prefine.model.electra import ElectraObjectiveConfig
 from prefine.training.position import DataPosition
 
@@ -51,7 +51,7 @@ class PretrainingTask:
     def loss_units(batch: dict[str, Any]) -> dict[str, int]:
         """Masked tokens and sentence pairs in a micro-batch: the units the MLM and NSP losses average over."""
         return {
-            "mlm": int((batch["mlm_labels"] != IGNORE_MLM).sum()),
+            "mlm": int((batch["mlm_labels"] != IGNORE_LABEL).sum()),
             "nsp": int((batch["next_sentence_label"] != IGNORE_NSP).sum()),
         }
 
@@ -127,7 +127,7 @@ class ElectraPretrainingTask(PretrainingTask):
     @staticmethod
     def loss_units(batch: dict[str, Any]) -> dict[str, int]:
         """Masked tokens (the generator's MLM loss) and real tokens (the discriminator's loss) of a micro-batch."""
-        return {"mlm": int((batch["mlm_labels"] != IGNORE_MLM).sum()), "tokens": int(batch["attention_mask"].sum())}
+        return {"mlm": int((batch["mlm_labels"] != IGNORE_LABEL).sum()), "tokens": int(batch["attention_mask"].sum())}
 
     def loss(self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """This micro-batch's share of the global batch's per-token losses, as for MLM (see PretrainingTask.loss)."""

@@ -40,8 +40,8 @@ from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches
 from prefine.tasks.classification import _length_grouped
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.model import IGNORE_LABEL
 from prefine.tasks.ner_data import (
-    IGNORE,
     Alignment,
     EncodedCorpus,
     TagSet,
@@ -118,7 +118,7 @@ def choose_scheme(corpus: TaggedCorpus, data: NerDataConfig) -> tuple[str, bool]
 
 
 def collate_windows(windows: Windows, indices: np.ndarray, pad_id: int, with_labels: bool = True) -> dict[str, Any]:
-    """The windows at `indices` padded to the longest of them (labels padded with IGNORE), as model inputs."""
+    """The windows at `indices` padded to the longest of them (labels padded with IGNORE_LABEL), as model inputs."""
     lengths = windows.lengths[indices]
     width = int(lengths.max(initial=1))
     real = np.arange(width) < lengths[:, None]
@@ -132,7 +132,7 @@ def collate_windows(windows: Windows, indices: np.ndarray, pad_id: int, with_lab
         "num_real_tokens": int(lengths.sum()),
     }
     if with_labels and windows.labels is not None:
-        labels = np.full((len(indices), width), IGNORE, dtype=np.int64)
+        labels = np.full((len(indices), width), IGNORE_LABEL, dtype=np.int64)
         labels[real] = windows.labels[positions]
         batch["labels"] = torch.from_numpy(labels)
     return batch
@@ -194,7 +194,7 @@ def predict_pieces(model: nn.Module, windows: Windows, piece_counts: Sequence[in
                 labels=labels.to(device, non_blocking=True) if labels is not None else None,
             )
             if labels is not None:
-                count = int((labels != IGNORE).sum())
+                count = int((labels != IGNORE_LABEL).sum())
                 loss_sum += float(output.loss) * count
                 counted += count
             probabilities = output.logits.float().softmax(-1)

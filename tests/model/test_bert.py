@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from prefine.errors import PrefineError
 from prefine.model import (
-    IGNORE_MLM,
+    IGNORE_LABEL,
     BertConfig,
     BertForPreTraining,
     BertForQuestionAnswering,
@@ -67,11 +67,11 @@ def test_sparse_mlm_loss_equals_dense_loss():
     torch.manual_seed(0)
     model = BertForPreTraining(tiny_config()).eval()
     input_ids, token_type_ids = random_batch()
-    labels = torch.full_like(input_ids, IGNORE_MLM)
+    labels = torch.full_like(input_ids, IGNORE_LABEL)
     labels[0, 2], labels[1, 5], labels[1, 6], labels[2, 11] = 9, 10, 11, 12
     output = model(input_ids, token_type_ids, torch.ones_like(input_ids), mlm_labels=labels)
     dense_logits = model.dense_prediction_logits(input_ids, token_type_ids, torch.ones_like(input_ids))
-    dense_loss = F.cross_entropy(dense_logits.reshape(-1, 97), labels.reshape(-1), ignore_index=IGNORE_MLM)
+    dense_loss = F.cross_entropy(dense_logits.reshape(-1, 97), labels.reshape(-1), ignore_index=IGNORE_LABEL)
     assert output.mlm_logits.shape == (4, 97)
     assert torch.allclose(output.mlm_loss, dense_loss, atol=1e-6)
 
@@ -79,7 +79,7 @@ def test_sparse_mlm_loss_equals_dense_loss():
 def test_batch_without_masked_tokens_or_pairs_gives_zero_loss_not_nan():
     model = BertForPreTraining(tiny_config())
     input_ids, token_type_ids = random_batch()
-    output = model(input_ids, token_type_ids, None, torch.full_like(input_ids, IGNORE_MLM), torch.full((3,), -1))
+    output = model(input_ids, token_type_ids, None, torch.full_like(input_ids, IGNORE_LABEL), torch.full((3,), -1))
     assert output.loss.item() == 0.0
     # The zero loss stays connected to every parameter (DDP needs every gradient), and its gradients are zero.
     output.loss.backward()
@@ -91,7 +91,7 @@ def test_batch_without_masked_tokens_or_pairs_gives_zero_loss_not_nan():
 def test_a_real_loss_reaches_every_parameter():
     model = BertForPreTraining(tiny_config())
     input_ids, token_type_ids = random_batch()
-    labels = torch.full_like(input_ids, IGNORE_MLM)
+    labels = torch.full_like(input_ids, IGNORE_LABEL)
     labels[:, 3] = input_ids[:, 3]
     model(input_ids, token_type_ids, None, labels, torch.tensor([0, 1, 0])).loss.backward()
     without_gradient = [name for name, parameter in model.named_parameters() if parameter.grad is None or float(parameter.grad.abs().max()) == 0.0]

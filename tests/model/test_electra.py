@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from prefine.errors import PrefineError
-from prefine.model import IGNORE_MLM, preset_config
+from prefine.model import IGNORE_LABEL, preset_config
 from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config
 
 VOCAB = 60
@@ -34,7 +34,7 @@ def masked_batch() -> dict[str, torch.Tensor]:
     masked_positions[0, [1, 2, 6]] = True  # two of these originals equal the token the generator will sample
     masked_positions[1, [2, 3]] = True
     input_ids = torch.where(masked_positions, torch.full_like(original, 4), original)  # 4 = [MASK]
-    mlm_labels = torch.where(masked_positions, original, torch.full_like(original, IGNORE_MLM))
+    mlm_labels = torch.where(masked_positions, original, torch.full_like(original, IGNORE_LABEL))
     return {"input_ids": input_ids, "token_type_ids": torch.zeros_like(original), "attention_mask": attention_mask, "mlm_labels": mlm_labels}
 
 
@@ -44,7 +44,7 @@ def test_replaced_labels_count_a_sample_equal_to_the_original_as_original():
     batch = masked_batch()
     output = model(**batch)
 
-    masked = batch["mlm_labels"] != IGNORE_MLM
+    masked = batch["mlm_labels"] != IGNORE_LABEL
     assert (output.corrupted_ids[masked] == ALWAYS_SAMPLED).all()
     assert torch.equal(output.corrupted_ids[~masked], batch["input_ids"][~masked])
     real = batch["attention_mask"].bool()

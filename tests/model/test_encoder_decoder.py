@@ -9,7 +9,8 @@ import torch
 
 from prefine.interop.encoder_decoder import warm_start
 from prefine.model import BertConfig, BertForPreTraining, count_parameters
-from prefine.model.encoder_decoder import IGNORE_TARGET, BertEncoderDecoder
+from prefine.model import IGNORE_LABEL
+from prefine.model.encoder_decoder import BertEncoderDecoder
 
 transformers = pytest.importorskip("transformers")
 
@@ -57,11 +58,11 @@ def test_loss_counts_labelled_target_tokens_only():
     model = tiny_model()
     ids, mask = padded_sources()
     decoder_ids = torch.tensor([[START, 20, 21], [START, 24, PAD], [START, 26, 27]])
-    labels = torch.tensor([[20, 21, END], [24, END, IGNORE_TARGET], [26, 27, END]])
+    labels = torch.tensor([[20, 21, END], [24, END, IGNORE_LABEL], [26, 27, END]])
     with torch.no_grad():
         output = model(ids, mask, decoder_ids, labels)
         logits = model(ids, mask, decoder_ids).logits
-    keep = labels != IGNORE_TARGET
+    keep = labels != IGNORE_LABEL
     expected = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
     assert output.num_target_tokens == 8
     torch.testing.assert_close(output.loss, expected)

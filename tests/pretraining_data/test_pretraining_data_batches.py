@@ -13,7 +13,7 @@ from prefine.tokenizer import SpecialTokenIds
 from prefine.training.position import DataPosition
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import build_instances
-from prefine.model import IGNORE_MLM
+from prefine.model import IGNORE_LABEL
 from prefine.pretraining_data.masking import continuation_lookup
 from prefine.pretraining_data.shards import build_token_shards
 
@@ -33,7 +33,7 @@ def make_batches(shards, tokenizer, seed=0, global_batch_size=GLOBAL_BATCH, **co
 
 def original_rows(batch) -> list[list[int]]:
     """Each example's unmasked token ids, padding removed."""
-    ids = torch.where(batch["mlm_labels"] != IGNORE_MLM, batch["mlm_labels"], batch["input_ids"])
+    ids = torch.where(batch["mlm_labels"] != IGNORE_LABEL, batch["mlm_labels"], batch["input_ids"])
     return [row[: int(length)].tolist() for row, length in zip(ids, batch["attention_mask"].sum(dim=1))]
 
 
@@ -138,7 +138,7 @@ def test_sequence_layout_of_pairs_and_single_segments(shards, tokenizer):
             assert row.count(SEP) == 2
             assert types == [0] * (first_sep + 1) + [1] * (length - first_sep - 1)
         special = [j for j, token in enumerate(row) if token in (CLS, SEP)]
-        assert (batch["mlm_labels"][i, special] == IGNORE_MLM).all()
+        assert (batch["mlm_labels"][i, special] == IGNORE_LABEL).all()
 
 
 def test_eval_batches_are_fixed_and_held_out(shards, tokenizer):
@@ -177,9 +177,9 @@ def test_whole_word_masking_in_batches_keeps_words_whole(shards, tokenizer):
     batches = make_batches(shards, tokenizer, whole_word_masking=True, mlm_probability=0.3, global_batch_size=64)
     is_continuation = continuation_lookup(tokenizer)
     batch, _ = batches.batch_at(DataPosition(0, 0))
-    assert (batch["mlm_labels"] != IGNORE_MLM).any()
+    assert (batch["mlm_labels"] != IGNORE_LABEL).any()
     for i, row in enumerate(original_rows(batch)):
-        selected = (batch["mlm_labels"][i, : len(row)] != IGNORE_MLM).tolist()
+        selected = (batch["mlm_labels"][i, : len(row)] != IGNORE_LABEL).tolist()
         for j in range(2, len(row)):
             if is_continuation[row[j]] and row[j - 1] not in (CLS, SEP):
                 assert selected[j] == selected[j - 1]

@@ -6,7 +6,7 @@ import torch
 from pretraining_data_helpers import within_sigmas
 
 from prefine.pretraining_data.config import PretrainingDataConfig
-from prefine.model import IGNORE_MLM
+from prefine.model import IGNORE_LABEL
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 
 VOCAB_SIZE = 1000
@@ -30,7 +30,7 @@ def test_selection_rate_and_80_10_10_split_are_within_binomial_bounds():
     input_ids, special = synthetic_batch()
     config = PretrainingDataConfig()
     masked, labels = mask_tokens(input_ids, special, config, VOCAB_SIZE, torch.Generator().manual_seed(1))
-    selected = labels != IGNORE_MLM
+    selected = labels != IGNORE_LABEL
     candidates = int((~special).sum())
     assert within_sigmas(int(selected.sum()), candidates, config.mlm_probability)
     assert torch.equal(labels[selected], input_ids[selected])
@@ -50,10 +50,10 @@ def test_special_tokens_are_never_selected_and_replacements_are_never_special():
     input_ids, special = synthetic_batch(seed=2)
     config = PretrainingDataConfig(mlm_probability=0.5, mask_token_prob=0.0, random_token_prob=1.0)
     masked, labels = mask_tokens(input_ids, special, config, VOCAB_SIZE, torch.Generator().manual_seed(3))
-    assert (labels[special] == IGNORE_MLM).all()
+    assert (labels[special] == IGNORE_LABEL).all()
     assert torch.equal(masked[special], input_ids[special])
-    assert torch.equal(masked[labels == IGNORE_MLM], input_ids[labels == IGNORE_MLM])
-    replaced = labels != IGNORE_MLM
+    assert torch.equal(masked[labels == IGNORE_LABEL], input_ids[labels == IGNORE_LABEL])
+    replaced = labels != IGNORE_LABEL
     assert (masked[replaced] >= 5).all() and (masked[replaced] < VOCAB_SIZE).all()
     assert len(torch.unique(masked[replaced])) > VOCAB_SIZE // 2, "random tokens spread over the vocabulary"
 
@@ -67,7 +67,7 @@ def test_masks_are_reproducible_from_the_generator_seed_and_may_be_empty():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert not torch.equal(first[1], third[1])
     masked, labels = mask_tokens(input_ids, special, PretrainingDataConfig(mlm_probability=0.0), VOCAB_SIZE, torch.Generator())
-    assert (labels == IGNORE_MLM).all() and torch.equal(masked, input_ids)
+    assert (labels == IGNORE_LABEL).all() and torch.equal(masked, input_ids)
 
 
 def test_whole_word_masking_selects_words_together_at_the_same_rate():
@@ -78,7 +78,7 @@ def test_whole_word_masking_selects_words_together_at_the_same_rate():
     word_start[:, 1] = False
     config = PretrainingDataConfig(whole_word_masking=True)
     _, labels = mask_tokens(input_ids, special, config, VOCAB_SIZE, torch.Generator().manual_seed(7), word_start_mask=word_start)
-    selected = labels != IGNORE_MLM
+    selected = labels != IGNORE_LABEL
     assert not selected[special].any()
 
     selected_words = total_words = 0

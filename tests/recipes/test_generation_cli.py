@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+
+from prefine.errors import PrefineError
 import torch
 
 from prefine.checkpoint import save_checkpoint, write_run
@@ -117,6 +119,14 @@ def test_generate_text_streams_the_tokens_as_they_are_decoded(generation_run, ca
     pieces: list[str] = []
     final = predictor.stream(source, DecodingConfig(), pieces.append)
     assert final == "하늘 bird 달 blue" and "".join(pieces) == final and len(pieces) == 4
+    # What `prefine serve` streams: the same pieces as events, then each input's final output.
+    events = list(predictor.stream_records([{"text": source}, {"text": source}], decoding={"max_new_tokens": 3}))
+    first = [event["delta"] for event in events if event["index"] == 0 and "delta" in event]
+    outputs = [event["output"] for event in events if "output" in event]
+    assert outputs == predictor.predict_records([{"text": source}] * 2, decoding={"max_new_tokens": 3})
+    assert "".join(first) == outputs[0]["generated"] and len(first) >= 2
+    with pytest.raises(PrefineError, match="unknown decoding option"):
+        predictor.predict_records([{"text": source}], decoding={"beams": 4})
 
 
 def test_export_loads_in_transformers_and_its_greedy_generate_returns_our_tokens(generation_run, pair_files, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prefine.errors import PrefineError
-from prefine.model.encoder_decoder import IGNORE_TARGET
+from prefine.model import IGNORE_LABEL
 from prefine.tasks.generation import GenerationBatches, GenerationDataConfig, collate_pairs, encode_pairs, read_pairs
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 from prefine.training.position import DataPosition
@@ -61,7 +61,7 @@ def test_decoder_reads_cls_and_target_and_predicts_target_and_sep_with_padding_i
     assert batch["decoder_input_ids"][1].tolist() == long[:-1]
     assert batch["labels"][1].tolist() == long[1:]
     assert batch["decoder_input_ids"][0, : len(short) - 1].tolist() == short[:-1]
-    assert batch["labels"][0].tolist() == short[1:] + [IGNORE_TARGET] * (len(long) - len(short))
+    assert batch["labels"][0].tolist() == short[1:] + [IGNORE_LABEL] * (len(long) - len(short))
     assert batch["attention_mask"][1].tolist() == [1] * len(pairs.sources.example_ids(1)) + [0] * (batch["input_ids"].shape[1] - len(pairs.sources.example_ids(1)))
     assert batch["num_real_tokens"] == int(pairs.sources.lengths.sum() + pairs.targets.lengths.sum())
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from prefine.errors import PrefineError
+from prefine.model import IGNORE_LABEL
 from prefine.tasks.ner_data import (
-    IGNORE,
     TagSet,
     align,
     detect_scheme,
@@ -122,7 +122,7 @@ def _round_trip(units: list[str], tags: list[str], layout: str, tokenizer, schem
     tag_set = TagSet(["O", *sorted(set(tags) - {"O"})], scheme)
     ids = np.asarray([tag_set.names.index(tag) for tag in tags])
     labels = piece_labels(alignment, ids, tag_set, label_all_pieces=False)
-    piece_tags = [tag_set.names[label] if label != IGNORE else None for label in labels]
+    piece_tags = [tag_set.names[label] if label != IGNORE_LABEL else None for label in labels]
     return unit_tags(alignment, piece_tags, scheme), alignment
 
 
@@ -201,7 +201,7 @@ def test_label_all_pieces_labels_later_pieces_inside_never_with_a_copied_b(token
     first_word = alignment.piece_unit == 0
     assert labels[first_word].tolist() == [1] + [2] * (int(first_word.sum()) - 1)
     assert (labels[~first_word] == 0).all()
-    assert (piece_labels(alignment, np.asarray([1, 0]), tag_set, label_all_pieces=False)[first_word][1:] == IGNORE).all()
+    assert (piece_labels(alignment, np.asarray([1, 0]), tag_set, label_all_pieces=False)[first_word][1:] == IGNORE_LABEL).all()
 
 
 class PieceEcho(torch.nn.Module):
@@ -248,7 +248,7 @@ def test_encoding_a_corpus_reports_long_sentences_and_keeps_every_unit(tmp_path,
     anchors = encoded.alignments[0].unit_anchor
     assert (anchors >= 0).all()
     # Every unit's label is trained exactly once over all windows.
-    assert int((encoded.windows.labels != IGNORE).sum()) == len(units)
+    assert int((encoded.windows.labels != IGNORE_LABEL).sum()) == len(units)
 
 
 def test_entities_whose_edge_falls_inside_a_piece_are_reported(tmp_path, tokenizer):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefine.model import IGNORE_MLM, BertForPreTraining, preset_config
+from prefine.model import IGNORE_LABEL, BertForPreTraining, preset_config
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
 from prefine.training.position import DataPosition
 from prefine.tasks.pretraining import PretrainingTask
@@ -62,7 +62,7 @@ def train_with(global_batch_and_vocab, run_dir: Path, accumulation: int) -> tupl
 
 def test_one_by_32_and_four_by_8_give_the_same_updates(global_batch_and_vocab, tmp_path):
     batch, _ = global_batch_and_vocab
-    masked_per_micro = (batch["mlm_labels"] != IGNORE_MLM).view(4, -1).sum(1)
+    masked_per_micro = (batch["mlm_labels"] != IGNORE_LABEL).view(4, -1).sum(1)
     assert len(set(masked_per_micro.tolist())) > 1, "the test needs micro-batches with different numbers of masked tokens"
 
     whole_weights, whole_logs = train_with(global_batch_and_vocab, tmp_path / "1x32", accumulation=1)
