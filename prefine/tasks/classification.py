@@ -39,7 +39,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, notice_once, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, is_line_input, notice_once, read_text_lines, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
 
@@ -621,18 +621,8 @@ def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelS
 
 def read_prediction_texts(source: str, config: ClassificationDataConfig, columns: ClassificationColumns, stdin: TextIO) -> tuple[list[str], list[str] | None]:
     """Texts (and pairs) to label: stdin or a plain .txt file hold one text per line ('text<TAB>pair' for pair runs)."""
-    if source == "-" or source.lower().endswith(".txt"):
-        if source == "-":
-            lines = [line.rstrip("\r\n") for line in stdin]
-        else:
-            try:
-                with open(source, encoding="utf-8-sig") as handle:
-                    lines = [line.rstrip("\r\n") for line in handle]
-            except FileNotFoundError:
-                raise PrefineError(f"{source} does not exist; pass a file of texts, one per line, or - for stdin") from None
-            except UnicodeDecodeError as error:
-                raise PrefineError(f"{source} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
-        texts = [line for line in lines if line.strip()]
+    if is_line_input(source):
+        texts = read_text_lines(source, stdin)
         if not columns.text_pair:
             return texts, None
         split = [text.split("\t", 1) for text in texts]

@@ -47,7 +47,7 @@ from prefine.model import IGNORE_LABEL
 from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tasks.batching import SeekableBatches
 from prefine.tasks.classification import EncodedExamples, _length_grouped, encode_examples, truncating_copy
-from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask, autocast_context
 from prefine.training.position import DataPosition
@@ -344,18 +344,8 @@ class GenerationTask:
 
 def read_inputs(source: str, data: GenerationDataConfig, columns: PairColumns, stdin: TextIO) -> list[str]:
     """Texts to generate from: stdin or a .txt file hold one per line; other files use the run's source column."""
-    if source == "-" or source.lower().endswith(".txt"):
-        if source == "-":
-            lines = [line.rstrip("\r\n") for line in stdin]
-        else:
-            try:
-                with open(source, encoding="utf-8-sig") as handle:
-                    lines = [line.rstrip("\r\n") for line in handle]
-            except FileNotFoundError:
-                raise PrefineError(f"{source} does not exist; pass a file of inputs, one per line, or - for stdin") from None
-            except UnicodeDecodeError as error:
-                raise PrefineError(f"{source} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
-        return [line for line in lines if line.strip()]
+    if is_line_input(source):
+        return read_text_lines(source, stdin)
     return read_pairs(source, data, "test", PairColumns(columns.source, None), need_target=False).sources
 
 

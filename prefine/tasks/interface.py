@@ -261,6 +261,26 @@ def subsample_indices(count: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 1234]).permutation(count)[:chosen])
 
 
+def is_line_input(source: str) -> bool:
+    """Whether `prefine predict --data` names one text per line: stdin ("-") or a plain .txt file."""
+    return source == "-" or source.lower().endswith(".txt")
+
+
+def read_text_lines(source: str, stdin=None) -> list[str]:
+    """The non-empty lines of stdin ("-") or a UTF-8 text file, without their line ends."""
+    if source == "-":
+        lines = [line.rstrip("\r\n") for line in (stdin or sys.stdin)]
+    else:
+        try:
+            with open(source, encoding="utf-8-sig") as handle:
+                lines = [line.rstrip("\r\n") for line in handle]
+        except FileNotFoundError:
+            raise PrefineError(f"{source} does not exist; pass a file of texts, one per line, or - for stdin") from None
+        except UnicodeDecodeError as error:
+            raise PrefineError(f"{source} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
+    return [line for line in lines if line.strip()]
+
+
 _noticed: set[str] = set()
 
 

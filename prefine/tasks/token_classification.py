@@ -39,7 +39,7 @@ from prefine.metrics.entities import EntityScores, entity_scores, format_entity_
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches
 from prefine.tasks.classification import _length_grouped
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
 from prefine.model import IGNORE_LABEL
 from prefine.tasks.ner_data import (
     Alignment,
@@ -418,8 +418,8 @@ class NerPredictor(Predictor):
             result = self.tag_texts([options.text], batch_size)[0]
             output.write(json.dumps({"text": options.text, "entities": result.entities}, ensure_ascii=False) + "\n")
             return 1
-        if source == "-" or source.lower().endswith(".txt"):
-            texts = _plain_lines(source)
+        if is_line_input(source):
+            texts = read_text_lines(source)
             if not texts:
                 raise PrefineError("no texts to tag; pass --text \"...\", --data FILE or pipe one text per line")
             for text, result in zip(texts, self.tag_texts(texts, batch_size)):
@@ -434,20 +434,6 @@ class NerPredictor(Predictor):
             else:
                 output.write(json.dumps({"text": text, "tokens": sentence.units, "tags": result.tags, "entities": result.entities}, ensure_ascii=False) + "\n")
         return len(outputs)
-
-
-def _plain_lines(source: str) -> list[str]:
-    if source == "-":
-        lines = [line.rstrip("\r\n") for line in sys.stdin]
-    else:
-        try:
-            with open(source, encoding="utf-8-sig") as handle:
-                lines = [line.rstrip("\r\n") for line in handle]
-        except FileNotFoundError:
-            raise PrefineError(f"{source} does not exist; pass a file of texts, one per line, or - for stdin") from None
-        except UnicodeDecodeError as error:
-            raise PrefineError(f"{source} is not UTF-8 (byte {error.start}); re-save it as UTF-8") from None
-    return [line for line in lines if line.strip()]
 
 
 # ---------------------------------------------------------------------------------------------
