@@ -70,16 +70,27 @@ def add_run_routes(app: FastAPI, registry_path: Path | None, served: dict[Path, 
         names_by_id = {run.id: run.name for run in runs}
         return {"registry": str(registry_path), "runs": [_run_summary(run, names_by_id, served) for run in runs]}
 
-    @app.get("/v1/runs/{name}", summary="one run: its configuration, metrics and lineage")
-    def show_run(name: str):
+    class RunNotFound(Exception):
+        """A run name the registry does not know (or no registry): answered as 404."""
+
+    def registry_and_run(name: str):
+        """(open registry, the run named `name`); RunNotFound when either is missing."""
         registry = open_registry()
         if registry is None:
-            return not_found(f"no registry at {registry_path}")
+            raise RunNotFound(f"no registry at {registry_path}")
+        try:
+            return registry, registry.get(name)
+        except PrefineError as error:
+            registry.close()
+            raise RunNotFound(str(error)) from None
+
+    @app.get("/v1/runs/{name}", summary="one run: its configuration, metrics and lineage")
+    def show_run(name: str):
+        try:
+            registry, run = registry_and_run(name)
+        except RunNotFound as error:
+            return not_found(str(error))
         with registry:
-            try:
-                run = registry.get(name)
-            except PrefineError as error:
-                return not_found(str(error))
             names_by_id = {other.id: other.name for other in registry.list_runs()}
             ancestors = registry.ancestors(run)
             descendants = registry.descendants(run)
@@ -94,14 +105,11 @@ def add_run_routes(app: FastAPI, registry_path: Path | None, served: dict[Path, 
 
     @app.get("/v1/runs/{name}/metrics", summary="a run's metrics.jsonl: training and evaluation metrics by step")
     def run_metrics(name: str):
-        registry = open_registry()
-        if registry is None:
-            return not_found(f"no registry at {registry_path}")
-        with registry:
-            try:
-                run = registry.get(name)
-            except PrefineError as error:
-                return not_found(str(error))
+        try:
+            registry, run = registry_and_run(name)
+        except RunNotFound as error:
+            return not_found(str(error))
+        registry.close()
         try:
             records = read_metrics_log(run.artifact_path / METRICS_FILENAME)
         except PrefineError as error:
