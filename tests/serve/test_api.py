@@ -1,5 +1,8 @@
 """`prefine serve`'s HTTP API in process (httpx's ASGI transport): every task, batching, limits, errors, the API key.
 
+Classification, QA and fill-mask share the `models` fixture; NER and generation runs (`task_runs`)
+are served too, generation also streaming over /v1/stream.
+
 The expected predictions are the runs' own predictors' (`load_run(...).predict_records`), so the
 server is checked against what `prefine predict` would answer. Batching is checked by counting
 the predictor's calls, never by timing: the tests that need requests to meet set a long
@@ -427,3 +430,56 @@ def test_a_streaming_model_sends_its_events_as_json_lines(models):
     assert events == [{"index": 0, "delta": "one"}, {"index": 0, "delta": " two"}, {"index": 0, "output": {"generated_text": "one two"}}]
     assert json.loads(broken.text.splitlines()[-1]) == {"error": 'input 1 has no "text" string', "code": "invalid_input"}
     assert refused.status_code == 422 and refused.json()["code"] == "streaming_unsupported"
+
+
+@pytest.fixture(scope="module")
+def task_runs(served_runs, tmp_path_factory):
+    """A NER run and a generation run fine-tuned from the same tiny encoder, loaded for serving."""
+    from prefine.cli import main
+
+    root = tmp_path_factory.mktemp("more-tasks")
+    sentences = [("the cat sees Paris today", "O O O B-LOC O"), ("a good house in Seoul", "O O O O B-LOC"), ("the road to Paris", "O O O B-LOC")] * 6
+    (root / "train.conll").write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.split(), tags.split())) + "\n" for s, tags in sentences), encoding="utf-8")
+    pairs = [{"document": text, "summary": " ".join(text.split()[:2])} for text, _ in sentences]
+    (root / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
+    # Their own registry: the page test counts the runs of the shared one.
+    steps = ["--max-steps", "3", "--batch-size", "8", "--num-threads", "1", "--no-progress", "--seed", "0", "--registry", str(root / "registry.sqlite")]
+    assert main(["finetune", "--task", "ner", "--init", str(served_runs.pretrain), "--train", str(root / "train.conll"), "--out", str(root / "places"),
+                 "--max-seq-length", "32", *steps]) == 0
+    assert main(["finetune", "--task", "generation", "--init", str(served_runs.pretrain), "--train", str(root / "pairs.jsonl"), "--out", str(root / "headlines"),
+                 "--max-source-length", "32", "--max-target-length", "8", *steps]) == 0
+    references = [RunReference.parse(str(root / name), "") for name in ("places", "headlines")]
+    return {reference.name: load_served_model(reference, "cpu") for reference in references}
+
+
+def test_entity_and_generation_runs_answer_what_their_own_predictors_answer(task_runs):
+    texts = ["the road to Seoul", "a good house in Paris"]
+    for name in ("places", "headlines"):
+        expected = load_run(task_runs[name].run_dir, "cpu").predict_records([{"text": text} for text in texts])
+        response = post(task_runs, {"model": name, "inputs": texts})
+        assert response.status_code == 200, response.text
+        for got, want in zip(response.json()["outputs"], expected):
+            assert_close(got, want)
+    assert all("entities" in output for output in post(task_runs, {"model": "places", "inputs": texts}).json()["outputs"])
+    # Decoding options reach the generator as JSON; unknown ones are one clear error.
+    short = post(task_runs, {"model": "headlines", "inputs": texts, "options": {"decoding": {"max_new_tokens": 2}}})
+    assert short.status_code == 200, short.text
+    assert short.json()["outputs"] == load_run(task_runs["headlines"].run_dir, "cpu").predict_records([{"text": t} for t in texts], decoding={"max_new_tokens": 2})
+    refused = post(task_runs, {"model": "headlines", "inputs": texts, "options": {"decoding": {"beams": 4}}})
+    assert refused.status_code == 422 and "unknown decoding option" in refused.json()["error"]
+
+
+def test_a_generation_run_streams_its_text_as_it_is_decoded(task_runs):
+    async def scenario(client, app):
+        listed = (await client.get("/v1/models")).json()["models"]
+        streamed = await client.post("/v1/stream", json={"model": "headlines", "inputs": ["the road to Seoul"]})
+        return listed, streamed
+
+    listed, streamed = serve(task_runs, scenario)
+    assert {model["name"]: model["streams"] for model in listed} == {"places": False, "headlines": True}
+    assert streamed.status_code == 200, streamed.text
+    events = [json.loads(line) for line in streamed.text.splitlines()]
+    final = events[-1]["output"]["generated"]
+    assert final and len(events) >= 3  # some text, sent in pieces before the final output
+    assert final == load_run(task_runs["headlines"].run_dir, "cpu").predict_records([{"text": "the road to Seoul"}])[0]["generated"]
+    assert "".join(event["delta"] for event in events if "delta" in event) == final
