@@ -98,8 +98,18 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
+async def _read_body(request: Request) -> bytes:
+    """The request's body; a client gone mid-upload (or cut off by the body-size limit) is a 413-style refusal, not a crash."""
+    from starlette.requests import ClientDisconnect
+
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ApiError(413, "body_too_large", "the request body was cut off (too large, or the client went away)", "max_body_bytes") from None
+
+
 class RequestGuard:
-    """Pure ASGI middleware: the API key, and the body-size limit, checked before a body is read."""
+    """Pure ASGI middleware: the API key, and the body-size limit (checked before a body is read when its length is given, else while it arrives)."""
 
     def __init__(self, app, api_key: str, max_body_bytes: int):
         self.app = app
@@ -118,7 +128,28 @@ class RequestGuard:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             error = ApiError(413, "body_too_large", f"the request body has {int(length)} bytes, more than this server's {self.max_body_bytes}", "max_body_bytes")
             return await error.response()(scope, receive, send)
-        return await self.app(scope, receive, send)
+        # A body without a length (chunked) is counted as it arrives: past the limit the client gets
+        # the 413 at once and the app sees a disconnect, so it never holds more than the limit.
+        received = 0
+        refused = False
+
+        async def counted_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    refused = True
+                    error = ApiError(413, "body_too_large", f"the request body has more than this server's {self.max_body_bytes} bytes", "max_body_bytes")
+                    await error.response()(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            if not refused:  # the 413 has been answered; whatever the app still says is dropped
+                await send(message)
+
+        return await self.app(scope, counted_receive, guarded_send)
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"x-api-key", b"")
@@ -230,7 +261,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
         started = time.monotonic()
         label = UNKNOWN_MODEL_LABEL
         try:
-            body = _parse_predict_request(await request.body())
+            body = _parse_predict_request(await _read_body(request))
             model = _pick_model(body.model, by_name)
             label = model.name
             records = _checked_inputs(body.inputs, limits)
@@ -271,7 +302,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
     async def stream(request: Request) -> StreamingResponse:
         label = UNKNOWN_MODEL_LABEL
         try:
-            body = _parse_predict_request(await request.body())
+            body = _parse_predict_request(await _read_body(request))
             model = _pick_model(body.model, by_name)
             label = model.name
             records = _checked_inputs(body.inputs, limits)

@@ -257,6 +257,28 @@ def test_a_body_larger_than_the_limits_allow_is_refused_before_it_is_read(models
     response = post(models, content=b'{"inputs": ["' + b"x" * (limits.max_body_bytes + 1) + b'"]}', max_inputs=1, max_chars=10)
     assert response.status_code == 413 and response.json()["limit"] == "max_body_bytes"
 
+    # Without a Content-Length (chunked upload) the body is counted as it arrives.
+    async def chunks():
+        yield b'{"model": "sentiment", "inputs": ["'
+        for _ in range(limits.max_body_bytes // 1000 + 2):
+            yield b"x" * 1000
+        yield b'"]}'
+
+    async def call(client, app):
+        return await client.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+
+    chunked = serve(models, call, max_inputs=1, max_chars=10)
+    assert chunked.status_code == 413 and chunked.json()["limit"] == "max_body_bytes"
+    # A small chunked request still goes through.
+
+    async def small():
+        yield b'{"model": "sentiment", "inputs": ["a good house"]}'
+
+    async def call_small(client, app):
+        return await client.post("/v1/predict", content=small(), headers={"content-type": "application/json"})
+
+    assert serve(models, call_small).status_code == 200
+
 
 def test_bad_json_and_malformed_requests_get_one_clear_error(models):
     bad_json = post(models, content=b'{"model": "sentiment", "inputs": [')
