@@ -183,7 +183,23 @@ class MetricsLog:
             self.reporter = None
 
 
-class TimeBudgetBar(tqdm):
+class ProgressBar(tqdm):
+    """tqdm that prints its final state once: when the last update already showed it, closing does not
+    print it again (with a slightly different rate), which logs and captured output showed as a doubled line."""
+
+    _final_shown = False
+
+    def close(self) -> None:
+        self._final_shown = not self.disable and self.last_print_n == self.n
+        super().close()
+
+    def display(self, msg=None, pos=None):
+        if self._final_shown and msg is None:
+            return True
+        return super().display(msg, pos)
+
+
+class TimeBudgetBar(ProgressBar):
     """A progress bar that fills with the time budget; `status` is the text after the bar."""
 
     status = ""
@@ -437,7 +453,7 @@ def _train(
         return ", ".join([timing, steps, *(f"{key} {value}" for key, value in postfix.items())])
 
     if budget is None:
-        progress = tqdm(total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)
+        progress = ProgressBar(total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)
     else:
         # The bar fills with the time budget rather than with steps.
         progress = TimeBudgetBar(

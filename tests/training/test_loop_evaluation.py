@@ -140,3 +140,18 @@ def test_the_best_checkpoint_survives_pruning_after_a_resume(tmp_path):
     train(linear_model(), later, config(max_steps=8, eval_every=2, save_every=2, keep_last=1, best_metric="error"), run_dir, {}, CPU, resume=True)
     assert read_pointer(run_dir, "best").name == "step-00000002"
     assert sorted(path.name for path in (run_dir / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000008"]
+
+
+def test_the_progress_bar_prints_its_final_state_once():
+    import io
+
+    from prefine.training.loop import ProgressBar
+
+    for shown_by_last_update in (True, False):
+        out = io.StringIO()
+        bar = ProgressBar(total=5, file=out, mininterval=0.0 if shown_by_last_update else 3600.0, unit="step")
+        for _ in range(5):
+            bar.update(1)
+        bar.close()
+        lines = [line for line in out.getvalue().replace("\r", "\n").splitlines() if "5/5" in line]
+        assert len(lines) == 1, out.getvalue()
