@@ -7,6 +7,8 @@ keeps the last, partial batch of an epoch (fine-tuning sets are small, and every
 counts); with several processes the partial batch is dropped, so every rank gets an equal share.
 Tasks subclass `SeekableBatches` and say how to arrange an epoch and how to collate examples;
 their loop adapters inherit `TrainsOnBatches`, which serves the loop from those batches.
+`length_grouped` is the epoch arrangement every text task uses: batches of similar lengths, so
+padding stays small, in a random batch order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,28 @@ import numpy as np
 
 from prefine.errors import PrefineError
 from prefine.training.position import DataPosition
+
+# Every length-grouped chunk holds this many batches: large enough that batches come out of
+# similar lengths, small enough that the order stays random (Hugging Face's LengthGroupedSampler uses 50).
+LENGTH_GROUP_BATCHES = 50
+
+
+def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
+    """Sort `order` by length within chunks of LENGTH_GROUP_BATCHES batches, then shuffle whole batches."""
+    chunk = batch_size * LENGTH_GROUP_BATCHES
+    grouped = np.concatenate(
+        [part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))]
+    )
+    num_full = len(grouped) // batch_size
+    full_batches = grouped[: num_full * batch_size].reshape(num_full, batch_size)
+    if rng is not None and num_full:
+        full_batches = full_batches[rng.permutation(num_full)]
+        # The batch holding the longest example goes first, so running out of memory happens at
+        # step 1 rather than hours in (the same trick as Hugging Face's LengthGroupedSampler).
+        longest = int(np.argmax(lengths[full_batches].max(axis=1)))
+        full_batches[[0, longest]] = full_batches[[longest, 0]]
+    # A partial batch stays last, so every batch but the last starts at a multiple of batch_size.
+    return np.concatenate([full_batches.reshape(-1), grouped[num_full * batch_size :]])
 
 
 class SeekableBatches:

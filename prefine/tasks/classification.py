@@ -38,7 +38,7 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
-from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
+from prefine.tasks.batching import SeekableBatches, TrainsOnBatches, length_grouped
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, is_line_input, notice_once, read_text_lines, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
@@ -56,9 +56,6 @@ TEXT_PAIR_COLUMNS = (
 )
 TEXT_COLUMNS = ("sentence", "text", "content", "document", "review", "comment", "sentence1", "premise", "question", "text_a", "text1")
 LABEL_COLUMNS = ("label", "labels", "gold_label", "class", "sentiment", "score", "target")
-# Every length-grouped chunk holds this many batches: large enough that batches come out of
-# similar lengths, small enough that the order stays random (Hugging Face's LengthGroupedSampler uses 50).
-LENGTH_GROUP_BATCHES = 50
 ENCODE_CHUNK = 10_000  # texts per encode_batch call: big enough for Rust's parallelism, bounded memory
 
 
@@ -412,24 +409,6 @@ def load_classification_data(
 # Batches
 
 
-def _length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
-    """Sort `order` by length within chunks of LENGTH_GROUP_BATCHES batches, then shuffle whole batches."""
-    chunk = batch_size * LENGTH_GROUP_BATCHES
-    grouped = np.concatenate(
-        [part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))]
-    )
-    num_full = len(grouped) // batch_size
-    full_batches = grouped[: num_full * batch_size].reshape(num_full, batch_size)
-    if rng is not None and num_full:
-        full_batches = full_batches[rng.permutation(num_full)]
-        # The batch holding the longest example goes first, so running out of memory happens at
-        # step 1 rather than hours in (the same trick as Hugging Face's LengthGroupedSampler).
-        longest = int(np.argmax(lengths[full_batches].max(axis=1)))
-        full_batches[[0, longest]] = full_batches[[longest, 0]]
-    # A partial batch stays last, so every batch but the last starts at a multiple of batch_size.
-    return np.concatenate([full_batches.reshape(-1), grouped[num_full * batch_size :]])
-
-
 class ClassificationBatches(SeekableBatches):
     """Training batches of encoded examples, length-grouped and padded per batch (see SeekableBatches)."""
 
@@ -452,7 +431,7 @@ class ClassificationBatches(SeekableBatches):
         self.group_by_length = group_by_length
 
     def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        return _length_grouped(order, self.examples.lengths, self.batch_size, rng) if self.group_by_length else order
+        return length_grouped(order, self.examples.lengths, self.batch_size, rng) if self.group_by_length else order
 
     def collate(self, indices: np.ndarray) -> dict[str, Any]:
         return self.examples.collate(indices, self.pad_id)

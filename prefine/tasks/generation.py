@@ -46,7 +46,8 @@ from prefine.model import BertConfig
 from prefine.model import IGNORE_LABEL
 from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tasks.batching import SeekableBatches
-from prefine.tasks.classification import EncodedExamples, _length_grouped, encode_examples, truncating_copy
+from prefine.tasks.batching import length_grouped
+from prefine.tasks.classification import EncodedExamples, encode_examples, truncating_copy
 from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask, autocast_context
@@ -223,7 +224,7 @@ class GenerationBatches(SeekableBatches):
         self.lengths = pairs.sources.lengths + pairs.targets.lengths  # type: ignore[union-attr]
 
     def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        return _length_grouped(order, self.lengths, self.batch_size, rng)
+        return length_grouped(order, self.lengths, self.batch_size, rng)
 
     def collate(self, indices: np.ndarray) -> dict[str, Any]:
         return collate_pairs(self.pairs, indices, self.pad_id)

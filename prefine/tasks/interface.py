@@ -295,10 +295,6 @@ def notice_once(message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def metric_direction(task: Any, metric: str) -> str | None:
-    directions = getattr(task, "metric_directions", None) or {}
-    return directions.get(metric)
-
 
 def reject_foreign_flags(args: argparse.Namespace, chosen: type | None, others: list[type], what: str) -> None:
     """A flag that belongs to another task's config would be silently ignored; say so instead."""

@@ -38,7 +38,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.entities import EntityScores, entity_scores, format_entity_table, lenient_chunks, tag_macro_f1, token_accuracy
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches
-from prefine.tasks.classification import _length_grouped
+from prefine.tasks.batching import length_grouped
 from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
 from prefine.model import IGNORE_LABEL
 from prefine.tasks.ner_data import (
@@ -151,7 +151,7 @@ class WindowBatches(SeekableBatches):
         self.pad_id = pad_id
 
     def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        return _length_grouped(order, self.windows.lengths, self.batch_size, rng)
+        return length_grouped(order, self.windows.lengths, self.batch_size, rng)
 
     def collate(self, indices: np.ndarray) -> dict[str, Any]:
         return collate_windows(self.windows, indices, self.pad_id)
