@@ -60,10 +60,12 @@ VARIANTS: dict[str, tuple[dict, dict, dict]] = {
     # the diagnosis starts from.
     "bert-2019": (
         {"objective": "mlm+nsp", "max_seq_length": 128},
-        {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1},
+        {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "tie_word_embeddings": True},
         {"learning_rate": 5e-4, "warmup_ratio": 0.06, "batch_size": 32},
     ),
     "mlm+nsp": ({"objective": "mlm+nsp"}, {}, {}),
+    # BERT's tied MLM head (prefine's default until the issue-15 diagnosis untied it).
+    "tied": ({}, {"tie_word_embeddings": True}, {}),
     "mlm": ({"objective": "mlm"}, {}, {}),
     # ELECTRA (issue 16): a generator 1/4 as wide fills the masks, the encoder learns from every
     # token; the run's discriminator is what fine-tuning starts from. Its tokens/s counts the
@@ -151,7 +153,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         # The recipe's own data defaults (packed mlm), not the dataclass's (mlm+nsp): "default" must be what `prefine pretrain` does.
         data=dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides),
         training=training,
-        model_overrides={**pretrain_recipe.PRETRAIN_MODEL_DEFAULTS, **model_overrides},
+        model_overrides=pretrain_recipe.new_model_settings(model_overrides, dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)),
     )
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()

@@ -4,7 +4,10 @@ The folder holds config.json (model_type "bert", the architecture, labels for cl
 model.safetensors with transformers' parameter names, and the run's tokenizer files. Our
 parameter names already are transformers', so the export is a copy plus checks; the tied MLM
 decoder is left out exactly as transformers' own `save_pretrained` leaves it out (safetensors
-cannot store a shared tensor) and transformers re-ties it on load.
+cannot store a shared tensor) and transformers re-ties it on load. An untied MLM head
+(`tie_word_embeddings` false, the default of pre-training from scratch) writes its matrix, and its
+bias under the decoder's name too, since an untied transformers head scores with
+`cls.predictions.decoder.bias`.
 
 Before writing, the weights are loaded strictly into the prefine class named by the checkpoint,
 so a checkpoint that would not even run in prefine is never exported.
@@ -90,7 +93,7 @@ def hf_config_dict(config: BertConfig, architecture: str, config_json: dict) -> 
         "architectures": [architecture],
         **dataclasses.asdict(config),
         "position_embedding_type": "absolute",
-        "tie_word_embeddings": True,  # the MLM decoder is the word-embedding table
+        "tie_word_embeddings": config.tie_word_embeddings,  # tied: the MLM decoder is the word-embedding table
         "dtype": "float32",  # transformers >= 5
         "torch_dtype": "float32",  # transformers 4
     }
@@ -127,6 +130,8 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     else:
         # float32 whatever the training precision: the dtype every transformers user can run.
         tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
+        if "cls.predictions.decoder.weight" in tensors:
+            tensors["cls.predictions.decoder.bias"] = tensors["cls.predictions.bias"].clone()
         json_files = {CONFIG_FILE: hf_config_dict(config, architecture, config_json)}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     give_default_permissions(out_dir / WEIGHTS_FILE)

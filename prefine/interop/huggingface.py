@@ -10,7 +10,8 @@ handled by `load_into`:
 - saves of a bare `BertModel` (sentence-transformers, feature extractors) lack the "bert."
   prefix and every head;
 - old TensorFlow conversions name LayerNorm parameters "gamma"/"beta";
-- older transformers store the tied MLM decoder and a `position_ids` buffer;
+- older transformers store the tied MLM decoder and a `position_ids` buffer; a config.json with
+  `tie_word_embeddings: false` has an MLM decoder matrix of its own, which loads as one;
 - a checkpoint may hold heads our model lacks (ignored) or lack heads ours has (kept freshly
   initialized and reported, so that nobody mistakes a random head for a trained one).
 
@@ -47,8 +48,8 @@ PYTORCH_INDEX = "pytorch_model.bin.index.json"
 WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
-# The MLM decoder shares its matrix with the word embeddings and its bias with
-# cls.predictions.bias; our model stores each once, so these names never load directly.
+# transformers' MLM decoder: tied, its matrix is the word embeddings and its bias is
+# cls.predictions.bias (our model stores each once); untied, the matrix is the head's own.
 DECODER_WEIGHT = "cls.predictions.decoder.weight"
 DECODER_BIAS = "cls.predictions.decoder.bias"
 MLM_BIAS = "cls.predictions.bias"
@@ -193,29 +194,33 @@ def _head_of(name: str) -> str:
 
 def _untied_decoder_error(what: str) -> PrefineError:
     return PrefineError(
-        f"the checkpoint's {what} differs from the tied weights it should equal (an untied MLM decoder); "
-        "prefine's MLM head is tied and cannot reproduce it: fine-tune from this checkpoint instead, which does not use the MLM head"
+        f"the checkpoint's {what} differs from the word embeddings although its config.json ties them (tie_word_embeddings true); "
+        "set \"tie_word_embeddings\": false in its config.json if the MLM head is meant to have its own matrix, or fine-tune from it (fine-tuning does not use the MLM head)"
     )
 
 
-def _resolve_decoder(state: dict[str, torch.Tensor], prefix: str, keeps_mlm_head: bool, ignored: list[str]) -> None:
-    """Remove the tied decoder entries, after checking they really are tied."""
+def _resolve_decoder(state: dict[str, torch.Tensor], prefix: str, ours: dict[str, torch.Tensor], ignored: list[str]) -> None:
+    """Settle transformers' second copy of the MLM head, `cls.predictions.decoder.*`, before loading by name.
+
+    transformers scores with the decoder's bias: it is cls.predictions.bias itself when the head
+    is tied, the one in use when it is untied, and the only copy in some old saves. The decoder's
+    matrix loads into an untied head (a tied checkpoint's is its embedding table); for a tied head
+    it must equal the embeddings, since a tied head cannot reproduce anything else.
+    """
     decoder_weight = state.pop(DECODER_WEIGHT, None)
     decoder_bias = state.pop(DECODER_BIAS, None)
-    embeddings = state.get(prefix + WORD_EMBEDDINGS)
-    if decoder_bias is not None and MLM_BIAS not in state:
-        # Some old saves keep the MLM bias only under the decoder's name.
+    if decoder_bias is not None:
         state[MLM_BIAS] = decoder_bias
-        decoder_bias = None
-    untied = [
-        (DECODER_WEIGHT, decoder_weight is not None and embeddings is not None and not torch.equal(decoder_weight, embeddings)),
-        (DECODER_BIAS, decoder_bias is not None and not torch.equal(decoder_bias, state[MLM_BIAS])),
-    ]
-    for name, differs in untied:
-        if differs and keeps_mlm_head:
-            raise _untied_decoder_error(name)
-        if differs:
-            ignored.append(name)
+    embeddings = state.get(prefix + WORD_EMBEDDINGS)
+    if DECODER_WEIGHT in ours:
+        projection = decoder_weight if decoder_weight is not None else embeddings
+        if projection is not None and MLM_BIAS in state:  # a checkpoint without an MLM head leaves the whole head fresh
+            state[DECODER_WEIGHT] = projection.clone()
+        return
+    if decoder_weight is not None and embeddings is not None and not torch.equal(decoder_weight, embeddings):
+        if MLM_BIAS in ours:
+            raise _untied_decoder_error(DECODER_WEIGHT)
+        ignored.append(DECODER_WEIGHT)
 
 
 def load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], strict_encoder: bool = True) -> ImportReport:
@@ -239,7 +244,7 @@ def load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], strict_encode
     their_prefix = _encoder_prefix(state)
     if their_prefix is None:
         raise PrefineError("the checkpoint holds no BERT encoder weights (no embeddings.* or encoder.* tensors); is it a BERT model?")
-    _resolve_decoder(state, their_prefix, keeps_mlm_head=MLM_BIAS in ours, ignored=report.ignored)
+    _resolve_decoder(state, their_prefix, ours, report.ignored)
 
     mapped: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():

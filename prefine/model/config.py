@@ -30,6 +30,12 @@ class BertConfig:
     layer_norm_eps: float = option(1e-12, "LayerNorm epsilon")
     initializer_range: float = option(0.02, "standard deviation of the truncated-normal-like weight init")
     pad_token_id: int = option(0, "id of [PAD]; its embedding row starts at zero")
+    tie_word_embeddings: bool = option(
+        True,
+        "the masked-LM head scores the vocabulary with the word-embedding table (BERT) instead of a matrix of its own; "
+        "pre-training from scratch unties it, because a tied softmax drags every rare word's embedding into one shared "
+        "direction early in training (benchmarks/README.md)",
+    )
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:

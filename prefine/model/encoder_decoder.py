@@ -69,7 +69,8 @@ class BertDecoderModel(nn.Module):
 class BertOnlyMLMHead(nn.Module):
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
-        self.predictions = BertLMPredictionHead(config, word_embeddings)
+        # Always tied: the decoder reads and writes one vocabulary table, as transformers' EncoderDecoderModel does.
+        self.predictions = BertLMPredictionHead(config, word_embeddings, tied=True)
 
 
 class BertLMHeadDecoder(nn.Module):

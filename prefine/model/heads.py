@@ -43,17 +43,33 @@ class BertPredictionHeadTransform(nn.Module):
 
 
 class BertLMPredictionHead(nn.Module):
-    """Vocabulary logits; the projection matrix is the word-embedding table (tied weights)."""
+    """Vocabulary logits, projected with the word-embedding table (tied, BERT's way) or with `decoder`, a matrix of its own.
 
-    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+    Why untie: the softmax gradient reaches every vocabulary row at every step, and Adam scales
+    even a tiny, consistent gradient up to a full-size step. Early in pre-training the hidden
+    states still look alike, so every rare word's row is pushed the same way, step after step;
+    tied, those rows *are* the input embeddings, and after a few hundred steps the rare words of
+    a sentence all enter the encoder as nearly one vector (benchmarks/README.md measures it and
+    what it costs fine-tuning). Untied, an input embedding moves only when its token is read.
+    """
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding, tied: bool | None = None):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.tied = config.tie_word_embeddings if tied is None else tied
+        if not self.tied:
+            self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # transformers' name for the projection
         # A plain attribute, not a submodule: the tied table is owned (and saved) by the encoder.
         self._word_embeddings = [word_embeddings]
 
+    @property
+    def projection(self) -> torch.Tensor:
+        """The [vocab, hidden] matrix the logits are scored with."""
+        return self._word_embeddings[0].weight if self.tied else self.decoder.weight
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.transform(hidden), self._word_embeddings[0].weight, self.bias)
+        return F.linear(self.transform(hidden), self.projection, self.bias)
 
 
 class BertPreTrainingHeads(nn.Module):

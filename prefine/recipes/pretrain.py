@@ -79,7 +79,11 @@ PRETRAIN_DATA_DEFAULTS = PretrainingDataConfig(objective="mlm")
 # Dropout regularises models trained for many epochs; a CPU budget of minutes to hours sees each
 # text a few times at most, and there dropout only slows learning (cramming). Model flags
 # (--hidden-dropout-prob ...) override these; fine-tuning restores BERT's 0.1 (finetune --dropout).
-PRETRAIN_MODEL_DEFAULTS = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+# The MLM head gets a vocabulary matrix of its own: tied to the input embeddings, the early
+# softmax gradient drags every rare word's embedding into one shared direction, and those
+# embeddings cost fine-tuning several points (issue 15's diagnosis in benchmarks/README.md).
+# ELECTRA keeps its generator tied to the shared embeddings (its paper's design).
+PRETRAIN_MODEL_DEFAULTS = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "tie_word_embeddings": False}
 TOKENIZER_DEFAULTS = TokenizerConfig()
 CORPUS_FLAGS = {"paths": "corpus"}
 # The vocabulary comes from the tokenizer and the segment/pad layout from BERT itself.
@@ -131,6 +135,15 @@ def _model_overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in overrides.items() if key not in MODEL_FIELDS_NOT_OVERRIDABLE}
 
 
+def new_model_settings(overrides: dict, data: PretrainingDataConfig) -> dict:
+    """The preset's replacements for a new model: pre-training's defaults, then the user's flags."""
+    if data.objective != "electra":
+        return {**PRETRAIN_MODEL_DEFAULTS, **overrides}
+    if overrides.get("tie_word_embeddings") is False:
+        raise PrefineError("--no-tie-word-embeddings does not apply to --objective electra: its generator scores the vocabulary with the shared embedding table; drop the flag")
+    return {**PRETRAIN_MODEL_DEFAULTS, "tie_word_embeddings": True, **overrides}
+
+
 def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     run = from_args(PretrainRunConfig, args)
     if run.resume:
@@ -152,7 +165,7 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         data=data,
         training=training,
         # --init brings its own architecture; the defaults shape only a new model.
-        model_overrides=_model_overrides(args) if run.init else {**PRETRAIN_MODEL_DEFAULTS, **_model_overrides(args)},
+        model_overrides=_model_overrides(args) if run.init else new_model_settings(_model_overrides(args), data),
         electra=_electra_settings(args, data),
     )
 

@@ -33,8 +33,8 @@ def fake_run(run_dir: Path, model, tokenizer, architecture: str, **extra_config)
     return save_checkpoint(run_dir, 7, model.state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
 
 
-def tiny_config(vocab_size: int) -> BertConfig:
-    return BertConfig(vocab_size=vocab_size, **TINY_SIZES)
+def tiny_config(vocab_size: int, **overrides) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, **TINY_SIZES, **overrides)
 
 
 def test_pretraining_run_exports_to_automodel_for_pretraining(tmp_path, tokenizer, vocab_size):
@@ -52,6 +52,24 @@ def test_pretraining_run_exports_to_automodel_for_pretraining(tmp_path, tokenize
         expected = theirs(**batch)
         assert_close_where_real(ours.dense_prediction_logits(**batch), expected.prediction_logits, batch["attention_mask"])
         torch.testing.assert_close(ours(**batch).nsp_logits, expected.seq_relationship_logits, atol=1e-5, rtol=0)
+
+
+def test_untied_pretraining_run_exports_its_decoder_and_round_trips(tmp_path, tokenizer, vocab_size):
+    ours = randomized(BertForPreTraining(tiny_config(vocab_size, tie_word_embeddings=False)), seed=13)
+    fake_run(tmp_path / "run", ours, tokenizer, "BertForPreTraining")
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is False
+    theirs = transformers.AutoModelForPreTraining.from_pretrained(out).eval()
+    assert theirs.cls.predictions.decoder.weight.data_ptr() != theirs.bert.embeddings.word_embeddings.weight.data_ptr()
+    batch = padded_batch(vocab_size, seed=2)
+    with torch.no_grad():
+        assert_close_where_real(ours.dense_prediction_logits(**batch), theirs(**batch).prediction_logits, batch["attention_mask"])
+    imported = import_hf_checkpoint(str(out))
+    assert imported.config == ours.config
+    reloaded = BertForPreTraining(imported.config)
+    assert load_into(reloaded, imported.state_dict).newly_initialized == []
+    for name, tensor in ours.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[name], tensor, atol=0, rtol=0)
 
 
 def test_classifier_run_exports_labels_and_logits(tmp_path, tokenizer, vocab_size):

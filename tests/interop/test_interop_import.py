@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -140,6 +142,27 @@ def test_untied_decoder_is_refused_for_the_mlm_head_and_ignored_for_fine_tuning(
         load_into(BertForPreTraining(config), state)
     report = load_into(BertForQuestionAnswering(config), state)
     assert "cls.predictions.decoder.weight" in report.ignored
+
+
+def test_untied_transformers_checkpoint_keeps_its_own_decoder(tmp_path, vocab_size):
+    theirs = randomized(transformers.BertForPreTraining(hf_tiny_config(vocab_size, tie_word_embeddings=False)), seed=5)
+    with torch.no_grad():  # an untied head scores with the decoder's own bias, whatever cls.predictions.bias holds
+        theirs.cls.predictions.decoder.bias.copy_(torch.randn(vocab_size))
+    theirs.save_pretrained(tmp_path)
+    ours, report = imported(tmp_path, BertForPreTraining)
+    assert ours.config.tie_word_embeddings is False and report.newly_initialized == []
+    batch = padded_batch(vocab_size, seed=3)
+    with torch.no_grad():
+        assert_close_where_real(ours.dense_prediction_logits(**batch), theirs.eval()(**batch).prediction_logits, batch["attention_mask"])
+
+
+def test_tied_checkpoint_gives_an_untied_head_its_embedding_table(tmp_path, vocab_size):
+    theirs = randomized(transformers.BertForPreTraining(hf_tiny_config(vocab_size)), seed=6)
+    config = load_hf_config(_write_config(tmp_path, theirs))
+    ours = BertForPreTraining(dataclasses.replace(config, tie_word_embeddings=False))
+    load_into(ours, legacy_state_dict(theirs))
+    torch.testing.assert_close(ours.cls.predictions.decoder.weight, theirs.bert.embeddings.word_embeddings.weight, atol=0, rtol=0)
+    assert ours.cls.predictions.decoder.weight.data_ptr() != ours.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
 def _write_config(directory: Path, model) -> Path:

@@ -63,6 +63,29 @@ def test_mlm_head_is_tied_to_word_embeddings():
     assert torch.allclose(model.cls.predictions(hidden), expected)
 
 
+def test_untied_mlm_head_scores_with_its_own_matrix():
+    model = BertForPreTraining(tiny_config(tie_word_embeddings=False))
+    assert "cls.predictions.decoder.weight" in model.state_dict()
+    decoder, table = model.cls.predictions.decoder.weight, model.bert.embeddings.word_embeddings.weight
+    assert decoder.data_ptr() != table.data_ptr()
+    hidden = torch.randn(2, 32)
+    expected = model.cls.predictions.transform(hidden) @ decoder.T + model.cls.predictions.bias
+    assert torch.allclose(model.cls.predictions(hidden), expected)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_only_a_tied_head_moves_the_embeddings_of_words_never_read(tied):
+    """The mechanism behind untying (model/heads.py): the softmax gradient reaches every vocabulary row."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(tiny_config(tie_word_embeddings=tied))
+    input_ids, token_type_ids = random_batch(vocab=50)  # ids 5..49: rows 50..96 are never read
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 3] = input_ids[:, 3]
+    model(input_ids, token_type_ids, torch.ones_like(input_ids), labels).mlm_loss.backward()
+    unread_rows = model.bert.embeddings.word_embeddings.weight.grad[50:]
+    assert bool((unread_rows != 0).any()) is tied
+
+
 def test_sparse_mlm_loss_equals_dense_loss():
     torch.manual_seed(0)
     model = BertForPreTraining(tiny_config()).eval()

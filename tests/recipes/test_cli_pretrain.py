@@ -100,6 +100,18 @@ def test_pretraining_runs_without_dropout_unless_asked(pretrained_run, tmp_path)
     assert saved["model"]["hidden_dropout_prob"] == 0.1 and saved["model"]["attention_probs_dropout_prob"] == 0.0
 
 
+def test_new_runs_untie_the_mlm_head_and_electra_keeps_it_tied(pretrained_run, tmp_path, capsys):
+    saved = json.loads((pretrained_run / "pre" / "run.json").read_text())
+    assert saved["model"]["tie_word_embeddings"] is False
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    assert pretrain(tmp_path, corpus, "tied", "--max-steps", "1", "--tie-word-embeddings") == 0
+    assert json.loads((tmp_path / "tied" / "run.json").read_text())["model"]["tie_word_embeddings"] is True
+    capsys.readouterr()
+    assert pretrain(tmp_path, corpus, "electra", "--objective", "electra", "--no-tie-word-embeddings") == 2
+    assert "--no-tie-word-embeddings does not apply to --objective electra" in capsys.readouterr().err
+    assert not (tmp_path / "electra").exists()
+
+
 def write_sentiment(path: Path, rows: list[tuple[str, str]]) -> Path:
     path.write_text("document\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
     return path
