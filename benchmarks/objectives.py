@@ -49,6 +49,7 @@ from prefine.checkpoint import METRICS_FILE  # noqa: E402
 from prefine.corpus import CorpusConfig  # noqa: E402
 from prefine.recipes import finetune as finetune_recipe  # noqa: E402
 from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
+from prefine.tasks.interface import get_task  # noqa: E402
 from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
 from prefine.tokenizer import TokenizerConfig  # noqa: E402
 
@@ -169,12 +170,14 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         record = json.loads(line)
         if "train/tokens_per_second" in record and record["step"] > 10:  # past the first, slower steps
             tokens_per_second.append(record["train/tokens_per_second"])
-    return {
+    stats = {
         "steps": result.step,
         "mlm_accuracy": result.last_eval.get("mlm_accuracy", float("nan")),
         "tokens_per_second": statistics.median(tokens_per_second) if tokens_per_second else float("nan"),
         "wall_seconds": wall,
     }
+    (out / "objectives-stats.json").write_text(json.dumps(stats), encoding="utf-8")
+    return stats
 
 
 def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int, out: Path, args) -> float:
@@ -183,13 +186,20 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
         train_fraction=setup.fraction, registry=str(args.work_dir / "registry.sqlite"),
     )
     training = dataclasses.replace(finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False)
+    shutil.rmtree(out, ignore_errors=True)
     # As `prefine compare` does: the default epochs, but at least its default minimum of steps, so
     # 10% of a small task is not 15 updates that teach neither start anything.
-    training = finetune_recipe._training_for_fraction(run, ClassificationDataConfig(), training, MIN_FINETUNE_STEPS, explicit_steps=False)
+    outcome = finetune_recipe.run_finetune(
+        get_task("classification"), run, ClassificationDataConfig(), training, explicit_steps=False, min_steps=MIN_FINETUNE_STEPS, full_report=False
+    )
     shutil.rmtree(out, ignore_errors=True)
-    metrics = finetune_recipe.run_finetune(run, ClassificationDataConfig(), training, explicit_steps=True)
-    shutil.rmtree(out, ignore_errors=True)
-    return float(metrics["accuracy"])
+    return float(outcome.metrics["accuracy"])
+
+
+def finished_pretraining(run_dir: Path) -> dict | None:
+    """The stats of a pre-training run this benchmark already finished (--reuse), else None."""
+    stats_file = run_dir / "objectives-stats.json"
+    return json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.is_file() else None
 
 
 def summary(values: list[float]) -> str:
@@ -211,6 +221,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="pre-training seed")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/prefine-objectives"))
+    parser.add_argument("--reuse", action="store_true", help="reuse pre-training runs this benchmark finished earlier with the same budget (re-run fine-tuning only)")
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
     unknown = [name for name in variants if name not in VARIANTS]
@@ -233,7 +244,12 @@ def main() -> None:
     for corpus_name, (corpus, setups) in corpora.items():
         pretrained = {}
         for variant in variants:
-            run_dir = args.work_dir / "runs" / f"{corpus_name}-{variant}"
+            run_dir = args.work_dir / "runs" / f"{corpus_name}-{args.budget}-{variant}"
+            reused = finished_pretraining(run_dir) if args.reuse else None
+            if reused is not None:
+                print(f"\n=== reusing {run_dir} ({reused['steps']} steps)", flush=True)
+                pretrained[variant] = (run_dir, reused)
+                continue
             print(f"\n=== pre-training {variant} on {corpus_name} for {args.budget}", flush=True)
             pretrained[variant] = (run_dir, pretrain(variant, corpus, run_dir, args))
         for setup in setups:
