@@ -139,6 +139,7 @@ def prepare_sst2(work: Path, sst2_dir: Path, labels: int) -> tuple[Path, list[La
 
 def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
     data_overrides, model_overrides, training_overrides = VARIANTS[variant]
+    data = dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)
     defaults = pretrain_recipe.PRETRAIN_TRAINING_DEFAULTS
     training = dataclasses.replace(
         defaults, max_time=args.budget, max_steps=0, eval_every=0, save_every=0, keep_last=1,
@@ -152,9 +153,9 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         corpus=CorpusConfig(paths=[str(corpus)], format="lines" if corpus.parent.name == "builtin" else "auto"),
         tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=args.vocab_size),
         # The recipe's own data defaults (packed mlm), not the dataclass's (mlm+nsp): "default" must be what `prefine pretrain` does.
-        data=dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides),
+        data=data,
         training=training,
-        model_overrides=pretrain_recipe.new_model_settings(model_overrides, dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)),
+        model_overrides=pretrain_recipe.new_model_settings(model_overrides, data),
     )
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()

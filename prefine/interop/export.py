@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, give_default_permissions, is_run_dir, load_model_config, load_weights, model_checkpoint_of
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
+from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
 from prefine.model import BertConfig, BertForPreTraining, config_from_dict
 from prefine.model.electra import is_electra_checkpoint_config
 from prefine.tasks.interface import all_tasks, task_for_architecture
@@ -130,8 +131,8 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     else:
         # float32 whatever the training precision: the dtype every transformers user can run.
         tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
-        if "cls.predictions.decoder.weight" in tensors:
-            tensors["cls.predictions.decoder.bias"] = tensors["cls.predictions.bias"].clone()
+        if DECODER_WEIGHT in tensors:
+            tensors[DECODER_BIAS] = tensors[MLM_BIAS].clone()
         json_files = {CONFIG_FILE: hf_config_dict(config, architecture, config_json)}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     give_default_permissions(out_dir / WEIGHTS_FILE)

@@ -25,10 +25,10 @@ from prefine.errors import PrefineError
 from prefine.recipes.fill_mask import load_masked_lm
 from prefine.recipes.pretrain import (
     PRETRAIN_DATA_DEFAULTS,
-    PRETRAIN_MODEL_DEFAULTS,
     PRETRAIN_TRAINING_DEFAULTS,
     PretrainRunConfig,
     PretrainSetup,
+    new_model_settings,
     run_pretraining,
 )
 from prefine.tokenizer import TokenizerConfig
@@ -188,12 +188,13 @@ def run_quickstart(config: QuickstartConfig) -> int:
     print("== 2/4 tokenizer + pre-training (masked LM)")
     pretrain_dir = out / "pretrained"
     # prefine pretrain's own defaults, with a time budget: what a user who changes nothing gets.
+    data = dataclasses.replace(PRETRAIN_DATA_DEFAULTS, max_seq_length=128)
     setup = PretrainSetup(
         run=PretrainRunConfig(out=str(pretrain_dir), preset=config.preset, cache_dir=str(out / "cache"), registry=str(out / "registry.sqlite"), name="quickstart-pretrain"),
         corpus=CorpusConfig(paths=[str(corpus_file)], format="lines"),
         tokenizer=TokenizerConfig(vocab_size=config.vocab_size),
-        data=dataclasses.replace(PRETRAIN_DATA_DEFAULTS, max_seq_length=128),
-        model_overrides=dict(PRETRAIN_MODEL_DEFAULTS),
+        data=data,
+        model_overrides=new_model_settings({}, data),
         training=dataclasses.replace(
             PRETRAIN_TRAINING_DEFAULTS,
             max_steps=config.pretrain_steps,
