@@ -160,7 +160,9 @@ def test_tied_checkpoint_gives_an_untied_head_its_embedding_table(tmp_path, voca
     theirs = randomized(transformers.BertForPreTraining(hf_tiny_config(vocab_size)), seed=6)
     config = load_hf_config(_write_config(tmp_path, theirs))
     ours = BertForPreTraining(dataclasses.replace(config, tie_word_embeddings=False))
-    load_into(ours, legacy_state_dict(theirs))
+    # As save_pretrained writes a tied head: no second copy under the decoder's names.
+    state = {name: tensor for name, tensor in theirs.state_dict().items() if not name.startswith("cls.predictions.decoder.")}
+    load_into(ours, state)
     torch.testing.assert_close(ours.cls.predictions.decoder.weight, theirs.bert.embeddings.word_embeddings.weight, atol=0, rtol=0)
     assert ours.cls.predictions.decoder.weight.data_ptr() != ours.bert.embeddings.word_embeddings.weight.data_ptr()
 
