@@ -84,6 +84,11 @@ VARIANTS: dict[str, tuple[dict, dict, dict]] = {
     "batch64": ({}, {}, {"batch_size": 64}),
     "batch16": ({}, {}, {"batch_size": 16}),
     "mask0.3": ({"mlm_probability": 0.3}, {}, {}),
+    # cramming's batch ramp (--batch-ramp): micro-batches of 16 accumulate 1 -> 4 per step over
+    # the first 60% of the budget, so the batch grows 16 -> 64; "batch64" is its fixed end point.
+    "batch-ramp": ({}, {}, {"batch_size": 64, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
+    # The same ramp ending at the default batch (8 -> 32): more, smaller steps early.
+    "batch-ramp32": ({}, {}, {"batch_size": 32, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
 }
 
 

@@ -421,6 +421,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
             f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
             f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
             f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
+            + (f", growing from {micro_batch} over the first {setup.training.batch_ramp:.0%} of the budget" if setup.training.batch_ramp > 0 else "")
         )
     if is_electra:
         task = ElectraPretrainingTask(train_batches, eval_batches, context.device, setup.electra)

@@ -24,6 +24,12 @@ class TrainingConfig:
     )
     batch_size: int = option(32, "examples per optimizer step across all processes (the global batch)")
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step; each holds batch_size / (this x processes) examples")
+    batch_ramp: float = option(
+        0.0,
+        "grow the batch during training (cramming's batch ramp): over this fraction of the budget (steps, or time under --max-time) "
+        "the micro-batches per step rise linearly from 1 to --gradient-accumulation-steps, so the batch grows from "
+        "batch_size / gradient_accumulation_steps to batch_size; 0 keeps the batch fixed",
+    )
     learning_rate: float = option(1e-4, "peak learning rate of AdamW (fine-tuning's 0 picks one by model width: 1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)")
     weight_decay: float = option(0.01, "AdamW weight decay (never applied to biases and LayerNorm)")
     adam_beta1: float = option(0.9, "AdamW beta1")
@@ -62,6 +68,13 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
+        if not 0.0 <= self.batch_ramp <= 1.0:
+            raise PrefineError(f"--batch-ramp {self.batch_ramp} must be a fraction of the budget between 0 and 1")
+        if self.batch_ramp > 0 and self.gradient_accumulation_steps == 1:
+            raise PrefineError(
+                "--batch-ramp grows the batch from one micro-batch to --gradient-accumulation-steps of them; with 1 there is nothing "
+                "to grow: set --gradient-accumulation-steps above 1 (e.g. --batch-size 128 --gradient-accumulation-steps 4)"
+            )
         parse_best_metric(self.best_metric)  # a bad direction, too
         check_report_to(self.report_to)  # an unknown tracker, or its package missing
         if self.max_steps < 0 or (self.max_steps == 0 and budget is None):

@@ -27,6 +27,8 @@ Gradient accumulation: a task that counts its loss-bearing units (`loss_units`, 
 gets the count over the whole global batch (all micro-batches, all ranks) and returns its loss as
 that share of the global mean, so 1 x 32 and 4 x 8 examples give the same update. A task without
 `loss_units` keeps the older contract: each micro-batch's mean loss, averaged over micro-batches.
+Under --batch-ramp the number of micro-batches per step grows with the fraction of the budget
+used (`micro_batches_per_step`), decided from rank 0's shared clock so every rank agrees.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from prefine.checkpoint import (
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration, parse_best_metric
 from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
-from prefine.training.optim import build_optimizer, build_scheduler
+from prefine.training.optim import build_optimizer, build_scheduler, micro_batches_per_step
 from prefine.training.reporting import open_reporter
 
 # The wall clock of time budgets (seconds, monotonic). `train(..., clock=...)` or replacing this
@@ -361,7 +363,6 @@ def _train(
     if config.compile:
         training_model = torch.compile(training_model, dynamic=True)
 
-    micro_steps = config.gradient_accumulation_steps
     counts_units = hasattr(task, "loss_units")
     loop_started: float | None = None
 
@@ -485,14 +486,16 @@ def _train(
             step_stats: dict[str, float] = {}
             step_tokens = 0
             micro_batches = []
-            for _ in range(micro_steps):
+            # Rank 0's clock of the last step (shared), so every rank accumulates the same count.
+            step_micro_batches = micro_batches_per_step(step, shared_elapsed, config)
+            for _ in range(step_micro_batches):
                 batch, position = task.batch_at(position, context.rank, context.world_size)
                 step_tokens += int(batch.get("num_real_tokens", 0))
                 micro_batches.append(batch)
             loss_kwargs: dict[str, Any] = {}
             # Per-unit losses: each micro-batch's loss is its sum over units divided by the global
             # batch's count. DDP averages over ranks, hence the world_size; micro-batches add up.
-            scale = float(context.world_size) if counts_units else 1.0 / micro_steps
+            scale = float(context.world_size) if counts_units else 1.0 / step_micro_batches
             if counts_units:
                 local_units: dict[str, float] = {}
                 for batch in micro_batches:
@@ -502,7 +505,7 @@ def _train(
                 loss_kwargs["global_units"] = dict(zip(names, all_reduce_sum([local_units[name] for name in names], context)))
             for micro, batch in enumerate(micro_batches):
                 batch = _to_device(batch, device)
-                sync = micro == micro_steps - 1 or not context.enabled
+                sync = micro == step_micro_batches - 1 or not context.enabled
                 # Gradients of inner micro-batches stay local; DDP averages them once per step.
                 with (contextlib.nullcontext() if sync else training_model.no_sync()), autocast_context(device, config.precision):
                     loss, stats = task.loss(training_model, batch, **loss_kwargs)
@@ -531,6 +534,8 @@ def _train(
                 means = dict(zip(names, all_reduce_mean([window_stats[key] / window_steps for key in names], context)))
                 record = {"step": step, **{f"train/{key}": value for key, value in means.items()}}
                 record["train/lr"] = scheduler.get_last_lr()[0]
+                if config.batch_ramp > 0:
+                    record["train/batch_size"] = config.batch_size // config.gradient_accumulation_steps * step_micro_batches
                 record["train/tokens_per_second"] = (tokens_seen - window_tokens_from) / max(window_seconds, 1e-9)
                 record["train/elapsed_seconds"] = shared_elapsed
                 record["train/tokens_seen"] = tokens_seen

@@ -3,7 +3,8 @@
 A step budget (--max-steps alone) schedules by step count. A time budget (--max-time) schedules
 by the fraction of the budget used, max(step / max_steps, elapsed / max_time), so the warm-up
 and decay stretch over whatever number of steps the machine manages and the learning rate
-reaches its end value at the deadline (cramming's budget-based schedule).
+reaches its end value at the deadline (cramming's budget-based schedule). The same fraction
+grows the batch under --batch-ramp (`micro_batches_per_step`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def budget_progress(step: int, elapsed_seconds: float, config: TrainingConfig) -
     if config.max_time_seconds is not None:
         fractions.append(elapsed_seconds / config.max_time_seconds)
     return min(max(fractions), 1.0)
+
+
+def micro_batches_per_step(step: int, elapsed_seconds: float, config: TrainingConfig) -> int:
+    """How many micro-batches the optimizer step at this point of the budget accumulates.
+
+    Without --batch-ramp, always gradient_accumulation_steps. With it, the count rises linearly
+    with the fraction of the budget used, from 1 at the start to gradient_accumulation_steps once
+    batch_ramp of the budget is spent (cramming: small batches make the most of early training,
+    when the gradient's direction matters more than its precision; large ones reduce noise later).
+    """
+    full = config.gradient_accumulation_steps
+    if config.batch_ramp <= 0 or full == 1:
+        return full
+    ramp = min(budget_progress(step, elapsed_seconds, config) / config.batch_ramp, 1.0)
+    return 1 + int(ramp * (full - 1) + 0.5)
 
 
 def budget_learning_rate_multiplier(step: int, elapsed_seconds: float, config: TrainingConfig) -> float:

@@ -217,3 +217,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
                               "--registry", str(tmp_path / "registry.sqlite")], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "checkpoints" / "latest").read_text().strip() == f"step-{saved_step + 2:08d}"
+
+
+def test_batch_ramp_grows_the_batch_and_is_validated_first(tmp_path, capsys):
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    assert pretrain(tmp_path, corpus, "flat", "--max-steps", "2", "--batch-ramp", "0.5") == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--gradient-accumulation-steps" in captured.err and captured.out == ""
+    assert not (tmp_path / "flat").exists()
+    assert pretrain(tmp_path, corpus, "ramp", "--max-steps", "4", "--log-every", "1", "--gradient-accumulation-steps", "4", "--batch-ramp", "0.5") == 0
+    assert "growing from 2 over the first 50% of the budget" in capsys.readouterr().out
+    assert [line["train/batch_size"] for line in metrics_lines(tmp_path / "ramp") if "train/batch_size" in line] == [2, 6, 8, 8]
+    assert json.loads((tmp_path / "ramp" / "run.json").read_text())["training"]["batch_ramp"] == 0.5

@@ -108,3 +108,30 @@ def test_a_task_without_loss_units_keeps_the_mean_of_micro_batch_means(global_ba
     train(model, task, training, tmp_path / "old", {}, CPU)
     logged = [json.loads(line) for line in (tmp_path / "old" / "metrics.jsonl").read_text().splitlines() if "train/loss" in line][0]
     assert logged["train/loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_growing_batch_scales_each_step_by_the_micro_batches_it_read(global_batch_and_vocab, tmp_path):
+    """The first step of a batch ramp reads one micro-batch of 8; its update must be that of a plain batch of 8."""
+    batch, vocab_size = global_batch_and_vocab
+
+    def first_step(run_dir: Path, **training_overrides) -> dict:
+        torch.manual_seed(0)
+        config = preset_config("tiny", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                               max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = BertForPreTraining(config)
+        values = {"max_steps": 4, "learning_rate": 1e-3, "log_every": 1, "eval_every": 0, "save_every": 0, "progress": False, "num_threads": 1}
+        training = TrainingConfig(**{**values, **training_overrides})
+        for task in (FixedGlobalBatchTask(batch, 8), MeanPerMicroBatchTask(FixedGlobalBatchTask(batch, 8))):
+            name = type(task).__name__
+            train(model if name == "FixedGlobalBatchTask" else BertForPreTraining(config), task, training, run_dir / name, {}, CPU)
+        return {
+            name: [json.loads(line) for line in (run_dir / name / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
+            for name in ("FixedGlobalBatchTask", "MeanPerMicroBatchTask")
+        }
+
+    plain = first_step(tmp_path / "plain", batch_size=8)
+    ramped = first_step(tmp_path / "ramp", batch_size=GLOBAL_BATCH, gradient_accumulation_steps=4, batch_ramp=1.0)
+    for name in plain:  # with and without loss_units
+        assert ramped[name][0]["train/batch_size"] == 8 and ramped[name][-1]["train/batch_size"] > 8
+        assert ramped[name][0]["train/loss"] == pytest.approx(plain[name][0]["train/loss"], rel=1e-6)
+        assert ramped[name][0]["train/grad_norm"] == pytest.approx(plain[name][0]["train/grad_norm"], rel=1e-5)

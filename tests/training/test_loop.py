@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefine.checkpoint import latest_checkpoint
+from prefine.checkpoint import latest_checkpoint, load_trainer_state
 from prefine.errors import PrefineError
 from prefine.model import BertForPreTraining, preset_config
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
@@ -36,7 +36,8 @@ def make_run(parts, model_overrides=None, **training_overrides):
     data = PretrainingDataConfig(max_seq_length=32)
     training = TrainingConfig(**{"max_steps": 10, "batch_size": 8, "learning_rate": 1e-3, "log_every": 1, "eval_every": 0,
                                  "save_every": 0, "progress": False, "seed": 7, **training_overrides})
-    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, data, seed=7, global_batch_size=training.batch_size)
+    micro_batch = training.batch_size // training.gradient_accumulation_steps
+    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, data, seed=7, global_batch_size=micro_batch)
     torch.manual_seed(7)
     config = preset_config("tiny", vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64, num_attention_heads=2, max_position_embeddings=64, **(model_overrides or {}))
     model = BertForPreTraining(config)  # dropout stays on (0.1): resume must restore its RNG too
@@ -83,6 +84,27 @@ def test_resume_after_ctrl_c_equals_uninterrupted_training(pretraining_parts, tm
     assert resumed == expected  # bit-identical, not approximately equal
 
 
+def test_resume_with_a_growing_batch_equals_uninterrupted_training(pretraining_parts, tmp_path):
+    ramp = {"batch_size": 8, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}
+    model, task, training = make_run(pretraining_parts, **ramp)
+    train(model, task, training, tmp_path / "straight", {}, CPU)
+    expected = train_losses(tmp_path / "straight")
+    logged = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    # 1, 2, 2, 3, 3, 4, ... micro-batches of 2: the batch grows over the first 60% of the 10 steps.
+    assert [line["train/batch_size"] for line in logged if "train/batch_size" in line] == [2, 4, 4, 6, 6, 8, 8, 8, 8, 8]
+
+    model, task, training = make_run(pretraining_parts, **ramp)
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train(model, InterruptingTask(task, at_call=6), training, tmp_path / "resumed", {}, CPU)  # inside the 4th step
+    assert interrupted.value.step == 4
+    # The data position counts the micro-batches really read: 1 + 2 + 2 + 3 of 2 examples.
+    assert load_trainer_state(latest_checkpoint(tmp_path / "resumed"))["position"]["offset"] == 16
+
+    model, task, training = make_run(pretraining_parts, **ramp)
+    train(model, task, training, tmp_path / "resumed", {}, CPU, resume=True)
+    assert train_losses(tmp_path / "resumed") == expected
+
+
 def test_learning_rate_schedule_warms_up_then_decays():
     config = TrainingConfig(max_steps=100, warmup_steps=10, schedule="linear")
     assert learning_rate_multiplier(0, config) < learning_rate_multiplier(5, config) < learning_rate_multiplier(10, config) == 1.0
@@ -105,6 +127,10 @@ def test_no_weight_decay_on_biases_and_layer_norm(pretraining_parts):
 def test_bad_batch_configuration_is_a_clear_error():
     with pytest.raises(PrefineError, match="not divisible"):
         TrainingConfig(batch_size=10, gradient_accumulation_steps=3)
+    with pytest.raises(PrefineError, match="nothing to grow"):
+        TrainingConfig(batch_size=32, batch_ramp=0.5)
+    with pytest.raises(PrefineError, match="between 0 and 1"):
+        TrainingConfig(batch_size=32, gradient_accumulation_steps=4, batch_ramp=1.5)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(pretraining_parts, tmp_path):

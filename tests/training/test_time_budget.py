@@ -238,6 +238,16 @@ def test_learning_rate_follows_the_elapsed_fraction_of_the_budget(tmp_path):
 # --- stopping and resuming -------------------------------------------------------------------
 
 
+def test_the_batch_grows_with_the_fraction_of_the_time_budget_used(tmp_path):
+    clock = FakeClock()
+    task = ClockedTask(clock, batch_seconds=1.0)  # each micro-batch of 4 costs a second
+    result = train(model(), task, config(batch_size=16, gradient_accumulation_steps=4, batch_ramp=0.5), tmp_path / "run", {}, CPU, clock=clock)
+    logged = train_records(tmp_path / "run")
+    # Budget used before each step: 0, 1, 3 and 6 of 10 seconds, i.e. 0, 20%, 60% and (past) 100% of the ramp.
+    assert [logged[step]["train/batch_size"] for step in sorted(logged)] == [4, 8, 12, 16]
+    assert result.step == 4 and task.calls == 10
+
+
 def test_training_stops_at_the_deadline_with_a_final_evaluation_and_checkpoint(tmp_path, capsys):
     clock = FakeClock()
     task = ClockedTask(clock, batch_seconds=1.0, eval_seconds=0.5)
