@@ -26,8 +26,9 @@ from tokenizers import Tokenizer
 from prefine.errors import PrefineError
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
+from prefine.model.heads import IGNORE_LABEL
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
-from prefine.pretraining_data.shards import TokenShards, split_documents
+from prefine.pretraining_data.shards import TokenShards, split_documents, token_counts
 from prefine.tokenizer import SpecialTokenIds, special_token_ids
 from prefine.training.position import DataPosition
 
@@ -156,6 +157,22 @@ class PretrainingBatches:
         ]
         self._eval_batches[batch_size] = batches
         return batches
+
+    def unigram_baseline(self, eval_batches: list[dict[str, torch.Tensor | int]]) -> tuple[float, float] | None:
+        """(loss in nats, accuracy) of a model that knows only word frequencies, on these batches' masked tokens.
+
+        The frequencies are the training documents' (add-one smoothed); the accuracy is that of
+        always predicting the most frequent token. Masked LM at first learns exactly this, so a
+        held-out MLM loss still close to it means the encoder has learned little about context
+        yet. None when the batches mask nothing.
+        """
+        targets = torch.cat([batch["mlm_labels"][batch["mlm_labels"] != IGNORE_LABEL] for batch in eval_batches]) if eval_batches else None
+        if targets is None or not len(targets):
+            return None
+        counts = token_counts(self.shards, self.doc_ids).astype(np.float64)
+        log_probability = np.log(counts + 1.0) - np.log(counts.sum() + len(counts))
+        ids = targets.numpy()
+        return float(-log_probability[ids].mean()), float((ids == int(counts.argmax())).mean())
 
     def _masked_batch(self, instances: Instances, generator: torch.Generator) -> dict[str, torch.Tensor | int]:
         collated = collate(instances, self.shards, self.document_token_starts, self.special_ids, self.is_continuation)

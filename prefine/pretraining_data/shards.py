@@ -12,6 +12,8 @@ large the corpus is, and later stages read any sentence with one slice of a memo
 Because sentences of a document, and documents, follow each other in `tokens`, any run of
 consecutive sentences is one contiguous token range; the instance builder relies on this.
 Sentences with no tokens and documents with no sentences left are dropped while writing.
+`token_counts` counts ids over a set of documents in one pass over the map (the word
+frequencies that a pre-training run's held-out loss is compared against).
 """
 
 from __future__ import annotations
@@ -230,6 +232,31 @@ def cached_token_shards(
         return shards
     print(f"Building token cache {directory}", file=sys.stderr)
     return build_token_shards(documents_factory(), tokenizer, directory, batch_size=batch_size, metadata=key_parts)
+
+
+# Tokens counted per pass of `token_counts`: bounds the memory of counting a corpus of any size.
+COUNT_CHUNK_TOKENS = 1 << 24
+
+
+def token_counts(shards: TokenShards, doc_ids: np.ndarray) -> np.ndarray:
+    """int64 [vocab_size]: how often each id occurs in the given documents.
+
+    Counts the whole memory map in chunks and subtracts the documents not asked for, so a
+    training split (nearly every document) costs one pass and no copy of the corpus.
+    """
+    doc_ids = np.asarray(doc_ids, dtype=np.int64)
+    counts = np.zeros(shards.vocab_size, dtype=np.int64)
+    starts = shards.document_token_starts()
+    others = np.setdiff1d(np.arange(shards.num_documents, dtype=np.int64), doc_ids, assume_unique=True)
+    if len(others) > len(doc_ids):
+        for document in doc_ids:
+            counts += np.bincount(shards.tokens[starts[document] : starts[document + 1]], minlength=shards.vocab_size)
+        return counts
+    for first in range(0, shards.num_tokens, COUNT_CHUNK_TOKENS):
+        counts += np.bincount(shards.tokens[first : first + COUNT_CHUNK_TOKENS], minlength=shards.vocab_size)
+    for document in others:
+        counts -= np.bincount(shards.tokens[starts[document] : starts[document + 1]], minlength=shards.vocab_size)
+    return counts
 
 
 def split_documents(shards: TokenShards, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -448,4 +448,11 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         handle.set_metrics(result.last_eval, key)
     if context.is_main:
         print(f"done: {result.step} steps; checkpoint {result.last_checkpoint}")
+        # A reference for the held-out loss: masked LM first learns word frequencies, and only a
+        # loss well below theirs says the encoder has learned something about context.
+        if "mlm_loss" in result.last_eval and (baseline := train_batches.unigram_baseline(eval_batches)) is not None:
+            print(
+                f"held-out masked LM: loss {result.last_eval['mlm_loss']:.2f} nats, accuracy {result.last_eval['mlm_accuracy']:.1%} "
+                f"(word frequencies alone: {baseline[0]:.2f} nats, {baseline[1]:.1%})"
+            )
     return result

@@ -205,3 +205,21 @@ def test_one_document_corpus_has_no_eval_batches(tokenizer, tmp_path):
     assert batches.eval_batches(4) == []
     batch, _ = batches.batch_at(DataPosition(0, 0))
     assert (batch["next_sentence_label"] == -1).all()
+
+
+def test_unigram_baseline_scores_the_masked_eval_tokens_with_training_frequencies(shards, tokenizer):
+    import math
+    from collections import Counter
+
+    batches = make_batches(shards, tokenizer)
+    evaluation = batches.eval_batches(4)
+    train_counts = Counter(token for document in batches.doc_ids.tolist() for token in shards.document_tokens(document).tolist())
+    total, vocab = sum(train_counts.values()), shards.vocab_size
+    targets = [int(t) for batch in evaluation for t in batch["mlm_labels"].flatten() if t != IGNORE_LABEL]
+    most_frequent = max(train_counts, key=train_counts.get)
+    expected_loss = sum(-math.log((train_counts[t] + 1) / (total + vocab)) for t in targets) / len(targets)
+    loss, accuracy = batches.unigram_baseline(evaluation)
+    assert loss == pytest.approx(expected_loss, rel=1e-9)
+    assert accuracy == pytest.approx(sum(t == most_frequent for t in targets) / len(targets))
+    assert 0 < accuracy < 1 and 0 < loss < math.log(vocab)  # frequencies beat a uniform guess
+    assert batches.unigram_baseline([]) is None

@@ -13,6 +13,7 @@ from prefine.pretraining_data.shards import (
     cache_key,
     cached_token_shards,
     split_documents,
+    token_counts,
     token_dtype,
 )
 from pretraining_data_helpers import SPECIAL_TOKENS, random_documents
@@ -196,3 +197,15 @@ print(shards.num_documents, int(np.asarray(shards.tokens, dtype=np.int64).sum())
     assert all(process.returncode == 0 for process in processes), [err for _, err in results]
     assert results[0][0] == results[1][0] and results[0][0].split()[0] == str(len(random_documents(7, 300)))
     assert len(list((tmp_path / "cache").iterdir())) == 1, "one cache folder, no partial or stale ones"
+
+
+@pytest.mark.parametrize("side", ["train", "eval"])
+def test_token_counts_count_only_the_documents_asked_for(tokenizer, tmp_path, side):
+    shards = build_token_shards(random_documents(9, 60), tokenizer, tmp_path / "cache")
+    train_ids, eval_ids = split_documents(shards, 0.2, seed=1)
+    doc_ids = train_ids if side == "train" else eval_ids  # most documents (counted by subtraction) or few (one by one)
+    expected = np.zeros(shards.vocab_size, dtype=np.int64)
+    for document in doc_ids:
+        for token in shards.document_tokens(int(document)).tolist():
+            expected[token] += 1
+    np.testing.assert_array_equal(token_counts(shards, doc_ids), expected)

@@ -229,3 +229,11 @@ def test_batch_ramp_grows_the_batch_and_is_validated_first(tmp_path, capsys):
     assert "growing from 2 over the first 50% of the budget" in capsys.readouterr().out
     assert [line["train/batch_size"] for line in metrics_lines(tmp_path / "ramp") if "train/batch_size" in line] == [2, 6, 8, 8]
     assert json.loads((tmp_path / "ramp" / "run.json").read_text())["training"]["batch_ramp"] == 0.5
+
+
+def test_pretrain_ends_with_the_held_out_loss_beside_word_frequencies(tmp_path, capsys):
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    assert pretrain(tmp_path, corpus, "run", "--max-steps", "2") == 0
+    last = [line for line in metrics_lines(tmp_path / "run") if "eval/mlm_loss" in line][-1]
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith(f"held-out masked LM: loss {last['eval/mlm_loss']:.2f} nats, accuracy {last['eval/mlm_accuracy']:.1%} (word frequencies alone: ")
