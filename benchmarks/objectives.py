@@ -53,10 +53,14 @@ from prefine.tasks.interface import get_task  # noqa: E402
 from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
 from prefine.tokenizer import TokenizerConfig  # noqa: E402
 
-# name -> (data overrides, model overrides, training overrides), applied on top of the defaults of
-# `prefine pretrain` as a user would pass flags. "default" is exactly what a plain command does.
-VARIANTS: dict[str, tuple[dict, dict, dict]] = {
+# name -> (data overrides, model overrides, training overrides[, run overrides]), applied on top of
+# the defaults of `prefine pretrain` as a user would pass flags. "default" is exactly what a plain
+# command does.
+VARIANTS: dict[str, tuple[dict, ...]] = {
     "default": ({}, {}, {}),
+    # Output biases left at zero (prefine's behaviour until --frequency-bias became the default).
+    "no-frequency-bias": ({}, {}, {}, {"frequency_bias": False}),
+    "electra-no-frequency-bias": ({"objective": "electra"}, {}, {}, {"frequency_bias": False}),
     # The recipe prefine shipped before issue 15 (BERT's settings scaled down): the baseline
     # the diagnosis starts from.
     "bert-2019": (
@@ -143,7 +147,8 @@ def prepare_sst2(work: Path, sst2_dir: Path, labels: int) -> tuple[Path, list[La
 
 
 def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
-    data_overrides, model_overrides, training_overrides = VARIANTS[variant]
+    data_overrides, model_overrides, training_overrides, *rest = VARIANTS[variant]
+    run_overrides = rest[0] if rest else {}
     data = dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)
     defaults = pretrain_recipe.PRETRAIN_TRAINING_DEFAULTS
     training = dataclasses.replace(
@@ -154,6 +159,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         run=pretrain_recipe.PretrainRunConfig(
             out=str(out), preset=args.preset, cache_dir=str(args.work_dir / "cache"), registry=str(args.work_dir / "registry.sqlite"),
             tokenizer=str(args.work_dir / f"tokenizer-{corpus.parent.name}") if (args.work_dir / f"tokenizer-{corpus.parent.name}").exists() else "",
+            **run_overrides,
         ),
         corpus=CorpusConfig(paths=[str(corpus)], format="lines" if corpus.parent.name == "builtin" else "auto"),
         tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=args.vocab_size),

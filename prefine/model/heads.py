@@ -129,6 +129,25 @@ class BertForPreTraining(nn.Module):
         """Vocabulary logits at every position [B, L, V] (fill-mask and tests; training never needs them)."""
         return self.cls.predictions(self.bert(input_ids, token_type_ids, attention_mask))
 
+    @torch.no_grad()
+    def start_from_token_frequencies(self, counts: torch.Tensor, mlm_probability: float) -> None:
+        """Set the MLM bias to the log of each token's (add-one smoothed) corpus frequency.
+
+        The untrained model then already predicts word frequencies, the first thing masked LM
+        learns. Left at zero, a bias moves about one learning rate per Adam step, so matching
+        frequencies that span ten nats would take thousands of steps; the network gets there
+        sooner by pushing a shared frequency direction into its hidden states and embeddings,
+        and fine-tuning inherits those distorted features. (`mlm_probability` is unused here;
+        ELECTRA's discriminator needs it.)
+        """
+        self.cls.predictions.bias.copy_(log_frequencies(counts))
+
+
+def log_frequencies(counts: torch.Tensor) -> torch.Tensor:
+    """log((count + 1) / (total + vocabulary)): add-one smoothed log frequencies, one per id."""
+    counts = counts.to(torch.float64)
+    return (torch.log(counts + 1.0) - torch.log(counts.sum() + len(counts))).float()
+
 
 @dataclass
 class ClassificationOutput:

@@ -15,6 +15,7 @@ from prefine.pretraining_data.shards import (
     cache_key,
     cached_token_shards,
     split_documents,
+    token_counts,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "nsp_coverage_warning",
     "sequence_length_warning",
     "split_documents",
+    "token_counts",
 ]

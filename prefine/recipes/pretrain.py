@@ -32,7 +32,7 @@ from prefine.model.electra import (
     generator_config,
     load_electra_state,
 )
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning, token_counts
 from prefine.recipes.common import (
     InitSource,
     check_resume_overrides,
@@ -60,6 +60,11 @@ class PretrainRunConfig:
     cache_dir: str = option("", "where tokenized corpora are cached (default: $PREFINE_CACHE or ~/.cache/prefine)")
     registry: str = option("", "run registry database (default: registry.sqlite beside the run folder, or $PREFINE_REGISTRY)")
     name: str = option("", "name of the run in the registry (default: the run folder's name)")
+    frequency_bias: bool = option(
+        True,
+        "start a new model's output biases from the corpus: the MLM (or ELECTRA generator) bias at the log word frequencies, "
+        "the ELECTRA discriminator's at the log-odds of a replaced token, so training does not bend the encoder's states to learn them",
+    )
 
 
 # What a plain `prefine pretrain` does when no flag says otherwise. Budgets of minutes to hours on a
@@ -379,6 +384,11 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if resuming and read_run(run_dir).get("generator"):
         saved_generator = from_dict(BertConfig, read_run(run_dir)["generator"], "generator")
     model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init, saved_generator)
+    if init is None and setup.run.frequency_bias:
+        # Every rank computes the same counts from the same shards (and a resumed run's
+        # checkpoint replaces these weights anyway).
+        counts = torch.from_numpy(token_counts(shards, train_batches.doc_ids))
+        model.start_from_token_frequencies(counts, setup.data.mlm_probability)
     if resuming:
         saved_model = read_run(run_dir)["model"]
         if saved_model != dataclasses.asdict(model_config):

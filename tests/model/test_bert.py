@@ -303,3 +303,29 @@ def test_openmp_wait_policy_changes_no_result():
         results[policy] = json.loads(finished.stdout.strip().splitlines()[-1])
     assert len(set(results[None]["losses"])) == 3, "training moved"
     assert results["PASSIVE"] == results[None]
+
+
+def zipf_counts(vocab: int = 97) -> torch.Tensor:
+    """Word counts steeper than a real vocabulary's (count ~ 1 / rank^2), none for the special ids."""
+    counts = (100_000 / torch.arange(1, vocab + 1, dtype=torch.float64) ** 2).round()
+    counts[:5] = 0
+    return counts
+
+
+def test_frequency_bias_makes_the_untrained_model_predict_word_frequencies():
+    counts = zipf_counts()
+    smoothed = (counts + 1) / (counts.sum() + len(counts))
+    entropy = float(-(smoothed * smoothed.log()).sum())
+    # Targets drawn from the same frequencies: a model that knows them scores the entropy.
+    targets = torch.multinomial(smoothed.float(), 3 * 12, replacement=True, generator=torch.Generator().manual_seed(1)).view(3, 12)
+    input_ids, token_type_ids = random_batch()
+    losses = {}
+    for start_from_frequencies in (False, True):
+        torch.manual_seed(0)
+        model = BertForPreTraining(tiny_config(tie_word_embeddings=False))
+        if start_from_frequencies:
+            model.start_from_token_frequencies(counts, mlm_probability=0.15)
+        losses[start_from_frequencies] = float(model(input_ids, token_type_ids, mlm_labels=targets).mlm_loss)
+    torch.testing.assert_close(model.cls.predictions.bias, smoothed.log().float())
+    assert abs(losses[False] - torch.log(torch.tensor(97.0)).item()) < 0.3  # zero bias: about uniform
+    assert abs(losses[True] - entropy) < 0.6 and losses[True] < losses[False] - 0.5

@@ -144,3 +144,21 @@ def test_replacements_are_drawn_from_the_tempered_softmax():
         expected = torch.softmax(log_probs[0].double() / temperature, dim=-1)
         torch.testing.assert_close(frequencies, expected, atol=0.01, rtol=0)
         assert frequencies[3] == 0  # a token of (nearly) zero probability is never drawn
+
+
+def test_frequency_bias_starts_the_generator_at_word_frequencies_and_the_discriminator_at_the_replaced_prior():
+    import math
+
+    counts = torch.zeros(VOCAB, dtype=torch.float64)
+    counts[5:] = (1000 / torch.arange(1, VOCAB - 4, dtype=torch.float64)).round()
+    model = tiny_electra()
+    model.start_from_token_frequencies(counts, mlm_probability=0.15)
+    smoothed = (counts + 1) / (counts.sum() + VOCAB)
+    torch.testing.assert_close(model.generator_lm_head.bias, smoothed.log().float())
+    # A masked position is replaced unless the frequency-only generator draws the original back.
+    replaced = 0.15 * (1 - float((smoothed**2).sum()))
+    assert float(model.discriminator_predictions.dense_prediction.bias) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    batch = masked_batch()
+    with torch.no_grad():
+        probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
+    assert abs(float(probabilities[batch["attention_mask"].bool()].mean()) - replaced) < 0.05  # the untrained model says the prior

@@ -231,9 +231,16 @@ def test_batch_ramp_grows_the_batch_and_is_validated_first(tmp_path, capsys):
     assert json.loads((tmp_path / "ramp" / "run.json").read_text())["training"]["batch_ramp"] == 0.5
 
 
-def test_pretrain_ends_with_the_held_out_loss_beside_word_frequencies(tmp_path, capsys):
+def test_new_models_start_from_word_frequencies_and_end_beside_them(tmp_path, capsys):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
     assert pretrain(tmp_path, corpus, "run", "--max-steps", "2") == 0
     last = [line for line in metrics_lines(tmp_path / "run") if "eval/mlm_loss" in line][-1]
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith(f"held-out masked LM: loss {last['eval/mlm_loss']:.2f} nats, accuracy {last['eval/mlm_accuracy']:.1%} (word frequencies alone: ")
+    frequencies_loss = float(summary.split("word frequencies alone: ")[1].split(" nats")[0])
+    # A new model starts from the word frequencies (--frequency-bias), not from a uniform guess.
+    first = [line for line in metrics_lines(tmp_path / "run") if "eval/mlm_loss" in line][0]
+    assert first["step"] == 0 and abs(first["eval/mlm_loss"] - frequencies_loss) < 0.25
+    assert pretrain(tmp_path, corpus, "zero-bias", "--max-steps", "1", "--no-frequency-bias") == 0
+    first = [line for line in metrics_lines(tmp_path / "zero-bias") if "eval/mlm_loss" in line][0]
+    assert first["eval/mlm_loss"] > frequencies_loss + 0.5
