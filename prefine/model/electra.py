@@ -6,7 +6,9 @@ generator replaced it. The discriminator learns from every position instead of t
 predicts, which is why ELECTRA gets more out of a small compute budget; it is the network that
 fine-tuning starts from. The loss is `generator_weight * MLM + discriminator_weight * BCE`
 (ELECTRA's 1 and 50), the sampling carries no gradient, and a sampled token that happens to
-equal the original counts as "original".
+equal the original counts as "original". A new model's output biases start from the corpus
+(`start_from_token_frequencies`: word frequencies for the generator, the replaced-token prior for
+the discriminator), which keeps the discriminator from collapsing its states to learn the prior.
 
 The two networks share the token, position and segment embeddings and the embedding LayerNorm
 (google-research/electra's default): the generator holds a reference to the discriminator's

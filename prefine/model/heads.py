@@ -8,6 +8,8 @@ without reshaping.
 The MLM head is *sparse*: it projects to the vocabulary only at the ~15% of positions that
 are masked. With a 30k vocabulary the dense projection is a large share of BERT's compute
 (field notes: 40% of mini's FLOPs), all of it wasted on positions whose loss is ignored.
+`BertForPreTraining.start_from_token_frequencies` starts its bias at the corpus's log word
+frequencies, so the encoder need not bend its states to learn them.
 """
 
 from __future__ import annotations
