@@ -317,7 +317,9 @@ def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_le
     Documents shorter than a sequence are packed (under "mlm", and under "mlm+nsp" for
     single-sentence documents), so no position is padding; but each sequence then joins several
     unrelated documents, attention across them teaches nothing, and its cost grows with the
-    sequence length. At budgets of minutes every position counts.
+    sequence length. The warning says what issue 15's benchmark found rather than promising a
+    speed-up: on a 2-core CPU the shorter sequences' smaller matrices cost more than the
+    attention they save.
     """
     starts = shards.document_token_starts()
     ids = np.asarray(doc_ids, dtype=np.int64)
@@ -331,9 +333,10 @@ def sequence_length_warning(shards: TokenShards, doc_ids: np.ndarray, max_seq_le
         return None
     return (
         f"the median training document has {median:.0f} tokens, far below --max-seq-length {max_seq_length}: each sequence packs "
-        f"about {max_seq_length / (median + 2):.0f} unrelated documents. For a corpus of short texts --max-seq-length {suggestion} "
-        "reads the same text with shorter attention rows (fine-tuning inputs longer than that would meet position embeddings "
-        "pre-training never trained)."
+        f"about {max_seq_length / (median + 2):.0f} unrelated documents. --max-seq-length {suggestion} spends less attention "
+        "across them (fine-tuning inputs longer than that would meet untrained position embeddings); on a 2-core CPU at 15 "
+        "minutes it read fewer tokens/s and fine-tuned no better (benchmarks/README.md); it saves more where attention is a "
+        "larger share of the step, as on GPUs."
     )
 
 
