@@ -145,10 +145,10 @@ class BertForPreTraining(nn.Module):
         self.cls.predictions.bias.copy_(log_frequencies(counts))
 
 
-def log_frequencies(counts: torch.Tensor) -> torch.Tensor:
+def log_frequencies(counts: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """log((count + 1) / (total + vocabulary)): add-one smoothed log frequencies, one per id."""
     counts = counts.to(torch.float64)
-    return (torch.log(counts + 1.0) - torch.log(counts.sum() + len(counts))).float()
+    return (torch.log(counts + 1.0) - torch.log(counts.sum() + len(counts))).to(dtype)
 
 
 @dataclass

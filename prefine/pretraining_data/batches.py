@@ -25,8 +25,8 @@ from tokenizers import Tokenizer
 
 from prefine.errors import PrefineError
 from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.model.heads import IGNORE_LABEL, log_frequencies
 from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
-from prefine.model.heads import IGNORE_LABEL
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents, token_counts
 from prefine.tokenizer import SpecialTokenIds, special_token_ids
@@ -77,6 +77,7 @@ class PretrainingBatches:
         self._epoch: int | None = None
         self._instances: Instances | None = None
         self._eval_batches: dict[int, list[dict]] = {}
+        self._train_token_counts: np.ndarray | None = None
         if config.objective == "mlm+nsp" and (message := nsp_coverage_warning(shards, self.doc_ids)):
             warnings.warn(message, stacklevel=2)
         self.instances_per_epoch(0)  # fail now, not mid-run, if the corpus cannot fill one batch
@@ -169,10 +170,15 @@ class PretrainingBatches:
         targets = torch.cat([batch["mlm_labels"][batch["mlm_labels"] != IGNORE_LABEL] for batch in eval_batches]) if eval_batches else None
         if targets is None or not len(targets):
             return None
-        counts = token_counts(self.shards, self.doc_ids).astype(np.float64)
-        log_probability = np.log(counts + 1.0) - np.log(counts.sum() + len(counts))
-        ids = targets.numpy()
-        return float(-log_probability[ids].mean()), float((ids == int(counts.argmax())).mean())
+        counts = self.train_token_counts()
+        log_probability = log_frequencies(torch.from_numpy(counts), torch.float64)
+        return float(-log_probability[targets].mean()), float((targets == int(counts.argmax())).double().mean())
+
+    def train_token_counts(self) -> np.ndarray:
+        """How often each id occurs in the training documents; counted once (a pass over the corpus)."""
+        if self._train_token_counts is None:
+            self._train_token_counts = token_counts(self.shards, self.doc_ids)
+        return self._train_token_counts
 
     def _masked_batch(self, instances: Instances, generator: torch.Generator) -> dict[str, torch.Tensor | int]:
         collated = collate(instances, self.shards, self.document_token_starts, self.special_ids, self.is_continuation)

@@ -32,7 +32,7 @@ from prefine.model.electra import (
     generator_config,
     load_electra_state,
 )
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning, token_counts
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
 from prefine.recipes.common import (
     InitSource,
     check_resume_overrides,
@@ -387,7 +387,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if init is None and setup.run.frequency_bias:
         # Every rank computes the same counts from the same shards (and a resumed run's
         # checkpoint replaces these weights anyway).
-        counts = torch.from_numpy(token_counts(shards, train_batches.doc_ids))
+        counts = torch.from_numpy(train_batches.train_token_counts())
         model.start_from_token_frequencies(counts, setup.data.mlm_probability)
     if resuming:
         saved_model = read_run(run_dir)["model"]
