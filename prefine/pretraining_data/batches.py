@@ -11,7 +11,9 @@ global_batch_size // world_size examples, padded to the longest sequence in the 
 examples (and their masks) do not depend on how many processes share the batch.
 
 Sequence layout: [CLS] A [SEP] B [SEP] with token_type_ids 0 for [CLS] A [SEP] and 1 for B [SEP];
-single-segment instances are [CLS] A [SEP] (with a [SEP] between documents inside A).
+single-segment instances are [CLS] A [SEP] (with a [SEP] between documents inside A), or with
+separate_documents one row [CLS] document [SEP] per document A packs: the same text
+per batch in more and shorter rows, each read as fine-tuning will read it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tokenizers import Tokenizer
 from prefine.errors import PrefineError
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.model.heads import IGNORE_LABEL, log_frequencies
-from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices
+from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices, split_at_documents
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents, token_counts
 from prefine.tokenizer import SpecialTokenIds, special_token_ids
@@ -181,7 +183,12 @@ class PretrainingBatches:
         return self._train_token_counts
 
     def _masked_batch(self, instances: Instances, generator: torch.Generator) -> dict[str, torch.Tensor | int]:
+        row_instance = None
+        if self.config.separate_documents:
+            instances, row_instance = split_at_documents(instances, self.document_token_starts)
         collated = collate(instances, self.shards, self.document_token_starts, self.special_ids, self.is_continuation)
+        if row_instance is not None:
+            collated["row_instance"] = torch.from_numpy(row_instance)
         masked_ids, mlm_labels = mask_tokens(
             collated["input_ids"],
             collated.pop("special_tokens_mask"),
@@ -198,8 +205,16 @@ class PretrainingBatches:
         return collated
 
 
-def _rows(batch: dict[str, torch.Tensor | int], rows: slice) -> dict[str, torch.Tensor | int]:
-    """Examples `rows` of a batch, with padding columns beyond their longest sequence dropped."""
+def _rows(batch: dict[str, torch.Tensor | int], instances: slice) -> dict[str, torch.Tensor | int]:
+    """The rows of instances `instances` of a batch, with padding columns beyond their longest sequence dropped.
+
+    An instance is one row, or with separate_documents one row per document it packs
+    ("row_instance" says which instance each row came from).
+    """
+    rows: slice | torch.Tensor = instances
+    if "row_instance" in batch:
+        row_instance = batch["row_instance"]
+        rows = (row_instance >= instances.start) & (row_instance < instances.stop)
     attention_mask = batch["attention_mask"][rows]
     length = int(attention_mask.sum(dim=1).max())
     sliced = {

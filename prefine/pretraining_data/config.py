@@ -27,6 +27,13 @@ class PretrainingDataConfig:
     short_seq_prob: float = option(
         0.1, "Fraction of mlm+nsp instances given a random shorter length, so the model also sees short inputs"
     )
+    separate_documents: bool = option(
+        False,
+        "Packed objectives (mlm, electra): lay each document of a packed sequence out as its own row, [CLS] document [SEP] "
+        "from position 0, attending only to itself, as fine-tuning will read it. The text per batch is the same; each "
+        "document costs one more special token. Without it, documents shorter than --max-seq-length share one row and "
+        "attend across each other",
+    )
     mlm_probability: float = option(0.15, "Fraction of (non-special) tokens the model must predict")
     mask_token_prob: float = option(0.8, "Of the tokens to predict, the fraction replaced by [MASK]")
     random_token_prob: float = option(0.1, "Of the tokens to predict, the fraction replaced by a random token (the rest stay)")
@@ -38,6 +45,11 @@ class PretrainingDataConfig:
     def __post_init__(self) -> None:
         if self.objective not in PACKED_OBJECTIVES + ("mlm+nsp",):
             raise PrefineError(f"unknown objective {self.objective!r}; use --objective mlm, mlm+nsp or electra")
+        if self.separate_documents and self.objective not in PACKED_OBJECTIVES:
+            raise PrefineError(
+                f"--separate-documents lays out packed documents, and --objective {self.objective} builds sentence pairs; "
+                "use it with --objective mlm or electra"
+            )
         if self.max_seq_length < MIN_SEQ_LENGTH:
             raise PrefineError(f"--max-seq-length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH}")
         for name in ("short_seq_prob", "mlm_probability", "mask_token_prob", "random_token_prob"):

@@ -269,6 +269,24 @@ def _add_packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: n
     built.add(window_start, window_end)
 
 
+def split_at_documents(instances: Instances, document_token_starts: np.ndarray) -> tuple[Instances, np.ndarray]:
+    """Cut packed instances where they cross a document boundary: one piece per document.
+
+    Returns the pieces (in instance order, then document order) and, for each piece, the index
+    of the instance it came from. Pieces keep the packing budget of their instance, so a batch
+    of instances still holds the same text however it is laid out; only segment A is cut
+    (packed instances have no B).
+    """
+    first_document = np.searchsorted(document_token_starts, instances.a_start, side="right") - 1
+    last_document = np.searchsorted(document_token_starts, instances.a_end - 1, side="right") - 1
+    instance_of_piece, within = ragged_indices(last_document - first_document + 1)
+    document = first_document[instance_of_piece] + within
+    a_start = np.maximum(instances.a_start[instance_of_piece], document_token_starts[document])
+    a_end = np.minimum(instances.a_end[instance_of_piece], document_token_starts[document + 1])
+    no_b = np.zeros(len(a_start), dtype=np.int64)
+    return Instances(a_start, a_end, no_b, no_b.copy(), instances.nsp_label[instance_of_piece]), instance_of_piece
+
+
 def ragged_indices(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, index within row) for every element of rows with the given lengths, without a Python loop."""
     rows = np.repeat(np.arange(len(lengths)), lengths)

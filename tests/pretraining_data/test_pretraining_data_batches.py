@@ -173,6 +173,45 @@ def test_mlm_objective_batches_have_one_segment_and_separate_documents(shards, t
         assert all(piece and occurs_in(piece, train_texts) for piece in segments(row))
 
 
+def test_separate_documents_lays_each_packed_document_out_as_its_own_row(shards, tokenizer):
+    packed = make_batches(shards, tokenizer, objective="mlm", global_batch_size=32)
+    separate = make_batches(shards, tokenizer, objective="mlm", global_batch_size=32, separate_documents=True)
+    packed_batch, packed_next = packed.batch_at(DataPosition(0, 32))
+    batch, next_position = separate.batch_at(DataPosition(0, 32))
+    assert next_position == packed_next, "the same instances are consumed"
+    rows = original_rows(batch)
+    assert len(rows) > 32 and batch["row_instance"].tolist() == sorted(batch["row_instance"].tolist())
+    assert set(batch["row_instance"].tolist()) == set(range(32))
+    # The same text, in the same order: the packed rows' documents, one per row.
+    assert [segments(row)[0] for row in rows] == [piece for row in original_rows(packed_batch) for piece in segments(row)]
+    train_texts = document_texts(shards, separate.doc_ids)
+    for i, row in enumerate(rows):
+        assert row[0] == CLS and row[-1] == SEP and row.count(SEP) == 1 and row.count(CLS) == 1
+        assert occurs_in(row[1:-1], train_texts)
+        special = [0, len(row) - 1]
+        assert (batch["mlm_labels"][i, special] == IGNORE_LABEL).all()
+    assert batch["num_real_tokens"] == int(batch["attention_mask"].sum())
+    assert (batch["mlm_labels"] != IGNORE_LABEL).any()
+
+
+def test_separate_documents_split_between_ranks_by_instance(shards, tokenizer):
+    batches = make_batches(shards, tokenizer, objective="mlm", global_batch_size=32, separate_documents=True)
+    whole, _ = batches.batch_at(DataPosition(0, 0))
+    parts = [batches.batch_at(DataPosition(0, 0), rank=rank, world_size=4)[0] for rank in range(4)]
+    for rank, part in enumerate(parts):
+        assert set(part["row_instance"].tolist()) == set(range(8 * rank, 8 * rank + 8))
+        assert part["input_ids"].shape[1] == int(part["attention_mask"].sum(1).max()), "padded to its own longest"
+    rank_rows = [row for part in parts for row in zip(original_rows(part), part["mlm_labels"].tolist())]
+    whole_rows = list(zip(original_rows(whole), whole["mlm_labels"].tolist()))
+    assert [row for row, _ in rank_rows] == [row for row, _ in whole_rows]
+    assert [labels[: len(row)] for row, labels in rank_rows] == [labels[: len(row)] for row, labels in whole_rows]
+
+
+def test_separate_documents_needs_a_packed_objective():
+    with pytest.raises(PrefineError, match="--separate-documents.*--objective mlm or electra"):
+        PretrainingDataConfig(objective="mlm+nsp", separate_documents=True)
+
+
 def test_whole_word_masking_in_batches_keeps_words_whole(shards, tokenizer):
     batches = make_batches(shards, tokenizer, whole_word_masking=True, mlm_probability=0.3, global_batch_size=64)
     is_continuation = continuation_lookup(tokenizer)

@@ -244,3 +244,17 @@ def test_new_models_start_from_word_frequencies_and_end_beside_them(tmp_path, ca
     assert pretrain(tmp_path, corpus, "zero-bias", "--max-steps", "1", "--no-frequency-bias") == 0
     first = [line for line in metrics_lines(tmp_path / "zero-bias") if "eval/mlm_loss" in line][0]
     assert first["eval/mlm_loss"] > frequencies_loss + 0.5
+
+
+def test_separate_documents_trains_each_document_in_its_own_row(tmp_path, capsys):
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    assert pretrain(tmp_path, corpus, "pairs", "--objective", "mlm+nsp", "--separate-documents", "--max-steps", "2") == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--objective mlm or electra" in captured.err and captured.out == ""
+    assert not (tmp_path / "pairs").exists()
+    for objective in ("mlm", "electra"):
+        assert pretrain(tmp_path, corpus, objective, "--objective", objective, "--separate-documents", "--max-steps", "3") == 0
+        saved = json.loads((tmp_path / objective / "run.json").read_text())
+        assert saved["data"]["separate_documents"] is True
+        losses = [line["train/loss"] for line in metrics_lines(tmp_path / objective) if "train/loss" in line]
+        assert losses and all(loss == loss and loss > 0 for loss in losses)
