@@ -42,6 +42,8 @@ separator costs one token of the budget), as one segment with NSP label -1. Pack
 between documents that are adjacent in the cache and both in `doc_ids`, so training never reads
 held-out text. A sentence longer than the budget is cut into budget-sized windows. Like RoBERTa,
 no short_seq_prob is applied here. Objective "electra" uses the same packed instances.
+`split_at_documents` cuts packed instances back into one piece per document, for the
+separate_documents layout (one row per document, the same text per batch).
 """
 
 from __future__ import annotations
