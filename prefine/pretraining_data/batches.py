@@ -28,7 +28,14 @@ from tokenizers import Tokenizer
 from prefine.errors import PrefineError
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.model.heads import IGNORE_LABEL, log_frequencies
-from prefine.pretraining_data.instances import Instances, build_instances, nsp_coverage_warning, ragged_indices, split_at_documents
+from prefine.pretraining_data.instances import (
+    Instances,
+    build_instances,
+    documents_spanned,
+    nsp_coverage_warning,
+    ragged_indices,
+    split_at_documents,
+)
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents, token_counts
 from prefine.tokenizer import SpecialTokenIds, special_token_ids
@@ -244,8 +251,7 @@ def collate(
     a_length = instances.a_end - instances.a_start
     b_length = instances.b_end - instances.b_start
     # Packed MLM segments may run across documents; each boundary gets a [SEP].
-    a_first_document = np.searchsorted(document_token_starts, instances.a_start, side="right") - 1
-    a_last_document = np.searchsorted(document_token_starts, instances.a_end - 1, side="right") - 1
+    a_first_document, a_last_document = documents_spanned(instances, document_token_starts)
     a_separators = a_last_document - a_first_document
     b_column = 2 + a_length + a_separators  # after [CLS] A [SEP]
     lengths = b_column + b_length + (b_length > 0)

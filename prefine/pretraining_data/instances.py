@@ -271,6 +271,13 @@ def _add_packed_sentences(shards: TokenShards, doc_ids: np.ndarray, positions: n
     built.add(window_start, window_end)
 
 
+def documents_spanned(instances: Instances, document_token_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last document each instance's segment A reads (they differ only for packed instances)."""
+    first = np.searchsorted(document_token_starts, instances.a_start, side="right") - 1
+    last = np.searchsorted(document_token_starts, instances.a_end - 1, side="right") - 1
+    return first, last
+
+
 def split_at_documents(instances: Instances, document_token_starts: np.ndarray) -> tuple[Instances, np.ndarray]:
     """Cut packed instances where they cross a document boundary: one piece per document.
 
@@ -279,8 +286,7 @@ def split_at_documents(instances: Instances, document_token_starts: np.ndarray) 
     of instances still holds the same text however it is laid out; only segment A is cut
     (packed instances have no B).
     """
-    first_document = np.searchsorted(document_token_starts, instances.a_start, side="right") - 1
-    last_document = np.searchsorted(document_token_starts, instances.a_end - 1, side="right") - 1
+    first_document, last_document = documents_spanned(instances, document_token_starts)
     instance_of_piece, within = ragged_indices(last_document - first_document + 1)
     document = first_document[instance_of_piece] + within
     a_start = np.maximum(instances.a_start[instance_of_piece], document_token_starts[document])

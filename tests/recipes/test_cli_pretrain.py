@@ -246,7 +246,7 @@ def test_new_models_start_from_word_frequencies_and_end_beside_them(tmp_path, ca
     assert first["eval/mlm_loss"] > frequencies_loss + 0.5
 
 
-def test_separate_documents_trains_each_document_in_its_own_row(tmp_path, capsys):
+def test_separate_documents_is_checked_first_then_trains_mlm_and_electra(tmp_path, capsys):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
     assert pretrain(tmp_path, corpus, "pairs", "--objective", "mlm+nsp", "--separate-documents", "--max-steps", "2") == 2
     captured = capsys.readouterr()
