@@ -181,3 +181,52 @@ def test_the_cpu_attention_of_a_decoding_step_equals_sdpa():
     for mask in (None, bias):
         expected = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
         torch.testing.assert_close(_attend_few_queries(query, keys, values, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def _first_step_logits(model: BertEncoderDecoder) -> torch.Tensor:
+    ids, mask = padded_sources()
+    with torch.no_grad():
+        cache = model.start_decoding(model.encode(ids, mask), mask, max_new_tokens=1)
+        return model.decode_step(cache, torch.full((3,), START))
+
+
+def _full_logits(model: BertEncoderDecoder) -> torch.Tensor:
+    ids, mask = padded_sources()
+    with torch.no_grad():
+        return model(ids, mask, torch.full((3, 1), START)).logits[:, 0]
+
+
+def test_derived_decoding_weights_follow_every_kind_of_weight_change():
+    """The fused/transposed weights kept between generation calls must never outlive the weights they came from."""
+    model = tiny_model()
+    _first_step_logits(model)
+    assert model.__dict__.get("_decoding_weights") is not None  # kept in eval mode
+    # A fused AdamW step (what prefine trains with) does not bump version counters: train() must drop the copies.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    model.train()
+    ids, mask = padded_sources()
+    model(ids, mask, torch.full((3, 2), START), torch.full((3, 2), 5)).loss.backward()
+    optimizer.step()
+    model.eval()
+    torch.testing.assert_close(_first_step_logits(model), _full_logits(model), atol=1e-5, rtol=1e-5)
+    # In-place edits in eval mode bump the version counter.
+    with torch.no_grad():
+        model.decoder.bert.embeddings.word_embeddings.weight.mul_(1.5)
+        model.decoder.bert.encoder.layer[0].crossattention.self.key.bias.add_(0.3)
+    torch.testing.assert_close(_first_step_logits(model), _full_logits(model), atol=1e-5, rtol=1e-5)
+    # load_state_dict in eval mode.
+    model.load_state_dict(tiny_model(seed=7).state_dict())
+    torch.testing.assert_close(_first_step_logits(model), _full_logits(model), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_attention_cache_is_projected_at_real_source_tokens_and_zero_at_padding():
+    model = tiny_model()
+    ids, mask = padded_sources()
+    with torch.no_grad():
+        memory = model.encode(ids, mask)
+        cache = model.start_decoding(memory, mask, max_new_tokens=1)
+        keys, values = model._cross_key_values(memory)
+    real = mask.bool()[:, None, :, None].expand_as(keys[0])
+    for ours, theirs in zip(cache.cross_keys + cache.cross_values, keys + values):
+        torch.testing.assert_close(ours[real], theirs[real])
+        assert not ours[~real].any()
