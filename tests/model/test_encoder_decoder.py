@@ -74,10 +74,14 @@ def test_loss_counts_labelled_target_tokens_only():
         assert torch.allclose(model(ids, mask, padded_input, changed).loss, output.loss)
 
 
-def test_cached_decoding_gives_the_logits_of_full_decoding():
+@pytest.mark.parametrize("copies", [1, 4], ids=["3 rows", "12 rows"])
+@pytest.mark.parametrize("first_rows", [None, 1], ids=["all", "one row"])
+def test_cached_decoding_gives_the_logits_of_full_decoding(copies, first_rows):
+    # 1, 3 and 12 rows: a step computes its linear layers in a different orientation for 2-8 rows (FEW_ROWS).
     model = tiny_model()
     ids, mask = padded_sources()
     targets = torch.tensor([[START, 30, 31, 32, 33, 34], [START, 35, 36, 37, 38, 39], [START, 40, 41, 42, 43, 44]])
+    ids, mask, targets = (tensor.repeat(copies, 1)[:first_rows] for tensor in (ids, mask, targets))
     with torch.no_grad():
         full = model(ids, mask, targets).logits
         cache = model.start_decoding(model.encode(ids, mask), mask, max_new_tokens=targets.shape[1])
