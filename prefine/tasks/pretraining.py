@@ -4,7 +4,8 @@ Training statistics (loss, MLM accuracy; for ELECTRA also the discriminator's ac
 precision and recall on "replaced") come from outputs the model computes anyway, so logging
 them costs nothing. Evaluation runs on a fixed set of held-out instances with fixed masks (and,
 for ELECTRA, replacements sampled with a fixed random stream), so its numbers are comparable
-from one evaluation to the next.
+from one evaluation to the next; for ELECTRA it adds the discriminator's ROC AUC, which moves
+while precision and recall still read 0.
 """
 
 from __future__ import annotations
@@ -201,19 +202,43 @@ class ElectraCounts:
         return self.replaced / max(self.tokens, 1)
 
 
+def roc_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative,
+    ties counting half (the Mann-Whitney U statistic over average ranks). NaN without both classes."""
+    scores, positive = scores.detach().double().flatten(), positive.flatten().bool()
+    positives = int(positive.sum())
+    negatives = positive.numel() - positives
+    if not positives or not negatives:
+        return float("nan")
+    values, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    first_rank = torch.cumsum(counts, 0) - counts + 1
+    average_rank = (first_rank + (counts - 1) / 2.0).double()
+    rank_sum = float(average_rank[inverse][positive].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
 def evaluate_electra(model: nn.Module, batches: list[dict[str, Any]], device: torch.device) -> dict[str, float]:
     """The generator's MLM loss, perplexity and accuracy and the discriminator's loss, accuracy,
-    precision and recall on "replaced", all token-weighted over fixed batches."""
+    precision and recall on "replaced", all token-weighted over fixed batches, and its ROC AUC.
+
+    Precision and recall count tokens the discriminator calls "replaced" (probability above one
+    half); for a long first phase it calls none, and they stay 0 while it is already learning. The
+    AUC shows that phase: 0.5 is a discriminator that cannot tell replaced from original at all.
+    """
     sampling = torch.Generator(device=device).manual_seed(EVAL_SAMPLING_SEED)
     counts = ElectraCounts()
     mlm_loss_sum = discriminator_loss_sum = 0.0
+    scores, labels = [], []
     for batch in batches:
         inputs = {key: value.to(device) for key, value in ElectraPretrainingTask._model_inputs(batch).items()}
         output = model(**inputs, sampling_generator=sampling)
         mlm_loss_sum += float(output.generator_loss) * output.generator_targets.numel()
         discriminator_loss_sum += float(output.discriminator_loss) * output.replaced.numel()
         counts.add(output)
+        scores.append(output.discriminator_logits.float().cpu())
+        labels.append(output.replaced.cpu())
     mlm_loss = mlm_loss_sum / max(counts.masked, 1)
+    auc = roc_auc(torch.cat(scores), torch.cat(labels)) if scores else float("nan")
     return {
         "mlm_loss": mlm_loss,
         "perplexity": math.exp(min(mlm_loss, 50.0)),
@@ -223,4 +248,6 @@ def evaluate_electra(model: nn.Module, batches: list[dict[str, Any]], device: to
         "replaced_precision": counts.replaced_precision,
         "replaced_recall": counts.replaced_recall,
         "replaced_fraction": counts.replaced_fraction,
+        # Left out, not NaN, when the evaluation batches held no replaced (or no original) token.
+        **({"replaced_auc": auc} if math.isfinite(auc) else {}),
     }

@@ -79,6 +79,7 @@ def test_pretrain_electra_records_both_networks_and_logs_their_metrics(electra_r
     evals = [line for line in lines if "eval/discriminator_accuracy" in line]
     assert [line["step"] for line in evals] == [0, 3, 6]
     assert all(0 <= line["eval/replaced_recall"] <= 1 and 0 < line["eval/replaced_fraction"] < 0.3 for line in evals)
+    assert all(0 <= line["eval/replaced_auc"] <= 1 for line in evals)
 
 
 def test_finetune_starts_from_the_discriminator(electra_run, capsys):
