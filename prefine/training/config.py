@@ -31,6 +31,12 @@ class TrainingConfig:
         "batch_size / gradient_accumulation_steps to batch_size; 0 keeps the batch fixed",
     )
     learning_rate: float = option(1e-4, "peak learning rate of AdamW (fine-tuning's 0 picks one by model width: 1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)")
+    layer_lr_decay: float = option(
+        1.0,
+        "layer-wise learning-rate decay: the top block trains at the learning rate, each block below at this times the one above, "
+        "the embeddings below the bottom block likewise; task heads and anything outside the encoder's blocks keep the full rate "
+        "(ELECTRA fine-tunes with 0.8); 1 is off",
+    )
     weight_decay: float = option(0.01, "AdamW weight decay (never applied to biases and LayerNorm)")
     adam_beta1: float = option(0.9, "AdamW beta1")
     adam_beta2: float = option(0.999, "AdamW beta2")
@@ -68,6 +74,8 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
+        if not 0.0 < self.layer_lr_decay <= 1.0:
+            raise PrefineError(f"--layer-lr-decay {self.layer_lr_decay} must be in (0, 1]: the factor between one block's learning rate and the next one up's")
         if not 0.0 <= self.batch_ramp <= 1.0:
             raise PrefineError(f"--batch-ramp {self.batch_ramp} must be a fraction of the budget between 0 and 1")
         if self.batch_ramp > 0 and self.gradient_accumulation_steps == 1:

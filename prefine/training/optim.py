@@ -1,4 +1,4 @@
-"""AdamW with BERT's weight-decay exclusions, and the warm-up + decay learning-rate schedule.
+"""AdamW with BERT's weight-decay exclusions and optional layer-wise learning-rate decay, and the warm-up + decay learning-rate schedule.
 
 A step budget (--max-steps alone) schedules by step count. A time budget (--max-time) schedules
 by the fraction of the budget used, max(step / max_steps, elapsed / max_time), so the warm-up
@@ -10,6 +10,7 @@ grows the batch under --batch-ramp (`micro_batches_per_step`).
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable
 
 import torch
@@ -18,26 +19,48 @@ from torch import nn
 from prefine.training.config import TrainingConfig
 
 
+# `encoder.layer.3.` in any model of BERT's names (a classifier's `bert.encoder.layer.3.`, an
+# encoder-decoder's `encoder.encoder.layer.3.` and `decoder.bert.encoder.layer.3.`).
+_BLOCK = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
+
+
+def layer_depths(model: nn.Module) -> dict[str, int]:
+    """Each parameter's depth for layer-wise decay: embeddings 0, block i at i + 1, everything else on top."""
+    blocks = {name: int(match.group(1)) for name, _ in model.named_parameters() if (match := _BLOCK.search(name))}
+    top = max(blocks.values(), default=-1) + 2
+    return {
+        name: blocks[name] + 1 if name in blocks else 0 if ".embeddings." in f".{name}" else top
+        for name, _ in model.named_parameters()
+    }
+
+
 def build_optimizer(model: nn.Module, config: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW where biases and LayerNorm weights get no decay (google-research/bert's exclusion list).
 
     Decaying a LayerNorm gain or a bias pulls it towards zero, which the network must fight
     every step, with no regularising benefit: they hold no interactions between inputs.
+
+    With --layer-lr-decay below 1, parameters are grouped by depth as well (`layer_depths`), each
+    group's learning rate scaled by decay ** (top depth - depth); the schedule multiplies every
+    group alike. The full-rate groups come first, so the logged learning rate is the peak one.
     """
-    decay, no_decay = [], []
+    depths = layer_depths(model) if config.layer_lr_decay < 1.0 else {}
+    top = max(depths.values(), default=0)
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        no_decay = parameter.ndim < 2 or "LayerNorm" in name
+        groups.setdefault((top - depths.get(name, top), no_decay), []).append(parameter)
+    param_groups = [
+        {"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay, "lr": config.learning_rate * config.layer_lr_decay**steps_down}
+        for (steps_down, no_decay), params in sorted(groups.items())
     ]
     # The fused kernel does the whole update in one pass over each tensor (CUDA, and CPU since
     # PyTorch 2.4); the 30k-row embedding table makes the optimizer step a visible share of a
     # small model's step otherwise.
     return torch.optim.AdamW(
-        groups,
+        param_groups,
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_epsilon,
