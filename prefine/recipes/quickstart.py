@@ -220,11 +220,13 @@ def run_quickstart(config: QuickstartConfig) -> int:
 
     print("== 4/4 fine-tuning: which standard-library package does a docstring document?")
     rows = run_builtin_comparison(pretrain_dir, out, config)
-    for name in config.extra_task_list():
-        run_extra_task(name, pretrain_dir, out, config)
     final_accuracy = curve[-1][1] if curve else float("nan")
     pretraining = f"{result.step} pre-training steps" + (f" (time budget {config.pretrain_time})" if config.pretrain_time else "")
+    # Said right under the table it reads, so it is not taken as a verdict on the extra tasks below,
+    # which print their own comparison.
     print("\n" + interpret_comparison(rows, pretraining, final_accuracy))
+    for name in config.extra_task_list():
+        run_extra_task(name, pretrain_dir, out, config)
     print(f"\nall runs are in {out}; list them with: prefine runs --registry {out / 'registry.sqlite'}")
     return 0
 

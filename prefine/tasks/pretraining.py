@@ -210,7 +210,7 @@ def roc_auc(scores: torch.Tensor, positive: torch.Tensor) -> float:
     negatives = positive.numel() - positives
     if not positives or not negatives:
         return float("nan")
-    values, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
     first_rank = torch.cumsum(counts, 0) - counts + 1
     average_rank = (first_rank + (counts - 1) / 2.0).double()
     rank_sum = float(average_rank[inverse][positive].sum())

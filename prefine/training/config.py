@@ -30,7 +30,10 @@ class TrainingConfig:
         "the micro-batches per step rise linearly from 1 to --gradient-accumulation-steps, so the batch grows from "
         "batch_size / gradient_accumulation_steps to batch_size; 0 keeps the batch fixed",
     )
-    learning_rate: float = option(1e-4, "peak learning rate of AdamW (fine-tuning's 0 picks one by model width: 1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)")
+    learning_rate: float = option(
+        1e-4, "peak learning rate of AdamW (pre-training: 1e-3, 3e-4 with --objective electra; fine-tuning's 0 picks one by model width: "
+        "1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)"
+    )
     layer_lr_decay: float = option(
         1.0,
         "layer-wise learning-rate decay: the top block trains at the learning rate, each block below at this times the one above, "

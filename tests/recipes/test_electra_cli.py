@@ -13,6 +13,7 @@ from prefine.cli import main
 from prefine.model import preset_config
 from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig
+from prefine.recipes import pretrain as pretrain_recipe
 from prefine.tasks.pretraining import ElectraPretrainingTask
 from prefine.training import TrainingConfig, TrainingInterrupted, train
 from tests.conftest import synthetic_documents, write_bert_text
@@ -71,6 +72,7 @@ def test_pretrain_electra_records_both_networks_and_logs_their_metrics(electra_r
     saved = json.loads((run / "run.json").read_text())
     assert saved["data"]["objective"] == "electra" and saved["electra"]["generator_size"] == 0.5
     assert saved["model"]["hidden_size"] == 128 and saved["generator"]["hidden_size"] == 64
+    assert saved["training"]["learning_rate"] == pretrain_recipe.ELECTRA_LEARNING_RATE != pretrain_recipe.PRETRAIN_TRAINING_DEFAULTS.learning_rate
     config = json.loads((run / "checkpoints" / "step-00000006" / "config.json").read_text())
     assert config["model_type"] == "electra" and config["generator"]["hidden_size"] == 64
     lines = metrics_lines(run)
