@@ -162,7 +162,7 @@ class DecodingWeights:
     (each parameter with its storage and version counter) catch in-place edits and replaced
     tensors; PyTorch's fused AdamW does not bump version counters, which is why training mode,
     where optimizer steps happen, never keeps them. The price is memory held between calls: the
-    decoder's attention projections and the vocabulary table once more (~10 MB for a mini with a
+    decoder's attention projections and the vocabulary table once more (~15 MB for a mini with a
     10k vocabulary, ~235 MB for a base with 30k).
     """
 
