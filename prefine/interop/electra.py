@@ -15,8 +15,11 @@ Import (`--init` of any recipe): a Hugging Face ELECTRA folder (ElectraForPreTra
 or a fine-tuned ELECTRA classifier) becomes the discriminator, handed to fine-tuning as a BERT
 encoder; a `generator/` folder beside it (what the export writes) comes along for continued
 pre-training and fill-mask. An encoder whose embedding_size differs from its hidden_size (Google's
-ELECTRA-Small: 128 vs 256) has an `embeddings_project` layer that prefine's BERT encoder lacks; it
-is refused with a clear message rather than loaded without it.
+ELECTRA-Small and KoELECTRA-Small: 128 vs 256) keeps its `embeddings_project` layer: the BertConfig
+records `embedding_size` and prefine's encoder projects the narrow embeddings up as ElectraModel
+does. Such an encoder fine-tunes and continues ELECTRA pre-training, but cannot become a
+transformers BERT (whose classes have no projection), so exporting a model fine-tuned from it is
+refused.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from prefine.model.electra import (
 GENERATOR_DIR = "generator"
 DISCRIMINATOR_ARCHITECTURE = "ElectraForPreTraining"
 GENERATOR_ARCHITECTURE = "ElectraForMaskedLM"
-# transformers' ElectraConfig keys with no BERT counterpart that do not change what the encoder computes.
+# transformers' ElectraConfig keys left out of the BertConfig as read: the architecture names, and
+# embedding_size, which `electra_bert_config` sets itself (only where it differs from hidden_size).
 IGNORED_ELECTRA_KEYS = ("embedding_size", "model_type", "architectures")
 
 
@@ -93,7 +97,7 @@ def export_electra_hf(checkpoint: Path, tokenizer, config_json: dict, out_dir: P
         detail = " ".join(str(error).split("\n\t")[1:2]).strip() or str(error).splitlines()[0]
         raise PrefineError(f"checkpoint {checkpoint} does not match its config.json: {detail}") from None
     discriminator, generator = electra_export_states(model)
-    embedding_size = weights.config.hidden_size
+    embedding_size = weights.config.embedding_width
     for folder, state, config, architecture in (
         (out_dir, discriminator, weights.config, DISCRIMINATOR_ARCHITECTURE),
         (out_dir / GENERATOR_DIR, generator, weights.generator_config, GENERATOR_ARCHITECTURE),
@@ -121,18 +125,15 @@ def _read_config(folder: Path) -> dict:
 
 
 def electra_bert_config(values: dict, source: str) -> BertConfig:
-    """An ELECTRA config.json as the BertConfig of the same encoder (refused when it has an embedding projection)."""
-    embedding_size = values.get("embedding_size", values.get("hidden_size"))
-    if embedding_size != values.get("hidden_size"):
-        raise PrefineError(
-            f"{source}: embedding_size {embedding_size} differs from hidden_size {values.get('hidden_size')} (an embeddings_project "
-            "layer, as in Google's ELECTRA-Small); prefine's encoder has no such layer. Use an ELECTRA with equal sizes "
-            "(ELECTRA-Base/Large, or one pre-trained by prefine)"
-        )
+    """An ELECTRA config.json as the BertConfig of the same encoder (`embedding_size` kept when it is not the hidden size)."""
+    embedding_size = values.get("embedding_size") or values.get("hidden_size")
     for flag in ("is_decoder", "add_cross_attention"):
         if values.get(flag):
             raise PrefineError(f"{source}: {flag} is true; prefine imports bidirectional encoders only")
-    return config_from_dict({key: value for key, value in values.items() if key not in IGNORED_ELECTRA_KEYS}, source)
+    config = config_from_dict({key: value for key, value in values.items() if key not in IGNORED_ELECTRA_KEYS}, source)
+    if embedding_size != config.hidden_size:
+        config = dataclasses.replace(config, embedding_size=embedding_size)
+    return config
 
 
 def _split_electra_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -142,9 +143,7 @@ def _split_electra_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
         bare = name[len("electra."):] if name.startswith("electra.") else name
         if bare.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
             continue  # buffers older transformers saved
-        if bare.startswith("embeddings_project."):
-            raise PrefineError("the checkpoint has an embeddings_project layer, which prefine's encoder lacks; use an ELECTRA whose embedding_size equals hidden_size")
-        if bare.startswith(("embeddings.", "encoder.")):
+        if bare.startswith(("embeddings.", "embeddings_project.", "encoder.")):
             encoder[bare] = tensor
         else:
             rest[name] = tensor
@@ -160,8 +159,11 @@ def _generator_weights(folder: Path, discriminator: BertConfig, embeddings: dict
         return None
     values = _read_config(generator_dir)
     source = str(generator_dir / CONFIG_FILE)
-    if values.get("embedding_size") != discriminator.hidden_size:
-        raise PrefineError(f"{source}: the generator's embedding_size {values.get('embedding_size')} is not the discriminator's width {discriminator.hidden_size}; they must share embeddings")
+    if values.get("embedding_size") != discriminator.embedding_width:
+        raise PrefineError(
+            f"{source}: the generator's embedding_size {values.get('embedding_size')} is not the discriminator's "
+            f"embedding width {discriminator.embedding_width}; they must share embeddings"
+        )
     generator_config = config_from_dict({key: value for key, value in values.items() if key not in IGNORED_ELECTRA_KEYS}, source)
     state = {}
     for name, tensor in load_hf_state_dict(generator_dir).items():

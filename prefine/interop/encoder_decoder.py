@@ -32,7 +32,7 @@ import torch
 
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import CONFIG_FILE, ImportedCheckpoint, is_hf_model_dir, load_hf_state_dict, load_hf_tokenizer, load_into
-from prefine.model import BertConfig, BertForPreTraining, config_from_dict
+from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.tokenizer import normalizer_settings
 from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tasks.interface import HFExport
@@ -118,7 +118,7 @@ def warm_start(model: BertEncoderDecoder, state: dict[str, torch.Tensor]) -> lis
 
 
 def _bert_config(config: BertConfig, **extra: Any) -> dict[str, Any]:
-    return {"model_type": "bert", **dataclasses.asdict(config), "position_embedding_type": "absolute", **extra}
+    return {"model_type": "bert", **bert_config_fields(config), "position_embedding_type": "absolute", **extra}
 
 
 def encoder_decoder_export(model: BertEncoderDecoder, config: BertConfig, head: dict[str, Any]) -> HFExport:

@@ -18,7 +18,6 @@ An ELECTRA run exports as two folders, the discriminator and its generator (pref
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
-from prefine.model import BertConfig, BertForPreTraining, config_from_dict
+from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.model.electra import is_electra_checkpoint_config
 from prefine.tasks.interface import all_tasks, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
@@ -92,7 +91,7 @@ def hf_config_dict(config: BertConfig, architecture: str, config_json: dict) -> 
     values = {
         "model_type": "bert",
         "architectures": [architecture],
-        **dataclasses.asdict(config),
+        **bert_config_fields(config),
         "position_embedding_type": "absolute",
         "tie_word_embeddings": config.tie_word_embeddings,  # tied: the MLM decoder is the word-embedding table
         "dtype": "float32",  # transformers >= 5
@@ -114,6 +113,11 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
         return _export_electra(run_or_checkpoint, checkpoint, tokenizer_dir, config_json, Path(out_dir))
     architecture = _architecture(config_json, checkpoint)
     config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
+    if config.embedding_size:
+        raise PrefineError(
+            f"{checkpoint} projects {config.embedding_size}-wide embeddings up to {config.hidden_size} (it was fine-tuned from an "
+            "ELECTRA-Small-style encoder), which transformers' BERT classes cannot hold; use it with prefine evaluate, predict or serve"
+        )
     weights = load_weights(checkpoint)
     model = _checked_model(architecture, config, config_json, weights, checkpoint)
     tokenizer = load_tokenizer(tokenizer_dir)

@@ -1,7 +1,7 @@
 """The model stage: a BERT encoder with Hugging Face's parameter names, its presets and task heads."""
 
 from prefine.model.bert import BertModel, count_parameters, encoder_flops_per_token, init_bert_weights
-from prefine.model.config import PRESETS, BertConfig, config_from_dict, preset_config
+from prefine.model.config import PRESETS, BertConfig, bert_config_fields, config_from_dict, preset_config
 from prefine.model.heads import (
     IGNORE_LABEL,
     IGNORE_NSP,
@@ -19,6 +19,7 @@ __all__ = [
     "IGNORE_LABEL",
     "IGNORE_NSP",
     "PRESETS",
+    "bert_config_fields",
     "config_from_dict",
     "count_parameters",
     "encoder_flops_per_token",

@@ -2,7 +2,9 @@
 
 Module attribute names mirror `transformers.BertModel` (`embeddings.word_embeddings`,
 `encoder.layer.3.attention.self.query`, ...), so a Hugging Face state dict loads by name with
-at most a prefix rename, and ours exports the same way. Attention runs through
+at most a prefix rename, and ours exports the same way. A config with a narrower `embedding_size`
+(an imported ELECTRA-Small) adds transformers ELECTRA's `embeddings_project` between the
+embeddings and the blocks. Attention runs through
 `torch.nn.functional.scaled_dot_product_attention`, which picks a fused kernel on CUDA and
 skips the mask entirely when a batch has no padding. `causal=True` on the forward turns the
 same blocks into a decoder for causal language modelling.
@@ -32,10 +34,11 @@ def activation(name: str):
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = config.embedding_width
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -344,6 +347,9 @@ class BertModel(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
+        # Narrow embeddings (ELECTRA-Small's) are projected up to the blocks' width after their
+        # LayerNorm and dropout, where transformers' ElectraModel projects them; BERT has no such layer.
+        self.embeddings_project = nn.Linear(config.embedding_width, config.hidden_size) if config.embedding_width != config.hidden_size else None
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
@@ -363,6 +369,8 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         hidden = self.embeddings(input_ids, token_type_ids)
+        if self.embeddings_project is not None:
+            hidden = self.embeddings_project(hidden)
         layout = AttentionLayout.from_mask(attention_mask, input_ids.shape, hidden.dtype, causal)
         if first_token_only:
             return self.encoder(layout.unpad(hidden), layout, first_token_only=True)

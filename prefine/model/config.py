@@ -30,6 +30,12 @@ class BertConfig:
     layer_norm_eps: float = option(1e-12, "LayerNorm epsilon")
     initializer_range: float = option(0.02, "standard deviation of the truncated-normal-like weight init")
     pad_token_id: int = option(0, "id of [PAD]; its embedding row starts at zero")
+    embedding_size: int = option(
+        0,
+        "width of the token, position and segment embeddings when narrower than hidden_size (Google's ELECTRA-Small: 128 "
+        "for 256), projected up by an `embeddings_project` layer as in transformers' ELECTRA; 0 means hidden_size. "
+        "Only models imported with one have it: transformers' BERT classes cannot hold the projection",
+    )
     tie_word_embeddings: bool = option(
         True,
         "the masked-LM head scores the vocabulary with the word-embedding table (BERT) instead of a matrix of its own; "
@@ -42,8 +48,15 @@ class BertConfig:
             raise PrefineError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}; pick sizes that divide"
             )
+        if self.embedding_size < 0:
+            raise PrefineError(f"embedding_size {self.embedding_size} must be positive (or 0 for hidden_size)")
         if self.hidden_act not in ACTIVATIONS:
             raise PrefineError(f"unsupported hidden_act '{self.hidden_act}'; use one of {', '.join(ACTIVATIONS)}")
+
+    @property
+    def embedding_width(self) -> int:
+        """The embeddings' width: embedding_size, or hidden_size when that is 0."""
+        return self.embedding_size or self.hidden_size
 
     @property
     def head_dim(self) -> int:
@@ -69,6 +82,16 @@ def preset_config(name: str, **overrides) -> BertConfig:
     if name not in PRESETS:
         raise PrefineError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return BertConfig(**{**PRESETS[name], **overrides})
+
+
+def bert_config_fields(config: BertConfig) -> dict:
+    """The fields transformers' BertConfig knows: all of ours but `embedding_size`, which BERT lacks.
+
+    Callers refuse a model with an embedding projection before they write a BERT config.
+    """
+    values = dataclasses.asdict(config)
+    del values["embedding_size"]
+    return values
 
 
 def config_from_dict(values: dict, source: str) -> BertConfig:

@@ -22,9 +22,10 @@ Parameter names follow transformers' ELECTRA classes, so the export is a rename-
 `generator.*`, `generator_predictions.*` and `generator_lm_head.bias` become
 `ElectraForMaskedLM`'s (with `generator.` renamed to `electra.`).
 
-Design choice: the discriminator keeps embedding_size == hidden_size, so it has no
-`embeddings_project` and its encoder *is* a BERT encoder (`BertModel` without a pooler). Every
-fine-tuning task takes it as is; the BERT pooler and task head start fresh (ELECTRA has no
+The discriminator's encoder *is* a BERT encoder (`BertModel` without a pooler). A new model keeps
+embedding_size == hidden_size; one imported with narrower embeddings (Google's ELECTRA-Small,
+128 for 256) keeps its `embeddings_project`, which `BertModel` then has too, and the generator
+reads the same narrow embeddings. Every fine-tuning task takes the encoder as is; the BERT pooler and task head start fresh (ELECTRA has no
 pooler, and transformers' ElectraForSequenceClassification reads [CLS] through its own
 dense-gelu-dense head instead of BERT's tanh pooler, so there is nothing to carry over).
 """
@@ -81,7 +82,8 @@ def generator_config(discriminator: BertConfig, generator_size: float) -> BertCo
     width = max(1, round(discriminator.hidden_size * generator_size))
     heads = max(1, width // GENERATOR_HEAD_DIM)
     width = max(heads, width - width % heads)
-    return dataclasses.replace(discriminator, hidden_size=width, num_attention_heads=heads, intermediate_size=4 * width)
+    # embedding_size 0: the generator reads the discriminator's embeddings, whatever their width.
+    return dataclasses.replace(discriminator, hidden_size=width, num_attention_heads=heads, intermediate_size=4 * width, embedding_size=0)
 
 
 class ElectraGenerator(nn.Module):
@@ -179,8 +181,8 @@ class ElectraPreTrainingModel(nn.Module):
         self.objective = objective or ElectraObjectiveConfig()
         self.electra = BertModel(config, add_pooling_layer=False)
         self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
-        self.generator = ElectraGenerator(generator, config.hidden_size)
-        self.generator_predictions = ElectraGeneratorPredictions(generator, config.hidden_size)
+        self.generator = ElectraGenerator(generator, config.embedding_width)
+        self.generator_predictions = ElectraGeneratorPredictions(generator, config.embedding_width)
         self.generator_lm_head = TiedVocabularyProjection(self.electra.embeddings.word_embeddings)
         init_bert_weights(self, config.initializer_range)
 

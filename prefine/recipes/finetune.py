@@ -124,6 +124,7 @@ def run_finetune(
     """
     max_length, length_flag = task.max_length(data)
     run_dir, context, init = start_finetune(run, training.device, max_length, length_flag, task.train_hint, resume=resume)
+    task.check_encoder(init.config)
     training = with_finetune_learning_rate(training, init.config)
     tokenizer = init.tokenizer
 

@@ -108,8 +108,9 @@ PRETRAIN_DATA_DEFAULTS = PretrainingDataConfig(objective="mlm")
 PRETRAIN_MODEL_DEFAULTS = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "tie_word_embeddings": False}
 TOKENIZER_DEFAULTS = TokenizerConfig()
 CORPUS_FLAGS = {"paths": "corpus"}
-# The vocabulary comes from the tokenizer and the segment/pad layout from BERT itself.
-MODEL_FIELDS_NOT_OVERRIDABLE = ("vocab_size", "type_vocab_size", "pad_token_id")
+# The vocabulary comes from the tokenizer and the segment/pad layout from BERT itself; a narrower
+# embedding (with its projection) comes only from an imported ELECTRA-Small-style --init.
+MODEL_FIELDS_NOT_OVERRIDABLE = ("vocab_size", "type_vocab_size", "pad_token_id", "embedding_size")
 
 
 def add_command(subparsers) -> None:
@@ -367,6 +368,14 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if resuming and not from_checkpoint and context.is_main:
         print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
     init = resolve_init(setup.run.init) if setup.run.init and not from_checkpoint else None
+    if init is not None and init.config.embedding_size and setup.data.objective != "electra":
+        # BERT's masked-LM head scores the vocabulary from hidden_size-wide states with the
+        # embedding table; ELECTRA's generator head maps back to the embedding width first.
+        raise PrefineError(
+            f"--init {setup.run.init} projects {init.config.embedding_size}-wide embeddings up to {init.config.hidden_size} "
+            f"(ELECTRA-Small's layout), which --objective {setup.data.objective}'s head cannot score the vocabulary with; "
+            "continue it with --objective electra, or fine-tune it"
+        )
 
     # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
     # reproducible, so every other rank must read the very files rank 0 wrote.
@@ -407,8 +416,9 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         counts = torch.from_numpy(train_batches.train_token_counts())
         model.start_from_token_frequencies(counts, setup.data.mlm_probability)
     if resuming:
-        saved_model = read_run(run_dir)["model"]
-        if saved_model != dataclasses.asdict(model_config):
+        # Read through BertConfig, so a run saved before a field existed compares with its default.
+        saved_model = from_dict(BertConfig, read_run(run_dir)["model"], f"{run_dir}/run.json")
+        if saved_model != model_config:
             raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
     is_electra = isinstance(model, ElectraPreTrainingModel)
     if is_electra:

@@ -561,6 +561,13 @@ class GenerationFinetuneTask(FinetuneTask):
             payload=PreparedGeneration(train_encoded, eval_encoded, data, tokenizer),
         )
 
+    def check_encoder(self, config: BertConfig) -> None:
+        if config.embedding_size:
+            raise PrefineError(
+                f"--init projects {config.embedding_size}-wide embeddings up to {config.hidden_size} (ELECTRA-Small's layout); the "
+                "decoder warm-started from it cannot hold that projection. Start --task generation from a BERT or an ELECTRA with equal sizes"
+            )
+
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
         return BertEncoderDecoder(config, share_encoder_decoder=bool(head.get("share_encoder_decoder", False)))
 

@@ -5,7 +5,7 @@ subclass registered with `register_task`. The generic recipes (`prefine finetune
 predict / compare / export`, the quickstart and `prefine serve`) only ever talk to this
 interface, so adding a task means writing one module, never editing a recipe:
 
-    finetune:  check_inputs -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
+    finetune:  check_inputs, check_encoder -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
                -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
     export:    build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
     evaluate:  load_predictor -> evaluate_source
@@ -139,6 +139,9 @@ class FinetuneTask(ABC):
 
     def check_inputs(self, train: str, eval: str | None, data: Any) -> None:
         """Read --train and --eval as `prepare` will (without tokenizing), so a bad path or column fails before any work."""
+
+    def check_encoder(self, config: BertConfig) -> None:
+        """Refuse an --init encoder this task's model cannot be built from, before any data is read (the default takes any)."""
 
     @abstractmethod
     def prepare(self, train: str, eval: str | None, data: Any, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:

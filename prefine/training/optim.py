@@ -25,11 +25,11 @@ _BLOCK = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 
 
 def layer_depths(model: nn.Module) -> dict[str, int]:
-    """Each parameter's depth for layer-wise decay: embeddings 0, block i at i + 1, everything else on top."""
+    """Each parameter's depth for layer-wise decay: embeddings (and their projection) 0, block i at i + 1, everything else on top."""
     blocks = {name: int(match.group(1)) for name, _ in model.named_parameters() if (match := _BLOCK.search(name))}
     top = max(blocks.values(), default=-1) + 2
     return {
-        name: blocks[name] + 1 if name in blocks else 0 if ".embeddings." in f".{name}" else top
+        name: blocks[name] + 1 if name in blocks else 0 if ".embeddings." in f".{name}" or ".embeddings_project." in f".{name}" else top
         for name, _ in model.named_parameters()
     }
 

@@ -194,3 +194,56 @@ def test_electra_under_torchrun_trains_saves_once_and_resumes(tmp_path):
     lines = metrics_lines(run_dir)
     assert [line["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4]
     assert all(0.0 <= line["train/discriminator_accuracy"] <= 1.0 for line in lines if "train/loss" in line)
+
+
+def test_an_electra_small_layout_fine_tunes_continues_pretraining_and_refuses_what_cannot_hold_it(electra_run, capsys):
+    """Google's ELECTRA-Small (and KoELECTRA-Small) embed at 128 and project up to 256: a Hugging Face
+    folder of that layout works as --init, and the recipes that cannot carry the projection refuse it."""
+    transformers = pytest.importorskip("transformers")
+    from prefine.tokenizer import load_tokenizer, save_tokenizer
+
+    root = electra_run
+    tokenizer = load_tokenizer(root / "pre" / "tokenizer")
+    small = root / "electra-small"
+    config = transformers.ElectraConfig(vocab_size=tokenizer.get_vocab_size(), embedding_size=32, hidden_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, intermediate_size=128, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.ElectraForPreTraining(config).save_pretrained(small)
+    save_tokenizer(tokenizer, small)
+    registry = ["--registry", str(root / "registry.sqlite")]
+    quiet = ["--num-threads", "1", "--no-progress"]
+
+    train_file = write_sentiment(root / "train-small.tsv", sentiment_rows(64, 3))
+    assert main(["finetune", "--init", str(small), "--train", str(train_file), "--eval", str(train_file), "--out", str(root / "sent-small"),
+                 "--text-column", "document", "--label-column", "label", "--max-seq-length", "32", "--max-steps", "4", "--batch-size", "16", *quiet, *registry]) == 0
+    from prefine.checkpoint import latest_checkpoint
+
+    saved = json.loads((latest_checkpoint(root / "sent-small") / "config.json").read_text())
+    assert saved["embedding_size"] == 32 and saved["hidden_size"] == 64
+    assert main(["evaluate", str(root / "sent-small"), "--data", str(train_file)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(root / "sent-small"), "--data", str(train_file)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 64
+
+    refused = [
+        # transformers' BERT classes have no embeddings_project
+        (["export", str(root / "sent-small"), "--format", "hf", "--out", str(root / "sent-small-hf")], root / "sent-small-hf", "BERT classes cannot hold"),
+        # BERT's masked-LM head reads hidden_size-wide states against the 32-wide table
+        (["pretrain", "--corpus", str(root / "corpus.txt"), "--out", str(root / "small-mlm"), "--init", str(small), "--objective", "mlm",
+          "--max-steps", "1", *quiet, *registry], root / "small-mlm", "continue it with --objective electra"),
+        # the decoder warm-started from the encoder cannot hold the projection either
+        (["finetune", "--task", "generation", "--init", str(small), "--train", str(train_file), "--out", str(root / "small-gen"),
+          "--source-column", "document", "--target-column", "label", "--max-source-length", "64", "--max-target-length", "16", "--max-steps", "1", *quiet, *registry], root / "small-gen", "--task generation"),
+    ]
+    for argv, out, reason in refused:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert reason in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+        assert not out.exists()
+
+    # Continued ELECTRA pre-training keeps the layout; its export loads back into transformers with it.
+    assert main(["pretrain", "--corpus", str(root / "corpus.txt"), "--out", str(root / "small-more"), "--init", str(small), "--objective", "electra",
+                 "--max-seq-length", "32", "--batch-size", "8", "--max-steps", "2", "--eval-every", "0", *quiet, *registry]) == 0
+    assert main(["export", str(root / "small-more"), "--format", "hf", "--out", str(root / "small-more-hf")]) == 0
+    exported = transformers.AutoModelForPreTraining.from_pretrained(root / "small-more-hf")
+    assert exported.config.embedding_size == 32 and exported.electra.embeddings_project.in_features == 32

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -74,6 +76,13 @@ def test_encoder_decoder_blocks_are_found_on_both_sides():
     assert depths["encoder.embeddings.word_embeddings.weight"] == depths["decoder.bert.embeddings.word_embeddings.weight"] == 0
     assert depths["encoder.encoder.layer.1.attention.self.key.weight"] == depths["decoder.bert.encoder.layer.1.crossattention.self.key.weight"] == 2
     assert depths["decoder.cls.predictions.transform.dense.weight"] == 4
+
+
+def test_an_embedding_projection_sits_with_the_embeddings():
+    # ELECTRA-Small's layout: 8-wide embeddings projected up to the 16-wide blocks.
+    depths = layer_depths(BertForSequenceClassification(dataclasses.replace(CONFIG, embedding_size=8), num_labels=2))
+    assert depths["bert.embeddings_project.weight"] == depths["bert.embeddings.word_embeddings.weight"] == 0
+    assert depths["bert.encoder.layer.0.output.dense.weight"] == 1
 
 
 @pytest.mark.parametrize("decay", [0.0, -0.5, 1.5])
