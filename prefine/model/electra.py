@@ -328,7 +328,7 @@ def electra_state_from_bert(state_dict: dict[str, torch.Tensor]) -> dict[str, to
     converted = {}
     for name, tensor in state_dict.items():
         bare = name[len("bert."):] if name.startswith("bert.") else name
-        if bare.startswith(("embeddings.", "encoder.")) and not bare.endswith(("position_ids", "token_type_ids")):
+        if bare.startswith(("embeddings.", "embeddings_project.", "encoder.")) and not bare.endswith(("position_ids", "token_type_ids")):
             converted[DISCRIMINATOR_ENCODER_PREFIX + bare] = tensor
     return converted
 

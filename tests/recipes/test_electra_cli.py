@@ -247,3 +247,7 @@ def test_an_electra_small_layout_fine_tunes_continues_pretraining_and_refuses_wh
     assert main(["export", str(root / "small-more"), "--format", "hf", "--out", str(root / "small-more-hf")]) == 0
     exported = transformers.AutoModelForPreTraining.from_pretrained(root / "small-more-hf")
     assert exported.config.embedding_size == 32 and exported.electra.embeddings_project.in_features == 32
+    # A classifier fine-tuned from it starts ELECTRA pre-training with its projection too (a fresh generator).
+    assert main(["pretrain", "--corpus", str(root / "corpus.txt"), "--out", str(root / "small-again"), "--init", str(root / "sent-small"),
+                 "--objective", "electra", "--max-seq-length", "32", "--batch-size", "8", "--max-steps", "1", "--eval-every", "0", *quiet, *registry]) == 0
+    assert "embeddings_project" not in capsys.readouterr().out.split("newly initialized:")[-1]
