@@ -50,6 +50,9 @@ class BertConfig:
             )
         if self.embedding_size < 0:
             raise PrefineError(f"embedding_size {self.embedding_size} must be positive (or 0 for hidden_size)")
+        if self.embedding_size == self.hidden_size:
+            # One spelling of "no projection", so every `if config.embedding_size` check means one thing.
+            self.embedding_size = 0
         if self.hidden_act not in ACTIVATIONS:
             raise PrefineError(f"unsupported hidden_act '{self.hidden_act}'; use one of {', '.join(ACTIVATIONS)}")
 
