@@ -13,6 +13,7 @@ from prefine.model import (
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertModel,
     count_parameters,
     preset_config,
 )
@@ -330,3 +331,14 @@ def test_frequency_bias_makes_the_untrained_model_predict_word_frequencies():
     torch.testing.assert_close(model.cls.predictions.bias, smoothed.log().float())
     assert abs(losses[False] - torch.log(torch.tensor(97.0)).item()) < 0.3  # zero bias: about uniform
     assert abs(losses[True] - entropy) < 0.6 and losses[True] < losses[False] - 0.5
+
+
+def test_an_embedding_as_wide_as_the_blocks_means_no_projection():
+    # ELECTRA-Base's config.json spells "no projection" as embedding_size == hidden_size; it must not
+    # look like ELECTRA-Small's layout to the checks that refuse a projection.
+    same = tiny_config(embedding_size=32)
+    assert same.embedding_size == 0 and BertModel(same).embeddings_project is None
+    narrow = tiny_config(embedding_size=16)
+    assert narrow.embedding_size == 16 and BertModel(narrow).embeddings_project.in_features == 16
+    with pytest.raises(PrefineError, match="embedding_size -1"):
+        BertConfig(embedding_size=-1)
