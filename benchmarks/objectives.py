@@ -47,15 +47,16 @@ from common import markdown_table, print_json  # noqa: E402
 
 from prefine.checkpoint import METRICS_FILE  # noqa: E402
 from prefine.corpus import CorpusConfig  # noqa: E402
+from prefine.model.electra import ElectraObjectiveConfig  # noqa: E402
 from prefine.recipes import finetune as finetune_recipe  # noqa: E402
 from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
 from prefine.tasks.interface import get_task  # noqa: E402
 from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
 from prefine.tokenizer import TokenizerConfig  # noqa: E402
 
-# name -> (data overrides, model overrides, training overrides[, run overrides]), applied on top of
-# the defaults of `prefine pretrain` as a user would pass flags. "default" is exactly what a plain
-# command does.
+# name -> (data overrides, model overrides, training overrides[, run overrides[, ELECTRA objective
+# overrides]]), applied on top of the defaults of `prefine pretrain` as a user would pass flags.
+# "default" is exactly what a plain command does.
 VARIANTS: dict[str, tuple[dict, ...]] = {
     "default": ({}, {}, {}),
     # Output biases left at zero (prefine's behaviour until --frequency-bias became the default).
@@ -86,6 +87,14 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     "electra-mask0.3": ({"objective": "electra", "mlm_probability": 0.3}, {}, {}),
     # ELECTRA below its default rate: 1e-3 -> 3e-4 lifted it 12-41 points on the built-in task.
     "electra-lr1e-4": ({"objective": "electra"}, {}, {"learning_rate": 1e-4}),
+    # The generator's vocabulary bias left at zero (google-research/electra's start) while the
+    # discriminator keeps its prior: a frequency-biased generator's first samples follow the word
+    # frequencies, as the originals do, so a token's identity says nothing about whether it was
+    # replaced; a uniform one's are mostly rare words out of place, an easier first phase.
+    "electra-uniform-generator": ({"objective": "electra"}, {}, {}, {}, {"generator_frequency_bias": False}),
+    # The same easing by temperature: samples from the generator's softmax at T = 2 spread over
+    # rarer words without changing what the generator learns.
+    "electra-temperature2": ({"objective": "electra"}, {}, {}, {}, {"sampling_temperature": 2.0}),
     # Each packed document in its own row ([CLS] document [SEP], attending only to itself), as
     # fine-tuning reads it, instead of ~14 short reviews sharing one row's attention.
     "separate-documents": ({"separate_documents": True}, {}, {}),
@@ -162,6 +171,7 @@ def prepare_sst2(work: Path, sst2_dir: Path, labels: int) -> tuple[Path, list[La
 def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
     data_overrides, model_overrides, training_overrides, *rest = VARIANTS[variant]
     run_overrides = rest[0] if rest else {}
+    electra_overrides = rest[1] if len(rest) > 1 else {}
     data = dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)
     defaults = pretrain_recipe.pretraining_defaults(data.objective)
     training = dataclasses.replace(
@@ -180,6 +190,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         data=data,
         training=training,
         model_overrides=pretrain_recipe.new_model_settings(model_overrides, data),
+        electra=ElectraObjectiveConfig(**electra_overrides),
     )
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()

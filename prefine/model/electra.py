@@ -7,8 +7,8 @@ predicts, which is why ELECTRA gets more out of a small compute budget; it is th
 fine-tuning starts from. The loss is `generator_weight * MLM + discriminator_weight * BCE`
 (ELECTRA's 1 and 50), the sampling carries no gradient, and a sampled token that happens to
 equal the original counts as "original". A new model's output biases start from the corpus
-(`start_from_token_frequencies`: word frequencies for the generator, the replaced-token prior for
-the discriminator), which keeps the discriminator from collapsing its states to learn the prior.
+(`start_from_token_frequencies`: word frequencies for the generator unless `generator_frequency_bias`
+is off, the replaced-token prior for the discriminator), which keeps the discriminator from collapsing its states to learn the prior.
 
 The two networks share the token, position and segment embeddings and the embedding LayerNorm
 (google-research/electra's default): the generator holds a reference to the discriminator's
@@ -60,6 +60,11 @@ class ElectraObjectiveConfig:
     discriminator_weight: float = option(50.0, "weight of the discriminator's replaced-token loss (ELECTRA: 50)")
     generator_weight: float = option(1.0, "weight of the generator's masked-LM loss (ELECTRA: 1)")
     sampling_temperature: float = option(1.0, "temperature of the generator softmax that replacement tokens are sampled from")
+    generator_frequency_bias: bool = option(
+        True,
+        "with --frequency-bias, also start the generator's vocabulary bias at the log word frequencies "
+        "(off: it starts at zero, as in ELECTRA, so its first replacements are near-uniform draws from the vocabulary)",
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.generator_size <= 1.0:
@@ -241,19 +246,28 @@ class ElectraPreTrainingModel(nn.Module):
     def start_from_token_frequencies(self, counts: torch.Tensor, mlm_probability: float) -> None:
         """Start both output layers at the answer a model without context would give.
 
-        The generator's vocabulary bias becomes the log word frequencies (as for masked LM), and
-        the discriminator's bias the log-odds of a token being replaced: a masked position is
+        The generator's vocabulary bias becomes the log word frequencies (as for masked LM; left
+        at zero, ELECTRA's own start, with `generator_frequency_bias` off), and the
+        discriminator's bias the log-odds of a token being replaced: a masked position is
         replaced unless the sample equals the original, which a frequency-only generator draws
-        with probability sum(p^2). Left at zero, the discriminator reaches that prior faster
+        with probability sum(p^2) and a uniform one with 1/V. Starting uniform makes the first
+        replacements easier to spot (rare words out of place) but fine-tuned worse after 15
+        minutes on the built-in corpus (benchmarks/README.md), so it is not the default. Left at zero, the discriminator reaches that prior faster
         through its hidden states than through one slow bias: in a 15-minute run on SST-2's
         sentences (benchmarks/objectives.py) every token's final state collapsed onto one
         direction (mean pairwise cosine 0.82) and stayed there, the discriminator predicting
         "original" everywhere and fine-tuning from it no better than chance.
         """
         log_probability = log_frequencies(counts)
-        self.generator_lm_head.bias.copy_(log_probability)
         probability = log_probability.double().exp()
-        replaced = min(max(mlm_probability * (1.0 - float((probability**2).sum())), 1e-4), 1 - 1e-4)
+        if self.objective.generator_frequency_bias:
+            self.generator_lm_head.bias.copy_(log_probability)
+            # Sample and original both follow the word frequencies.
+            chance_of_original = float((probability**2).sum())
+        else:
+            # A fresh generator's logits are near zero: its samples are near-uniform.
+            chance_of_original = 1.0 / probability.numel()
+        replaced = min(max(mlm_probability * (1.0 - chance_of_original), 1e-4), 1 - 1e-4)
         self.discriminator_predictions.dense_prediction.bias.fill_(math.log(replaced / (1.0 - replaced)))
 
     def generator_dense_logits(self, input_ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:

@@ -162,3 +162,22 @@ def test_frequency_bias_starts_the_generator_at_word_frequencies_and_the_discrim
     with torch.no_grad():
         probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
     assert abs(float(probabilities[batch["attention_mask"].bool()].mean()) - replaced) < 0.05  # the untrained model says the prior
+
+
+def test_without_the_generator_frequency_bias_the_generator_starts_uniform_and_the_prior_follows():
+    import math
+
+    counts = torch.zeros(VOCAB, dtype=torch.float64)
+    counts[5:] = (1000 / torch.arange(1, VOCAB - 4, dtype=torch.float64)).round()
+    model = tiny_electra(ElectraObjectiveConfig(generator_frequency_bias=False))
+    model.start_from_token_frequencies(counts, mlm_probability=0.15)
+    assert torch.count_nonzero(model.generator_lm_head.bias) == 0
+    # A near-uniform generator draws the original back one time in VOCAB.
+    replaced = 0.15 * (1 - 1 / VOCAB)
+    assert float(model.discriminator_predictions.dense_prediction.bias) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    batch = masked_batch()
+    with torch.no_grad():
+        probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
+        generator_probabilities = torch.softmax(model.generator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]), dim=-1)
+    assert abs(float(probabilities[batch["attention_mask"].bool()].mean()) - replaced) < 0.05
+    assert float(generator_probabilities.max()) < 5 / VOCAB  # no word is favoured yet
