@@ -3,6 +3,8 @@ fill-mask with the generator, export, continued pre-training, compare --checkpoi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -55,11 +57,13 @@ def test_electra_resume_after_ctrl_c_equals_uninterrupted_training(pretraining_p
 def electra_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("electra")
     corpus = write_bert_text(root / "corpus.txt", synthetic_documents(120))
-    with pytest.MonkeyPatch.context() as patch:
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setenv("PREFINE_CACHE", str(root / "cache"))
         assert main(["pretrain", "--corpus", str(corpus), "--out", str(root / "pre"), "--registry", str(root / "registry.sqlite"),
                      "--objective", "electra", "--generator-size", "0.5", *TINY, "--max-steps", "6", "--eval-every", "3",
                      "--save-every", "3", "--keep-last", "5"]) == 0
+    (root / "pretrain-stdout.txt").write_text(printed.getvalue())
     return root
 
 
@@ -82,6 +86,22 @@ def test_pretrain_electra_records_both_networks_and_logs_their_metrics(electra_r
     assert [line["step"] for line in evals] == [0, 3, 6]
     assert all(0 <= line["eval/replaced_recall"] <= 1 and 0 < line["eval/replaced_fraction"] < 0.3 for line in evals)
     assert all(0 <= line["eval/replaced_auc"] <= 1 for line in evals)
+
+
+def test_an_electra_run_ends_by_reporting_its_discriminator_and_warns_while_it_is_in_its_first_phase(electra_run):
+    printed = (electra_run / "pretrain-stdout.txt").read_text().splitlines()
+    last = metrics_lines(electra_run / "pre")[-1]
+    summary = [line for line in printed if line.startswith("held-out replaced-token detection")]
+    assert summary == [f"held-out replaced-token detection: ROC AUC {last['eval/replaced_auc']:.2f} (0.50 is chance), recall {last['eval/replaced_recall']:.1%}"]
+    # Six tiny steps leave the discriminator near chance (AUC 0.64 here), so a note says what that means and what to do.
+    following = printed[printed.index(summary[0]) + 1:]
+    if last["eval/replaced_auc"] < pretrain_recipe.FIRST_PHASE_AUC:
+        assert following[0].startswith("note: the discriminator has barely started") and f"--resume {electra_run / 'pre'}" in following[0]
+    else:
+        assert not any(line.startswith("note:") for line in following)
+    # A discriminator past that phase gets the summary alone; a masked-LM run has no discriminator lines.
+    assert len(pretrain_recipe.discriminator_summary({"replaced_auc": 0.9, "replaced_recall": 0.4}, Path("run"))) == 1
+    assert pretrain_recipe.discriminator_summary({"mlm_accuracy": 0.2}, Path("run")) == []
 
 
 def test_finetune_starts_from_the_discriminator(electra_run, capsys):
