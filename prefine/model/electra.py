@@ -7,8 +7,9 @@ predicts, which is why ELECTRA gets more out of a small compute budget; it is th
 fine-tuning starts from. The loss is `generator_weight * MLM + discriminator_weight * BCE`
 (ELECTRA's 1 and 50), the sampling carries no gradient, and a sampled token that happens to
 equal the original counts as "original". A new model's output biases start from the corpus
-(`start_from_token_frequencies`: word frequencies for the generator unless `generator_frequency_bias`
-is off, the replaced-token prior for the discriminator), which keeps the discriminator from collapsing its states to learn the prior.
+(`start_from_token_frequencies`: word frequencies for the generator unless
+`generator_frequency_bias` is off, the replaced-token prior for the discriminator), which keeps
+the discriminator from collapsing its states to learn the prior.
 
 The two networks share the token, position and segment embeddings and the embedding LayerNorm
 (google-research/electra's default): the generator holds a reference to the discriminator's
@@ -250,13 +251,14 @@ class ElectraPreTrainingModel(nn.Module):
         at zero, ELECTRA's own start, with `generator_frequency_bias` off), and the
         discriminator's bias the log-odds of a token being replaced: a masked position is
         replaced unless the sample equals the original, which a frequency-only generator draws
-        with probability sum(p^2) and a uniform one with 1/V. Starting uniform makes the first
-        replacements easier to spot (rare words out of place) but fine-tuned worse after 15
-        minutes on the built-in corpus (benchmarks/README.md), so it is not the default. Left at zero, the discriminator reaches that prior faster
-        through its hidden states than through one slow bias: in a 15-minute run on SST-2's
-        sentences (benchmarks/objectives.py) every token's final state collapsed onto one
-        direction (mean pairwise cosine 0.82) and stayed there, the discriminator predicting
-        "original" everywhere and fine-tuning from it no better than chance.
+        with probability sum(p^2) and a uniform one with 1/V. Left at zero, the discriminator
+        reaches that prior faster through its hidden states than through one slow bias: in a
+        15-minute run on SST-2's sentences (benchmarks/objectives.py) every token's final state
+        collapsed onto one direction (mean pairwise cosine 0.82) and stayed there, the
+        discriminator predicting "original" everywhere and fine-tuning from it no better than
+        chance. A uniform generator makes the first replacements easier to spot (rare words out
+        of place) but fine-tuned worse after 15 minutes on the built-in corpus
+        (benchmarks/README.md), so it is not the default.
         """
         log_probability = log_frequencies(counts)
         probability = log_probability.double().exp()
