@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefine import __version__
 from prefine.errors import PrefineError
+
+if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command needs them
+    from prefine.training import TrainingInterrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(interrupt: TrainingInterrupted, args: argparse.Namespace) -> str:
+    """Where the interrupted run's checkpoint is and the command that continues it.
+
+    Only `pretrain` and `finetune` take --resume; the quickstart and compare start their runs
+    afresh, so for them the saved checkpoint is all there is to say.
+    """
+    from prefine.checkpoint import CHECKPOINTS_DIR
+
+    if interrupt.checkpoint is None:
+        return ""
+    where = f"; checkpoint saved at {interrupt.checkpoint}"
+    checkpoint = Path(interrupt.checkpoint)
+    if not hasattr(args, "resume") or checkpoint.parent.name != CHECKPOINTS_DIR:
+        return where
+    return f"{where}; continue with: prefine {args.command} --resume {checkpoint.parent.parent}"
+
+
 def main(argv: list[str] | None = None) -> int:
     from prefine.training import TrainingInterrupted
 
@@ -56,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prefine: error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as interrupt:
-        where = f"; checkpoint saved at {interrupt.checkpoint}, continue with --resume" if interrupt.checkpoint else ""
-        print(f"prefine: interrupted at step {interrupt.step}{where}", file=sys.stderr)
+        print(f"prefine: interrupted at step {interrupt.step}{_resume_hint(interrupt, args)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("prefine: interrupted", file=sys.stderr)

@@ -51,7 +51,8 @@ def test_interrupted_fine_tune_resumes_bit_exactly(tmp_path, command, monkeypatc
 
     interrupt_at_batch(monkeypatch, 10)
     assert main([*command, "--out", str(tmp_path / "parts")]) == 130
-    assert "continue with --resume" in capsys.readouterr().err
+    # The hint is the command to paste: this subcommand, resuming this run's folder.
+    assert f"continue with: prefine finetune --resume {tmp_path / 'parts'}" in capsys.readouterr().err
     stopped_at = int(latest_checkpoint(tmp_path / "parts").name.removeprefix("step-"))
     assert 0 < stopped_at < 24
     monkeypatch.undo()
