@@ -95,6 +95,9 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     # The same easing by temperature: samples from the generator's softmax at T = 2 spread over
     # rarer words without changing what the generator learns.
     "electra-temperature2": ({"objective": "electra"}, {}, {}, {}, {"sampling_temperature": 2.0}),
+    # A generator half as wide as the discriminator (ELECTRA's paper found 1/4-1/2 best for small
+    # models): it learns context sooner, so its replacements ask the discriminator for context too.
+    "electra-generator0.5": ({"objective": "electra"}, {}, {}, {}, {"generator_size": 0.5}),
     # Each packed document in its own row ([CLS] document [SEP], attending only to itself), as
     # fine-tuning reads it, instead of ~14 short reviews sharing one row's attention.
     "separate-documents": ({"separate_documents": True}, {}, {}),
