@@ -497,7 +497,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     return result
 
 
-# Every ELECTRA discriminator in benchmarks/objectives.py ended below this held-out AUC (0.56-0.62
+# Every ELECTRA discriminator in benchmarks/objectives.py ended below this held-out AUC (0.54-0.62
 # after 15 minutes of a mini on a 2-core CPU), and each fine-tuned below random init once the task
 # had plenty of labels: the blocks had not yet learned anything that transfers.
 FIRST_PHASE_AUC = 0.65
