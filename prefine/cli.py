@@ -51,15 +51,15 @@ def _resume_hint(interrupt: TrainingInterrupted, args: argparse.Namespace) -> st
     Only `pretrain` and `finetune` take --resume; the quickstart and compare start their runs
     afresh, so for them the saved checkpoint is all there is to say.
     """
-    from prefine.checkpoint import CHECKPOINTS_DIR
+    from prefine.recipes.common import run_dir_of_checkpoint
 
     if interrupt.checkpoint is None:
         return ""
     where = f"; checkpoint saved at {interrupt.checkpoint}"
-    checkpoint = Path(interrupt.checkpoint)
-    if not hasattr(args, "resume") or checkpoint.parent.name != CHECKPOINTS_DIR:
+    run_dir = run_dir_of_checkpoint(Path(interrupt.checkpoint))
+    if not hasattr(args, "resume") or run_dir is None:
         return where
-    return f"{where}; continue with: prefine {args.command} --resume {checkpoint.parent.parent}"
+    return f"{where}; continue with: prefine {args.command} --resume {run_dir}"
 
 
 def main(argv: list[str] | None = None) -> int:
