@@ -181,3 +181,81 @@ def test_without_the_generator_frequency_bias_the_generator_starts_uniform_and_t
         generator_probabilities = torch.softmax(model.generator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]), dim=-1)
     assert abs(float(probabilities[batch["attention_mask"].bool()].mean()) - replaced) < 0.05
     assert float(generator_probabilities.max()) < 5 / VOCAB  # no word is favoured yet
+
+
+def _logit(p: float) -> float:
+    import math
+
+    return math.log(p / (1 - p))
+
+
+def tiny_electra_without_dropout(objective: ElectraObjectiveConfig | None = None) -> ElectraPreTrainingModel:
+    torch.manual_seed(0)
+    config = preset_config(
+        "tiny", vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    return ElectraPreTrainingModel(config, generator_config(config, 0.5), objective)
+
+
+def test_the_replaced_token_prior_offsets_each_token_by_its_rate_counted_in_earlier_batches():
+    model = tiny_electra_without_dropout(ElectraObjectiveConfig(replaced_token_prior=True))  # train mode
+    rig_generator(model)
+    batch = masked_batch()
+    real = batch["attention_mask"].bool()
+    first = model(**batch)
+    with torch.no_grad():
+        own = model.discriminator_dense_logits(first.corrupted_ids, batch["token_type_ids"], batch["attention_mask"])[real]
+    # Nothing counted before the first batch: its own labels must not inform its predictions.
+    torch.testing.assert_close(first.discriminator_logits, own)
+
+    # Counted after it, padding excluded: 15 real tokens, 2 of them replaced, both showing the sampled 17,
+    # which the batch shows 5 times; [CLS] (2) shows twice and is never replaced.
+    assert float(model.replaced_token_prior.seen.sum()) == 15 and float(model.replaced_token_prior.replaced.sum()) == 2
+    second = model(**batch)
+    overall = 2 / 15
+    pseudo = model.replaced_token_prior.PSEUDO_COUNT
+    expected_offset = {
+        ALWAYS_SAMPLED: _logit((2 + pseudo * overall) / (5 + pseudo)) - _logit(overall),
+        2: _logit((0 + pseudo * overall) / (2 + pseudo)) - _logit(overall),
+        11: _logit((0 + pseudo * overall) / (1 + pseudo)) - _logit(overall),
+    }
+    offsets = second.discriminator_logits - own
+    observed = second.corrupted_ids[real]
+    for token, offset in expected_offset.items():
+        torch.testing.assert_close(offsets[observed == token], torch.full_like(offsets[observed == token], offset), atol=1e-5, rtol=0)
+    # A token never counted (10 was replaced at its one position) would keep the overall rate: offset 0.
+    assert float(model.replaced_token_prior.offsets(torch.tensor([10]))) == pytest.approx(0.0, abs=1e-6)
+    assert expected_offset[ALWAYS_SAMPLED] > 0 > expected_offset[2]
+
+
+def test_evaluation_does_not_count_and_without_the_prior_the_logits_are_the_networks_own():
+    model = tiny_electra_without_dropout(ElectraObjectiveConfig(replaced_token_prior=True)).eval()
+    rig_generator(model)
+    model(**masked_batch())
+    assert float(model.replaced_token_prior.seen.sum()) == 0
+
+    plain = tiny_electra_without_dropout(ElectraObjectiveConfig(replaced_token_prior=False))
+    rig_generator(plain)
+    batch = masked_batch()
+    plain(**batch)
+    second = plain(**batch)
+    with torch.no_grad():
+        own = plain.discriminator_dense_logits(second.corrupted_ids, batch["token_type_ids"], batch["attention_mask"])[batch["attention_mask"].bool()]
+    torch.testing.assert_close(second.discriminator_logits, own)
+
+
+def test_the_counts_travel_in_the_state_dict_and_a_state_without_them_loads_as_fresh_counts():
+    model = tiny_electra_without_dropout(ElectraObjectiveConfig(replaced_token_prior=True))
+    rig_generator(model)
+    model(**masked_batch())
+    state = model.state_dict()
+    assert float(state["replaced_token_prior.seen"].sum()) == 15
+
+    restored = tiny_electra_without_dropout()
+    restored.load_state_dict(state)
+    torch.testing.assert_close(restored.replaced_token_prior.replaced, model.replaced_token_prior.replaced)
+
+    older = {name: tensor for name, tensor in state.items() if not name.startswith("replaced_token_prior.")}
+    restored.load_state_dict(older)  # strict: a checkpoint from before the counts still loads
+    assert float(restored.replaced_token_prior.seen.sum()) == 0
