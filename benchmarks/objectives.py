@@ -98,10 +98,6 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     # A generator half as wide as the discriminator (ELECTRA's paper found 1/4-1/2 best for small
     # models): it learns context sooner, so its replacements ask the discriminator for context too.
     "electra-generator0.5": ({"objective": "electra"}, {}, {}, {}, {"generator_size": 0.5}),
-    # The discriminator's logit offset by each token's counted replaced rate, so its blocks need
-    # not learn which words the generator tends to produce; and the plain discriminator (the default).
-    "electra-token-prior": ({"objective": "electra"}, {}, {}, {}, {"replaced_token_prior": True}),
-    "electra-no-token-prior": ({"objective": "electra"}, {}, {}, {}, {"replaced_token_prior": False}),
     # Each packed document in its own row ([CLS] document [SEP], attending only to itself), as
     # fine-tuning reads it, instead of ~14 short reviews sharing one row's attention.
     "separate-documents": ({"separate_documents": True}, {}, {}),

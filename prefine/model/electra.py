@@ -66,11 +66,6 @@ class ElectraObjectiveConfig:
         "with --frequency-bias, also start the generator's vocabulary bias at the log word frequencies "
         "(off: it starts at zero, as in ELECTRA, so its first replacements are near-uniform draws from the vocabulary)",
     )
-    replaced_token_prior: bool = option(
-        False,
-        "add to the discriminator's logit each token's running replaced rate (log-odds, counted from earlier batches), so its "
-        "blocks need not learn which words the generator tends to produce (measured: it did not help fine-tuning; benchmarks/README.md)",
-    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.generator_size <= 1.0:
@@ -139,61 +134,6 @@ class TiedVocabularyProjection(nn.Module):
         return F.linear(hidden, self._word_embeddings[0].weight, self.bias)
 
 
-class ReplacedTokenPrior(nn.Module):
-    """Each token's running rate of being a replacement, as a log-odds offset to the discriminator's logit.
-
-    Why: whether a token was replaced depends, before anything else, on which token it is. The
-    generator draws frequent words more often than the text has them and rare ones almost never,
-    so "the" is often a replacement and a rare name never is. In 15-minute runs the
-    discriminator's blocks spent themselves on that lookup: 98-99.6% of its logits' variance was
-    explained by the token's identity alone (held-out tokens, every benchmarked variant), its
-    AUC barely passed that lookup's, and fine-tuning from those blocks fell below random init
-    (benchmarks/README.md). Counting gives the lookup for free: the offset is
-    logit(rate of t) - logit(overall rate), shrunk towards the overall rate by `PSEUDO_COUNT`
-    observations, from batches *before* the current one (the current labels never leak into their
-    own prediction). Counts decay by about e every `MEMORY_TOKENS` tokens read, so the rates follow
-    the generator as it learns. The counts are buffers: checkpoints carry them (exact resume) and
-    DDP broadcasts rank 0's. Neither `discriminator_dense_logits` nor the Hugging Face export
-    includes the offset; it belongs to the pre-training loss, like the generator.
-
-    Measured (15 minutes of a mini on the built-in corpus): it did what it was meant to (the
-    blocks' own logits lost the token-identity lookup: std 1.85 -> 0.23, held-out R^2 0.99 -> 0)
-    and fine-tuning got no better, so it is off by default.
-    """
-
-    PSEUDO_COUNT = 20.0
-    MEMORY_TOKENS = 2_000_000.0
-
-    def __init__(self, vocab_size: int):
-        super().__init__()
-        self.register_buffer("replaced", torch.zeros(vocab_size))
-        self.register_buffer("seen", torch.zeros(vocab_size))
-
-    @torch.no_grad()
-    def offsets(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """[N] token ids -> [N] float log-odds offsets (zero until anything has been counted)."""
-        # Tensor arithmetic throughout, no .item(): on a GPU this costs no synchronisation. With
-        # nothing counted yet every rate equals the overall one and the offsets are exactly 0.
-        overall = (self.replaced.sum() / self.seen.sum().clamp(min=1e-9)).clamp(1e-4, 1 - 1e-4)
-        rate = ((self.replaced[token_ids] + self.PSEUDO_COUNT * overall) / (self.seen[token_ids] + self.PSEUDO_COUNT)).clamp(1e-4, 1 - 1e-4)
-        return torch.log(rate / (1 - rate)) - torch.log(overall / (1 - overall))
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        # Checkpoints written before these counts existed lack them: count afresh rather than refuse to resume.
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-        for name in ("replaced", "seen"):
-            if prefix + name not in state_dict:
-                missing_keys.remove(prefix + name)
-                getattr(self, name).zero_()
-
-    @torch.no_grad()
-    def count(self, token_ids: torch.Tensor, replaced: torch.Tensor) -> None:
-        """Add one batch's observed tokens and their labels, after decaying the older counts."""
-        keep = math.exp(-token_ids.numel() / self.MEMORY_TOKENS)
-        self.replaced.mul_(keep).index_add_(0, token_ids, replaced.to(self.replaced.dtype))
-        self.seen.mul_(keep).index_add_(0, token_ids, torch.ones_like(token_ids, dtype=self.seen.dtype))
-
-
 class ElectraDiscriminatorPredictions(nn.Module):
     """One replaced-vs-original logit per token: dense, the model's activation, dense to 1."""
 
@@ -250,8 +190,6 @@ class ElectraPreTrainingModel(nn.Module):
         self.generator = ElectraGenerator(generator, config.embedding_width)
         self.generator_predictions = ElectraGeneratorPredictions(generator, config.embedding_width)
         self.generator_lm_head = TiedVocabularyProjection(self.electra.embeddings.word_embeddings)
-        # Always present, so every checkpoint has one layout; used only with `replaced_token_prior`.
-        self.replaced_token_prior = ReplacedTokenPrior(config.vocab_size)
         init_bert_weights(self, config.initializer_range)
 
     @property
@@ -300,12 +238,6 @@ class ElectraPreTrainingModel(nn.Module):
 
         discriminator_hidden = self.electra(corrupted, token_type_ids, attention_mask)
         discriminator_logits = self.discriminator_predictions(discriminator_hidden.flatten(0, 1)[real]).float()
-        if self.objective.replaced_token_prior:
-            observed = corrupted.flatten()[real]
-            discriminator_logits = discriminator_logits + self.replaced_token_prior.offsets(observed)
-            if self.training:
-                # After the offsets were read: a batch's own labels never inform its predictions.
-                self.replaced_token_prior.count(observed, replaced)
         # Padding never reaches the loss: only real positions were selected above.
         discriminator_loss = F.binary_cross_entropy_with_logits(discriminator_logits, replaced.float(), reduction="sum") / max(int(real.sum()), 1)
         loss = self.objective.generator_weight * generator_loss + self.objective.discriminator_weight * discriminator_loss
@@ -355,7 +287,6 @@ class ElectraPreTrainingModel(nn.Module):
 DISCRIMINATOR_ENCODER_PREFIX = "electra."
 DISCRIMINATOR_HEAD_PREFIX = "discriminator_predictions."
 GENERATOR_PREFIXES = ("generator.", "generator_predictions.", "generator_lm_head.")
-REPLACED_TOKEN_PRIOR_PREFIX = "replaced_token_prior."
 
 
 @dataclass
@@ -428,11 +359,6 @@ def load_electra_state(model: ElectraPreTrainingModel, state_dict: dict[str, tor
         "generator": GENERATOR_PREFIXES,
     }
     merged = dict(ours)
-    # The replaced-token counts are statistics of a pre-training run, not weights: carried when
-    # the source has them (resume, continued pre-training), else counted afresh, silently.
-    for name in ours:
-        if name.startswith(REPLACED_TOKEN_PRIOR_PREFIX) and name in state_dict and state_dict[name].shape == ours[name].shape:
-            merged[name] = state_dict[name].to(ours[name].dtype)
     fresh = []
     for part, prefixes in parts.items():
         names = [name for name in ours if name.startswith(prefixes)]

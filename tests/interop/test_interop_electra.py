@@ -14,13 +14,7 @@ from prefine.checkpoint import save_checkpoint, write_run
 from prefine.errors import PrefineError
 from prefine.interop import export_hf, import_hf_checkpoint, load_into
 from prefine.model import BertConfig, BertForSequenceClassification
-from prefine.model.electra import (
-    REPLACED_TOKEN_PRIOR_PREFIX,
-    ElectraPreTrainingModel,
-    electra_checkpoint_config,
-    generator_config,
-    load_electra_state,
-)
+from prefine.model.electra import ElectraPreTrainingModel, electra_checkpoint_config, generator_config, load_electra_state
 from prefine.tokenizer import save_tokenizer
 
 from interop_helpers import TINY_SIZES, assert_close_where_real, padded_batch, randomized
@@ -116,8 +110,7 @@ def test_export_then_import_gives_back_the_same_state(tmp_path, tokenizer, vocab
     fake_electra_run(tmp_path / "run", ours, tokenizer)
     imported = import_hf_checkpoint(str(export_hf(tmp_path / "run", tmp_path / "hf")))
     assert imported.electra.generator_config == ours.generator_config
-    # Everything but the replaced-token counts, which are statistics of the pre-training run, not weights.
-    expected = {name: tensor for name, tensor in ours.state_dict().items() if not name.startswith(REPLACED_TOKEN_PRIOR_PREFIX)}
+    expected = ours.state_dict()
     assert set(imported.electra.state_dict) == set(expected)
     for name, tensor in expected.items():
         assert torch.equal(imported.electra.state_dict[name], tensor), name
