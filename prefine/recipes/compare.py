@@ -38,7 +38,6 @@ from prefine.training import TrainingConfig
 class CompareConfig:
     fractions: str = option("0.01,0.1,1.0", "comma-separated fractions of the training data")
     checkpoints: str = option("", CHECKPOINTS_HELP, metavar="all|STEP,STEP,...")
-    min_steps: int = option(50, "at least this many steps per fine-tuning, however small the fraction")
 
     def parsed_fractions(self) -> list[float]:
         try:
@@ -76,7 +75,7 @@ def _check_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any) ->
     task.check_inputs(run.train, run.eval, data)
 
 
-def run_comparison(task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], min_steps: int, explicit_steps: bool) -> list[dict]:
+def run_comparison(task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], explicit_steps: bool) -> list[dict]:
     _check_before_work(task, run, data)
     out = Path(run.out or "runs/compare")
     rows = []
@@ -87,7 +86,7 @@ def run_comparison(task: FinetuneTask, run: FinetuneRunConfig, data: Any, traini
             shutil.rmtree(run_dir, ignore_errors=True)
             this_run = dataclasses.replace(run, out=str(run_dir), from_scratch=start == "scratch", train_fraction=fraction, name="")
             print(f"\n== fraction {fraction:g}, {start}")
-            outcomes[start] = run_finetune(task, this_run, data, training, explicit_steps, min_steps, full_report=False)
+            outcomes[start] = run_finetune(task, this_run, data, training, explicit_steps, full_report=False)
         name, pretrained_value = task.headline(outcomes["pretrained"].metrics, outcomes["pretrained"].best_metric)
         _, scratch_value = task.headline(outcomes["scratch"].metrics, outcomes["scratch"].best_metric)
         rows.append(
@@ -115,7 +114,7 @@ def report_comparison(rows: list[dict], table: str, plot_rows, out: Path, json_k
 
 
 def run_checkpoint_comparison(
-    task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], min_steps: int, explicit_steps: bool, checkpoints: str
+    task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], explicit_steps: bool, checkpoints: str
 ) -> list[dict]:
     """Fine-tune from each chosen checkpoint of a pre-training run, and from random weights, at each fraction.
 
@@ -151,7 +150,7 @@ def run_checkpoint_comparison(
                 from_scratch=checkpoint is None, train_fraction=fraction, name="",
             )
             print(f"\n== [{done}/{total}] {'random weights' if checkpoint is None else f'pre-training step {step}'}, fraction {fraction:g}")
-            outcome = run_finetune(task, this_run, data, training, explicit_steps, min_steps, full_report=False)
+            outcome = run_finetune(task, this_run, data, training, explicit_steps, full_report=False)
             name, value = task.headline(outcome.metrics, outcome.best_metric)
             results.append({"fraction": fraction, "examples": outcome.num_train_examples, "value": value, "run": str(fine_tune_dir)})
         rows.append(
@@ -223,7 +222,7 @@ def compare_from_args(args: argparse.Namespace) -> int:
     training = from_args(TrainingConfig, args, base=FINETUNE_TRAINING_DEFAULTS)
     explicit_steps = args.max_steps is not None
     if comparison.checkpoints.strip():
-        run_checkpoint_comparison(task, run, data, training, fractions, comparison.min_steps, explicit_steps, comparison.checkpoints)
+        run_checkpoint_comparison(task, run, data, training, fractions, explicit_steps, comparison.checkpoints)
     else:
-        run_comparison(task, run, data, training, fractions, comparison.min_steps, explicit_steps)
+        run_comparison(task, run, data, training, fractions, explicit_steps)
     return 0

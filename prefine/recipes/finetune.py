@@ -48,7 +48,13 @@ class FinetuneRunConfig:
     eval: str = option("", "labelled evaluation data (same format as --train)")
     out: str = option("", "run folder to create")
     resume: str = option("", "continue the interrupted fine-tuning run in this folder exactly where it stopped")
-    epochs: float = option(3.0, "passes over the training data; sets --max-steps unless that is given")
+    epochs: float = option(3.0, "passes over the training data, but at least --min-steps steps; sets --max-steps unless that is given")
+    min_steps: int = option(
+        300,
+        "at least this many optimizer steps, however small the training data: 3 epochs of a few hundred examples are a few dozen "
+        "updates, far from converged from either start (Zhang et al. 2021 found the same for BERT; benchmarks/README.md); "
+        "the best checkpoint by --eval is kept; 1 leaves --epochs alone",
+    )
     train_fraction: float = option(1.0, "fine-tune on this random fraction of the training data (seeded)")
     classifier_dropout: float = option(0.1, "dropout before the classifier")
     reinit_layers: int = option(
@@ -103,8 +109,8 @@ def add_command(subparsers) -> None:
     parser.set_defaults(func=finetune_from_args)
 
 
-def _steps_for(run: FinetuneRunConfig, training: TrainingConfig, num_items: int, min_steps: int) -> int:
-    return max(math.ceil(run.epochs * num_items / training.batch_size), min_steps, 1)
+def _steps_for(run: FinetuneRunConfig, training: TrainingConfig, num_items: int) -> int:
+    return max(math.ceil(run.epochs * num_items / training.batch_size), run.min_steps, 1)
 
 
 def run_finetune(
@@ -113,7 +119,6 @@ def run_finetune(
     data: Any,
     training: TrainingConfig,
     explicit_steps: bool,
-    min_steps: int = 1,
     resume: bool = False,
     full_report: bool = True,
 ) -> FinetuneOutcome:
@@ -130,7 +135,7 @@ def run_finetune(
 
     prepared = task.prepare(run.train, run.eval or None, data, tokenizer, run.train_fraction, training.seed)
     if not explicit_steps:
-        training = dataclasses.replace(training, max_steps=_steps_for(run, training, prepared.num_train_items, min_steps))
+        training = dataclasses.replace(training, max_steps=_steps_for(run, training, prepared.num_train_items))
     if not training.best_metric and prepared.has_eval:
         training = dataclasses.replace(training, best_metric=task.default_best_metric(prepared))
     training = dataclasses.replace(training, best_metric=resolve_best_metric(training.best_metric, task.metric_directions))

@@ -150,7 +150,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )
     data = ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label")
-    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], min_steps=1, explicit_steps=True)
+    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], explicit_steps=True)
 
 
 def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> None:

@@ -562,4 +562,4 @@ def run_builtin_ner_comparison(pretrain_dir: Path, out: Path, steps: int, seed: 
         FINETUNE_TRAINING_DEFAULTS, max_steps=steps, batch_size=32, seed=seed, num_threads=num_threads, progress=progress,
         eval_at_epoch_end=False, eval_every=max(steps // 3, 1),
     )
-    return run_comparison(get_task("ner"), run, NerDataConfig(max_seq_length=128), training, [1.0], min_steps=1, explicit_steps=True)
+    return run_comparison(get_task("ner"), run, NerDataConfig(max_seq_length=128), training, [1.0], explicit_steps=True)

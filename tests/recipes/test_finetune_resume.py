@@ -25,7 +25,7 @@ from tests.conftest import REVIEW_FILLER, REVIEW_NEGATIVE, REVIEW_POSITIVE, writ
 def command(tmp_path) -> list[str]:
     train, dev = str(write_review_tsv(tmp_path / "train.tsv", 96, 1)), str(write_review_tsv(tmp_path / "dev.tsv", 32, 2))
     init = write_tiny_bert_run(tmp_path / "init", REVIEW_POSITIVE + REVIEW_NEGATIVE + REVIEW_FILLER, vocab_size=100)
-    return ["finetune", "--init", str(init), "--train", train, "--eval", dev, "--epochs", "4", "--eval-every", "4", "--save-every", "3", "--max-seq-length", "32",
+    return ["finetune", "--init", str(init), "--train", train, "--eval", dev, "--epochs", "4", "--min-steps", "1", "--eval-every", "4", "--save-every", "3", "--max-seq-length", "32",
             "--batch-size", "16", "--log-every", "1", "--num-threads", "1", "--no-progress", "--seed", "3", "--registry", str(tmp_path / "registry.sqlite")]
 
 
