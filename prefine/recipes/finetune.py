@@ -173,7 +173,11 @@ def run_finetune(
     if context.is_main:
         write_run(run_dir, record)
         verb = "resuming fine-tuning" if resume else "fine-tuning"
-        print(f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size} at learning rate {training.learning_rate:g}")
+        # Say why the step count is not what --epochs alone gives, so 300 steps for 3 epochs is no surprise.
+        raised = "" if explicit_steps or training.max_steps <= math.ceil(run.epochs * prepared.num_train_items / training.batch_size) else (
+            f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})"
+        )
+        print(f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}")
     pad_id = tokenizer.token_to_id("[PAD]")
     micro_batch = training.batch_size // training.gradient_accumulation_steps
     training_task = task.training_task(prepared, micro_batch, pad_id, training.seed, run.eval_batch_size, context.device)
