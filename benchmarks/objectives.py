@@ -226,8 +226,8 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
     )
     training = dataclasses.replace(finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False)
     shutil.rmtree(out, ignore_errors=True)
-    # As `prefine compare` does: the default epochs, but at least its default minimum of steps, so
-    # 10% of a small task is not 15 updates that teach neither start anything.
+    # The default epochs, but at least MIN_FINETUNE_STEPS, so 10% of a small task is not 15 updates
+    # that teach neither start anything (prefine's own default minimum is now higher, see above).
     outcome = finetune_recipe.run_finetune(
         get_task("classification"), run, ClassificationDataConfig(), training, explicit_steps=False, full_report=False
     )

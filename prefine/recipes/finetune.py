@@ -70,6 +70,12 @@ class FinetuneRunConfig:
     registry: str = option("", "run registry database (default: registry.sqlite beside the run folder, or $PREFINE_REGISTRY)")
     name: str = option("", "name of the run in the registry (default: the run folder's name)")
 
+    def __post_init__(self) -> None:
+        if not self.epochs > 0:
+            raise PrefineError(f"--epochs {self.epochs} must be positive (passes over the training data)")
+        if self.min_steps < 1:
+            raise PrefineError(f"--min-steps {self.min_steps} must be at least 1 (1 leaves the step count to --epochs)")
+
 
 FINETUNE_TRAINING_DEFAULTS = TrainingConfig(
     max_steps=1, batch_size=32, learning_rate=0.0, warmup_ratio=0.1, eval_every=0, eval_at_epoch_end=True,
@@ -109,8 +115,12 @@ def add_command(subparsers) -> None:
     parser.set_defaults(func=finetune_from_args)
 
 
+def _epoch_steps(run: FinetuneRunConfig, training: TrainingConfig, num_items: int) -> int:
+    return max(math.ceil(run.epochs * num_items / training.batch_size), 1)
+
+
 def _steps_for(run: FinetuneRunConfig, training: TrainingConfig, num_items: int) -> int:
-    return max(math.ceil(run.epochs * num_items / training.batch_size), run.min_steps, 1)
+    return max(_epoch_steps(run, training, num_items), run.min_steps)
 
 
 def run_finetune(
@@ -174,7 +184,7 @@ def run_finetune(
         write_run(run_dir, record)
         verb = "resuming fine-tuning" if resume else "fine-tuning"
         # Say why the step count is not what --epochs alone gives, so 300 steps for 3 epochs is no surprise.
-        raised = "" if explicit_steps or training.max_steps <= math.ceil(run.epochs * prepared.num_train_items / training.batch_size) else (
+        raised = "" if explicit_steps or training.max_steps <= _epoch_steps(run, training, prepared.num_train_items) else (
             f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})"
         )
         print(f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}")

@@ -31,3 +31,14 @@ def test_a_small_training_set_gets_at_least_min_steps_and_max_steps_overrides_bo
     # An explicit --max-steps is exactly what runs.
     assert main([*base, "--max-steps", "3", "--min-steps", "7", "--out", str(tmp_path / "explicit")]) == 0
     assert last_step(tmp_path / "explicit") == 3
+
+
+def test_a_step_count_that_cannot_train_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    train = str(write_review_tsv(tmp_path / "train.tsv", 32, 1))
+    init = str(write_tiny_bert_run(tmp_path / "init", REVIEW_POSITIVE + REVIEW_NEGATIVE + REVIEW_FILLER, vocab_size=100))
+    for flags, expected in ((["--min-steps", "0"], "--min-steps 0 must be at least 1"), (["--epochs", "0"], "--epochs 0.0 must be positive")):
+        out = tmp_path / f"run{flags[1]}"
+        assert main(["finetune", "--init", init, "--train", train, "--out", str(out), "--no-progress", *flags]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and expected in captured.err, captured.err
+        assert not out.exists()
