@@ -177,7 +177,7 @@ def run_finetune(
         model=init.config,
         init=init.description,
         num_train_examples=prepared.num_train_examples,
-        # What actually runs: --max-steps (given, or the minimum of a comparison) can override --epochs.
+        # What actually runs: --max-steps, or --min-steps on a small training set, can override --epochs.
         effective_epochs=round(epochs_run, 3),
     )
     if context.is_main:
