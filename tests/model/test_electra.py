@@ -157,7 +157,7 @@ def test_frequency_bias_starts_the_generator_at_word_frequencies_and_the_discrim
     torch.testing.assert_close(model.generator_lm_head.bias, smoothed.log().float())
     # A masked position is replaced unless the frequency-only generator draws the original back.
     replaced = 0.15 * (1 - float((smoothed**2).sum()))
-    assert float(model.discriminator_predictions.dense_prediction.bias) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
     batch = masked_batch()
     with torch.no_grad():
         probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
@@ -174,7 +174,7 @@ def test_without_the_generator_frequency_bias_the_generator_starts_uniform_and_t
     assert torch.count_nonzero(model.generator_lm_head.bias) == 0
     # A near-uniform generator draws the original back one time in VOCAB.
     replaced = 0.15 * (1 - 1 / VOCAB)
-    assert float(model.discriminator_predictions.dense_prediction.bias) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
     batch = masked_batch()
     with torch.no_grad():
         probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
