@@ -273,6 +273,9 @@ def main() -> None:
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if args.min_steps < 1:
+        # Checked here, not by the first fine-tune after a pre-training budget has been spent.
+        sys.exit(f"--min-steps must be at least 1 (got {args.min_steps}); 50 keeps the README's tables comparable, 300 is prefine's default")
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     corpora = {}
