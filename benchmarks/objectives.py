@@ -51,6 +51,7 @@ from common import markdown_table, print_json  # noqa: E402
 
 from prefine.checkpoint import METRICS_FILE  # noqa: E402
 from prefine.corpus import CorpusConfig  # noqa: E402
+from prefine.errors import PrefineError  # noqa: E402
 from prefine.model.electra import ElectraObjectiveConfig  # noqa: E402
 from prefine.recipes import finetune as finetune_recipe  # noqa: E402
 from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
@@ -273,9 +274,11 @@ def main() -> None:
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if args.min_steps < 1:
-        # Checked here, not by the first fine-tune after a pre-training budget has been spent.
-        sys.exit(f"--min-steps must be at least 1 (got {args.min_steps}); 50 keeps the README's tables comparable, 300 is prefine's default")
+    try:
+        # prefine's own check of --min-steps, here rather than at the first fine-tune, after a pre-training budget has been spent.
+        finetune_recipe.FinetuneRunConfig(min_steps=args.min_steps)
+    except PrefineError as error:
+        sys.exit(str(error))
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
     corpora = {}
