@@ -67,6 +67,9 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     # Output biases left at zero (prefine's behaviour until --frequency-bias became the default).
     "no-frequency-bias": ({}, {}, {}, {"frequency_bias": False}),
     "electra-no-frequency-bias": ({"objective": "electra"}, {}, {}, {"frequency_bias": False}),
+    # Heads starting near the identity and sinusoidal position rows instead of BERT's random init.
+    "mimetic": ({}, {}, {}, {"mimetic_init": True}),
+    "electra-mimetic": ({"objective": "electra"}, {}, {}, {"mimetic_init": True}),
     # The recipe prefine shipped before issue 15 (BERT's settings scaled down): the baseline
     # the diagnosis starts from.
     "bert-2019": (

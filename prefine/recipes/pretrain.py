@@ -24,6 +24,7 @@ from prefine.config import add_dataclass_arguments, explicit_overrides, from_arg
 from prefine.corpus import CorpusConfig, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
 from prefine.model import PRESETS, BertConfig, BertForPreTraining, count_parameters, preset_config
+from prefine.model.bert import apply_mimetic_init
 from prefine.model.electra import (
     ElectraObjectiveConfig,
     ElectraPreTrainingModel,
@@ -64,6 +65,12 @@ class PretrainRunConfig:
         True,
         "start a new model's output biases from the corpus: the MLM (or ELECTRA generator) bias at the log word frequencies, "
         "the ELECTRA discriminator's at the log-odds of a replaced token, so training does not bend the encoder's states to learn them",
+    )
+    mimetic_init: bool = option(
+        False,
+        "start a new model's attention heads with their query-key product near the identity (mimetic init) and its position "
+        "embeddings as sinusoids: masked LM leaves its early plateau in about half the steps, but on the built-in task the "
+        "faster start did not fine-tune better after 15 minutes (benchmarks/README.md)",
     )
 
 
@@ -177,6 +184,8 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         raise PrefineError(f"{run.out} already holds a run; continue it with --resume {run.out} or choose another --out")
     if run.preset not in PRESETS and not run.init:
         raise PrefineError(f"unknown preset '{run.preset}'; choose one of {', '.join(PRESETS)}")
+    if run.init and run.mimetic_init:
+        raise PrefineError(f"--mimetic-init sets a new model's starting weights; --init {run.init} brings its own, so drop one of them")
     data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
     training = with_time_budget(from_args(TrainingConfig, args, base=pretraining_defaults(data.objective)), explicit_steps=args.max_steps is not None)
     corpus = from_args(CorpusConfig, args)
@@ -415,6 +424,11 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         # checkpoint replaces these weights anyway).
         counts = torch.from_numpy(train_batches.train_token_counts())
         model.start_from_token_frequencies(counts, setup.data.mlm_probability)
+    if init is None and setup.run.mimetic_init:
+        # Its own generator, seeded like the run: every rank starts from the same weights, and
+        # the global random stream the rest of the run draws from is left as it was. (A resumed
+        # run's checkpoint replaces these weights, as it does the frequency biases.)
+        apply_mimetic_init(model, model_config.initializer_range, torch.Generator().manual_seed(setup.training.seed))
     if resuming:
         # Read through BertConfig, so a run saved before a field existed compares with its default.
         saved_model = from_dict(BertConfig, read_run(run_dir)["model"], f"{run_dir}/run.json")

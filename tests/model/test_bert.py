@@ -17,6 +17,7 @@ from prefine.model import (
     count_parameters,
     preset_config,
 )
+from prefine.model.bert import apply_mimetic_init
 
 
 def tiny_config(**overrides) -> BertConfig:
@@ -342,3 +343,62 @@ def test_an_embedding_as_wide_as_the_blocks_means_no_projection():
     assert narrow.embedding_size == 16 and BertModel(narrow).embeddings_project.in_features == 16
     with pytest.raises(PrefineError, match="embedding_size -1"):
         BertConfig(embedding_size=-1)
+
+
+def first_layer_attention(model: BertModel, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    """Layer 0's attention probabilities, [batch, heads, query, key], recomputed from its weights."""
+    attention = model.encoder.layer[0].attention.self
+    hidden = model.embeddings(input_ids, token_type_ids)
+    batch, length, _ = hidden.shape
+
+    def heads(linear):
+        return linear(hidden).view(batch, length, attention.num_heads, attention.head_dim).transpose(1, 2)
+
+    scores = heads(attention.query) @ heads(attention.key).transpose(-1, -2) / attention.head_dim**0.5
+    return scores.softmax(-1)
+
+
+@pytest.mark.parametrize("hidden, heads", [(64, 1), (256, 4)])
+def test_mimetic_init_starts_heads_on_the_token_itself_instead_of_uniform(hidden, heads):
+    config = tiny_config(hidden_size=hidden, num_attention_heads=heads, intermediate_size=2 * hidden, vocab_size=2000)
+    input_ids, token_type_ids = random_batch(batch=4, length=48, vocab=2000)
+    self_attention = {}
+    for mimetic in (False, True):
+        torch.manual_seed(0)
+        model = BertModel(config, add_pooling_layer=False)
+        if mimetic:
+            apply_mimetic_init(model, config.initializer_range, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            probabilities = first_layer_attention(model, input_ids, token_type_ids)
+        self_attention[mimetic] = float(probabilities.diagonal(dim1=-2, dim2=-1).mean())
+    # BERT's init attends about uniformly (1/48 of the weight on each key, the token itself too);
+    # the mimetic init starts well off that saddle, on the token itself.
+    assert self_attention[False] < 1.5 / 48
+    assert self_attention[True] > 5 / 48
+
+
+def test_mimetic_init_sets_sinusoidal_positions_at_the_word_rows_scale():
+    config = tiny_config(hidden_size=64, num_attention_heads=1, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = BertForPreTraining(config)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    apply_mimetic_init(model, config.initializer_range, torch.Generator().manual_seed(0))
+    table = model.bert.embeddings.position_embeddings.weight.detach()
+    assert abs(float(table.std()) - config.initializer_range) < 1e-4
+    normalised = F.normalize(table, dim=-1)
+    similarity = [float((normalised[:-offset] * normalised[offset:]).sum(-1).mean()) for offset in (1, 4, 16)]
+    assert similarity[0] > 0.8 and similarity[0] > similarity[1] > similarity[2]
+    # One linear map moves every position one step on (a rotation per frequency), so a head can
+    # learn "read the next token" once; random rows need a map fitted row by row.
+    def one_step_residual(rows: torch.Tensor) -> float:
+        step = torch.linalg.lstsq(rows[:-1].double(), rows[1:].double()).solution
+        return float((rows[:-1].double() @ step - rows[1:].double()).norm() / rows[1:].double().norm())
+
+    assert one_step_residual(table) < 1e-6
+    assert one_step_residual(before["bert.embeddings.position_embeddings.weight"]) > 0.3
+    # Only the position table and the query / key weights change; the word rows, values and
+    # every other weight keep BERT's init.
+    changed = {name for name, value in model.state_dict().items() if not torch.equal(value, before[name])}
+    assert changed == {"bert.embeddings.position_embeddings.weight"} | {
+        f"bert.encoder.layer.{index}.attention.self.{part}.weight" for index in range(config.num_hidden_layers) for part in ("query", "key")
+    }

@@ -246,6 +246,34 @@ def test_new_models_start_from_word_frequencies_and_end_beside_them(tmp_path, ca
     assert first["eval/mlm_loss"] > frequencies_loss + 0.5
 
 
+def test_mimetic_init_starts_new_models_with_sinusoidal_positions_when_asked(pretrained_run, tmp_path, capsys):
+    from prefine.checkpoint import latest_checkpoint, load_weights
+
+    def neighbour_similarity(run_dir: Path) -> float:
+        weights = load_weights(latest_checkpoint(run_dir))
+        # bert.* for masked LM, electra.* (shared with the generator) for ELECTRA.
+        table = next(value for name, value in weights.items() if name.endswith("embeddings.position_embeddings.weight")).float()
+        table = table / table.norm(dim=-1, keepdim=True)
+        return float((table[:-1] * table[1:]).sum(-1).mean())
+
+    # BERT's init by default: random position rows, unrelated neighbours.
+    assert json.loads((pretrained_run / "pre" / "run.json").read_text())["run"]["mimetic_init"] is False
+    assert abs(neighbour_similarity(pretrained_run / "pre")) < 0.2
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    for objective in ("mlm", "electra"):
+        out = f"mimetic-{objective}"
+        assert pretrain(tmp_path, corpus, out, "--objective", objective, "--max-steps", "2", "--mimetic-init") == 0
+        assert json.loads((tmp_path / out / "run.json").read_text())["run"]["mimetic_init"] is True
+        # Two small steps leave the sinusoids' neighbours alike.
+        assert neighbour_similarity(tmp_path / out) > 0.7
+    # Continued pre-training keeps the weights it starts from: asking for both is refused up front.
+    capsys.readouterr()
+    assert pretrain(tmp_path, corpus, "continued", "--init", str(pretrained_run / "pre"), "--mimetic-init") == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--mimetic-init" in captured.err and captured.out == ""
+    assert not (tmp_path / "continued").exists()
+
+
 def test_separate_documents_is_checked_first_then_trains_mlm_and_electra(tmp_path, capsys):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
     assert pretrain(tmp_path, corpus, "pairs", "--objective", "mlm+nsp", "--separate-documents", "--max-steps", "2") == 2
