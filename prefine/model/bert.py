@@ -414,10 +414,11 @@ def apply_mimetic_init(module: nn.Module, initializer_range: float, generator: t
     are near each other. Masked LM then spends its first thousand-odd steps on a plateau,
     predicting from the bag of words (on the built-in corpus held-out MLM loss crept from
     6.2 to 5.1 nats over 1,250 steps before it fell fast). A near-identity W_Q^T W_K starts
-    each head attending mostly to the token itself and tokens like it, off the saddle (the
-    pattern Trockman & Kolter found in trained heads); sinusoidal rows make moving k positions one fixed linear
-    map, the same for every position, which a head can learn once instead of row by row.
-    Both are only initial values: the architecture, checkpoints and export are unchanged.
+    each head off the saddle, attending to the token itself (and tokens like it) far more
+    than to any other (the pattern Trockman & Kolter found in trained heads); sinusoidal
+    rows make moving k positions one fixed linear map, the same for every position, which a
+    head can learn once instead of row by row. Both are only initial values: the
+    architecture, checkpoints and export are unchanged.
     """
     for child in module.modules():
         if isinstance(child, BertEmbeddings):
