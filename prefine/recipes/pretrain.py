@@ -69,8 +69,8 @@ class PretrainRunConfig:
     mimetic_init: bool = option(
         False,
         "start a new model's attention heads with their query-key product near the identity (mimetic init) and its position "
-        "embeddings as sinusoids: masked LM leaves its early plateau in about half the steps, but on the built-in task the "
-        "faster start did not fine-tune better after 15 minutes (benchmarks/README.md)",
+        "embeddings as sinusoids: masked LM leaves its early plateau in about half the steps, but on the built-in task that "
+        "faster start fine-tuned no better after 15 or 45 minutes (benchmarks/README.md)",
     )
 
 
