@@ -399,7 +399,7 @@ def init_bert_weights(module: nn.Module, initializer_range: float) -> None:
 
 # Trockman & Kolter's mimetic initialisation ("Mimetic Initialization of Self-Attention Layers",
 # ICML 2023) sets each head's W_Q^T W_K near noise * Z + identity * I for a random Z;
-# 0.5 / 0.5 is what this repo measured (benchmarks/README.md).
+# 0.5 / 0.5 is the one setting this repo measured (benchmarks/README.md), not a tuned optimum.
 MIMETIC_NOISE = 0.5
 MIMETIC_IDENTITY = 0.5
 
