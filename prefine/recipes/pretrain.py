@@ -424,10 +424,10 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         # checkpoint replaces these weights anyway).
         counts = torch.from_numpy(train_batches.train_token_counts())
         model.start_from_token_frequencies(counts, setup.data.mlm_probability)
-    if init is None and setup.run.mimetic_init:
+    if init is None and setup.run.mimetic_init and not resuming:
         # Its own generator, seeded like the run: every rank starts from the same weights, and
-        # the global random stream the rest of the run draws from is left as it was. (A resumed
-        # run's checkpoint replaces these weights, as it does the frequency biases.)
+        # the global random stream the rest of the run draws from is left as it was. A resumed
+        # run's checkpoint replaces these weights, so it skips the SVD per head.
         apply_mimetic_init(model, model_config.initializer_range, torch.Generator().manual_seed(setup.training.seed))
     if resuming:
         # Read through BertConfig, so a run saved before a field existed compares with its default.
