@@ -402,3 +402,23 @@ def test_mimetic_init_sets_sinusoidal_positions_at_the_word_rows_scale():
     assert changed == {"bert.embeddings.position_embeddings.weight"} | {
         f"bert.encoder.layer.{index}.attention.self.{part}.weight" for index in range(config.num_hidden_layers) for part in ("query", "key")
     }
+
+
+def test_mimetic_init_gives_each_head_the_best_low_rank_query_key_product():
+    config = tiny_config(hidden_size=64, num_attention_heads=2, intermediate_size=128)
+    model = BertModel(config, add_pooling_layer=False)
+    apply_mimetic_init(model, config.initializer_range, torch.Generator().manual_seed(3))
+    # Redraw the targets in the order the init draws them: layer by layer, head by head.
+    generator = torch.Generator().manual_seed(3)
+    for block in model.encoder.layer:
+        attention = block.attention.self
+        for head in range(attention.num_heads):
+            target = 0.5 * torch.randn(64, 64, generator=generator, dtype=torch.float64) / 8 + 0.5 * torch.eye(64, dtype=torch.float64)
+            left, singular, right = torch.linalg.svd(target)
+            keep = attention.head_dim
+            best = (left[:, :keep] * singular[:keep]) @ right[:keep]
+            rows = slice(head * keep, (head + 1) * keep)
+            product = attention.query.weight[rows].double().T @ attention.key.weight[rows].double()
+            assert torch.allclose(product, best, atol=1e-5)
+            # Half the rank is kept, so the product is not the target itself.
+            assert (product - target).norm() > 0.1 * target.norm()
