@@ -272,7 +272,11 @@ def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokeni
         kind="finetune",
         parent_id=None if run.from_scratch else parent_run_id(registry, init, run.init),
         config=record,
-        data_fingerprints={"train": file_fingerprint(run.train), "eval": file_fingerprint(run.eval) if run.eval else None},
+        data_fingerprints={
+            "train": file_fingerprint(run.train),
+            "eval": file_fingerprint(run.eval) if run.eval else None,
+            "test": file_fingerprint(run.test) if getattr(run, "test", "") else None,
+        },
         tokenizer_hash=tokenizer_hash,
         artifact_path=run_dir,
     )

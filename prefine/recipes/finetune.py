@@ -34,6 +34,7 @@ from prefine.recipes.common import (
     with_finetune_learning_rate,
 )
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, reject_foreign_flags
+from prefine.tasks.selection import DEV_SPLIT_FOLDER, Scoring, carve_dev_split
 from prefine.tokenizer import save_tokenizer, tokenizer_fingerprint
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, train
 from prefine.training.config import resolve_best_metric
@@ -45,7 +46,18 @@ class FinetuneRunConfig:
     init: str = option("", "pre-trained weights: a prefine run folder or a Hugging Face BERT folder/name")
     from_scratch: bool = option(False, "use --init's architecture and tokenizer but random weights (the baseline pre-training must beat)")
     train: str = option("", "labelled training data: .tsv, .csv, .jsonl, SQuAD .json or a Hugging Face dataset name (as the task reads)")
-    eval: str = option("", "labelled evaluation data (same format as --train)")
+    eval: str = option(
+        "", "labelled selection data (same format as --train): picks the best checkpoint and draws the learning curve; "
+        "its score is optimistic, so report --test"
+    )
+    test: str = option(
+        "", "labelled test data (same format as --train), scored once at the end with the checkpoint --eval chose: the reported "
+        "score; without --eval, a dev split of --train (--dev-fraction) chooses the checkpoint"
+    )
+    dev_fraction: float = option(0.1, "share of --train carved out as the dev split that chooses the checkpoint when --test has no --eval beside it")
+    dev_seed: int = option(
+        0, "seed of that dev split; its own seed, not --seed, so every fine-tuning seed and start of a comparison chooses on the same examples"
+    )
     out: str = option("", "run folder to create")
     resume: str = option("", "continue the interrupted fine-tuning run in this folder exactly where it stopped")
     epochs: float = option(3.0, "passes over the training data, but at least --min-steps steps; sets --max-steps unless that is given")
@@ -75,6 +87,8 @@ class FinetuneRunConfig:
             raise PrefineError(f"--epochs {self.epochs} must be positive (passes over the training data)")
         if self.min_steps < 1:
             raise PrefineError(f"--min-steps {self.min_steps} must be at least 1 (1 leaves the step count to --epochs)")
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise PrefineError(f"--dev-fraction {self.dev_fraction} must be between 0 and 1 (e.g. 0.1)")
 
 
 FINETUNE_TRAINING_DEFAULTS = TrainingConfig(
@@ -85,12 +99,14 @@ FINETUNE_TRAINING_DEFAULTS = TrainingConfig(
 
 @dataclass
 class FinetuneOutcome:
-    """What one fine-tuning produced: the best checkpoint's eval metrics and what the comparison tables need."""
+    """What one fine-tuning produced: the reported metrics and what the comparison tables need."""
 
     run_dir: Path
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the reported score: on --test when given, else on the selection data
     best_metric: str  # the metric's name, without its direction
     num_train_examples: int
+    scoring: Scoring | None = None  # which data chose the checkpoint and which data `metrics` comes from
+    selection_metrics: dict[str, float] | None = None  # the chosen checkpoint's score on the selection data
 
 
 def add_task_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,11 +147,15 @@ def run_finetune(
     explicit_steps: bool,
     resume: bool = False,
     full_report: bool = True,
+    scoring: Scoring | None = None,
 ) -> FinetuneOutcome:
     """Fine-tune `run.init`'s weights for `task` into `run.out` (or continue `run.out` with `resume`).
 
-    `full_report=False` (comparisons) prints one line of the best checkpoint's metrics instead
-    of the task's full table; the full report is in the run folder either way.
+    The checkpoint is chosen on the selection data and the reported score is --test's, scored
+    once at the end (see `prefine.tasks.selection`); `scoring` overrides which data does what
+    (a comparison carves its dev split once for all its fine-tunes). `full_report=False`
+    (comparisons) prints one line of the chosen checkpoint's metrics instead of the task's full
+    table; the full report is in the run folder either way.
     """
     max_length, length_flag = task.max_length(data)
     run_dir, context, init = start_finetune(run, training.device, max_length, length_flag, task.train_hint, resume=resume)
@@ -143,7 +163,10 @@ def run_finetune(
     training = with_finetune_learning_rate(training, init.config)
     tokenizer = init.tokenizer
 
-    prepared = task.prepare(run.train, run.eval or None, data, tokenizer, run.train_fraction, training.seed)
+    if scoring is None:
+        scoring = scoring_for(task, run, data, run_dir, context.is_main)
+    train_source = scoring.dev_split["train"] if scoring.dev_split else run.train
+    prepared = task.prepare(train_source, scoring.selection, data, tokenizer, run.train_fraction, training.seed)
     if not explicit_steps:
         training = dataclasses.replace(training, max_steps=_steps_for(run, training, prepared.num_train_items))
     if not training.best_metric and prepared.has_eval:
@@ -179,6 +202,7 @@ def run_finetune(
         num_train_examples=prepared.num_train_examples,
         # What actually runs: --max-steps, or --min-steps on a small training set, can override --epochs.
         effective_epochs=round(epochs_run, 3),
+        scoring=scoring.to_json(),
     )
     if context.is_main:
         write_run(run_dir, record)
@@ -188,6 +212,7 @@ def run_finetune(
             f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})"
         )
         print(f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}")
+        print(scoring.line())
     pad_id = tokenizer.token_to_id("[PAD]")
     micro_batch = training.batch_size // training.gradient_accumulation_steps
     training_task = task.training_task(prepared, micro_batch, pad_id, training.seed, run.eval_batch_size, context.device)
@@ -199,23 +224,83 @@ def run_finetune(
     with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main, resume=resume) as handle:
         result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
         if not prepared.has_eval or not context.is_main:
-            return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples)
+            return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples, scoring)
         # Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it.
         from prefine.inference import load_run
 
-        evaluation = task.final_evaluation(load_run(run_dir, context.device), prepared, run.eval_batch_size)
-        for name, payload in evaluation.outputs.items():
-            (run_dir / name).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        predictor = load_run(run_dir, context.device)
+        selection = task.final_evaluation(predictor, prepared, run.eval_batch_size)
+        _write_outputs(run_dir, selection.outputs, prefix="")
+        # The reported score: --test, scored once, with the checkpoint the selection data chose.
+        report = predictor.evaluate_source(scoring.report, run.eval_batch_size) if scoring.report else None
+        if report is not None:
+            _write_outputs(run_dir, report.outputs, prefix=TEST_OUTPUT_PREFIX)
+        checkpoint = model_checkpoint_of(run_dir).name
         if full_report:
-            print(f"best checkpoint ({best_name}): {model_checkpoint_of(run_dir).name}")
-            print(evaluation.table)
-            if evaluation.outputs:
-                print(f"wrote {', '.join(str(run_dir / name) for name in evaluation.outputs)}")
+            print(f"best checkpoint ({best_name}, chosen on {scoring.selection_how}): {checkpoint}")
+            if report is None:
+                print(f"score on the data that chose it (optimistic; pass --test FILE for a score nothing was chosen on):\n{selection.table}")
+            else:
+                print(f"on the selection data (chose the checkpoint):\n{selection.table}")
+                print(f"on {scoring.report} (the reported score: scored once, chose nothing):\n{report.table}")
+            written = [*selection.outputs, *(TEST_OUTPUT_PREFIX + name for name in (report.outputs if report else {}))]
+            if written:
+                print(f"wrote {', '.join(str(run_dir / name) for name in written)}")
         else:
-            scores = "  ".join(f"{key} {value:.4g}" for key, value in evaluation.metrics.items())
-            print(f"best checkpoint {model_checkpoint_of(run_dir).name} (by {best_name}): {scores}")
-        handle.set_metrics(evaluation.metrics, (f"eval/{best_name}", float(evaluation.metrics[best_name])))
-    return FinetuneOutcome(run_dir, evaluation.metrics, best_name, prepared.num_train_examples)
+            shown = report if report is not None else selection
+            where = "test" if report is not None else "selection data"
+            scores = "  ".join(f"{key} {value:.4g}" for key, value in shown.metrics.items())
+            print(f"best checkpoint {checkpoint} (by {best_name} on the selection data); {where}: {scores}")
+        if report is None:
+            handle.set_metrics(selection.metrics, (f"eval/{best_name}", float(selection.metrics[best_name])))
+        else:
+            registry_metrics = {**report.metrics, **{f"selection/{key}": value for key, value in selection.metrics.items()}}
+            handle.set_metrics(registry_metrics, (f"test/{best_name}", float(report.metrics[best_name])))
+    reported = report.metrics if report is not None else selection.metrics
+    return FinetuneOutcome(run_dir, reported, best_name, prepared.num_train_examples, scoring, selection.metrics)
+
+
+# Files a task writes for the --test evaluation sit beside the selection ones under this prefix.
+TEST_OUTPUT_PREFIX = "test_"
+
+
+def _write_outputs(run_dir: Path, outputs: dict[str, Any], prefix: str) -> None:
+    for name, payload in outputs.items():
+        (run_dir / f"{prefix}{name}").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def check_data_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any) -> None:
+    """Read --train, --eval and --test as fine-tuning will, so a wrong path, column or label fails before any weights load."""
+    if not run.train:
+        return  # start_finetune names the missing flag
+    task.check_inputs(run.train, run.eval or None, data)
+    if run.test:
+        task.check_inputs(run.train, run.test, data)
+
+
+def scoring_for(task: FinetuneTask, run: FinetuneRunConfig, data: Any, run_dir: Path, is_main: bool) -> Scoring:
+    """Which data chooses the checkpoint and which data reports, from --eval and --test (see `prefine.tasks.selection`).
+
+    --test without --eval carves the dev split into the run folder; the split is seeded, so a
+    resumed run carves the very same one again.
+    """
+    if run.eval:
+        return Scoring(selection=run.eval, selection_how=f"--eval {run.eval}", report=run.test or None)
+    if not run.test:
+        return Scoring(selection=None, selection_how="", report=None)
+    folder = run_dir / DEV_SPLIT_FOLDER
+    if is_main:
+        carved = carve_dev_split(task, run.train, data, run.dev_fraction, run.dev_seed, folder)
+    _wait_for_rank_zero()
+    if not is_main:  # the same seeded split rank 0 wrote; only the paths are needed here
+        carved = Scoring(str(folder / "dev.jsonl"), "a dev split of --train", None, {"train": str(folder / "train.jsonl")})
+    carved.report = run.test
+    return carved
+
+
+def _wait_for_rank_zero() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def _resumed(args: argparse.Namespace) -> tuple[FinetuneTask, FinetuneRunConfig, Any, TrainingConfig]:
@@ -252,5 +337,6 @@ def finetune_from_args(args: argparse.Namespace) -> int:
     training = from_args(TrainingConfig, args, base=FINETUNE_TRAINING_DEFAULTS)
     if is_run_dir(Path(run.out or ".")) and run.out:
         raise PrefineError(f"{run.out} already holds a run; continue it with --resume {run.out} or choose another --out")
+    check_data_before_work(task, run, data)
     run_finetune(task, run, data, training, explicit_steps=args.max_steps is not None)
     return 0

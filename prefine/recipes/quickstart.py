@@ -42,7 +42,8 @@ class QuickstartConfig:
     finetune_steps: int = option(300, "fine-tuning steps per model (pre-trained and from scratch)")
     preset: str = option("tiny", "model size to pre-train")
     vocab_size: int = option(4000, "WordPiece vocabulary size (small: a 1.6 MB corpus has few frequent words)")
-    seed: int = option(42, "seed for everything")
+    seed: int = option(42, "seed for everything (fine-tuning seeds are --seed, --seed+1, ...)")
+    seeds: int = option(3, "fine-tuning seeds per start and data size: the gain's 95 percent interval is paired over them (2 or more)")
     num_threads: int = option(0, "CPU threads (0: PyTorch's default)")
     progress: bool = option(True, "show progress bars")
     extra_tasks: str = option(
@@ -53,6 +54,8 @@ class QuickstartConfig:
     extra_task_steps: int = option(0, "fine-tuning steps per model of each extra section (0: ner 300, generation 150)")
 
     def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise PrefineError(f"--seeds {self.seeds} must be at least 1 (3 give the gain an interval)")
         if not self.pretrain_time and self.pretrain_steps < 1:
             raise PrefineError("give the quickstart a pre-training budget: --pretrain-time (e.g. 5m) or --pretrain-steps N")
         unknown = sorted(set(self.extra_task_list()) - set(EXTRA_TASKS))
@@ -104,20 +107,29 @@ def _example_counts(rows: list[dict]) -> str:
 
 
 def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float) -> str:
-    """One honest sentence on what the table shows: where pre-training helped, and where not yet."""
-    gains = ", ".join(f"{row['gain'] * 100:+.1f} accuracy points with {row['examples']} examples" for row in rows)
-    helped = [row for row in rows if row["gain"] > 0]
-    if len(helped) == len(rows):
-        return f"Pre-training helped at every data size ({gains})."
-    if helped:
-        not_helped = [row for row in rows if row["gain"] <= 0]
-        verdict = f"helped with {_example_counts(helped)} labelled examples but not with {_example_counts(not_helped)}"
-    else:
-        verdict = "did not beat random weights"
+    """One honest sentence on what the table shows, worded by each gain's 95% interval over seeds.
+
+    "helped" or "hurt" only where the interval excludes zero; elsewhere "no clear difference".
+    """
+    def gain_text(row: dict) -> str:
+        interval = "" if row["gain_low"] is None else f", 95% interval {row['gain_low'] * 100:+.1f} to {row['gain_high'] * 100:+.1f}"
+        return f"{row['gain'] * 100:+.1f} accuracy points with {row['examples']} examples{interval}"
+
+    by_verdict: dict[str, list[dict]] = {}
+    for row in rows:
+        by_verdict.setdefault(row["verdict"], []).append(row)
+    parts = []
+    for verdict, phrase in (("helped", "helped"), ("hurt", "hurt"), ("no clear difference", "made no clear difference"), ("one seed: no interval", "was measured with one seed (no interval)")):
+        if verdict in by_verdict:
+            parts.append(f"{phrase} with {_example_counts(by_verdict[verdict])} labelled examples")
+    gains = "; ".join(gain_text(row) for row in rows)
+    seeds = len(rows[0]["seeds"]) if rows else 0
+    advice = "" if set(by_verdict) == {"helped"} else (
+        " Pre-train longer (--pretrain-time, or prefine pretrain --max-time on your own corpus) or add seeds, and compare again with prefine compare."
+    )
     return (
-        f"After {pretraining} (held-out MLM accuracy {mlm_accuracy:.1%}) the pre-trained start "
-        f"{verdict} ({gains}). That is what the table measures, not a given: pre-train longer "
-        "(--pretrain-time, or prefine pretrain --max-time on your own corpus) and compare again with prefine compare."
+        f"After {pretraining} (held-out MLM accuracy {mlm_accuracy:.1%}), over {seeds} fine-tuning seeds the pre-trained start "
+        f"{' and '.join(parts)} ({gains}).{advice}"
     )
 
 
@@ -139,9 +151,10 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
     labels = sorted({label for _, label in train_rows})
     majority = max(sum(1 for _, label in test_rows if label == name) for name in labels) / len(test_rows)
     print(f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
-          f"(test docstrings were never seen in pre-training); majority-class accuracy {majority:.1%}")
+          f"(pre-training never read a test docstring, a near-copy of one, or one of its sentences); majority-class accuracy {majority:.1%}")
+    # --test, not --eval: the test docstrings only report; a dev split of the training docstrings chooses checkpoints.
     run = FinetuneRunConfig(
-        init=str(pretrain_dir), train=str(task_dir / "train.jsonl"), eval=str(task_dir / "test.jsonl"),
+        init=str(pretrain_dir), train=str(task_dir / "train.jsonl"), test=str(task_dir / "test.jsonl"),
         out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
@@ -150,7 +163,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )
     data = ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label")
-    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], explicit_steps=True)
+    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], explicit_steps=True, seeds=quickstart.seeds)
 
 
 def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> None:
@@ -160,9 +173,12 @@ def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartC
         from prefine.tasks.token_classification import run_builtin_ner_comparison
 
         print("\n== extra: named entities in Python's docs (exceptions, functions, modules, types)")
-        rows = run_builtin_ner_comparison(pretrain_dir, out, steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress)
+        rows = run_builtin_ner_comparison(
+            pretrain_dir, out, steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress, seeds=config.seeds
+        )
         row = rows[0]
-        print(f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points)")
+        interval = "" if row["gain_low"] is None else f", 95% interval {100 * row['gain_low']:+.1f} to {100 * row['gain_high']:+.1f}: {row['verdict']}"
+        print(f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points{interval})")
     else:
         from prefine.recipes.quickstart_generation import run_generation_comparison
 

@@ -26,6 +26,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import numpy as np
@@ -40,6 +41,7 @@ from prefine.metrics.classification import classification_metrics, format_metric
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches, length_grouped
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, is_line_input, notice_once, read_text_lines, register_task, subsample_indices
+from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
 
@@ -694,6 +696,15 @@ class ClassificationFinetuneTask(FinetuneTask):
         if eval:
             held_out = read_classification_inputs(eval, data, "validation", columns=train_inputs.columns)
             label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
+
+    def split_dev(self, train: str, data: ClassificationDataConfig, fraction: float, seed: int, folder: Path) -> DevSplit:
+        inputs = read_classification_inputs(train, data, data.dataset_split)
+        label_set = LabelSet.from_training_labels(inputs.raw_labels, data.task_type, inputs.table.source, inputs.table.where)  # type: ignore[arg-type]
+        # Regression scores are not classes: their split is plain random.
+        labels = None if label_set.is_regression else inputs.raw_labels
+        records = list(inputs.table)
+        dev, stratified = stratified_dev_indices(labels, len(records), fraction, seed)
+        return write_split(folder, records, dev, stratified)
 
     def prepare(self, train: str, eval: str | None, data: ClassificationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
         train_examples, eval_examples, label_set, columns = load_classification_data(train, eval, data, tokenizer)

@@ -30,6 +30,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -49,6 +50,7 @@ from prefine.tasks.batching import SeekableBatches
 from prefine.tasks.batching import length_grouped
 from prefine.tasks.classification import EncodedExamples, encode_examples, truncating_copy
 from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
+from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask, autocast_context
 from prefine.training.position import DataPosition
@@ -534,6 +536,13 @@ class GenerationFinetuneTask(FinetuneTask):
         if eval:
             require_bleu()
             read_pairs(eval, data, "validation", columns=pairs.columns)
+
+    def split_dev(self, train: str, data: GenerationDataConfig, fraction: float, seed: int, folder: Path) -> DevSplit:
+        pairs = read_pairs(train, data, data.dataset_split)
+        records = list(pairs.table)
+        # Free text has no classes to stratify by.
+        dev, stratified = stratified_dev_indices(None, len(records), fraction, seed)
+        return write_split(folder, records, dev, stratified)
 
     def prepare(self, train: str, eval: str | None, data: GenerationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
         ids = special_ids(tokenizer)

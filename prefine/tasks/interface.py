@@ -5,8 +5,9 @@ subclass registered with `register_task`. The generic recipes (`prefine finetune
 predict / compare / export`, the quickstart and `prefine serve`) only ever talk to this
 interface, so adding a task means writing one module, never editing a recipe:
 
-    finetune:  check_inputs, check_encoder -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
+    finetune:  check_inputs, check_encoder -> [split_dev when no --eval but --test] -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
                -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
+               (on the selection data) -> evaluate_source (on --test, the reported score)
     export:    build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
     evaluate:  load_predictor -> evaluate_source
     predict:   load_predictor -> predict_cli (files, stdin, task flags) or predict_records (JSON)
@@ -186,6 +187,17 @@ class FinetuneTask(ABC):
         from prefine.recipes.common import load_initial_weights
 
         load_initial_weights(model, init, from_scratch, announce, reinit_layers=reinit_layers)
+
+    def split_dev(self, train: str, data: Any, fraction: float, seed: int, folder: Any) -> Any:
+        """Carve a seeded dev split (`prefine.tasks.selection.DevSplit`) out of --train, as two files under `folder`.
+
+        Commands that report a score with no separate selection data choose checkpoints on it
+        (see `prefine.tasks.selection`). The default refuses, naming the way out; a task that can
+        read its training data as records writes them back with `selection.write_split`.
+        """
+        raise PrefineError(
+            f"--task {self.name} cannot carve a dev split out of --train; pass --eval DEV (chooses the checkpoint) with --test FILE (reported)"
+        )
 
     def headline(self, metrics: dict[str, float], best_metric: str) -> tuple[str, float]:
         """The number a comparison tabulates: the metric that picked the best checkpoint."""

@@ -42,17 +42,20 @@ def pretrained(tmp_path_factory):
         assert main(["pretrain", "--corpus", str(corpus), "--out", str(root / "pre"), "--registry", str(root / "registry.sqlite"),
                      *TINY, "--max-steps", "6", "--save-every", "2", "--keep-last", "10", "--eval-every", "2"]) == 0
     write_sentiment(root / "train.tsv", 32, 1)
+    write_sentiment(root / "dev.tsv", 16, 3)
     write_sentiment(root / "test.tsv", 16, 2)
     return root
 
 
 def compare(root: Path, out: Path, *extra: str) -> int:
-    return main(["compare", "--init", str(root / "pre"), "--train", str(root / "train.tsv"), "--eval", str(root / "test.tsv"),
-                 "--out", str(out), "--registry", str(out.parent / "registry.sqlite"), *FINETUNE, *extra])
+    # Its own dev set chooses the checkpoints and test.tsv reports, so the training set stays whole.
+    return main(["compare", "--init", str(root / "pre"), "--train", str(root / "train.tsv"), "--eval", str(root / "dev.tsv"),
+                 "--test", str(root / "test.tsv"), "--seeds", "1", "--out", str(out), "--registry", str(out.parent / "registry.sqlite"), *FINETUNE, *extra])
 
 
 def run_records(out: Path) -> dict[str, dict]:
-    return {path.parent.name: json.loads(path.read_text()) for path in out.glob("*/run.json")}
+    """run.json of every fine-tune, by start and fraction (one seed each here)."""
+    return {path.parent.parent.name: json.loads(path.read_text()) for path in out.glob("*/seed-*/run.json")}
 
 
 def test_checkpoints_all_finetunes_from_every_checkpoint_and_scratch_at_each_fraction(pretrained, tmp_path, capsys):
@@ -73,7 +76,8 @@ def test_checkpoints_all_finetunes_from_every_checkpoint_and_scratch_at_each_fra
             step = int(start.removeprefix("step-"))
             assert record["run"]["from_scratch"] is False
             assert record["init"] == f"prefine checkpoint {checkpoints / f'step-{step:08d}'}"
-        assert (out / name / "eval_metrics.json").exists()
+        (seed_dir,) = (out / name).glob("seed-*")
+        assert (seed_dir / "eval_metrics.json").exists() and (seed_dir / "test_eval_metrics.json").exists()
 
     rows = json.loads((out / "compare.json").read_text())
     assert [row["step"] for row in rows] == [0, 2, 4, 6]

@@ -260,12 +260,13 @@ def test_compare_and_resume_work_for_generation(init_run, pair_files, tmp_path, 
     out = tmp_path / "compare"
     code = main(
         ["compare", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--eval", pair_files["dev"],
-         "--fractions", "0.5,1.0", "--max-steps", "3", "--min-steps", "1", "--out", str(out), *GENERATION_FLAGS, *TRAINING_FLAGS]
+         "--fractions", "0.5,1.0", "--max-steps", "3", "--min-steps", "1", "--seeds", "1", "--out", str(out), *GENERATION_FLAGS, *TRAINING_FLAGS]
     )
     assert code == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["comparison"]
     assert [row["fraction"] for row in rows] == [0.5, 1.0] and {row["metric"] for row in rows} == {"rougeL"}
-    assert rows[0]["examples"] == 160
+    assert rows[0]["examples"] == 144  # half of the 288 training pairs a 10% dev split leaves
+    assert rows[0]["reported_on"] == pair_files["dev"]
     run = tmp_path / "resumed"
     base = ["finetune", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--out", str(run), *GENERATION_FLAGS, *TRAINING_FLAGS]
     assert main(base + ["--max-steps", "4", "--save-every", "2"]) == 0

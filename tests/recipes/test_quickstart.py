@@ -14,7 +14,7 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MLM accuracy on held-out documents: step 0:" in printed and "step 6:" in printed
     assert printed.count("    -> ") == 3  # the three fill-mask examples
-    assert "| fraction | examples | pretrained accuracy | scratch accuracy | gain |" in printed
+    assert "| fraction | examples | pretrained accuracy | scratch accuracy | gain | 95% interval | verdict |" in printed
     rows = json.loads((out / "finetune" / "compare.json").read_text())
     assert [row["fraction"] for row in rows] == [0.1, 1.0]
     assert all(0.0 <= row["pretrained"] <= 1.0 and 0.0 <= row["scratch"] <= 1.0 for row in rows)
@@ -38,17 +38,24 @@ def test_extra_sections_compare_the_entity_and_generation_tasks(tmp_path, capsys
     assert "--extra-tasks sentiment is not a built-in task comparison" in capsys.readouterr().err
 
 
-def test_the_verdict_says_where_pretraining_helped():
+def test_the_verdict_words_each_gain_by_its_interval():
     from prefine.recipes.quickstart import interpret_comparison
 
-    def rows(*gains):
-        return [{"gain": gain, "examples": examples} for gain, examples in zip(gains, (153, 1533))]
+    def row(examples, pretrained, scratch):
+        from prefine.metrics.intervals import paired_gain
 
-    assert interpret_comparison(rows(0.045, 0.038), "4000 pre-training steps", 0.175) == (
-        "Pre-training helped at every data size (+4.5 accuracy points with 153 examples, +3.8 accuracy points with 1533 examples)."
-    )
-    mixed = interpret_comparison(rows(-0.010, 0.017), "3000 pre-training steps", 0.176)
-    assert "held-out MLM accuracy 17.6%" in mixed
-    assert "helped with 1533 labelled examples but not with 153 (-1.0 accuracy points with 153 examples" in mixed
-    assert "helped with 153 labelled examples but not with 1533" in interpret_comparison(rows(0.045, -0.003), "3000 pre-training steps", 0.17)
-    assert "did not beat random weights" in interpret_comparison(rows(-0.19, 0.0), "1000 pre-training steps", 0.131)
+        gain = paired_gain(pretrained, scratch)
+        return {"examples": examples, "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high, "verdict": gain.verdict, "seeds": [0, 1, 2]}
+
+    clear = row(153, [0.70, 0.72, 0.71], [0.60, 0.61, 0.62])  # +10 points, every seed
+    noisy = row(1533, [0.90, 0.88, 0.93], [0.89, 0.90, 0.89])  # +1 point inside the seed noise
+    text = interpret_comparison([clear, noisy], "4000 pre-training steps", 0.175)
+    assert "held-out MLM accuracy 17.5%" in text and "over 3 fine-tuning seeds" in text
+    assert "helped with 153 labelled examples and made no clear difference with 1533 labelled examples" in text
+    assert "+10.0 accuracy points with 153 examples, 95% interval" in text
+    assert "Pre-train longer" in text
+    hurt = row(153, [0.50, 0.51, 0.50], [0.60, 0.61, 0.62])
+    assert "hurt with 153 labelled examples" in interpret_comparison([hurt], "1000 pre-training steps", 0.13)
+    assert "helped" not in interpret_comparison([noisy], "1000 pre-training steps", 0.13)
+    everywhere = interpret_comparison([clear, clear], "5000 pre-training steps", 0.2)
+    assert "helped with 153 and 153 labelled examples" in everywhere and "Pre-train longer" not in everywhere

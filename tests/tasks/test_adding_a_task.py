@@ -99,9 +99,12 @@ def test_a_task_flag_is_its_own_and_foreign_flags_are_refused(setup, capsys):
 def test_compare_runs_the_registered_task_with_its_flags(setup, capsys):
     out = Path(setup["root"]) / "compare"
     code = main(["compare", "--task", "text-length", "--length-unit", "characters", "--init", setup["init"], "--train", setup["train"], "--eval", setup["eval"],
-                 "--out", str(out), "--fractions", "0.5,1.0", "--max-steps", "3", *TRAINING])
+                 "--out", str(out), "--fractions", "0.5,1.0", "--max-steps", "3", "--seeds", "1", *TRAINING])
     assert code == 0
     rows = json.loads((out / "compare.json").read_text())
-    assert [row["metric"] for row in rows] == ["mae", "mae"] and [row["examples"] for row in rows] == [96, 192]
+    # The task's own split_dev carved 10% of the 192 training texts to choose checkpoints on.
+    assert [row["metric"] for row in rows] == ["mae", "mae"] and [row["examples"] for row in rows] == [86, 173]
+    assert all(row["reported_on"] == setup["eval"] and "dev split" in row["selected_on"] for row in rows)
     for start in ("pretrained", "scratch"):
-        assert read_run(out / f"{start}-0.5")["data"]["length_unit"] == "characters"
+        (seed_dir,) = (out / f"{start}-0.5").glob("seed-*")
+        assert read_run(seed_dir)["data"]["length_unit"] == "characters"

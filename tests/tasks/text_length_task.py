@@ -27,6 +27,7 @@ from prefine.model import BertForSequenceClassification
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.classification import EncodedExamples, encode_examples, predict_logits
 from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.selection import DevSplit, stratified_dev_indices
 
 
 @dataclass
@@ -127,6 +128,17 @@ class TextLengthTask(FinetuneTask):
         read_texts(train)
         if eval:
             read_texts(eval)
+
+    def split_dev(self, train: str, data: TextLengthDataConfig, fraction: float, seed: int, folder: Path) -> DevSplit:
+        # Optional: lets `prefine compare --eval TEST` (and finetune --test without --eval) choose
+        # checkpoints on a dev split of --train. The targets are numbers, so the split is not stratified.
+        texts = read_texts(train)
+        dev, _ = stratified_dev_indices(None, len(texts), fraction, seed)
+        in_dev = set(dev.tolist())
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, keep in (("train.txt", False), ("dev.txt", True)):
+            (folder / name).write_text("".join(text + "\n" for index, text in enumerate(texts) if (index in in_dev) == keep), encoding="utf-8")
+        return DevSplit(str(folder / "train.txt"), str(folder / "dev.txt"), len(texts) - len(in_dev), len(in_dev), stratified=False)
 
     def prepare(self, train, eval, data: TextLengthDataConfig, tokenizer, fraction: float, seed: int) -> PreparedData:
         texts = read_texts(train)
