@@ -15,11 +15,14 @@ human annotator:
 * TYPE: a built-in type whose name is not also an everyday English word (int, str, bytes,
   dict, tuple, float, frozenset, complex, bool), and anything marked :class:.
 
-reST markup is turned into plain text (":func:`len`" -> "len", "``x``" -> "x"). Words are
-split off punctuation the way CoNLL data is, and tags are IOB2; every entity is one word (a
+reST markup is turned into plain text (":func:`len`" -> "len", "``x``" -> "x") by the same
+`strip_rest_markup` that cleans the pre-training text, so a sentence reads the same in both. Words
+are split off punctuation the way CoNLL data is, and tags are IOB2; every entity is one word (a
 dotted name such as os.path.join is one word).
 Sentences come from the same pretrain / task-test split as the classification task
-(`builtin_split`): the test sentences are text pre-training never saw.
+(`builtin_split`): test sentences come from "task-test" docstrings, and the built-in pre-training
+corpus leaves out every sentence of those (compared after `normalise_sentence`) and the roles
+these labels come from, so the test sentences are text pre-training never saw.
 """
 
 from __future__ import annotations
@@ -30,12 +33,10 @@ import hashlib
 import re
 import sys
 
-from prefine.corpus.builtin import _parsed_stdlib_docstrings, builtin_split
+from prefine.corpus.builtin import _parsed_stdlib_docstrings, builtin_split, normalise_sentence, strip_rest_markup
 
 ENTITY_TYPES = ("EXC", "FUNC", "MOD", "TYPE")
 _ROLE_TYPES = {"exc": "EXC", "func": "FUNC", "meth": "FUNC", "mod": "MOD", "class": "TYPE"}
-_ROLE = re.compile(r":(\w+):`~?([^`<>]+?)(?:\s*<[^>]+>)?`")
-_LITERAL = re.compile(r"``([^`]+)``")
 # A word: a dotted name with an optional call "()" (kept together so it can be typed), or one punctuation mark.
 _WORD = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*(?:\(\))?|\d+(?:\.\d+)?|[^\w\s]")
 _UNAMBIGUOUS_TYPES = frozenset({"int", "str", "bytes", "bytearray", "dict", "tuple", "float", "frozenset", "complex", "bool", "memoryview"})
@@ -59,12 +60,12 @@ def _stdlib_modules() -> frozenset[str]:
 
 def _plain(text: str) -> str:
     """reST roles and literals as plain text; a role's text is bracketed by _MARK + type so it keeps its type."""
-    def role(match: re.Match) -> str:
-        kind = _ROLE_TYPES.get(match.group(1))
-        name = match.group(2).strip().removesuffix("()")
-        return f" {_MARK}{kind}{_MARK}{name}{_MARK} " if kind else name
 
-    return _LITERAL.sub(lambda match: match.group(1), _ROLE.sub(role, text))
+    def role(kind: str, name: str) -> str:
+        entity_type = _ROLE_TYPES.get(kind)
+        return f" {_MARK}{entity_type}{_MARK}{name}{_MARK} " if entity_type else name
+
+    return strip_rest_markup(text, role)
 
 
 def _type_of(word: str, previous: str, following: str) -> str | None:
@@ -105,22 +106,15 @@ def tag_sentence(sentence: str) -> tuple[list[str], list[str]]:
     return [word.removesuffix("()") or word for word in words], tags
 
 
-def _words_of(sentence: str) -> str:
-    return " ".join(tag_sentence(sentence)[0])
-
-
 def builtin_entity_task(max_train: int = 3000, max_test: int = 600, max_words: int = 60) -> tuple[list[tuple[list[str], list[str]]], list[tuple[list[str], list[str]]]]:
     """(train, test) lists of (words, tags): documentation sentences holding at least one entity.
 
-    Train comes from the "pretrain" docstrings and test from the "task-test" ones, which
-    pre-training never sees (nor any sentence pre-training reads elsewhere). Sentences are taken in a fixed hash order (stable across runs);
-    those longer than `max_words` words are skipped.
+    Train comes from the "pretrain" docstrings and test from the "task-test" ones, none of whose
+    sentences the built-in pre-training corpus reads (see `builtin.remove_leaks`). A sentence is
+    taken once: the same one can open many docstrings ("Return a copy."), and a test sentence that
+    equals a training one after `normalise_sentence` would not be unseen. Sentences are taken in a
+    fixed hash order (stable across runs); those longer than `max_words` words are skipped.
     """
-    from prefine.corpus.builtin import builtin_pretraining_documents
-
-    # The same sentence can open many docstrings ("Return a copy."); a test sentence pre-training
-    # read anywhere, or that is already in the task, is left out, so the test set is truly unseen.
-    pretraining = {_words_of(sentence) for document in builtin_pretraining_documents() for sentence in document}
     train: list[tuple[list[str], list[str]]] = []
     test: list[tuple[list[str], list[str]]] = []
     taken: set[str] = set()
@@ -131,10 +125,10 @@ def builtin_entity_task(max_train: int = 3000, max_test: int = 600, max_words: i
         for sentence in sentences:
             if len(target) >= limit:
                 continue
-            words, tags = tag_sentence(sentence)
-            key = " ".join(words)
-            if key in taken or (held_out and key in pretraining):
+            key = normalise_sentence(sentence)
+            if key in taken:
                 continue
+            words, tags = tag_sentence(sentence)
             if words and len(words) <= max_words and any(tag != "O" for tag in tags):
                 taken.add(key)
                 target.append((words, tags))
