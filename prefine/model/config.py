@@ -40,7 +40,7 @@ class BertConfig:
         True,
         "the masked-LM head scores the vocabulary with the word-embedding table (BERT) instead of a matrix of its own; "
         "pre-training from scratch unties it, because a tied softmax drags every rare word's embedding into one shared "
-        "direction early in training (benchmarks/README.md)",
+        "direction early in training (docs/pretraining-defaults.md)",
     )
 
     def __post_init__(self) -> None:

@@ -252,13 +252,12 @@ class ElectraPreTrainingModel(nn.Module):
         discriminator's bias the log-odds of a token being replaced: a masked position is
         replaced unless the sample equals the original, which a frequency-only generator draws
         with probability sum(p^2) and a uniform one with 1/V. Left at zero, the discriminator
-        reaches that prior faster through its hidden states than through one slow bias: in a
-        15-minute run on SST-2's sentences (benchmarks/objectives.py) every token's final state
-        collapsed onto one direction (mean pairwise cosine 0.82) and stayed there, the
-        discriminator predicting "original" everywhere and fine-tuning from it no better than
-        chance. A uniform generator makes the first replacements easier to spot (rare words out
-        of place) but fine-tuned worse after 15 minutes on the built-in corpus
-        (benchmarks/README.md), so it is not the default.
+        reaches that prior faster through its hidden states than through one slow bias, pushing
+        every token's final state toward one shared direction (seen in an uncommitted probe),
+        and in 15 minutes on SST-2's sentences the discriminator fine-tuned no better
+        than chance (docs/electra.md, "Learning rate"). A uniform generator makes the first
+        replacements easier to spot (rare words out of place) but fine-tuned worse after 15
+        minutes on the built-in corpus (docs/electra.md), so it is not the default.
         """
         log_probability = log_frequencies(counts)
         probability = log_probability.double().exp()

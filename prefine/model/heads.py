@@ -50,9 +50,9 @@ class BertLMPredictionHead(nn.Module):
     Why untie: the softmax gradient reaches every vocabulary row at every step, and Adam scales
     even a tiny, consistent gradient up to a full-size step. Early in pre-training the hidden
     states still look alike, so every rare word's row is pushed the same way, step after step;
-    tied, those rows *are* the input embeddings, and after a few hundred steps the rare words of
-    a sentence all enter the encoder as nearly one vector (benchmarks/README.md measures it and
-    what it costs fine-tuning). Untied, an input embedding moves only when its token is read.
+    tied, those rows *are* the input embeddings, and the rare words of a sentence come to enter
+    the encoder as nearly one vector. Untied, an input embedding moves only when its token is
+    read. docs/pretraining-defaults.md ("The MLM head: untied") has what tying cost fine-tuning.
     """
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding, tied: bool | None = None):

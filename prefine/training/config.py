@@ -66,8 +66,8 @@ class TrainingConfig:
     num_threads: int = option(0, "CPU threads for PyTorch (0: PyTorch's default)")
     deterministic: bool = option(
         False,
-        "bit-identical results on CPU for the same seed, data and settings, repeated or resumed, at any --num-threads "
-        "(deterministic algorithms; see the README's crash safety section for what it costs)",
+        "bit-identical results on CPU for the same seed, data and settings, repeated or resumed, at a fixed --num-threads "
+        "(deterministic algorithms; docs/runs-and-reproducibility.md says what it pins and what is known of its cost)",
     )
     progress: bool = option(True, "show a progress bar")
     report_to: str = option(
