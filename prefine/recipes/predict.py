@@ -64,9 +64,38 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     if not hasattr(predictor, "evaluate_source"):
         raise PrefineError(f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})")
     evaluation = predictor.evaluate_source(config.data, config.batch_size)
+    chose, selection = _selection_of(predictor.saved, config.data)
+    print(selection)
     print(evaluation.table)
-    print(json.dumps(evaluation.json_line(), ensure_ascii=False))
+    print(json.dumps({**evaluation.json_line(), "selected_on": (predictor.saved.get("scoring") or {}).get("selected_on"), "data_chose_checkpoint": chose},
+                     ensure_ascii=False))
     return 0
+
+
+def _same_file(first: str | None, second: str) -> bool:
+    if not first:
+        return False
+    try:
+        return Path(first).resolve() == Path(second).resolve()
+    except OSError:
+        return first == second
+
+
+def _selection_of(saved: dict, data: str) -> tuple[bool, str]:
+    """Which data picked the run's checkpoint, and whether it is the data being scored now (an optimistic score)."""
+    scoring = saved.get("scoring")
+    best = (saved.get("training") or {}).get("best_metric") or "its metric"
+    if scoring is None:
+        # Runs from before prefine recorded it: their --eval chose the checkpoint.
+        selected = (saved.get("run") or {}).get("eval") or None
+        how = f"--eval {selected}" if selected else "nothing (the last checkpoint)"
+    else:
+        selected, how = scoring.get("selected_on"), scoring.get("selected_how") or "nothing (the last checkpoint)"
+    chose = _same_file(selected, data)
+    line = f"checkpoint chosen by {best} on {how}"
+    if chose:
+        line += f"; {data} is that same data, so this score is optimistic: score data that chose nothing"
+    return chose, line
 
 
 def predict_from_args(args: argparse.Namespace) -> int:

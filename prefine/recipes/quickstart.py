@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.corpus import CorpusConfig
 from prefine.corpus.builtin import builtin_pretraining_documents
 from prefine.errors import PrefineError
+from prefine.machine import describe_machine
 from prefine.recipes.fill_mask import load_masked_lm
 from prefine.recipes.pretrain import (
     PRETRAIN_DATA_DEFAULTS,
@@ -37,9 +39,13 @@ from prefine.tokenizer import TokenizerConfig
 @dataclass
 class QuickstartConfig:
     out: str = option("runs/quickstart", "folder for the quickstart's corpus and runs (replaced if it holds an earlier quickstart)")
-    pretrain_time: str = option("5m", "pre-training wall-clock budget: the learning-rate schedule anneals by this deadline on any machine")
+    pretrain_time: str = option("4m", "pre-training wall-clock budget: the learning-rate schedule anneals by this deadline on any machine")
     pretrain_steps: int = option(0, "also stop pre-training after this many steps (0: the time budget alone)")
     finetune_steps: int = option(300, "fine-tuning steps per model (pre-trained and from scratch)")
+    finetune_time: str = option(
+        "15s", "wall-clock cap per fine-tune, '' for none: 2 starts x 2 data sizes x --seeds fine-tunes must fit the 10 minutes on a slow "
+        "2-core machine too; where --finetune-steps take longer, the schedule anneals by this deadline instead",
+    )
     preset: str = option("tiny", "model size to pre-train")
     vocab_size: int = option(4000, "WordPiece vocabulary size (small: a 1.6 MB corpus has few frequent words)")
     seed: int = option(42, "seed for everything (fine-tuning seeds are --seed, --seed+1, ...)")
@@ -158,7 +164,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
         out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, batch_size=32,
+        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, max_time=quickstart.finetune_time, batch_size=32,
         seed=quickstart.seed, num_threads=quickstart.num_threads, progress=quickstart.progress, eval_at_epoch_end=False,
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )
@@ -166,7 +172,7 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
     return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], explicit_steps=True, seeds=quickstart.seeds)
 
 
-def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> None:
+def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> list[dict] | dict:
     """One optional section (--extra-tasks): the same pre-trained-vs-random comparison on another built-in task."""
     steps = config.extra_task_steps or EXTRA_TASKS[name]
     if name == "ner":
@@ -179,14 +185,19 @@ def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartC
         row = rows[0]
         interval = "" if row["gain_low"] is None else f", 95% interval {100 * row['gain_low']:+.1f} to {100 * row['gain_high']:+.1f}: {row['verdict']}"
         print(f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points{interval})")
+        return rows
     else:
         from prefine.recipes.quickstart_generation import run_generation_comparison
 
         print("\n== extra: write a docstring's one-line summary (text generation)")
-        run_generation_comparison(pretrain_dir, out, finetune_steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress)
+        return run_generation_comparison(pretrain_dir, out, finetune_steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress)
+
+
+RESULTS_FILE = "results.json"
 
 
 def run_quickstart(config: QuickstartConfig) -> int:
+    started = time.perf_counter()
     out = Path(config.out)
     if out.exists() and any(out.iterdir()) and not (out / "quickstart.json").exists():
         raise PrefineError(f"{out} exists and is not a quickstart folder; pass --out with a new folder")
@@ -241,10 +252,32 @@ def run_quickstart(config: QuickstartConfig) -> int:
     # Said right under the table it reads, so it is not taken as a verdict on the extra tasks below,
     # which print their own comparison.
     print("\n" + interpret_comparison(rows, pretraining, final_accuracy))
-    for name in config.extra_task_list():
-        run_extra_task(name, pretrain_dir, out, config)
-    print(f"\nall runs are in {out}; list them with: prefine runs --registry {out / 'registry.sqlite'}")
+    extra_rows = {name: run_extra_task(name, pretrain_dir, out, config) for name in config.extra_task_list()}
+    # What benchmarks/results/quickstart.json holds: the tables in README.md and docs/ are rendered from it.
+    results = {
+        "kind": "quickstart",
+        "command": " ".join(["prefine quickstart", *_non_default_flags(config)]),
+        "machine": describe_machine(config.num_threads),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "pretraining": {"preset": config.preset, "budget": config.pretrain_time, "steps": result.step, "mlm_accuracy": final_accuracy},
+        "finetune_steps": config.finetune_steps,
+        "finetune_time": config.finetune_time,
+        "comparison": rows,
+        "extra": extra_rows,
+    }
+    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\nall runs are in {out} (results: {out / RESULTS_FILE}); list them with: prefine runs --registry {out / 'registry.sqlite'}")
     return 0
+
+
+def _non_default_flags(config: QuickstartConfig) -> list[str]:
+    """The flags that reproduce `config`: only those that differ from the defaults."""
+    defaults, flags = QuickstartConfig(), []
+    for field in dataclasses.fields(config):
+        value, flag = getattr(config, field.name), "--" + field.name.replace("_", "-")
+        if value != getattr(defaults, field.name):
+            flags.append((flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}")
+    return flags
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -146,3 +146,17 @@ def test_dev_split_is_stratified_seeded_and_keeps_every_class():
     # Regression-like labels (too many distinct values) are split at random.
     _, stratified = stratified_dev_indices([str(value) for value in range(500)], 500, 0.1, seed=0)
     assert not stratified
+
+
+def test_evaluate_says_which_data_chose_the_checkpoint(setup, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["finetune", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--eval", str(setup / "dev.tsv"),
+                 "--out", str(run), *FINETUNE]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(setup / "dev.tsv")]) == 0
+    printed = capsys.readouterr().out
+    assert f"checkpoint chosen by accuracy:max on --eval {setup / 'dev.tsv'}" in printed and "this score is optimistic" in printed
+    assert json.loads(printed.strip().splitlines()[-1])["data_chose_checkpoint"] is True
+    assert main(["evaluate", str(run), "--data", str(setup / "test.tsv")]) == 0
+    printed = capsys.readouterr().out
+    assert "optimistic" not in printed and json.loads(printed.strip().splitlines()[-1])["data_chose_checkpoint"] is False

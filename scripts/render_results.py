@@ -1,0 +1,155 @@
+"""Render the results tables in README.md and docs/ from the JSON files the measuring commands wrote.
+
+A published table is only as good as its link to the run behind it. Every table this script
+owns sits between two marker lines in a markdown file:
+
+    <!-- results:NAME -->
+    ...generated...
+    <!-- /results:NAME -->
+
+and is rebuilt from benchmarks/results/NAME.json, which the command that measured it wrote (the
+quickstart's results.json, a benchmark's --results file). The rendered block names the command,
+the machine and the results file, so a reader can re-run it; the tests run `--check`, so a table
+edited by hand or a results file changed without re-rendering fails CI.
+
+    python scripts/render_results.py          # rewrite every block
+    python scripts/render_results.py --check  # exit 1 if any block is stale or has no results file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.DOTALL)
+
+
+def markdown_files(root: Path = ROOT) -> list[Path]:
+    return sorted([root / "README.md", *(root / "docs").glob("*.md"), root / "benchmarks" / "README.md"])
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}"
+
+
+def _mean_spread(mean: float, spread: float) -> str:
+    return f"{mean * 100:.1f} ± {spread * 100:.1f}"
+
+
+def _machine(machine: dict) -> str:
+    return f"{machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, torch {machine['torch']}"
+
+
+def _interval(row: dict) -> str:
+    if row.get("gain_low") is None:
+        return "-"
+    return f"{_points(row['gain_low'])} to {_points(row['gain_high'])}"
+
+
+def render_quickstart(results: dict, source: str) -> str:
+    rows = results["comparison"]
+    lines = [
+        "| labelled examples | pre-trained accuracy % | random init accuracy % | gain (points) | 95% interval | verdict |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['examples']} | {_mean_spread(row['pretrained'], row['pretrained_std'])} | {_mean_spread(row['scratch'], row['scratch_std'])} "
+            f"| {_points(row['gain'])} | {_interval(row)} | {row['verdict']} |"
+        )
+    pretraining = results["pretraining"]
+    minutes, seconds = divmod(int(results["wall_seconds"]), 60)
+    seeds = ", ".join(str(seed) for seed in rows[0]["seeds"]) if rows else ""
+    lines += [
+        "",
+        f"Mean ± standard deviation over fine-tuning seeds {seeds}; the interval is {rows[0]['interval'] if rows else ''}. "
+        f"A {pretraining['preset']} pre-trained for {pretraining['budget']} ({pretraining['steps']} steps, held-out MLM accuracy "
+        f"{pretraining['mlm_accuracy'] * 100:.1f}%), {_finetune_length(results)} per model; checkpoints chosen on "
+        f"{_selection(rows)}, scores on the {rows[0]['reported_on'].rsplit('/', 1)[-1] if rows else ''} test docstrings. "
+        f"Whole quickstart: {minutes} min {seconds} s on {_machine(results['machine'])}.",
+        f"Command: `{results['command']}`; results file: [{source}]({source}).",
+    ]
+    return "\n".join(lines)
+
+
+def _finetune_length(results: dict) -> str:
+    cap = results.get("finetune_time")
+    steps = f"{results['finetune_steps']} fine-tuning steps"
+    return f"{steps} or {cap} of fine-tuning, whichever ends first," if cap else steps
+
+
+def _selection(rows: list[dict]) -> str:
+    how = rows[0]["selected_on"] if rows else ""
+    # Paths inside a temporary run folder mean nothing to a reader; the split's description stays.
+    return re.sub(r" of \S+/([^/\s]+) \(", r" of \1 (", how)
+
+
+def render_objectives(results: dict, source: str) -> str:
+    lines = [
+        "| setup | variant | pre-trained acc % | random init acc % | gain (points) | 95% interval | verdict | MLM acc | tokens/s | steps |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for row in results["results"]:
+        lines.append(
+            f"| {row['setup']} | {row['variant']} | {_mean_spread(row['pretrained_mean'], row['pretrained_std'])} "
+            f"| {_mean_spread(row['scratch_mean'], row['scratch_std'])} | {_points(row['gain'])} | {_interval(row)} | {row['verdict']} "
+            f"| {row['mlm_accuracy'] * 100:.1f}% | {row['tokens_per_second']:,.0f} | {row['steps']} |"
+        )
+    lines += [
+        "",
+        f"Pre-training budget {results['budget']} per variant, preset {results['preset']}; {results['seeds']} fine-tuning seeds of at least "
+        f"{results['min_finetune_steps']} steps; checkpoints chosen on a dev split of each training set, scores on its held-out test set; "
+        f"95% Student t interval over the paired seeds. Machine: {_machine(results['machine'])}.",
+        f"Command: `{results['command']}`; results file: [{source}]({source}).",
+    ]
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict, str], str]] = {"quickstart": render_quickstart, "objectives": render_objectives}
+
+
+def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR) -> str:
+    path = results_dir / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{markdown_file}: block '{name}' has no results file {path}; run the command that writes it, or remove the block")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    kind = results.get("kind")
+    if kind not in RENDERERS:
+        raise SystemExit(f"{path}: kind {kind!r} has no renderer; add one to RENDERERS ({', '.join(RENDERERS)})")
+    link = Path(*([".."] * (len(markdown_file.parent.relative_to(ROOT).parts)))) / path.relative_to(ROOT) if markdown_file.is_relative_to(ROOT) else path
+    return RENDERERS[kind](results, link.as_posix()) + "\n"
+
+
+def render_text(text: str, markdown_file: Path, results_dir: Path = RESULTS_DIR) -> str:
+    return BLOCK.sub(lambda match: match.group(1) + render_block(match.group("name"), markdown_file, results_dir) + match.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any block differs from its results file")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in markdown_files():
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        rendered = render_text(text, path)
+        if rendered != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(rendered, encoding="utf-8")
+    if args.check and stale:
+        print(f"stale results tables in {', '.join(str(path.relative_to(ROOT)) for path in stale)}; run python scripts/render_results.py", file=sys.stderr)
+        return 1
+    print(("stale: " if args.check else "rendered: ") + (", ".join(str(path.relative_to(ROOT)) for path in stale) or "nothing to change"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
