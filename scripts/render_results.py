@@ -122,7 +122,11 @@ def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR
     kind = results.get("kind")
     if kind not in RENDERERS:
         raise SystemExit(f"{path}: kind {kind!r} has no renderer; add one to RENDERERS ({', '.join(RENDERERS)})")
-    link = Path(*([".."] * (len(markdown_file.parent.relative_to(ROOT).parts)))) / path.relative_to(ROOT) if markdown_file.is_relative_to(ROOT) else path
+    # The link is relative to the page, so it works on GitHub and in a checkout alike.
+    if markdown_file.is_relative_to(ROOT) and path.is_relative_to(ROOT):
+        link = Path(*([".."] * len(markdown_file.parent.relative_to(ROOT).parts))) / path.relative_to(ROOT)
+    else:
+        link = path
     return RENDERERS[kind](results, link.as_posix()) + "\n"
 
 

@@ -64,11 +64,11 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     if not hasattr(predictor, "evaluate_source"):
         raise PrefineError(f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})")
     evaluation = predictor.evaluate_source(config.data, config.batch_size)
-    chose, selection = _selection_of(predictor.saved, config.data)
-    print(selection)
+    # On stderr, beside the data notes: stdout stays the table and the JSON line of scores alone,
+    # so the same data in two formats prints the same line.
+    print(_selection_of(predictor.saved, config.data), file=sys.stderr)
     print(evaluation.table)
-    print(json.dumps({**evaluation.json_line(), "selected_on": (predictor.saved.get("scoring") or {}).get("selected_on"), "data_chose_checkpoint": chose},
-                     ensure_ascii=False))
+    print(json.dumps(evaluation.json_line(), ensure_ascii=False))
     return 0
 
 
@@ -81,7 +81,7 @@ def _same_file(first: str | None, second: str) -> bool:
         return first == second
 
 
-def _selection_of(saved: dict, data: str) -> tuple[bool, str]:
+def _selection_of(saved: dict, data: str) -> str:
     """Which data picked the run's checkpoint, and whether it is the data being scored now (an optimistic score)."""
     scoring = saved.get("scoring")
     best = (saved.get("training") or {}).get("best_metric") or "its metric"
@@ -91,11 +91,10 @@ def _selection_of(saved: dict, data: str) -> tuple[bool, str]:
         how = f"--eval {selected}" if selected else "nothing (the last checkpoint)"
     else:
         selected, how = scoring.get("selected_on"), scoring.get("selected_how") or "nothing (the last checkpoint)"
-    chose = _same_file(selected, data)
     line = f"checkpoint chosen by {best} on {how}"
-    if chose:
+    if _same_file(selected, data):
         line += f"; {data} is that same data, so this score is optimistic: score data that chose nothing"
-    return chose, line
+    return line
 
 
 def predict_from_args(args: argparse.Namespace) -> int:
