@@ -6,25 +6,28 @@ from random weights?". This benchmark answers it the way a user would find out:
 
 1. For each recipe variant (an objective, or a change to the pre-training recipe), pre-train
    the same preset for the same wall-clock budget (`--max-time`) on each unlabeled corpus.
-2. Fine-tune each resulting run with prefine's default fine-tuning recipe, on each labelled
-   setup, for several seeds; and fine-tune the same architecture from random weights. The one
-   difference is the minimum length: 3 epochs but at least `--min-steps`, 50 by default so the
-   tables in benchmarks/README.md stay comparable; `--min-steps 300` is what `prefine finetune`
-   does.
-3. Print downstream accuracy (mean and spread over seeds), held-out MLM accuracy and
-   pre-training tokens/s per variant, the gain over random init, and a final JSON line.
+2. Fine-tune each resulting run with prefine's default fine-tuning recipe (3 epochs but at
+   least `--min-steps`, 300 as `prefine finetune` does), on each labelled setup, for several
+   seeds; and fine-tune the same architecture from random weights with the same seeds. Each
+   fine-tune chooses its checkpoint on a fixed dev split of its training labels and is scored
+   once on the setup's test set (`prefine finetune --test` without --eval), so no reported
+   number comes from data that chose anything.
+3. Print downstream accuracy (mean and spread over seeds), the gain over random init with its
+   95% interval paired over seeds, held-out MLM accuracy and pre-training tokens/s per variant,
+   and a final JSON line; `--results FILE` also writes that JSON (benchmarks/results/, from which
+   scripts/render_results.py renders the published tables).
 
 Corpora and labelled setups:
 - `builtin`: the built-in Python-docs corpus; the built-in docstring -> package task at 10% and
-  100% of its labels (test docstrings were never seen in pre-training).
+  100% of its labels (pre-training never read a test docstring, a near-copy or a sentence of one).
 - `sst2`: SST-2's 67k training sentences (text only) as the corpus of short documents; 2,000
-  of its labels (`--sst2-labels`) for fine-tuning, scored on dev. Needs `--sst2 DIR` with
+  of its labels (`--sst2-labels`) for fine-tuning (a dev split of them chooses checkpoints),
+  scored on SST-2's dev set, which chooses nothing. Needs `--sst2 DIR` with
   train.tsv and dev.tsv (../shared/data/sst2 on the project's machines; never committed).
 
-    python benchmarks/objectives.py --budget 5m --corpora builtin,sst2 --variants default,bert-2019
+    python benchmarks/objectives.py --budget 15m --corpora builtin --variants default --seeds 3 --results benchmarks/results/objectives-builtin-15m.json
     python benchmarks/objectives.py --budget 15m --variants default,mlm+nsp,seq128 --seeds 3
-    python benchmarks/objectives.py --budget 15m --variants mlm,electra --seeds 3
-    python benchmarks/objectives.py --budget 45m --corpora builtin --variants mlm,electra --min-steps 300 --reuse
+    python benchmarks/objectives.py --budget 45m --corpora builtin --variants mlm,electra --reuse
 
 Variants are defined in VARIANTS below: each is a set of flags on top of `prefine pretrain`'s
 defaults, so "default" always measures what a user who changes nothing gets.
@@ -52,6 +55,8 @@ from common import markdown_table, print_json  # noqa: E402
 from prefine.checkpoint import METRICS_FILE  # noqa: E402
 from prefine.corpus import CorpusConfig  # noqa: E402
 from prefine.errors import PrefineError  # noqa: E402
+from prefine.machine import describe_machine  # noqa: E402
+from prefine.metrics.intervals import mean_and_spread, paired_gain  # noqa: E402
 from prefine.model.electra import ElectraObjectiveConfig  # noqa: E402
 from prefine.recipes import finetune as finetune_recipe  # noqa: E402
 from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
@@ -129,16 +134,16 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
 }
 
 
-# The tables in benchmarks/README.md were measured with 3 epochs but at least 50 steps (prefine
-# compare's default until it became --min-steps 300); --min-steps 300 measures what a user gets now.
-MIN_FINETUNE_STEPS = 50
+# What `prefine finetune` does by default. The older tables in benchmarks/README.md were measured
+# with at least 50 steps (`--min-steps 50` reproduces them).
+MIN_FINETUNE_STEPS = 300
 
 
 @dataclasses.dataclass
 class LabelledSetup:
     name: str
     train: Path
-    eval: Path
+    test: Path  # scored once per fine-tune; a dev split of `train` chooses the checkpoint
     fraction: float
     corpus: str
 
@@ -230,8 +235,10 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
 
 
 def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int, out: Path, args) -> float:
+    # --test without --eval: the run carves its dev split (seeded by dev_seed, not `seed`, so
+    # every variant, start and seed chooses on the same examples) and reports on the test set.
     run = finetune_recipe.FinetuneRunConfig(
-        init=str(run_dir), train=str(setup.train), eval=str(setup.eval), out=str(out), from_scratch=from_scratch,
+        init=str(run_dir), train=str(setup.train), test=str(setup.test), out=str(out), from_scratch=from_scratch,
         train_fraction=setup.fraction, registry=str(args.work_dir / "registry.sqlite"), min_steps=args.min_steps,
     )
     training = dataclasses.replace(finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False)
@@ -270,7 +277,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="pre-training seed")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/prefine-objectives"))
-    parser.add_argument("--min-steps", type=int, default=MIN_FINETUNE_STEPS, help="fine-tuning steps at least (prefine's default is 300; 50 keeps the README's tables comparable)")
+    parser.add_argument("--min-steps", type=int, default=MIN_FINETUNE_STEPS, help="fine-tuning steps at least (prefine's default, 300; 50 reproduces benchmarks/README.md's older tables)")
+    parser.add_argument("--results", type=Path, default=None, help="also write the final JSON here (e.g. benchmarks/results/NAME.json, rendered by scripts/render_results.py)")
     parser.add_argument("--reuse", action="store_true", help="reuse pre-training runs this benchmark finished earlier with the same budget (re-run fine-tuning only)")
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
@@ -321,24 +329,38 @@ def main() -> None:
                     if key not in scratch_cache or len(scratch_cache[key]) <= seed:
                         scratch_cache.setdefault(key, []).append(finetune(run_dir, setup, True, seed, args.work_dir / "ft", args))
                     scratch.append(scratch_cache[key][seed])
+                gain = paired_gain(accuracies, scratch)
+                pretrained_mean, pretrained_std = mean_and_spread(accuracies)
+                scratch_mean, scratch_std = mean_and_spread(scratch)
                 results.append(
                     {
                         "setup": setup.name, "variant": variant, "budget": args.budget, "preset": args.preset,
                         "pretrained": accuracies, "scratch": scratch,
-                        "gain_points": (statistics.mean(accuracies) - statistics.mean(scratch)) * 100, **stats,
+                        "pretrained_mean": pretrained_mean, "pretrained_std": pretrained_std, "scratch_mean": scratch_mean, "scratch_std": scratch_std,
+                        "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high, "verdict": gain.verdict,
+                        "gain_points": gain.mean * 100, **stats,
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
 
-    header = ["setup", "variant", "pre-trained acc %", "random init acc %", "gain (points)", "MLM acc", "tokens/s", "steps"]
+    header = ["setup", "variant", "pre-trained acc %", "random init acc %", "gain (points)", "95% interval", "verdict", "MLM acc", "tokens/s", "steps"]
     rows = [
         [r["setup"], r["variant"], summary(r["pretrained"]), summary(r["scratch"]), f"{r['gain_points']:+.1f}",
+         "-" if r["gain_low"] is None else f"{r['gain_low'] * 100:+.1f} to {r['gain_high'] * 100:+.1f}", r["verdict"],
          f"{r['mlm_accuracy']:.1%}", r["tokens_per_second"], r["steps"]]
         for r in results
     ]
     print(f"\npre-training budget {args.budget} per variant, preset {args.preset}, {args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads")
     print(markdown_table(header, rows))
-    print_json({"benchmark": "objectives", "budget": args.budget, "preset": args.preset, "min_finetune_steps": args.min_steps, "results": results})
+    final = {
+        "benchmark": "objectives", "kind": "objectives", "budget": args.budget, "preset": args.preset, "min_finetune_steps": args.min_steps,
+        "seeds": args.seeds, "command": "python " + " ".join(["benchmarks/objectives.py", *sys.argv[1:]]),
+        "machine": describe_machine(args.threads), "results": results,
+    }
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(final, indent=2) + "\n", encoding="utf-8")
+    print_json(final)
 
 
 if __name__ == "__main__":
