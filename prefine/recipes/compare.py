@@ -33,7 +33,14 @@ from prefine.recipes.checkpoint_curve import (
     plot_checkpoint_curve,
     select_checkpoints,
 )
-from prefine.recipes.finetune import FINETUNE_TRAINING_DEFAULTS, FinetuneRunConfig, add_task_data_arguments, run_finetune, task_data_from_args
+from prefine.recipes.finetune import (
+    FINETUNE_TRAINING_DEFAULTS,
+    FinetuneRunConfig,
+    add_task_data_arguments,
+    check_data_before_work,
+    run_finetune,
+    task_data_from_args,
+)
 from prefine.metrics.intervals import mean_and_spread, paired_gain
 from prefine.tasks.interface import FinetuneTask, get_task
 from prefine.tasks.selection import DEV_SPLIT_FOLDER, Scoring, carve_dev_split
@@ -81,17 +88,19 @@ def add_command(subparsers) -> None:
     compare.set_defaults(func=compare_from_args)
 
 
-def _check_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any) -> None:
-    """Read --train, --eval and --test as fine-tuning will, so a wrong path, column or label fails before hours of work."""
+def _require_held_out(run: FinetuneRunConfig) -> None:
     if not run.eval and not run.test:
         raise PrefineError("prefine compare needs held-out data to score the fine-tuned models: pass --eval FILE (or --eval DEV --test FILE)")
+
+
+def _check_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any) -> None:
+    """Read --train, --eval and --test as fine-tuning will, so a wrong path, column or label fails before hours of work."""
+    _require_held_out(run)
     if not run.train:
         raise PrefineError(f"pass {task.train_hint} with the labelled data to fine-tune on")
     if not run.init:
         raise PrefineError("pass --init with the pre-trained run (or Hugging Face folder) to compare with random weights")
-    for held_out in (run.eval, run.test):
-        if held_out:
-            task.check_inputs(run.train, held_out, data)
+    check_data_before_work(task, run, data)
 
 
 def comparison_scoring(task: FinetuneTask, run: FinetuneRunConfig, data: Any, out: Path) -> Scoring:
@@ -125,7 +134,6 @@ def run_comparison(
 ) -> list[dict]:
     _check_before_work(task, run, data)
     out = Path(run.out or "runs/compare")
-    shutil.rmtree(out / DEV_SPLIT_FOLDER, ignore_errors=True)
     scoring = comparison_scoring(task, run, data, out)
     seed_values = seed_list(training, seeds)
     print(f"comparison: {scoring.line()} per fine-tune; {len(seed_values)} seed(s) ({', '.join(map(str, seed_values))}) per start and fraction")
@@ -201,8 +209,7 @@ def run_checkpoint_comparison(
     rows differ only in where the encoder's weights came from. All inputs are checked before the
     first fine-tune; like `run_comparison`, no reported value comes from the data that chose it.
     """
-    if not run.eval and not run.test:
-        raise PrefineError("prefine compare needs held-out data to score the fine-tuned models: pass --eval FILE (or --eval DEV --test FILE)")
+    _require_held_out(run)
     run_dir, chosen = select_checkpoints(run.init, checkpoints)
     positions = load_model_config(chosen[-1].path).get("max_position_embeddings")
     max_length, length_flag = task.max_length(data)
@@ -211,7 +218,6 @@ def run_checkpoint_comparison(
     _check_before_work(task, run, data)
 
     out = Path(run.out or "runs/compare")
-    shutil.rmtree(out / DEV_SPLIT_FOLDER, ignore_errors=True)
     scoring = comparison_scoring(task, run, data, out)
     seed_values = seed_list(training, seeds)
     starts = [(0, None)] + [(checkpoint.step, checkpoint) for checkpoint in chosen]

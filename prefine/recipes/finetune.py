@@ -38,6 +38,7 @@ from prefine.tasks.selection import DEV_SPLIT_FOLDER, Scoring, carve_dev_split
 from prefine.tokenizer import save_tokenizer, tokenizer_fingerprint
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, train
 from prefine.training.config import resolve_best_metric
+from prefine.training.distributed import DistributedContext, barrier
 
 
 @dataclass
@@ -164,7 +165,7 @@ def run_finetune(
     tokenizer = init.tokenizer
 
     if scoring is None:
-        scoring = scoring_for(task, run, data, run_dir, context.is_main)
+        scoring = scoring_for(task, run, data, run_dir, context)
     train_source = scoring.dev_split["train"] if scoring.dev_split else run.train
     prepared = task.prepare(train_source, scoring.selection, data, tokenizer, run.train_fraction, training.seed)
     if not explicit_steps:
@@ -273,12 +274,11 @@ def check_data_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any
     """Read --train, --eval and --test as fine-tuning will, so a wrong path, column or label fails before any weights load."""
     if not run.train:
         return  # start_finetune names the missing flag
-    task.check_inputs(run.train, run.eval or None, data)
-    if run.test:
-        task.check_inputs(run.train, run.test, data)
+    for held_out in [source for source in (run.eval, run.test) if source] or [None]:
+        task.check_inputs(run.train, held_out, data)
 
 
-def scoring_for(task: FinetuneTask, run: FinetuneRunConfig, data: Any, run_dir: Path, is_main: bool) -> Scoring:
+def scoring_for(task: FinetuneTask, run: FinetuneRunConfig, data: Any, run_dir: Path, context: DistributedContext) -> Scoring:
     """Which data chooses the checkpoint and which data reports, from --eval and --test (see `prefine.tasks.selection`).
 
     --test without --eval carves the dev split into the run folder; the split is seeded, so a
@@ -289,18 +289,14 @@ def scoring_for(task: FinetuneTask, run: FinetuneRunConfig, data: Any, run_dir: 
     if not run.test:
         return Scoring(selection=None, selection_how="", report=None)
     folder = run_dir / DEV_SPLIT_FOLDER
-    if is_main:
+    if context.is_main:
         carved = carve_dev_split(task, run.train, data, run.dev_fraction, run.dev_seed, folder)
-    _wait_for_rank_zero()
-    if not is_main:  # the same seeded split rank 0 wrote; only the paths are needed here
+    barrier(context)
+    if not context.is_main:  # the same seeded split rank 0 wrote; only the paths are needed here
         carved = Scoring(str(folder / "dev.jsonl"), "a dev split of --train", None, {"train": str(folder / "train.jsonl")})
     carved.report = run.test
     return carved
 
-
-def _wait_for_rank_zero() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def _resumed(args: argparse.Namespace) -> tuple[FinetuneTask, FinetuneRunConfig, Any, TrainingConfig]:

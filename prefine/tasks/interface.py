@@ -195,9 +195,9 @@ class FinetuneTask(ABC):
         (see `prefine.tasks.selection`). The default refuses, naming the way out; a task that can
         read its training data as records writes them back with `selection.write_split`.
         """
-        raise PrefineError(
-            f"--task {self.name} cannot carve a dev split out of --train; pass --eval DEV (chooses the checkpoint) with --test FILE (reported)"
-        )
+        from prefine.tasks.selection import PASS_DEV_AND_TEST
+
+        raise PrefineError(f"--task {self.name} cannot carve a dev split out of --train; {PASS_DEV_AND_TEST}")
 
     def headline(self, metrics: dict[str, float], best_metric: str) -> tuple[str, float]:
         """The number a comparison tabulates: the metric that picked the best checkpoint."""

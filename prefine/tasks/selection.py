@@ -19,6 +19,7 @@ parts in its own training format (`FinetuneTask.split_dev`) with the helpers bel
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from prefine.errors import PrefineError
 DEV_SPLIT_FOLDER = "dev-split"
 # Labels with more distinct values than this are not classes to stratify by (regression scores).
 MAX_STRATA = 100
+# The way out whenever no dev split can be carved: name the selection data yourself.
+PASS_DEV_AND_TEST = "pass --eval DEV (chooses the checkpoint) with --test FILE (reported)"
 
 
 @dataclass
@@ -52,10 +55,6 @@ class Scoring:
     selection_how: str  # "--eval" or "dev split of 10% of train.tsv (seed 0, stratified by label)"
     report: str | None  # --test, or None when the only score is the selection score
     dev_split: dict[str, Any] | None = None
-
-    @property
-    def report_is_selection(self) -> bool:
-        return self.report is None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,7 +86,7 @@ def stratified_dev_indices(labels: Sequence[Any] | None, count: int, fraction: f
     if not 0.0 < fraction < 1.0:
         raise PrefineError(f"--dev-fraction {fraction} must be between 0 and 1 (e.g. 0.1)")
     if count < 2:
-        raise PrefineError(f"--train has {count} example(s), too few to carve a dev split out of; pass --eval DEV (chooses the checkpoint) with --test FILE (reported)")
+        raise PrefineError(f"--train has {count} example(s), too few to carve a dev split out of; {PASS_DEV_AND_TEST}")
     rng = np.random.default_rng([seed, 4321])
     strata: dict[Any, list[int]] = {}
     if labels is not None and len(set(labels)) <= MAX_STRATA:
@@ -112,7 +111,7 @@ def stratified_dev_indices(labels: Sequence[Any] | None, count: int, fraction: f
         chosen.extend(rng.permutation(np.asarray(strata[key]))[: quota[key]].tolist())
     if not chosen:
         raise PrefineError(
-            f"--train has too few examples per label ({count} in all) to carve a dev split out of; pass --eval DEV (chooses the checkpoint) with --test FILE (reported)"
+            f"--train has too few examples per label ({count} in all) to carve a dev split out of; {PASS_DEV_AND_TEST}"
         )
     return np.sort(np.asarray(chosen)), stratified
 
@@ -144,7 +143,8 @@ def describe_split(split: DevSplit, train: str, fraction: float, seed: int) -> s
 
 
 def carve_dev_split(task: Any, train: str, data: Any, fraction: float, seed: int, folder: Path) -> Scoring:
-    """Carve the dev split with `task` into `folder` and say, as a Scoring without report data, what chose."""
+    """Carve the dev split with `task` into `folder` (replacing an earlier one) and say, as a Scoring without report data, what chose."""
+    shutil.rmtree(folder, ignore_errors=True)
     split = task.split_dev(train, data, fraction, seed, folder)
     return Scoring(
         selection=split.dev,

@@ -32,19 +32,25 @@ def write_sentiment(path: Path, count: int, seed: int) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """A tiny pre-training run with checkpoints at steps 2, 4 and 6, plus a small labelled set."""
-    root = tmp_path_factory.mktemp("curve")
-    corpus = write_bert_text(root / "corpus.txt", synthetic_documents(120))
+def tiny_pretraining_with_labels(root: Path, documents: int, train: int, dev: int, *pretrain_flags: str) -> Path:
+    """A tiny pre-training run at root/pre, and train/dev/test.tsv sentiment sets (16 test examples) beside it."""
+    corpus = write_bert_text(root / "corpus.txt", synthetic_documents(documents))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFINE_CACHE", str(root / "cache"))
         assert main(["pretrain", "--corpus", str(corpus), "--out", str(root / "pre"), "--registry", str(root / "registry.sqlite"),
-                     *TINY, "--max-steps", "6", "--save-every", "2", "--keep-last", "10", "--eval-every", "2"]) == 0
-    write_sentiment(root / "train.tsv", 32, 1)
-    write_sentiment(root / "dev.tsv", 16, 3)
+                     *TINY, *pretrain_flags]) == 0
+    write_sentiment(root / "train.tsv", train, 1)
+    write_sentiment(root / "dev.tsv", dev, 3)
     write_sentiment(root / "test.tsv", 16, 2)
     return root
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A tiny pre-training run with checkpoints at steps 2, 4 and 6, plus a small labelled set."""
+    return tiny_pretraining_with_labels(
+        tmp_path_factory.mktemp("curve"), 120, 32, 16, "--max-steps", "6", "--save-every", "2", "--keep-last", "10", "--eval-every", "2"
+    )
 
 
 def compare(root: Path, out: Path, *extra: str) -> int:

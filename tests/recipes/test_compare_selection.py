@@ -13,22 +13,12 @@ from prefine.cli import main
 from prefine.metrics.intervals import paired_gain
 from prefine.tasks.classification import ClassificationFinetuneTask, ClassificationPredictor
 from prefine.tasks.selection import stratified_dev_indices
-from tests.conftest import synthetic_documents, write_bert_text
-from tests.recipes.test_compare_checkpoints import FINETUNE, TINY, write_sentiment
+from tests.recipes.test_compare_checkpoints import FINETUNE, tiny_pretraining_with_labels
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("selection")
-    corpus = write_bert_text(root / "corpus.txt", synthetic_documents(80))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFINE_CACHE", str(root / "cache"))
-        assert main(["pretrain", "--corpus", str(corpus), "--out", str(root / "pre"), "--registry", str(root / "registry.sqlite"),
-                     *TINY, "--max-steps", "2"]) == 0
-    write_sentiment(root / "train.tsv", 40, 1)
-    write_sentiment(root / "dev.tsv", 12, 3)
-    write_sentiment(root / "test.tsv", 16, 2)
-    return root
+    return tiny_pretraining_with_labels(tmp_path_factory.mktemp("selection"), 80, 40, 12, "--max-steps", "2")
 
 
 def spy_on_data(monkeypatch) -> dict[str, list]:
