@@ -53,7 +53,7 @@ import torch  # noqa: E402
 from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
 from prefine.corpus.builtin_generation import builtin_generation_task  # noqa: E402
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate  # noqa: E402
-from prefine.interop.export import export_hf  # noqa: E402
+from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.model import preset_config  # noqa: E402
 from prefine.model.encoder_decoder import BertEncoderDecoder  # noqa: E402
 from prefine.tasks.classification import encode_examples  # noqa: E402

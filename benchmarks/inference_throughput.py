@@ -55,7 +55,7 @@ import torch  # noqa: E402
 
 from finetune_throughput import DEFAULT_SST2, read_sst2  # noqa: E402
 from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
-from prefine.interop.export import export_hf  # noqa: E402
+from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.model import BertForSequenceClassification, preset_config  # noqa: E402
 from prefine.tasks.classification import encode_examples, predict_logits  # noqa: E402
 from prefine.tokenizer import save_tokenizer  # noqa: E402

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command nee
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prefine.interop import add_export_command
+    from prefine.recipes.export import add_export_command
     from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart
     from prefine.recipes import serve as serve_recipe
     from prefine.registry import add_registry_commands

@@ -1,6 +1,9 @@
-"""Hugging Face interoperability: import any BERT checkpoint (folder or Hub name), export runs to transformers."""
+"""Hugging Face interoperability: import any BERT checkpoint (folder or Hub name); the layouts an export writes.
 
-from prefine.interop.export import add_export_command, export_hf
+The `prefine export` command itself is a recipe (`prefine.recipes.export`): it needs the task
+registry, which sits above this package.
+"""
+
 from prefine.interop.huggingface import (
     ImportedCheckpoint,
     ImportReport,
@@ -17,10 +20,8 @@ from prefine.interop.huggingface import (
 __all__ = [
     "ImportReport",
     "ImportedCheckpoint",
-    "add_export_command",
     "bert_tokenizer_from_vocab",
     "download_from_hub",
-    "export_hf",
     "import_hf_checkpoint",
     "is_hf_model_dir",
     "load_hf_config",

@@ -33,6 +33,7 @@ from safetensors.torch import save_file
 
 from prefine.checkpoint import CONFIG_FILE, WEIGHTS_FILE, give_default_permissions, load_weights
 from prefine.errors import PrefineError
+from prefine.interop.hf_files import is_hf_model_dir, load_hf_state_dict
 from prefine.model import BertConfig, config_from_dict
 from prefine.model.electra import (
     DISCRIMINATOR_ENCODER_PREFIX,
@@ -152,8 +153,6 @@ def _split_electra_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
 
 def _generator_weights(folder: Path, discriminator: BertConfig, embeddings: dict[str, torch.Tensor]) -> tuple[BertConfig, dict[str, torch.Tensor]] | None:
     """The generator of `folder/generator` in prefine's names, or None when there is none."""
-    from prefine.interop.huggingface import is_hf_model_dir, load_hf_state_dict
-
     generator_dir = folder / GENERATOR_DIR
     if not is_hf_model_dir(generator_dir):
         return None
@@ -186,8 +185,6 @@ def _generator_weights(folder: Path, discriminator: BertConfig, embeddings: dict
 
 def import_hf_electra(folder: Path) -> tuple[BertConfig, dict[str, torch.Tensor], ElectraWeights]:
     """A Hugging Face ELECTRA discriminator folder as (BertConfig, BERT-named encoder state, ElectraWeights)."""
-    from prefine.interop.huggingface import load_hf_state_dict
-
     values = _read_config(folder)
     source = str(folder / CONFIG_FILE)
     for architecture in values.get("architectures") or []:

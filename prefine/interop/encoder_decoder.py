@@ -31,11 +31,11 @@ from typing import Any
 import torch
 
 from prefine.errors import PrefineError
+from prefine.interop.hf_files import HFExport
 from prefine.interop.huggingface import CONFIG_FILE, ImportedCheckpoint, is_hf_model_dir, load_hf_state_dict, load_hf_tokenizer, load_into
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.tokenizer import normalizer_settings
 from prefine.model.encoder_decoder import BertEncoderDecoder
-from prefine.tasks.interface import HFExport
 
 # The LM head's projection and bias, which transformers ties to the word embeddings and
 # cls.predictions.bias; never stored twice.

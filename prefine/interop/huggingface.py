@@ -22,30 +22,33 @@ so every mismatch that would change the outputs is an error, never a guess.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
 from prefine.checkpoint import RUN_FILE
 from prefine.errors import PrefineError
 from prefine.interop.electra import import_hf_electra, is_electra_config_json
+# The folder layout and weight readers live one layer down, shared with the ELECTRA importer;
+# they stay importable from here, where callers have always found them.
+from prefine.interop.hf_files import (  # noqa: F401
+    CONFIG_FILE,
+    PYTORCH_FILE,
+    PYTORCH_INDEX,
+    SAFETENSORS_FILE,
+    SAFETENSORS_INDEX,
+    WEIGHT_FILES,
+    is_hf_model_dir,
+    load_hf_state_dict,
+)
 from prefine.model.config import BertConfig, config_from_dict
 from prefine.model.electra import ElectraWeights
 from prefine.tokenizer import normalizer_settings
 
-CONFIG_FILE = "config.json"
-SAFETENSORS_FILE = "model.safetensors"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PYTORCH_FILE = "pytorch_model.bin"
-PYTORCH_INDEX = "pytorch_model.bin.index.json"
-WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, PYTORCH_FILE, PYTORCH_INDEX)
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 # transformers' MLM decoder: tied, its matrix is the word embeddings and its bias is
@@ -68,14 +71,6 @@ HEAD_DESCRIPTIONS = {
 }
 
 
-def is_hf_model_dir(path: Path) -> bool:
-    """True for a folder with config.json and Hugging Face weights that is not a prefine run."""
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file() or (path / RUN_FILE).exists():
-        return False
-    return any((path / name).is_file() for name in WEIGHT_FILES)
-
-
 def load_hf_config(directory: Path) -> BertConfig:
     """Read a Hugging Face config.json into our BertConfig, refusing anything that is not plain BERT."""
     path = Path(directory) / CONFIG_FILE
@@ -94,58 +89,6 @@ def load_hf_config(directory: Path) -> BertConfig:
         if values.get(flag):
             raise PrefineError(f"{path}: {flag} is true; prefine imports bidirectional BERT encoders only")
     return config_from_dict(values, str(path))
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise PrefineError(f"{path} is unreadable ({error}); re-download the model") from None
-
-
-def _load_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
-    # weights_only refuses to run code hidden in the pickle: a .bin from the internet is a program.
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise PrefineError(
-            f"{path} needs to unpickle more than tensors ({first_line}); prefine never runs code from a checkpoint. "
-            "Convert it to model.safetensors with a tool you trust"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as error:
-        raise PrefineError(f"{path} is unreadable ({error}); re-download the model") from None
-    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise PrefineError(f"{path} is not a state dict of tensors; save the model with transformers' save_pretrained")
-    return state
-
-
-def _load_sharded(index_path: Path, load_shard) -> dict[str, torch.Tensor]:
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise PrefineError(f"{index_path} has no valid weight_map; re-download the model") from None
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        shard_path = index_path.parent / shard
-        if not shard_path.is_file():
-            raise PrefineError(f"{index_path} lists the shard {shard}, which is missing; re-download the model")
-        state.update(load_shard(shard_path))
-    return state
-
-
-def load_hf_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """All weights of a Hugging Face folder; safetensors preferred, a .bin read without unpickling code."""
-    directory = Path(directory)
-    if (directory / SAFETENSORS_FILE).is_file():
-        return _load_safetensors(directory / SAFETENSORS_FILE)
-    if (directory / SAFETENSORS_INDEX).is_file():
-        return _load_sharded(directory / SAFETENSORS_INDEX, _load_safetensors)
-    if (directory / PYTORCH_FILE).is_file():
-        return _load_pytorch_bin(directory / PYTORCH_FILE)
-    if (directory / PYTORCH_INDEX).is_file():
-        return _load_sharded(directory / PYTORCH_INDEX, _load_pytorch_bin)
-    raise PrefineError(f"{directory} holds no {SAFETENSORS_FILE} or {PYTORCH_FILE}; point at a Hugging Face model folder with its weights")
 
 
 @dataclass

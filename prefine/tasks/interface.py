@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from prefine.errors import PrefineError
+from prefine.interop.hf_files import HFExport  # noqa: F401  (tasks name it through this interface)
 from prefine.model import BertConfig
 from prefine.training.loop import TrainingTask
 
@@ -64,14 +65,6 @@ class PreparedData:
     record: dict[str, Any]  # extra sections of run.json (detected columns, label set, scoring flavor)
     summary: str  # "1,234 examples (negative, positive); columns: text=sentence, label=label"
     payload: Any = None
-
-
-@dataclass
-class HFExport:
-    """What `prefine export` writes for a task with its own transformers layout (see FinetuneTask.hf_export)."""
-
-    tensors: dict[str, torch.Tensor]  # transformers' parameter names -> weights
-    json_files: dict[str, dict[str, Any]]  # file name -> content, config.json included
 
 
 @dataclass

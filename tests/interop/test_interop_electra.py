@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from prefine.checkpoint import save_checkpoint, write_run
 from prefine.errors import PrefineError
-from prefine.interop import export_hf, import_hf_checkpoint, load_into
+from prefine.interop import import_hf_checkpoint, load_into
+from prefine.recipes.export import export_hf
 from prefine.model import BertConfig, BertForSequenceClassification
 from prefine.model.electra import ElectraPreTrainingModel, electra_checkpoint_config, generator_config, load_electra_state
 from prefine.tokenizer import save_tokenizer

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from prefine.checkpoint import save_checkpoint, write_run
 from prefine.errors import PrefineError
-from prefine.interop import add_export_command, export_hf, import_hf_checkpoint, load_into
+from prefine.interop import import_hf_checkpoint, load_into
+from prefine.recipes.export import add_export_command, export_hf
 from prefine.model import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification
 from prefine.tokenizer import save_tokenizer
 

@@ -13,6 +13,8 @@ Before writing, the weights are loaded strictly into the prefine class named by 
 so a checkpoint that would not even run in prefine is never exported.
 
 An ELECTRA run exports as two folders, the discriminator and its generator (prefine.interop.electra).
+The command lives with the recipes, not in `prefine.interop`, because it dispatches on the task
+registry; the layouts it writes come from the layers below.
 """
 
 from __future__ import annotations
