@@ -39,15 +39,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, steps: int, repeats: i
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both sides")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="tokenizer, token caches and exports (outside the repo)")
-    parser.add_argument("--vocab-size", type=int, default=30522, help="target vocabulary of the benchmark tokenizer (the built-in corpus fills 9,786 pieces)")
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=30522,
+        help="target vocabulary of the benchmark tokenizer (the built-in corpus fills 9,786 pieces)",
+    )
 
 
 BERT_VOCAB_SIZE = 30522
 
 
 def add_model_vocab_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-vocab-size", type=int, default=BERT_VOCAB_SIZE,
-                        help="embedding rows of both sides' models (default: BERT's 30,522; at least the tokenizer's size)")
+    parser.add_argument(
+        "--model-vocab-size",
+        type=int,
+        default=BERT_VOCAB_SIZE,
+        help="embedding rows of both sides' models (default: BERT's 30,522; at least the tokenizer's size)",
+    )
 
 
 def model_vocab_size(tokenizer, requested: int) -> int:

@@ -85,7 +85,9 @@ def run_prefine(corpus: Path, tokenizer_dir: Path, scratch: Path, seq_len: int) 
     start = time.perf_counter()
     documents = iter_documents(CorpusConfig(paths=[str(corpus)], format="lines"))
     shards = build_token_shards(documents, tokenizer, scratch / "shards")
-    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(max_seq_length=seq_len), seed=0, global_batch_size=32)
+    batches = PretrainingBatches.from_tokenizer(
+        shards, tokenizer, PretrainingDataConfig(max_seq_length=seq_len), seed=0, global_batch_size=32
+    )
     instances = batches.instances_per_epoch(0)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "tokens": shards.num_tokens, "instances": instances, "baseline_rss_mb": baseline}
@@ -130,8 +132,21 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_side(side: str, corpus: Path, tokenizer_dir: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", "--side", side, "--corpus", str(corpus), "--tokenizer-dir", str(tokenizer_dir),
-               "--seq-len", str(args.seq_len), "--work-dir", str(args.work_dir)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--side",
+        side,
+        "--corpus",
+        str(corpus),
+        "--tokenizer-dir",
+        str(tokenizer_dir),
+        "--seq-len",
+        str(args.seq_len),
+        "--work-dir",
+        str(args.work_dir),
+    ]
     environment = None
     if args.threads:
         import os
@@ -141,7 +156,7 @@ def run_side(side: str, corpus: Path, tokenizer_dir: Path, args: argparse.Namesp
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if completed.returncode or not lines:
         sys.exit(f"{side} child failed:\n{completed.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
@@ -188,8 +203,17 @@ def main() -> None:
                 "seconds": [run["seconds"] for run in runs],
             }
             results.append(record)
-            rows.append([f"{size / 1e6:.0f} MB", side, f"{record['bytes_per_s'] / 1e6:.2f} MB/s", f"{seconds[side]:.0f}",
-                         f"{record['peak_rss_mb']:.0f}", f"{record['baseline_rss_mb']:.0f}", f"{record['instances']:,}"])
+            rows.append(
+                [
+                    f"{size / 1e6:.0f} MB",
+                    side,
+                    f"{record['bytes_per_s'] / 1e6:.2f} MB/s",
+                    f"{seconds[side]:.0f}",
+                    f"{record['peak_rss_mb']:.0f}",
+                    f"{record['baseline_rss_mb']:.0f}",
+                    f"{record['instances']:,}",
+                ]
+            )
         rows.append([f"{size / 1e6:.0f} MB", "**speed-up**", f"**{seconds['transformers'] / seconds['prefine']:.2f}x**", "", "", "", ""])
     print(f"\nSequence length {args.seq_len}, {args.threads} tokenizer threads, median of {args.repeats}\n")
     print(markdown_table(["corpus", "side", "throughput", "seconds", "peak RSS MB", "RSS after imports MB", "instances"], rows))

@@ -66,28 +66,52 @@ def read_sst2(path: Path) -> tuple[list[str], np.ndarray]:
     return [row[text_column] for row in rows], np.array([int(row["label"]) for row in rows], dtype=np.int64)
 
 
-def prefine_run(batches: ClassificationBatches, offsets: list[int], warmup: int, preset: str, vocab_size: int, seed: int) -> tuple[float, int, float]:
+def prefine_run(
+    batches: ClassificationBatches, offsets: list[int], warmup: int, preset: str, vocab_size: int, seed: int
+) -> tuple[float, int, float]:
     """Seconds, examples and mean padded length over the batches at `offsets` (the first few untimed)."""
     torch.manual_seed(seed)
     model = BertForSequenceClassification(preset_config(preset, vocab_size=vocab_size), num_labels=2)
     model.train()
     optimizer = build_optimizer(model, TrainingConfig(), torch.device("cpu"))
-    return _timed_loop(model, optimizer, lambda offset: batches.batch_at(batches.start_position()._replace(offset=offset), 0, 1)[0], offsets, warmup, prefine=True)
+    return _timed_loop(
+        model,
+        optimizer,
+        lambda offset: batches.batch_at(batches.start_position()._replace(offset=offset), 0, 1)[0],
+        offsets,
+        warmup,
+        prefine=True,
+    )
 
 
-def hf_run(features: list[dict], collator, batch_rows: list[np.ndarray], warmup: int, preset: str, vocab_size: int, seed: int, attention: str) -> tuple[float, int, float]:
+def hf_run(
+    features: list[dict], collator, batch_rows: list[np.ndarray], warmup: int, preset: str, vocab_size: int, seed: int, attention: str
+) -> tuple[float, int, float]:
     from transformers import BertConfig
     from transformers import BertForSequenceClassification as HFBertForSequenceClassification
 
     config = preset_config(preset)
     torch.manual_seed(seed)
-    hf_config = BertConfig(vocab_size=vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size, num_labels=2,
-                           **({"attn_implementation": attention} if attention else {}))
+    hf_config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        num_labels=2,
+        **({"attn_implementation": attention} if attention else {}),
+    )
     model = HFBertForSequenceClassification(hf_config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-    return _timed_loop(model, optimizer, lambda index: collator([features[row] for row in batch_rows[index]]), list(range(len(batch_rows))), warmup, prefine=False)
+    return _timed_loop(
+        model,
+        optimizer,
+        lambda index: collator([features[row] for row in batch_rows[index]]),
+        list(range(len(batch_rows))),
+        warmup,
+        prefine=False,
+    )
 
 
 def _timed_loop(model, optimizer, make_batch, keys: list[int], warmup: int, prefine: bool) -> tuple[float, int, float]:
@@ -119,8 +143,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's train.tsv")
-    parser.add_argument("--hf-variants", default="default,grouped-sdpa,grouped-eager",
-                        help="transformers sides: default (random batches, default attention), grouped-ATTN (length-grouped, attn_implementation ATTN)")
+    parser.add_argument(
+        "--hf-variants",
+        default="default,grouped-sdpa,grouped-eager",
+        help="transformers sides: default (random batches, default attention), grouped-ATTN (length-grouped, attn_implementation ATTN)",
+    )
     args = parser.parse_args()
     train_file = args.sst2_dir / "train.tsv"
     if not train_file.is_file():
@@ -149,7 +176,10 @@ def main() -> None:
     grouped = length_grouped(permutation, examples.lengths, args.batch_size)
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
     hf_rows = {
-        variant: [(grouped if variant.startswith("grouped") else permutation)[i * args.batch_size : (i + 1) * args.batch_size] for i in chosen_batches]
+        variant: [
+            (grouped if variant.startswith("grouped") else permutation)[i * args.batch_size : (i + 1) * args.batch_size]
+            for i in chosen_batches
+        ]
         for variant in variants
     }
 
@@ -162,23 +192,50 @@ def main() -> None:
             else:
                 variant = side.removeprefix("transformers ")
                 attention = variant.split("-", 1)[1] if "-" in variant else ""
-                measured[side].append(hf_run(features, collator, hf_rows[variant], args.warmup, args.preset, vocab_size, args.seed, attention))
+                measured[side].append(
+                    hf_run(features, collator, hf_rows[variant], args.warmup, args.preset, vocab_size, args.seed, attention)
+                )
         print(f"repeat {repeat}: " + "  ".join(f"{side} {runs[-1][0]:.1f}s" for side, runs in measured.items()), file=sys.stderr)
 
     rows, results = [], []
     for side, runs in measured.items():
         seconds = median([run[0] for run in runs])
-        record = {"side": side, "examples_per_s": runs[0][1] / seconds, "mean_padded_length": runs[0][2], "seconds": [run[0] for run in runs]}
+        record = {
+            "side": side,
+            "examples_per_s": runs[0][1] / seconds,
+            "mean_padded_length": runs[0][2],
+            "seconds": [run[0] for run in runs],
+        }
         results.append(record)
         rows.append([f"{args.preset} SST-2", side, record["examples_per_s"], record["mean_padded_length"]])
     prefine_seconds = median([run[0] for run in measured["prefine"]])
     for side in sides[1:]:
-        rows.append([f"{args.preset} SST-2", f"**speed-up vs {side}**", f"**{median([run[0] for run in measured[side]]) / prefine_seconds:.2f}x**", ""])
-    print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
-          f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}\n")
+        rows.append(
+            [
+                f"{args.preset} SST-2",
+                f"**speed-up vs {side}**",
+                f"**{median([run[0] for run in measured[side]]) / prefine_seconds:.2f}x**",
+                "",
+            ]
+        )
+    print(
+        f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
+        f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}\n"
+    )
     print(markdown_table(["model", "side", "examples/s", "mean padded length"], rows))
-    print_json({"benchmark": "finetune_throughput", "preset": args.preset, "model_vocab_size": vocab_size, "batch_size": args.batch_size, "steps": args.steps,
-                "repeats": args.repeats, "threads": args.threads, "versions": versions(), "results": results})
+    print_json(
+        {
+            "benchmark": "finetune_throughput",
+            "preset": args.preset,
+            "model_vocab_size": vocab_size,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "versions": versions(),
+            "results": results,
+        }
+    )
 
 
 def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, megabatch_batches: int = 50) -> np.ndarray:

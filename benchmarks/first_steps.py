@@ -53,8 +53,8 @@ DEFAULT_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     """One fresh run: per-step wall seconds, CPU seconds and minor page faults."""
     import torch
-
     from common import benchmark_tokenizer, set_threads
+
     from prefine.model import BertForPreTraining, BertForSequenceClassification, preset_config
     from prefine.training.config import TrainingConfig
     from prefine.training.optim import build_optimizer
@@ -66,11 +66,15 @@ def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     if kind == "pretrain":
         from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
-        from prefine.training.position import DataPosition
         from prefine.tasks.pretraining import PretrainingTask
+        from prefine.training.position import DataPosition
 
         batches = PretrainingBatches.from_tokenizer(
-            TokenShards.open(args.shard_dir), tokenizer, PretrainingDataConfig(max_seq_length=args.seq_len), seed=args.seed, global_batch_size=args.batch_size
+            TokenShards.open(args.shard_dir),
+            tokenizer,
+            PretrainingDataConfig(max_seq_length=args.seq_len),
+            seed=args.seed,
+            global_batch_size=args.batch_size,
         )
         model = BertForPreTraining(preset_config(preset, vocab_size=vocab_size, max_position_embeddings=max(512, args.seq_len)))
         task = PretrainingTask(batches, [], torch.device("cpu"))
@@ -118,9 +122,33 @@ def window_mean(values: list[float], first: int, last: int) -> float:
 
 
 def run_child(case: str, mode: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", case, mode, "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed),
-               "--work-dir", str(args.work_dir), "--vocab-size", str(args.vocab_size), "--model-vocab-size", str(args.model_vocab_size),
-               "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--sst2-dir", str(args.sst2_dir), "--shard-dir", str(args.shard_dir)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        case,
+        mode,
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+        "--work-dir",
+        str(args.work_dir),
+        "--vocab-size",
+        str(args.vocab_size),
+        "--model-vocab-size",
+        str(args.model_vocab_size),
+        "--seq-len",
+        str(args.seq_len),
+        "--batch-size",
+        str(args.batch_size),
+        "--sst2-dir",
+        str(args.sst2_dir),
+        "--shard-dir",
+        str(args.shard_dir),
+    ]
     environment = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     environment.update(OMP_NUM_THREADS=str(args.threads), RAYON_NUM_THREADS=str(args.threads))
     if mode == "passive":
@@ -171,7 +199,11 @@ def main() -> None:
             for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
                 runs[case, mode].append(run_child(case, mode, args))
                 result = runs[case, mode][-1]
-                print(f"{case} {mode} repeat {repeat}: " + "  ".join(f"steps {a}-{b} {window_mean(result['wall'], a, b):.3f}s" for a, b in WINDOWS), file=sys.stderr)
+                print(
+                    f"{case} {mode} repeat {repeat}: "
+                    + "  ".join(f"steps {a}-{b} {window_mean(result['wall'], a, b):.3f}s" for a, b in WINDOWS),
+                    file=sys.stderr,
+                )
 
     rows, results = [], []
     for (case, mode), measured in runs.items():
@@ -183,18 +215,56 @@ def main() -> None:
         record["step_1"] = median([run["wall"][0] for run in measured])
         record["runs"] = [{key: run[key] for key in ("wall", "cpu", "faults")} for run in measured]
         results.append(record)
-        rows.append([case, mode, record["step_1"], *(record[f"wall_{a}_{b}"] for a, b in WINDOWS),
-                     record["wall_1_10"] / record["wall_21_50"], *(record[f"cpu_{a}_{b}"] for a, b in WINDOWS),
-                     *(record[f"faults_{a}_{b}"] for a, b in WINDOWS)])
+        rows.append(
+            [
+                case,
+                mode,
+                record["step_1"],
+                *(record[f"wall_{a}_{b}"] for a, b in WINDOWS),
+                record["wall_1_10"] / record["wall_21_50"],
+                *(record[f"cpu_{a}_{b}"] for a, b in WINDOWS),
+                *(record[f"faults_{a}_{b}"] for a, b in WINDOWS),
+            ]
+        )
 
     import torch
 
-    print(f"\nBatch {args.batch_size}, seq {args.seq_len}, {args.steps} steps per fresh process, median of {args.repeats}, {args.threads} threads, "
-          f"model vocabulary {args.model_vocab_size:,}; seconds per step (wall, then process CPU), minor page faults per step\n")
-    print(markdown_table(["case", "OpenMP wait", "step 1 s", "steps 1-10 s", "11-20 s", "21-50 s", "1-10 / 21-50",
-                          "CPU 1-10 s", "CPU 11-20 s", "CPU 21-50 s", "faults 1-10", "faults 11-20", "faults 21-50"], rows))
-    print_json({"benchmark": "first_steps", "threads": args.threads, "batch_size": args.batch_size, "seq_len": args.seq_len, "steps": args.steps,
-                "repeats": args.repeats, "versions": {"torch": torch.__version__}, "results": results})
+    print(
+        f"\nBatch {args.batch_size}, seq {args.seq_len}, {args.steps} steps per fresh process, median of {args.repeats}, {args.threads} threads, "
+        f"model vocabulary {args.model_vocab_size:,}; seconds per step (wall, then process CPU), minor page faults per step\n"
+    )
+    print(
+        markdown_table(
+            [
+                "case",
+                "OpenMP wait",
+                "step 1 s",
+                "steps 1-10 s",
+                "11-20 s",
+                "21-50 s",
+                "1-10 / 21-50",
+                "CPU 1-10 s",
+                "CPU 11-20 s",
+                "CPU 21-50 s",
+                "faults 1-10",
+                "faults 11-20",
+                "faults 21-50",
+            ],
+            rows,
+        )
+    )
+    print_json(
+        {
+            "benchmark": "first_steps",
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "seq_len": args.seq_len,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "versions": {"torch": torch.__version__},
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,9 @@ import torch  # noqa: E402
 from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
 from prefine.corpus.builtin_generation import builtin_generation_task  # noqa: E402
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate  # noqa: E402
-from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.model import preset_config  # noqa: E402
 from prefine.model.encoder_decoder import BertEncoderDecoder  # noqa: E402
+from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.tasks.classification import encode_examples  # noqa: E402
 from prefine.tasks.generation import EncodedPairs, GenerationBatches, collate_pairs, special_ids  # noqa: E402
 from prefine.tokenizer import save_tokenizer  # noqa: E402
@@ -72,8 +72,14 @@ def exported_model(tokenizer, work_dir: Path, preset: str, seed: int) -> tuple[B
     run_dir = work_dir / f"generation-run-{preset}"
     shutil.rmtree(run_dir, ignore_errors=True)
     save_tokenizer(tokenizer, run_dir / TOKENIZER_DIR, model_max_length=config.max_position_embeddings)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["EncoderDecoderModel"],
-                         "decoder_start_token_id": ids.start, "eos_token_id": ids.end, "max_target_length": 64}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["EncoderDecoderModel"],
+        "decoder_start_token_id": ids.start,
+        "eos_token_id": ids.end,
+        "max_target_length": 64,
+    }
     checkpoint = save_checkpoint(run_dir, 0, model.state_dict(), checkpoint_config, None, keep_last=1)
     export_dir = work_dir / f"generation-export-{preset}"
     shutil.rmtree(export_dir, ignore_errors=True)
@@ -106,8 +112,16 @@ def decode_hf(model, batches, beams: int, new_tokens: int, ids: SpecialIds) -> t
     (wall, cpu), outputs = clocks(), []
     with torch.inference_mode():
         for input_ids, mask in batches:
-            result = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                    num_beams=beams, do_sample=False, early_stopping=False, length_penalty=1.0)
+            result = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                num_beams=beams,
+                do_sample=False,
+                early_stopping=False,
+                length_penalty=1.0,
+            )
             outputs += [[token for token in row[1:] if token not in (ids.end, ids.pad)] for row in result.tolist()]
     return time.perf_counter() - wall, time.process_time() - cpu, outputs
 
@@ -176,8 +190,10 @@ def main() -> None:
         f"batch {args.batch_size}": [padded(rows, ids.pad)],
         "batch 1": [padded([row], ids.pad) for row in rows[: args.single_inputs]],
     }
-    decoders = {"prefine": lambda batches, beams: decode_prefine(model, batches, beams, args.new_tokens, ids),
-                "transformers": lambda batches, beams: decode_hf(hf_model, batches, beams, args.new_tokens, ids)}
+    decoders = {
+        "prefine": lambda batches, beams: decode_prefine(model, batches, beams, args.new_tokens, ids),
+        "transformers": lambda batches, beams: decode_hf(hf_model, batches, beams, args.new_tokens, ids),
+    }
     for batches in settings.values():  # untimed: lazy initialisation, allocator warm-up
         for side in decoders.values():
             side(batches[:1], 1)
@@ -198,15 +214,41 @@ def main() -> None:
             rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in walls.items()}
             cpu_rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in cpus.items()}
             same = sum(a == b for a, b in zip(outputs["prefine"], outputs["transformers"])) / inputs
-            table.append([setting, name, rates["prefine"], rates["transformers"], f"**{rates['prefine'] / rates['transformers']:.2f}x**",
-                          f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x", f"{100 * same:.0f}%"])
-            results.append({"setting": setting, "decoding": name, "tokens_per_s": rates, "tokens_per_cpu_s": cpu_rates,
-                            "wall_seconds": walls, "cpu_seconds": cpus, "same_output": same})
-            print(f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s, transformers {rates['transformers']:.0f} tok/s", file=sys.stderr)
+            table.append(
+                [
+                    setting,
+                    name,
+                    rates["prefine"],
+                    rates["transformers"],
+                    f"**{rates['prefine'] / rates['transformers']:.2f}x**",
+                    f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
+                    f"{100 * same:.0f}%",
+                ]
+            )
+            results.append(
+                {
+                    "setting": setting,
+                    "decoding": name,
+                    "tokens_per_s": rates,
+                    "tokens_per_cpu_s": cpu_rates,
+                    "wall_seconds": walls,
+                    "cpu_seconds": cpus,
+                    "same_output": same,
+                }
+            )
+            print(
+                f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s, transformers {rates['transformers']:.0f} tok/s", file=sys.stderr
+            )
 
-    print(f"\n{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
-          f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)\n")
-    print(markdown_table(["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"], table))
+    print(
+        f"\n{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
+        f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)\n"
+    )
+    print(
+        markdown_table(
+            ["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"], table
+        )
+    )
 
     training = None
     if args.training:
@@ -216,17 +258,25 @@ def main() -> None:
         encoded = EncodedPairs(
             encode_examples([pair["document"] for pair in pool], None, tokenizer, args.max_source_length),
             encode_examples([pair["summary"] for pair in pool], None, tokenizer, args.max_target_length),
-            [pair["document"] for pair in pool], [pair["summary"] for pair in pool],
+            [pair["document"] for pair in pool],
+            [pair["summary"] for pair in pool],
         )
         count = args.steps + args.warmup
         grouped = GenerationBatches(encoded, args.batch_size, ids.pad, args.seed)
         order = np.random.default_rng(args.seed).permutation(len(pool))
         side_batches = {
             "prefine": [grouped.batch_at(DataPosition(0, step * args.batch_size), 0, 1)[0] for step in range(count)],
-            "transformers": [collate_pairs(encoded, order[step * args.batch_size : (step + 1) * args.batch_size], ids.pad) for step in range(count)],
+            "transformers": [
+                collate_pairs(encoded, order[step * args.batch_size : (step + 1) * args.batch_size], ids.pad) for step in range(count)
+            ],
         }
-        padded_lengths = {side: (float(np.mean([batch["input_ids"].shape[1] for batch in batches])), float(np.mean([batch["labels"].shape[1] for batch in batches])))
-                          for side, batches in side_batches.items()}
+        padded_lengths = {
+            side: (
+                float(np.mean([batch["input_ids"].shape[1] for batch in batches])),
+                float(np.mean([batch["labels"].shape[1] for batch in batches])),
+            )
+            for side, batches in side_batches.items()
+        }
         timed_examples = args.batch_size * args.steps
         walls = {"prefine": [], "transformers": []}
         cpus = {"prefine": [], "transformers": []}
@@ -241,18 +291,50 @@ def main() -> None:
                     wall, cpu = train_hf(EncoderDecoderModel.from_pretrained(str(export_dir)), side_batches[side], args.warmup)
                 walls[side].append(wall)
                 cpus[side].append(cpu)
-            print(f"training repeat {repeat}: prefine {walls['prefine'][-1]:.1f}s transformers {walls['transformers'][-1]:.1f}s", file=sys.stderr)
+            print(
+                f"training repeat {repeat}: prefine {walls['prefine'][-1]:.1f}s transformers {walls['transformers'][-1]:.1f}s",
+                file=sys.stderr,
+            )
         rates = {side: timed_examples / median(seconds) for side, seconds in walls.items()}
         cpu_rates = {side: timed_examples / median(seconds) for side, seconds in cpus.items()}
-        training = {"examples_per_s": rates, "examples_per_cpu_s": cpu_rates, "wall_seconds": walls, "cpu_seconds": cpus,
-                    "steps": args.steps, "batch_size": args.batch_size, "mean_padded_source_target": padded_lengths}
+        training = {
+            "examples_per_s": rates,
+            "examples_per_cpu_s": cpu_rates,
+            "wall_seconds": walls,
+            "cpu_seconds": cpus,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "mean_padded_source_target": padded_lengths,
+        }
         print(f"\ntraining: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up\n")
-        print(markdown_table(["side", "examples/s", "examples per CPU-second", "mean padded source / target"],
-                             [[side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates]
-                             + [["**speed-up**", f"**{rates['prefine'] / rates['transformers']:.2f}x**", f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x", ""]]))
+        print(
+            markdown_table(
+                ["side", "examples/s", "examples per CPU-second", "mean padded source / target"],
+                [[side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates]
+                + [
+                    [
+                        "**speed-up**",
+                        f"**{rates['prefine'] / rates['transformers']:.2f}x**",
+                        f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
+                        "",
+                    ]
+                ],
+            )
+        )
 
-    print_json({"benchmark": "generation_throughput", "preset": args.preset, "threads": args.threads, "new_tokens": args.new_tokens,
-                "beams": args.beams, "batch_size": args.batch_size, "decoding": results, "training": training, "versions": versions()})
+    print_json(
+        {
+            "benchmark": "generation_throughput",
+            "preset": args.preset,
+            "threads": args.threads,
+            "new_tokens": args.new_tokens,
+            "beams": args.beams,
+            "batch_size": args.batch_size,
+            "decoding": results,
+            "training": training,
+            "versions": versions(),
+        }
+    )
 
 
 if __name__ == "__main__":

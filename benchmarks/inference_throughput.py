@@ -52,11 +52,11 @@ require_bench_dependencies("transformers")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from finetune_throughput import DEFAULT_SST2, read_sst2  # noqa: E402
+
 from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
-from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.model import BertForSequenceClassification, preset_config  # noqa: E402
+from prefine.recipes.export import export_hf  # noqa: E402
 from prefine.tasks.classification import encode_examples, predict_logits  # noqa: E402
 from prefine.tokenizer import save_tokenizer  # noqa: E402
 
@@ -69,8 +69,13 @@ def exported_classifier(tokenizer, work_dir: Path, preset: str, seed: int) -> tu
     run_dir = work_dir / f"inference-run-{preset}"
     shutil.rmtree(run_dir, ignore_errors=True)
     save_tokenizer(tokenizer, run_dir / TOKENIZER_DIR, model_max_length=config.max_position_embeddings)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForSequenceClassification"],
-                         "id2label": {"0": "negative", "1": "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForSequenceClassification"],
+        "id2label": {"0": "negative", "1": "positive"},
+        "label2id": {"negative": 0, "positive": 1},
+    }
     checkpoint = save_checkpoint(run_dir, 0, model.state_dict(), checkpoint_config, None, keep_last=1)
     export_dir = work_dir / f"inference-export-{preset}"
     shutil.rmtree(export_dir, ignore_errors=True)
@@ -84,7 +89,9 @@ def prefine_predict(model, tokenizer, texts: list[str], batch_size: int, max_seq
     return time.perf_counter() - start, logits.argmax(-1)
 
 
-def hf_predict(classifier, texts: list[str], batch_size: int, max_seq_length: int, sort_by_length: bool = False) -> tuple[float, np.ndarray]:
+def hf_predict(
+    classifier, texts: list[str], batch_size: int, max_seq_length: int, sort_by_length: bool = False
+) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     order = np.arange(len(texts))
     if sort_by_length:  # tokenizing twice is part of the price a user pays for sorting
@@ -131,18 +138,55 @@ def whole_commands(args: argparse.Namespace, texts: list[str], labels, init_dir:
     for folder in (run_dir, export_dir):
         shutil.rmtree(folder, ignore_errors=True)
     setup = [
-        [*prefine, "finetune", "--init", str(init_dir), "--from-scratch", "--train", str(train), "--text-column", "sentence",
-         "--label-column", "label", "--out", str(run_dir), "--max-steps", "1", "--max-seq-length", str(args.max_seq_length),
-         "--no-progress", "--registry", str(work_dir / "inference-e2e-registry.sqlite")],
+        [
+            *prefine,
+            "finetune",
+            "--init",
+            str(init_dir),
+            "--from-scratch",
+            "--train",
+            str(train),
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--out",
+            str(run_dir),
+            "--max-steps",
+            "1",
+            "--max-seq-length",
+            str(args.max_seq_length),
+            "--no-progress",
+            "--registry",
+            str(work_dir / "inference-e2e-registry.sqlite"),
+        ],
         [*prefine, "export", str(run_dir), "--format", "hf", "--out", str(export_dir)],
     ]
     for command in setup:
         subprocess.run(command, check=True, env=environment, capture_output=True)
     outputs = {"prefine": work_dir / "inference-e2e-prefine.jsonl", "transformers": work_dir / "inference-e2e-transformers.jsonl"}
     commands = {
-        "prefine": [*prefine, "predict", str(run_dir), "--data", str(data), "--output", str(outputs["prefine"]), "--batch-size", str(args.batch_size)],
-        "transformers": [sys.executable, "-c", HF_PIPELINE_SCRIPT, str(export_dir), str(data), str(outputs["transformers"]),
-                         str(args.batch_size), str(args.max_seq_length)],
+        "prefine": [
+            *prefine,
+            "predict",
+            str(run_dir),
+            "--data",
+            str(data),
+            "--output",
+            str(outputs["prefine"]),
+            "--batch-size",
+            str(args.batch_size),
+        ],
+        "transformers": [
+            sys.executable,
+            "-c",
+            HF_PIPELINE_SCRIPT,
+            str(export_dir),
+            str(data),
+            str(outputs["transformers"]),
+            str(args.batch_size),
+            str(args.max_seq_length),
+        ],
     }
     measured: dict[str, list[float]] = {side: [] for side in commands}
     for repeat in range(args.repeats):
@@ -152,10 +196,17 @@ def whole_commands(args: argparse.Namespace, texts: list[str], labels, init_dir:
             measured[side].append(time.perf_counter() - start)
             if completed.returncode:
                 sys.exit(f"{side} command failed:\n{completed.stderr[-3000:]}")
-        print(f"whole command, repeat {repeat}: prefine {measured['prefine'][-1]:.1f}s transformers {measured['transformers'][-1]:.1f}s", file=sys.stderr)
-    predicted = {side: [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()] for side, path in outputs.items()}
+        print(
+            f"whole command, repeat {repeat}: prefine {measured['prefine'][-1]:.1f}s transformers {measured['transformers'][-1]:.1f}s",
+            file=sys.stderr,
+        )
+    predicted = {
+        side: [json.loads(line)["label"] for line in path.read_text(encoding="utf-8").splitlines()] for side, path in outputs.items()
+    }
     if len(predicted["prefine"]) != len(texts) or len(predicted["transformers"]) != len(texts):
-        sys.exit(f"expected {len(texts)} predictions, got {len(predicted['prefine'])} (prefine) and {len(predicted['transformers'])} (transformers)")
+        sys.exit(
+            f"expected {len(texts)} predictions, got {len(predicted['prefine'])} (prefine) and {len(predicted['transformers'])} (transformers)"
+        )
     agreement = float(np.mean([a == b for a, b in zip(predicted["prefine"], predicted["transformers"])]))
     return measured, agreement
 
@@ -167,10 +218,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
-    parser.add_argument("--hf-variants", default="default,sorted-sdpa,sorted-eager",
-                        help="transformers sides: default (plain pipeline), sorted-ATTN (inputs sorted by length, attn_implementation ATTN)")
-    parser.add_argument("--no-whole-command", dest="whole_command", action="store_false",
-                        help="skip the table of whole `prefine predict` / pipeline commands")
+    parser.add_argument(
+        "--hf-variants",
+        default="default,sorted-sdpa,sorted-eager",
+        help="transformers sides: default (plain pipeline), sorted-ATTN (inputs sorted by length, attn_implementation ATTN)",
+    )
+    parser.add_argument(
+        "--no-whole-command",
+        dest="whole_command",
+        action="store_false",
+        help="skip the table of whole `prefine predict` / pipeline commands",
+    )
     args = parser.parse_args()
     dev_file = args.sst2_dir / "dev.tsv"
     if not dev_file.is_file():
@@ -187,13 +245,17 @@ def main() -> None:
     classifiers = {}
     for variant in variants:
         attention = variant.split("-", 1)[1] if "-" in variant else ""
-        classifiers[variant] = pipeline("text-classification", model=str(export_dir), device="cpu", model_kwargs={"attn_implementation": attention} if attention else {})
+        classifiers[variant] = pipeline(
+            "text-classification", model=str(export_dir), device="cpu", model_kwargs={"attn_implementation": attention} if attention else {}
+        )
 
     def run_side(side: str, batch_texts: list[str]) -> tuple[float, np.ndarray]:
         if side == "prefine":
             return prefine_predict(model, tokenizer, batch_texts, args.batch_size, args.max_seq_length)
         variant = side.removeprefix("transformers ")
-        return hf_predict(classifiers[variant], batch_texts, args.batch_size, args.max_seq_length, sort_by_length=variant.startswith("sorted"))
+        return hf_predict(
+            classifiers[variant], batch_texts, args.batch_size, args.max_seq_length, sort_by_length=variant.startswith("sorted")
+        )
 
     sides = ["prefine"] + [f"transformers {variant}" for variant in variants]
     for _ in range(args.warmup):  # one small untimed call each: lazy initialisation, allocator warm-up
@@ -214,18 +276,34 @@ def main() -> None:
         results.append(record)
         rows.append([f"{args.preset} SST-2 dev", side, record["examples_per_s"]])
     for side in sides[1:]:
-        rows.append([f"{args.preset} SST-2 dev", f"**speed-up vs {side}**", f"**{median(measured[side]) / median(measured['prefine']):.2f}x**"])
-    print(f"\n{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
-          f"predicted labels agree on {100 * agreement:.1f}%\n")
+        rows.append(
+            [f"{args.preset} SST-2 dev", f"**speed-up vs {side}**", f"**{median(measured[side]) / median(measured['prefine']):.2f}x**"]
+        )
+    print(
+        f"\n{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
+        f"predicted labels agree on {100 * agreement:.1f}%\n"
+    )
     print(markdown_table(["model", "side", "examples/s"], rows))
-    record = {"benchmark": "inference_throughput", "preset": args.preset, "batch_size": args.batch_size, "repeats": args.repeats,
-              "threads": args.threads, "label_agreement": agreement, "versions": versions(), "results": results}
+    record = {
+        "benchmark": "inference_throughput",
+        "preset": args.preset,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "label_agreement": agreement,
+        "versions": versions(),
+        "results": results,
+    }
     if args.whole_command:
         commands, command_agreement = whole_commands(args, texts, labels, export_dir)
         rows = [[f"{args.preset} SST-2 dev", side, f"{median(times):.1f}", len(texts) / median(times)] for side, times in commands.items()]
-        rows.append([f"{args.preset} SST-2 dev", "**speed-up**", f"**{median(commands['transformers']) / median(commands['prefine']):.2f}x**", ""])
-        print(f"\nWhole commands in fresh processes (start-up, imports, model load, {len(texts)} examples, output file), "
-              f"median of {args.repeats}, predicted labels agree on {100 * command_agreement:.1f}%\n")
+        rows.append(
+            [f"{args.preset} SST-2 dev", "**speed-up**", f"**{median(commands['transformers']) / median(commands['prefine']):.2f}x**", ""]
+        )
+        print(
+            f"\nWhole commands in fresh processes (start-up, imports, model load, {len(texts)} examples, output file), "
+            f"median of {args.repeats}, predicted labels agree on {100 * command_agreement:.1f}%\n"
+        )
         print(markdown_table(["model", "command", "seconds", "examples/s"], rows))
         record["whole_command"] = {"label_agreement": command_agreement, "seconds": commands}
     print_json(record)

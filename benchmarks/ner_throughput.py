@@ -55,23 +55,31 @@ from prefine.corpus.builtin_entities import builtin_entity_task  # noqa: E402
 from prefine.model import preset_config  # noqa: E402
 from prefine.model.heads import BertForTokenClassification  # noqa: E402
 from prefine.tasks.interface import get_task  # noqa: E402
-from prefine.tasks.ner_data import TagSet, TaggedCorpus, TaggedSentence, encode_corpus  # noqa: E402
+from prefine.tasks.ner_data import TaggedCorpus, TaggedSentence, TagSet, encode_corpus  # noqa: E402
 from prefine.tasks.token_classification import NerDataConfig, NerPredictor, WindowBatches  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
 
 
 def _corpus(sentences) -> TaggedCorpus:
-    return TaggedCorpus("built-in", [TaggedSentence(words, tags, [0] * len(words)) for words, tags in sentences], "words", "built-in entity task")
+    return TaggedCorpus(
+        "built-in", [TaggedSentence(words, tags, [0] * len(words)) for words, tags in sentences], "words", "built-in entity task"
+    )
 
 
 def _hf_model(config, num_labels: int, state_dict=None):
     from transformers import BertConfig
     from transformers import BertForTokenClassification as HFBertForTokenClassification
 
-    hf_config = BertConfig(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-                           max_position_embeddings=config.max_position_embeddings, num_labels=num_labels)
+    hf_config = BertConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_position_embeddings,
+        num_labels=num_labels,
+    )
     model = HFBertForTokenClassification(hf_config)
     if state_dict is not None:
         model.load_state_dict(state_dict)
@@ -146,7 +154,9 @@ def main() -> None:
     features = run_ner_features(hf_tok, train, tag_set, args.max_seq_length)
     collator = DataCollatorForTokenClassification(hf_tok)
     permutation = rng.permutation(len(features))
-    hf_batches = [collator([features[row] for row in permutation[i * args.batch_size : (i + 1) * args.batch_size]]) for i in range(len(offsets))]
+    hf_batches = [
+        collator([features[row] for row in permutation[i * args.batch_size : (i + 1) * args.batch_size]]) for i in range(len(offsets))
+    ]
 
     texts = [" ".join(words) for words, _ in test[: args.inference_sentences]]
     torch.manual_seed(args.seed)
@@ -161,12 +171,16 @@ def main() -> None:
     def prefine_training():
         torch.manual_seed(args.seed)
         model = BertForTokenClassification(train_config, len(tag_set.names)).train()
-        return _timed_steps(model, build_optimizer(model, TrainingConfig(), torch.device("cpu")), prefine_batches, args.warmup, prefine=True)
+        return _timed_steps(
+            model, build_optimizer(model, TrainingConfig(), torch.device("cpu")), prefine_batches, args.warmup, prefine=True
+        )
 
     def hf_training():
         torch.manual_seed(args.seed)
         model = _hf_model(train_config, len(tag_set.names)).train()
-        return _timed_steps(model, torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01), hf_batches, args.warmup, prefine=False)
+        return _timed_steps(
+            model, torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01), hf_batches, args.warmup, prefine=False
+        )
 
     def prefine_inference():
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -188,8 +202,11 @@ def main() -> None:
             training[side].append(prefine_training() if side == "prefine" else hf_training())
         for side in order:
             inference[side].append(prefine_inference() if side == "prefine" else hf_inference())
-        print(f"repeat {repeat}: training prefine {training['prefine'][-1][0]:.1f}s transformers {training['transformers'][-1][0]:.1f}s; "
-              f"inference prefine {inference['prefine'][-1][0]:.1f}s transformers {inference['transformers'][-1][0]:.1f}s", file=sys.stderr)
+        print(
+            f"repeat {repeat}: training prefine {training['prefine'][-1][0]:.1f}s transformers {training['transformers'][-1][0]:.1f}s; "
+            f"inference prefine {inference['prefine'][-1][0]:.1f}s transformers {inference['transformers'][-1][0]:.1f}s",
+            file=sys.stderr,
+        )
 
     rows, results = [], {}
 
@@ -201,30 +218,60 @@ def main() -> None:
         sentences, tokens, padded = training[side][0][1], training[side][0][2], training[side][0][3]
         infer_seconds = median([run[0] for run in inference[side]])
         results[side] = {
-            "train_sentences_per_s": sentences / seconds, "train_tokens_per_s": tokens / seconds, "train_padding_share": 1 - tokens / padded,
-            "inference_sentences_per_s": len(texts) / infer_seconds, "entities_found": inference[side][0][1],
-            "train_seconds": [run[0] for run in training[side]], "inference_seconds": [run[0] for run in inference[side]],
+            "train_sentences_per_s": sentences / seconds,
+            "train_tokens_per_s": tokens / seconds,
+            "train_padding_share": 1 - tokens / padded,
+            "inference_sentences_per_s": len(texts) / infer_seconds,
+            "entities_found": inference[side][0][1],
+            "train_seconds": [run[0] for run in training[side]],
+            "inference_seconds": [run[0] for run in inference[side]],
             # CPU seconds of the process (all threads): less sensitive than wall time to other jobs on a shared machine.
-            "train_cpu_seconds": [run[4] for run in training[side]], "inference_cpu_seconds": [run[2] for run in inference[side]],
+            "train_cpu_seconds": [run[4] for run in training[side]],
+            "inference_cpu_seconds": [run[2] for run in inference[side]],
         }
-        rows.append([args.preset, side, results[side]["train_sentences_per_s"], results[side]["train_tokens_per_s"],
-                     f"{results[side]['train_padding_share']:.0%}", results[side]["inference_sentences_per_s"]])
+        rows.append(
+            [
+                args.preset,
+                side,
+                results[side]["train_sentences_per_s"],
+                results[side]["train_tokens_per_s"],
+                f"{results[side]['train_padding_share']:.0%}",
+                results[side]["inference_sentences_per_s"],
+            ]
+        )
     # The two sides train on different random batches (prefine's are length-grouped), so a step holds a different
     # number of real tokens: training speed is compared in real (non-padding) tokens per second.
     train_speedup = results["prefine"]["train_tokens_per_s"] / results["transformers"]["train_tokens_per_s"]
     inference_speedup = median([run[0] for run in inference["transformers"]]) / median([run[0] for run in inference["prefine"]])
     # The same ratios in CPU seconds (tokens per CPU second for training).
-    train_cpu_speedup = (tokens_of("prefine") / median(results["prefine"]["train_cpu_seconds"])) / (tokens_of("transformers") / median(results["transformers"]["train_cpu_seconds"]))
+    train_cpu_speedup = (tokens_of("prefine") / median(results["prefine"]["train_cpu_seconds"])) / (
+        tokens_of("transformers") / median(results["transformers"]["train_cpu_seconds"])
+    )
     inference_cpu_speedup = median(results["transformers"]["inference_cpu_seconds"]) / median(results["prefine"]["inference_cpu_seconds"])
     rows.append([args.preset, "**speed-up** (wall)", "", f"**{train_speedup:.2f}x**", "", f"**{inference_speedup:.2f}x**"])
     rows.append([args.preset, "**speed-up** (CPU seconds)", "", f"**{train_cpu_speedup:.2f}x**", "", f"**{inference_cpu_speedup:.2f}x**"])
-    print(f"\nBuilt-in entity task: {len(train)} training sentences (mean {encoded.windows.lengths.mean():.1f} pieces with [CLS]/[SEP]), "
-          f"{len(texts)} test sentences; batch {args.batch_size} (inference {args.eval_batch_size}), {args.steps} timed steps after {args.warmup} "
-          f"warm-up, median of {args.repeats}, {args.threads} threads. A shared machine: compare the two sides, not absolute numbers.\n")
+    print(
+        f"\nBuilt-in entity task: {len(train)} training sentences (mean {encoded.windows.lengths.mean():.1f} pieces with [CLS]/[SEP]), "
+        f"{len(texts)} test sentences; batch {args.batch_size} (inference {args.eval_batch_size}), {args.steps} timed steps after {args.warmup} "
+        f"warm-up, median of {args.repeats}, {args.threads} threads. A shared machine: compare the two sides, not absolute numbers.\n"
+    )
     print(markdown_table(["model", "side", "train sentences/s", "train real tokens/s", "train padding", "inference sentences/s"], rows))
-    print_json({"benchmark": "ner_throughput", "preset": args.preset, "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
-                "threads": args.threads, "versions": versions(), "train_speedup": train_speedup, "inference_speedup": inference_speedup,
-                "train_cpu_speedup": train_cpu_speedup, "inference_cpu_speedup": inference_cpu_speedup, "results": results})
+    print_json(
+        {
+            "benchmark": "ner_throughput",
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "threads": args.threads,
+            "versions": versions(),
+            "train_speedup": train_speedup,
+            "inference_speedup": inference_speedup,
+            "train_cpu_speedup": train_cpu_speedup,
+            "inference_cpu_speedup": inference_cpu_speedup,
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,8 @@ from prefine.metrics.intervals import mean_and_spread, paired_gain  # noqa: E402
 from prefine.model.electra import ElectraObjectiveConfig  # noqa: E402
 from prefine.recipes import finetune as finetune_recipe  # noqa: E402
 from prefine.recipes import pretrain as pretrain_recipe  # noqa: E402
-from prefine.tasks.interface import get_task  # noqa: E402
 from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
-from prefine.tokenizer import TokenizerConfig  # noqa: E402
+from prefine.tasks.interface import get_task  # noqa: E402
 
 # name -> (data overrides, model overrides, training overrides[, run overrides[, ELECTRA objective
 # overrides]]), applied on top of the defaults of `prefine pretrain` as a user would pass flags.
@@ -149,8 +148,8 @@ class LabelledSetup:
 
 
 def prepare_builtin(work: Path) -> tuple[Path, list[LabelledSetup]]:
-    from prefine.recipes.quickstart import write_builtin_corpus
     from prefine.corpus.builtin import builtin_classification_task
+    from prefine.recipes.quickstart import write_builtin_corpus
 
     corpus = work / "builtin" / "corpus.txt"
     if not corpus.exists():
@@ -193,13 +192,26 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
     data = dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)
     defaults = pretrain_recipe.pretraining_defaults(data.objective)
     training = dataclasses.replace(
-        defaults, max_time=args.budget, max_steps=0, eval_every=0, save_every=0, keep_last=1,
-        num_threads=args.threads, progress=False, seed=args.seed, **training_overrides,
+        defaults,
+        max_time=args.budget,
+        max_steps=0,
+        eval_every=0,
+        save_every=0,
+        keep_last=1,
+        num_threads=args.threads,
+        progress=False,
+        seed=args.seed,
+        **training_overrides,
     )
     setup = pretrain_recipe.PretrainSetup(
         run=pretrain_recipe.PretrainRunConfig(
-            out=str(out), preset=args.preset, cache_dir=str(args.work_dir / "cache"), registry=str(args.work_dir / "registry.sqlite"),
-            tokenizer=str(args.work_dir / f"tokenizer-{corpus.parent.name}") if (args.work_dir / f"tokenizer-{corpus.parent.name}").exists() else "",
+            out=str(out),
+            preset=args.preset,
+            cache_dir=str(args.work_dir / "cache"),
+            registry=str(args.work_dir / "registry.sqlite"),
+            tokenizer=str(args.work_dir / f"tokenizer-{corpus.parent.name}")
+            if (args.work_dir / f"tokenizer-{corpus.parent.name}").exists()
+            else "",
             **run_overrides,
         ),
         corpus=CorpusConfig(paths=[str(corpus)], format="lines" if corpus.parent.name == "builtin" else "auto"),
@@ -238,8 +250,14 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
     # --test without --eval: the run carves its dev split (seeded by dev_seed, not `seed`, so
     # every variant, start and seed chooses on the same examples) and reports on the test set.
     run = finetune_recipe.FinetuneRunConfig(
-        init=str(run_dir), train=str(setup.train), test=str(setup.test), out=str(out), from_scratch=from_scratch,
-        train_fraction=setup.fraction, registry=str(args.work_dir / "registry.sqlite"), min_steps=args.min_steps,
+        init=str(run_dir),
+        train=str(setup.train),
+        test=str(setup.test),
+        out=str(out),
+        from_scratch=from_scratch,
+        train_fraction=setup.fraction,
+        registry=str(args.work_dir / "registry.sqlite"),
+        min_steps=args.min_steps,
     )
     training = dataclasses.replace(finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False)
     shutil.rmtree(out, ignore_errors=True)
@@ -277,9 +295,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="pre-training seed")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/prefine-objectives"))
-    parser.add_argument("--min-steps", type=int, default=MIN_FINETUNE_STEPS, help="fine-tuning steps at least (prefine's default, 300; 50 reproduces benchmarks/README.md's older tables)")
-    parser.add_argument("--results", type=Path, default=None, help="also write the final JSON here (e.g. benchmarks/results/NAME.json, rendered by scripts/render_results.py)")
-    parser.add_argument("--reuse", action="store_true", help="reuse pre-training runs this benchmark finished earlier with the same budget (re-run fine-tuning only)")
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=MIN_FINETUNE_STEPS,
+        help="fine-tuning steps at least (prefine's default, 300; 50 reproduces benchmarks/README.md's older tables)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="also write the final JSON here (e.g. benchmarks/results/NAME.json, rendered by scripts/render_results.py)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse pre-training runs this benchmark finished earlier with the same budget (re-run fine-tuning only)",
+    )
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
     unknown = [name for name in variants if name not in VARIANTS]
@@ -334,28 +366,67 @@ def main() -> None:
                 scratch_mean, scratch_std = mean_and_spread(scratch)
                 results.append(
                     {
-                        "setup": setup.name, "variant": variant, "budget": args.budget, "preset": args.preset,
-                        "pretrained": accuracies, "scratch": scratch,
-                        "pretrained_mean": pretrained_mean, "pretrained_std": pretrained_std, "scratch_mean": scratch_mean, "scratch_std": scratch_std,
-                        "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high, "verdict": gain.verdict,
-                        "gain_points": gain.mean * 100, **stats,
+                        "setup": setup.name,
+                        "variant": variant,
+                        "budget": args.budget,
+                        "preset": args.preset,
+                        "pretrained": accuracies,
+                        "scratch": scratch,
+                        "pretrained_mean": pretrained_mean,
+                        "pretrained_std": pretrained_std,
+                        "scratch_mean": scratch_mean,
+                        "scratch_std": scratch_std,
+                        "gain": gain.mean,
+                        "gain_low": gain.low,
+                        "gain_high": gain.high,
+                        "verdict": gain.verdict,
+                        "gain_points": gain.mean * 100,
+                        **stats,
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
 
-    header = ["setup", "variant", "pre-trained acc %", "random init acc %", "gain (points)", "95% interval", "verdict", "MLM acc", "tokens/s", "steps"]
+    header = [
+        "setup",
+        "variant",
+        "pre-trained acc %",
+        "random init acc %",
+        "gain (points)",
+        "95% interval",
+        "verdict",
+        "MLM acc",
+        "tokens/s",
+        "steps",
+    ]
     rows = [
-        [r["setup"], r["variant"], summary(r["pretrained"]), summary(r["scratch"]), f"{r['gain_points']:+.1f}",
-         "-" if r["gain_low"] is None else f"{r['gain_low'] * 100:+.1f} to {r['gain_high'] * 100:+.1f}", r["verdict"],
-         f"{r['mlm_accuracy']:.1%}", r["tokens_per_second"], r["steps"]]
+        [
+            r["setup"],
+            r["variant"],
+            summary(r["pretrained"]),
+            summary(r["scratch"]),
+            f"{r['gain_points']:+.1f}",
+            "-" if r["gain_low"] is None else f"{r['gain_low'] * 100:+.1f} to {r['gain_high'] * 100:+.1f}",
+            r["verdict"],
+            f"{r['mlm_accuracy']:.1%}",
+            r["tokens_per_second"],
+            r["steps"],
+        ]
         for r in results
     ]
-    print(f"\npre-training budget {args.budget} per variant, preset {args.preset}, {args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads")
+    print(
+        f"\npre-training budget {args.budget} per variant, preset {args.preset}, {args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads"
+    )
     print(markdown_table(header, rows))
     final = {
-        "benchmark": "objectives", "kind": "objectives", "budget": args.budget, "preset": args.preset, "min_finetune_steps": args.min_steps,
-        "seeds": args.seeds, "command": "python " + " ".join(["benchmarks/objectives.py", *sys.argv[1:]]),
-        "machine": describe_machine(args.threads), "results": results,
+        "benchmark": "objectives",
+        "kind": "objectives",
+        "budget": args.budget,
+        "preset": args.preset,
+        "min_finetune_steps": args.min_steps,
+        "seeds": args.seeds,
+        "command": "python " + " ".join(["benchmarks/objectives.py", *sys.argv[1:]]),
+        "machine": describe_machine(args.threads),
+        "results": results,
     }
     if args.results is not None:
         args.results.parent.mkdir(parents=True, exist_ok=True)

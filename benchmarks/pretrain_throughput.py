@@ -60,12 +60,12 @@ require_bench_dependencies("transformers")
 import torch  # noqa: E402
 
 from prefine.model import BertForPreTraining, encoder_flops_per_token, preset_config  # noqa: E402
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
-from prefine.training.position import DataPosition  # noqa: E402
 from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config  # noqa: E402
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
 from prefine.tasks.pretraining import ElectraPretrainingTask, PretrainingTask  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
+from prefine.training.position import DataPosition  # noqa: E402
 
 IGNORE = -100
 
@@ -100,7 +100,9 @@ def hf_examples(batch: dict, seq_len: int, special_ids: set[int], pad_id: int) -
     return examples
 
 
-def prefine_run(batches: PretrainingBatches, preset: str, vocab_size: int, seq_len: int, warmup: int, steps: int, seed: int, electra: bool = False) -> float:
+def prefine_run(
+    batches: PretrainingBatches, preset: str, vocab_size: int, seq_len: int, warmup: int, steps: int, seed: int, electra: bool = False
+) -> float:
     torch.manual_seed(seed)
     config = preset_config(preset, vocab_size=vocab_size, max_position_embeddings=max(512, seq_len))
     if electra:
@@ -126,12 +128,27 @@ def prefine_run(batches: PretrainingBatches, preset: str, vocab_size: int, seq_l
     return time.perf_counter() - start
 
 
-def hf_run(example_batches: list[list[dict]], collator, preset: str, vocab_size: int, seq_len: int, warmup: int, steps: int, seed: int, attention: str) -> float:
-    from transformers import BertConfig, BertForPreTraining as HFBertForPreTraining
+def hf_run(
+    example_batches: list[list[dict]],
+    collator,
+    preset: str,
+    vocab_size: int,
+    seq_len: int,
+    warmup: int,
+    steps: int,
+    seed: int,
+    attention: str,
+) -> float:
+    from transformers import BertConfig
+    from transformers import BertForPreTraining as HFBertForPreTraining
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max(512, seq_len), **_preset_sizes(preset),
-                        **({"attn_implementation": attention} if attention else {}))
+    config = BertConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=max(512, seq_len),
+        **_preset_sizes(preset),
+        **({"attn_implementation": attention} if attention else {}),
+    )
     model = HFBertForPreTraining(config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
@@ -210,22 +227,57 @@ def main() -> None:
         sides = ["prefine", "hf"] + (["electra"] if args.with_electra else [])
         for repeat in range(args.repeats):
             # Rotate which side goes first, so slow drifts of a shared machine hit all alike.
-            for side in sides[repeat % len(sides):] + sides[: repeat % len(sides)]:
+            for side in sides[repeat % len(sides) :] + sides[: repeat % len(sides)]:
                 if side == "prefine":
                     prefine_times.append(prefine_run(batches, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed))
                 elif side == "electra":
-                    electra_times.append(prefine_run(batches, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, electra=True))
+                    electra_times.append(
+                        prefine_run(batches, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, electra=True)
+                    )
                 else:
-                    hf_times.append(hf_run(example_batches, collator, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, args.hf_attention))
+                    hf_times.append(
+                        hf_run(
+                            example_batches, collator, preset, vocab_size, seq_len, args.warmup, args.steps, args.seed, args.hf_attention
+                        )
+                    )
             electra_note = f" prefine electra {electra_times[-1]:.1f}s" if electra_times else ""
-            print(f"{preset}@{seq_len} repeat {repeat}: prefine {prefine_times[-1]:.1f}s transformers {hf_times[-1]:.1f}s{electra_note}", file=sys.stderr)
+            print(
+                f"{preset}@{seq_len} repeat {repeat}: prefine {prefine_times[-1]:.1f}s transformers {hf_times[-1]:.1f}s{electra_note}",
+                file=sys.stderr,
+            )
         if electra_times:
             seconds = median(electra_times)
-            results.append({"preset": preset, "seq_len": seq_len, "side": "prefine electra", "real_tokens_per_s": real_tokens / seconds,
-                            "sequences_per_s": sequences / seconds, "seconds": electra_times,
-                            "relative_to_prefine_mlm": median(prefine_times) / seconds})
-            rows.append([f"{preset} @{seq_len}", "prefine electra", real_tokens / seconds, sequences / seconds, "", "",])
-            rows.append([f"{preset} @{seq_len}", "**electra / mlm**", f"**{median(prefine_times) / seconds:.2f}x**", "", "", "(prefine's own steps)"])
+            results.append(
+                {
+                    "preset": preset,
+                    "seq_len": seq_len,
+                    "side": "prefine electra",
+                    "real_tokens_per_s": real_tokens / seconds,
+                    "sequences_per_s": sequences / seconds,
+                    "seconds": electra_times,
+                    "relative_to_prefine_mlm": median(prefine_times) / seconds,
+                }
+            )
+            rows.append(
+                [
+                    f"{preset} @{seq_len}",
+                    "prefine electra",
+                    real_tokens / seconds,
+                    sequences / seconds,
+                    "",
+                    "",
+                ]
+            )
+            rows.append(
+                [
+                    f"{preset} @{seq_len}",
+                    "**electra / mlm**",
+                    f"**{median(prefine_times) / seconds:.2f}x**",
+                    "",
+                    "",
+                    "(prefine's own steps)",
+                ]
+            )
         for side, times in (("prefine", prefine_times), ("transformers", hf_times)):
             seconds = median(times)
             record = {
@@ -239,15 +291,39 @@ def main() -> None:
                 "seconds": times,
             }
             results.append(record)
-            rows.append([f"{preset} @{seq_len}", side, record["real_tokens_per_s"], record["sequences_per_s"], record["gflops_per_s"], f"{100 * record['mfu']:.0f}%"])
+            rows.append(
+                [
+                    f"{preset} @{seq_len}",
+                    side,
+                    record["real_tokens_per_s"],
+                    record["sequences_per_s"],
+                    record["gflops_per_s"],
+                    f"{100 * record['mfu']:.0f}%",
+                ]
+            )
         speedup = median(hf_times) / median(prefine_times)
-        rows.append([f"{preset} @{seq_len}", "**speed-up**", f"**{speedup:.2f}x**", "", "", f"(padding at {seq_len}: {100 * padding:.0f}%)"])
+        rows.append(
+            [f"{preset} @{seq_len}", "**speed-up**", f"**{speedup:.2f}x**", "", "", f"(padding at {seq_len}: {100 * padding:.0f}%)"]
+        )
 
-    print(f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, "
-          f"{args.threads} threads, matmul peak {peak / 1e9:.0f} GFLOP/s, model vocabulary {vocab_size:,}\n")
+    print(
+        f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, "
+        f"{args.threads} threads, matmul peak {peak / 1e9:.0f} GFLOP/s, model vocabulary {vocab_size:,}\n"
+    )
     print(markdown_table(["model", "side", "real tokens/s", "sequences/s", "useful GFLOP/s", "MFU"], rows))
-    print_json({"benchmark": "pretrain_throughput", "peak_flops": peak, "model_vocab_size": vocab_size, "threads": args.threads, "batch_size": args.batch_size,
-                "steps": args.steps, "repeats": args.repeats, "versions": versions(), "results": results})
+    print_json(
+        {
+            "benchmark": "pretrain_throughput",
+            "peak_flops": peak,
+            "model_vocab_size": vocab_size,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "versions": versions(),
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,6 @@ require_bench_dependencies("transformers", "psutil", "fastapi", "uvicorn")
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-
 from finetune_throughput import DEFAULT_SST2, read_sst2  # noqa: E402
 from inference_throughput import exported_classifier, write_tsv  # noqa: E402
 
@@ -99,7 +98,9 @@ def wait_ready(port: int, process: subprocess.Popen, timeout: float = 300) -> No
 
 async def request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> tuple[int, float]:
     """One POST /v1/predict on a kept-alive connection: (status code, Retry-After seconds or 0); the body is read and dropped."""
-    writer.write(b"POST /v1/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    writer.write(
+        b"POST /v1/predict HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     await writer.drain()
     status_line = await reader.readline()
     length, retry_after = 0, 0.0
@@ -151,10 +152,14 @@ async def load_level(port: int, model: str, texts: list[str], clients: int, tota
     seconds = time.perf_counter() - start
     ok = statuses.get(200, 0)
     return {
-        "clients": clients, "requests": total, "seconds": seconds, "ok_per_s": ok / seconds,
+        "clients": clients,
+        "requests": total,
+        "seconds": seconds,
+        "ok_per_s": ok / seconds,
         "p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else float("nan"),
         "p99_ms": 1000 * float(np.percentile(latencies, 99)) if latencies else float("nan"),
-        "errors": total - ok, "statuses": {str(key): value for key, value in sorted(statuses.items())},
+        "errors": total - ok,
+        "statuses": {str(key): value for key, value in sorted(statuses.items())},
     }
 
 
@@ -162,8 +167,18 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def run_side(name: str, command: list[str], port: int, model: str, texts: list[str], levels: list[int], requests: int, passes: int,
-             environment: dict, log: Path) -> tuple[list[dict], list[float]]:
+def run_side(
+    name: str,
+    command: list[str],
+    port: int,
+    model: str,
+    texts: list[str],
+    levels: list[int],
+    requests: int,
+    passes: int,
+    environment: dict,
+    log: Path,
+) -> tuple[list[dict], list[float]]:
     """One server process through every level `passes` times: the level results, and its RSS after warm-up and after each pass."""
     with open(log, "w") as log_file:
         process = subprocess.Popen(command, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
@@ -177,8 +192,11 @@ def run_side(name: str, command: list[str], port: int, model: str, texts: list[s
                 result = asyncio.run(load_level(port, model, texts, clients, max(requests, 2 * clients)))
                 result.update(side=name, rss_before_mb=before, rss_after_mb=rss_mb(process.pid), server_pass=pass_index)
                 results.append(result)
-                print(f"{name:8s} pass {pass_index} {clients:4d} clients: {result['ok_per_s']:7.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
-                      f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  RSS {before:.0f} -> {result['rss_after_mb']:.0f} MB", file=sys.stderr)
+                print(
+                    f"{name:8s} pass {pass_index} {clients:4d} clients: {result['ok_per_s']:7.1f} req/s  p50 {result['p50_ms']:7.1f} ms  "
+                    f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  RSS {before:.0f} -> {result['rss_after_mb']:.0f} MB",
+                    file=sys.stderr,
+                )
             memory.append(rss_mb(process.pid))
         return results, memory
     finally:
@@ -198,7 +216,9 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32, help="prefine serve --max-batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="prefine serve --max-wait-ms")
     parser.add_argument("--max-queue", type=int, default=32, help="prefine serve --max-queue (the last level is meant to exceed it)")
-    parser.add_argument("--passes", type=int, default=2, help="passes through all levels per server process (later passes show whether RSS stays flat)")
+    parser.add_argument(
+        "--passes", type=int, default=2, help="passes through all levels per server process (later passes show whether RSS stays flat)"
+    )
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
     args = parser.parse_args()
     dev_file = args.sst2_dir / "dev.tsv"
@@ -210,24 +230,61 @@ def main() -> None:
     tokenizer, _ = benchmark_tokenizer(work_dir, args.vocab_size)
     _, init_export = exported_classifier(tokenizer, work_dir, args.preset, args.seed)
 
-    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    environment = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     run_dir, export_dir = work_dir / "serve-load-run", work_dir / "serve-load-export"
     for folder in (run_dir, export_dir):
         shutil.rmtree(folder, ignore_errors=True)
     train = write_tsv(work_dir / "serve-load-train.tsv", texts[:256], labels[:256])
     prefine = [sys.executable, "-m", "prefine"]
     for command in (
-        [*prefine, "finetune", "--init", str(init_export), "--from-scratch", "--train", str(train), "--text-column", "sentence",
-         "--label-column", "label", "--out", str(run_dir), "--max-steps", "1", "--max-seq-length", "128", "--no-progress",
-         "--registry", str(work_dir / "serve-load-registry.sqlite")],
+        [
+            *prefine,
+            "finetune",
+            "--init",
+            str(init_export),
+            "--from-scratch",
+            "--train",
+            str(train),
+            "--text-column",
+            "sentence",
+            "--label-column",
+            "label",
+            "--out",
+            str(run_dir),
+            "--max-steps",
+            "1",
+            "--max-seq-length",
+            "128",
+            "--no-progress",
+            "--registry",
+            str(work_dir / "serve-load-registry.sqlite"),
+        ],
         [*prefine, "export", str(run_dir), "--format", "hf", "--out", str(export_dir)],
     ):
         subprocess.run(command, check=True, env=environment, capture_output=True)
 
     sides = {
-        "prefine": [*prefine, "serve", str(run_dir), "--port", "{port}", "--num-threads", str(args.threads), "--max-batch-size",
-                    str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms), "--max-queue", str(args.max_queue)],
+        "prefine": [
+            *prefine,
+            "serve",
+            str(run_dir),
+            "--port",
+            "{port}",
+            "--num-threads",
+            str(args.threads),
+            "--max-batch-size",
+            str(args.max_batch_size),
+            "--max-wait-ms",
+            str(args.max_wait_ms),
+            "--max-queue",
+            str(args.max_queue),
+        ],
         "naive": [sys.executable, "-c", NAIVE_SERVER, str(export_dir), "{port}", str(args.threads)],
     }
     results: list[dict] = []
@@ -237,7 +294,9 @@ def main() -> None:
             port = free_port()
             command = [part.replace("{port}", str(port)) for part in sides[name]]
             log = work_dir / f"serve-load-{name}.log"
-            side_results, side_memory = run_side(name, command, port, run_dir.name, texts, args.clients, args.requests, args.passes, environment, log)
+            side_results, side_memory = run_side(
+                name, command, port, run_dir.name, texts, args.clients, args.requests, args.passes, environment, log
+            )
             results += [{**result, "repeat": repeat} for result in side_results]
             memory[name].append(side_memory)
 
@@ -247,20 +306,44 @@ def main() -> None:
     rows = []
     for clients in args.clients:
         for side in ("prefine", "naive"):
-            rows.append([clients, side, median_of(side, clients, "ok_per_s"), median_of(side, clients, "p50_ms"), median_of(side, clients, "p99_ms"),
-                         int(median_of(side, clients, "errors")), f"{median_of(side, clients, 'rss_before_mb'):.0f} -> {median_of(side, clients, 'rss_after_mb'):.0f}"])
+            rows.append(
+                [
+                    clients,
+                    side,
+                    median_of(side, clients, "ok_per_s"),
+                    median_of(side, clients, "p50_ms"),
+                    median_of(side, clients, "p99_ms"),
+                    int(median_of(side, clients, "errors")),
+                    f"{median_of(side, clients, 'rss_before_mb'):.0f} -> {median_of(side, clients, 'rss_after_mb'):.0f}",
+                ]
+            )
         speedup = median_of("prefine", clients, "ok_per_s") / max(median_of("naive", clients, "ok_per_s"), 1e-9)
         rows.append([clients, "**prefine / naive**", f"**{speedup:.2f}x**", "", "", "", ""])
-    print(f"\n{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), {args.passes} passes, "
-          f"{args.threads} threads per server, prefine --max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
-          f"--max-queue {args.max_queue}; median over {args.repeats} repeats x {args.passes} passes; clients on the same machine\n")
+    print(
+        f"\n{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), {args.passes} passes, "
+        f"{args.threads} threads per server, prefine --max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
+        f"--max-queue {args.max_queue}; median over {args.repeats} repeats x {args.passes} passes; clients on the same machine\n"
+    )
     print(markdown_table(["clients", "server", "ok requests/s", "p50 ms", "p99 ms", "errors", "server RSS MB"], rows))
     print("\nServer RSS (MB) after warm-up, then after each pass through all levels, per repeat:")
     for name, runs in memory.items():
         print(f"  {name}: " + "; ".join(" -> ".join(f"{value:.0f}" for value in run) for run in runs))
-    print_json({"benchmark": "serve_load", "preset": args.preset, "threads": args.threads, "requests": args.requests,
-                "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms, "max_queue": args.max_queue,
-                "repeats": args.repeats, "passes": args.passes, "rss_mb": memory, "versions": versions(), "results": results})
+    print_json(
+        {
+            "benchmark": "serve_load",
+            "preset": args.preset,
+            "threads": args.threads,
+            "requests": args.requests,
+            "max_batch_size": args.max_batch_size,
+            "max_wait_ms": args.max_wait_ms,
+            "max_queue": args.max_queue,
+            "repeats": args.repeats,
+            "passes": args.passes,
+            "rss_mb": memory,
+            "versions": versions(),
+            "results": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command nee
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from prefine.recipes.export import add_export_command
     from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart
     from prefine.recipes import serve as serve_recipe
+    from prefine.recipes.export import add_export_command
     from prefine.registry import add_registry_commands
 
     parser = argparse.ArgumentParser(
@@ -63,9 +63,8 @@ def _resume_hint(interrupt: TrainingInterrupted, args: argparse.Namespace) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from prefine.training import TrainingInterrupted
-
     from prefine import determinism
+    from prefine.training import TrainingInterrupted
 
     if determinism.requested(sys.argv[1:] if argv is None else list(argv)):
         determinism.prepare_environment()  # before torch loads: some settings are read only then

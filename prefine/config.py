@@ -78,7 +78,9 @@ def add_dataclass_arguments(
         else:
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
         if field.metadata.get("positional"):
-            parser.add_argument(field.name, help=field.metadata.get("help", ""), **({"nargs": "+"} if get_origin(annotation) is list else {}))
+            parser.add_argument(
+                field.name, help=field.metadata.get("help", ""), **({"nargs": "+"} if get_origin(annotation) is list else {})
+            )
             continue
         if flags and field.name in flags:
             field = _renamed(field, flags[field.name])

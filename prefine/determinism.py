@@ -28,7 +28,11 @@ def requested(argv: list[str]) -> bool:
     if "--deterministic" in argv:
         return True
     for index, arg in enumerate(argv):
-        folder = arg.split("=", 1)[1] if arg.startswith("--resume=") else (argv[index + 1] if arg == "--resume" and index + 1 < len(argv) else None)
+        folder = (
+            arg.split("=", 1)[1]
+            if arg.startswith("--resume=")
+            else (argv[index + 1] if arg == "--resume" and index + 1 < len(argv) else None)
+        )
         if folder:
             try:
                 with open(os.path.join(folder, "run.json"), encoding="utf-8") as handle:

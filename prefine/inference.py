@@ -33,7 +33,9 @@ def resolve_run_dir(run: str, registry: str = "") -> Path:
 
     registry_path = find_registry(registry or None)
     if not registry_path.is_file():
-        raise PrefineError(f"run {run} not found: no such folder, and no run registry at {registry_path} to look its name up in; pass the run's folder or --registry PATH")
+        raise PrefineError(
+            f"run {run} not found: no such folder, and no run registry at {registry_path} to look its name up in; pass the run's folder or --registry PATH"
+        )
     with RunRegistry(registry_path) as store:
         try:
             record = store.get(run)
@@ -75,7 +77,9 @@ def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
         from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
 
         if not init.electra.has_generator:
-            raise PrefineError(f"{init.description} is an ELECTRA discriminator without its generator; fill-mask needs the generator (a prefine ELECTRA run has it)")
+            raise PrefineError(
+                f"{init.description} is an ELECTRA discriminator without its generator; fill-mask needs the generator (a prefine ELECTRA run has it)"
+            )
         electra = ElectraPreTrainingModel(init.electra.config, init.electra.generator_config)
         load_electra_state(electra, init.electra.state_dict)
         return MaskedLMPredictor(electra, init.tokenizer, device, electra.generator_dense_logits)
@@ -125,5 +129,7 @@ class MaskedLMPredictor:
             filled = text
             for options in candidates:
                 filled = filled.replace("[MASK]", options[0][0].removeprefix("##"), 1)
-            results.append({"masks": [[{"token": token, "probability": p} for token, p in options] for options in candidates], "filled": filled})
+            results.append(
+                {"masks": [[{"token": token, "probability": p} for token, p in options] for options in candidates], "filled": filled}
+            )
         return results

@@ -84,10 +84,27 @@ class HarnessConfig:
 
     def flags(self) -> list[str]:
         return [
-            "--registry", str(self.registry), *(["--preset", "tiny"] if self.stage == "pretrain" else []), "--max-seq-length", "32", "--batch-size", "8",
-            "--num-threads", str(self.num_threads), "--no-progress", "--max-steps", str(self.max_steps),
-            "--save-every", str(self.save_every), "--eval-every", str(self.eval_every), "--log-every", str(self.log_every),
-            "--keep-last", str(self.keep_last), *(["--deterministic"] if self.deterministic else []),
+            "--registry",
+            str(self.registry),
+            *(["--preset", "tiny"] if self.stage == "pretrain" else []),
+            "--max-seq-length",
+            "32",
+            "--batch-size",
+            "8",
+            "--num-threads",
+            str(self.num_threads),
+            "--no-progress",
+            "--max-steps",
+            str(self.max_steps),
+            "--save-every",
+            str(self.save_every),
+            "--eval-every",
+            str(self.eval_every),
+            "--log-every",
+            str(self.log_every),
+            "--keep-last",
+            str(self.keep_last),
+            *(["--deterministic"] if self.deterministic else []),
         ]
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -114,8 +131,13 @@ class HarnessReport:
 
     def summary(self) -> dict:
         return {
-            "runs": self.runs, "kills": self.kills, "launches": self.launches, "resumes": self.launches - self.runs, "checks_passed": self.checks_passed,
-            "failures": self.failures, "kill_sites": dict(sorted(self.kill_sites.items())),
+            "runs": self.runs,
+            "kills": self.kills,
+            "launches": self.launches,
+            "resumes": self.launches - self.runs,
+            "checks_passed": self.checks_passed,
+            "failures": self.failures,
+            "kill_sites": dict(sorted(self.kill_sites.items())),
         }
 
 
@@ -130,9 +152,37 @@ def reference_run(config: HarnessConfig) -> Path:
     out = config.workdir / "reference"
     if config.stage == "finetune":
         # The weights to fine-tune: a few pre-training steps, made once and shared by every run.
-        _run([config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(config.workdir / "pretrained"),
-              "--vocab-size", "300", "--min-frequency", "1", "--preset", "tiny", "--max-seq-length", "32", "--batch-size", "8",
-              "--max-steps", "2", "--num-threads", str(config.num_threads), "--no-progress", "--registry", str(config.registry)], config, "pre-training")
+        _run(
+            [
+                config.python,
+                "-m",
+                "prefine",
+                "pretrain",
+                "--corpus",
+                str(config.corpus),
+                "--out",
+                str(config.workdir / "pretrained"),
+                "--vocab-size",
+                "300",
+                "--min-frequency",
+                "1",
+                "--preset",
+                "tiny",
+                "--max-seq-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "2",
+                "--num-threads",
+                str(config.num_threads),
+                "--no-progress",
+                "--registry",
+                str(config.registry),
+            ],
+            config,
+            "pre-training",
+        )
     _run(original_command(config, out, None), config, "reference run")
     return out
 
@@ -140,8 +190,21 @@ def reference_run(config: HarnessConfig) -> Path:
 def original_command(config: HarnessConfig, run_dir: Path, reference: Path | None) -> list[str]:
     """The command that starts the run (the reference's, or a crashed run's with the reference's tokenizer)."""
     if config.stage == "finetune":
-        return [config.python, "-m", "prefine", "finetune", "--init", str(config.workdir / "pretrained"), "--train", str(config.train_data),
-                "--eval", str(config.eval_data), "--out", str(run_dir), *config.flags()]
+        return [
+            config.python,
+            "-m",
+            "prefine",
+            "finetune",
+            "--init",
+            str(config.workdir / "pretrained"),
+            "--train",
+            str(config.train_data),
+            "--eval",
+            str(config.eval_data),
+            "--out",
+            str(run_dir),
+            *config.flags(),
+        ]
     tokenizer = ["--tokenizer", str(reference / "tokenizer")] if reference is not None else ["--vocab-size", "300", "--min-frequency", "1"]
     return [config.python, "-m", "prefine", "pretrain", "--corpus", str(config.corpus), "--out", str(run_dir), *tokenizer, *config.flags()]
 
@@ -196,7 +259,9 @@ def kill_site(run_dir: Path, stderr: str) -> str:
 
 
 def final_checks(config: HarnessConfig, run_dir: Path, reference: Path, report: HarnessReport) -> None:
-    reference_weights = load_file(reference / "checkpoints" / (reference / "checkpoints" / "latest").read_text().strip() / "model.safetensors")
+    reference_weights = load_file(
+        reference / "checkpoints" / (reference / "checkpoints" / "latest").read_text().strip() / "model.safetensors"
+    )
     latest_name = (run_dir / "checkpoints" / "latest").read_text().strip()
     report.check(latest_name == f"step-{config.max_steps:08d}", f"final latest is {latest_name}")
     weights = load_file(run_dir / "checkpoints" / latest_name / "model.safetensors")
@@ -210,7 +275,12 @@ def final_checks(config: HarnessConfig, run_dir: Path, reference: Path, report: 
             mine, theirs = load_file(checkpoint / "model.safetensors"), load_file(twin / "model.safetensors")
             report.check(all(torch.equal(mine[key], theirs[key]) for key in mine), f"{checkpoint.name} differs from the reference's")
     report.check(read_metrics(run_dir) == read_metrics(reference), "metrics.jsonl differs from the uninterrupted run's")
-    leftovers = [str(path) for root in (run_dir, config.cache) for path in root.rglob("*") if any(marker in path.name for marker in TEMPORARY_MARKERS)]
+    leftovers = [
+        str(path)
+        for root in (run_dir, config.cache)
+        for path in root.rglob("*")
+        if any(marker in path.name for marker in TEMPORARY_MARKERS)
+    ]
     report.check(not leftovers, f"temporaries left behind: {leftovers}")
     rows, reference_rows = registry_rows(config, run_dir), registry_rows(config, reference)
     report.check(len(rows) == 1, f"{len(rows)} registry rows for the crashed run (want 1)")
@@ -229,8 +299,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 def launch(config: HarnessConfig, run_dir: Path, reference: Path, extra_env: dict[str, str], kill_after: float | None) -> tuple[int, str]:
     """One `prefine pretrain` process (new or resumed), SIGKILLed after `kill_after` seconds if still running."""
     process = subprocess.Popen(
-        crashed_run_command(config, run_dir, reference), env=config.environment(extra_env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        crashed_run_command(config, run_dir, reference),
+        env=config.environment(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     if kill_after is not None:
         try:
@@ -300,7 +373,10 @@ def run_harness(
         run_dir = config.workdir / f"crashed-random-{round_number}"
         kills_before = report.kills
         # Kill moments anywhere from start-up to the length of a whole uninterrupted run.
-        planned = [("random", (rng.uniform(0.2, 1.0) * full_run_seconds, slow_writes)) for _ in range(random_kills - (report.kills - len(crash_points or [])))]
+        planned = [
+            ("random", (rng.uniform(0.2, 1.0) * full_run_seconds, slow_writes))
+            for _ in range(random_kills - (report.kills - len(crash_points or [])))
+        ]
         crash_and_finish(config, run_dir, reference, planned, report)
         # A run can finish before its first kill lands; three such runs in a row: they are too short to kill.
         empty_rounds = empty_rounds + 1 if report.kills == kills_before else 0
@@ -328,16 +404,25 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     corpus = write_bert_text(args.workdir / "corpus.txt", synthetic_documents(120))
     config = HarnessConfig(
-        args.workdir.resolve(), corpus.resolve(), max_steps=args.max_steps, save_every=args.save_every, eval_every=args.save_every * 2,
-        num_threads=args.num_threads, deterministic=args.deterministic, stage=args.stage,
-        train_data=write_review_tsv(args.workdir / "train.tsv", 200, 1).resolve(), eval_data=write_review_tsv(args.workdir / "dev.tsv", 40, 2).resolve(),
+        args.workdir.resolve(),
+        corpus.resolve(),
+        max_steps=args.max_steps,
+        save_every=args.save_every,
+        eval_every=args.save_every * 2,
+        num_threads=args.num_threads,
+        deterministic=args.deterministic,
+        stage=args.stage,
+        train_data=write_review_tsv(args.workdir / "train.tsv", 200, 1).resolve(),
+        eval_data=write_review_tsv(args.workdir / "dev.tsv", 40, 2).resolve(),
     )
     started = time.monotonic()
     report = run_harness(config, list(CRASH_POINTS) if args.crash_points else None, args.kills, args.seed, args.slow_writes)
     summary = {**report.summary(), "seconds": round(time.monotonic() - started, 1), "max_steps": args.max_steps, "seed": args.seed}
     for site, count in summary["kill_sites"].items():
         print(f"{count:4d}  {site}")
-    print(f"runs {report.runs}, kills {report.kills}, resumes {report.launches - report.runs}, checks passed {report.checks_passed}, failures {len(report.failures)}")
+    print(
+        f"runs {report.runs}, kills {report.kills}, resumes {report.launches - report.runs}, checks passed {report.checks_passed}, failures {len(report.failures)}"
+    )
     for failure in report.failures:
         print(f"FAILED: {failure}")
     print(json.dumps(summary))

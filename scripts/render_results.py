@@ -149,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 path.write_text(rendered, encoding="utf-8")
     if args.check and stale:
-        print(f"stale results tables in {', '.join(str(path.relative_to(ROOT)) for path in stale)}; run python scripts/render_results.py", file=sys.stderr)
+        print(
+            f"stale results tables in {', '.join(str(path.relative_to(ROOT)) for path in stale)}; run python scripts/render_results.py",
+            file=sys.stderr,
+        )
         return 1
     print(("stale: " if args.check else "rendered: ") + (", ".join(str(path.relative_to(ROOT)) for path in stale) or "nothing to change"))
     return 0

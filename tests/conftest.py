@@ -56,11 +56,21 @@ def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, 
 
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=vocab_size, min_frequency=1), show_progress=False)
     save_tokenizer(tokenizer, run_dir / "tokenizer")
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(seed)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"],
-                         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+    }
     write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(run_dir, 1, BertForPreTraining(config).state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
     return run_dir

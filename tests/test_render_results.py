@@ -18,20 +18,42 @@ MACHINE = {"cpu": "Test CPU", "cores": 2, "threads": 2, "system": "Linux", "pyth
 
 def quickstart_results(gain: float) -> dict:
     row = {
-        "fraction": 1.0, "examples": 1368, "metric": "accuracy", "pretrained": 0.80 + gain, "pretrained_std": 0.01, "scratch": 0.80,
-        "scratch_std": 0.02, "gain": gain, "gain_low": gain - 0.03, "gain_high": gain + 0.03, "verdict": "helped" if gain > 0.03 else "no clear difference",
-        "seeds": [42, 43, 44], "interval": "95% Student t over seeds, paired", "selected_on": "a dev split of 0.1 of /tmp/x/task/train.jsonl (152 examples, seed 0, stratified by label; 1368 left to train on)",
+        "fraction": 1.0,
+        "examples": 1368,
+        "metric": "accuracy",
+        "pretrained": 0.80 + gain,
+        "pretrained_std": 0.01,
+        "scratch": 0.80,
+        "scratch_std": 0.02,
+        "gain": gain,
+        "gain_low": gain - 0.03,
+        "gain_high": gain + 0.03,
+        "verdict": "helped" if gain > 0.03 else "no clear difference",
+        "seeds": [42, 43, 44],
+        "interval": "95% Student t over seeds, paired",
+        "selected_on": "a dev split of 0.1 of /tmp/x/task/train.jsonl (152 examples, seed 0, stratified by label; 1368 left to train on)",
         "reported_on": "/tmp/x/task/test.jsonl",
     }
-    return {"kind": "quickstart", "command": "prefine quickstart", "machine": MACHINE, "wall_seconds": 541.0,
-            "pretraining": {"preset": "tiny", "budget": "5m", "steps": 1800, "mlm_accuracy": 0.31}, "finetune_steps": 300, "comparison": [row]}
+    return {
+        "kind": "quickstart",
+        "command": "prefine quickstart",
+        "machine": MACHINE,
+        "wall_seconds": 541.0,
+        "pretraining": {"preset": "tiny", "budget": "5m", "steps": 1800, "mlm_accuracy": 0.31},
+        "finetune_steps": 300,
+        "comparison": [row],
+    }
 
 
 def test_a_block_is_rendered_from_its_results_file_and_follows_it(tmp_path):
     (tmp_path / "qs.json").write_text(json.dumps(quickstart_results(0.052)))
     page = "intro\n<!-- results:qs -->\nhand-edited 99.9\n<!-- /results:qs -->\nafter\n"
     rendered = render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
-    assert "hand-edited" not in rendered and rendered.startswith("intro\n<!-- results:qs -->\n") and rendered.endswith("<!-- /results:qs -->\nafter\n")
+    assert (
+        "hand-edited" not in rendered
+        and rendered.startswith("intro\n<!-- results:qs -->\n")
+        and rendered.endswith("<!-- /results:qs -->\nafter\n")
+    )
     assert "| 1368 | 85.2 ± 1.0 | 80.0 ± 2.0 | +5.2 | +2.2 to +8.2 | helped |" in rendered
     assert "seeds 42, 43, 44" in rendered and "9 min 1 s on Test CPU, 2 cores, 2 threads" in rendered
     assert "a dev split of 0.1 of train.jsonl (152 examples" in rendered and "Command: `prefine quickstart`" in rendered

@@ -237,7 +237,9 @@ def load_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     path = checkpoint / TRAINER_STATE_FILE
     if not path.exists():
-        raise PrefineError(f"{checkpoint} holds weights only (no {TRAINER_STATE_FILE}), so it cannot be resumed; start a new run with --init")
+        raise PrefineError(
+            f"{checkpoint} holds weights only (no {TRAINER_STATE_FILE}), so it cannot be resumed; start a new run with --init"
+        )
     # weights_only: the state holds tensors, numbers and strings; never unpickle arbitrary objects.
     return torch.load(path, map_location="cpu", weights_only=True)
 

@@ -51,7 +51,19 @@ from prefine.errors import PrefineError
 
 # Folders whose docstrings are tests, demos, vendored wheels or not part of the standard library.
 _SKIPPED_FOLDERS = frozenset(
-    {"test", "tests", "idle_test", "idlelib", "turtledemo", "site-packages", "dist-packages", "__pycache__", "lib-dynload", "_bundled", "__phello__"}
+    {
+        "test",
+        "tests",
+        "idle_test",
+        "idlelib",
+        "turtledemo",
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "lib-dynload",
+        "_bundled",
+        "__phello__",
+    }
 )
 TASK_TEST_PERCENT = 15
 MIN_DOCSTRING_CHARACTERS = 40
@@ -280,7 +292,9 @@ def _parsed_stdlib_docstrings() -> tuple[tuple[Docstring, tuple[str, ...]], ...]
                 seen.add(sentences)
                 docstrings.append((Docstring(module_parts[0], qualified_name, text), sentences))
     if not docstrings:
-        raise PrefineError(f"found no standard-library sources under {sysconfig.get_paths()['stdlib']}; this Python install ships without .py files, so pass your own corpus")
+        raise PrefineError(
+            f"found no standard-library sources under {sysconfig.get_paths()['stdlib']}; this Python install ships without .py files, so pass your own corpus"
+        )
     return tuple(docstrings)
 
 
@@ -353,10 +367,14 @@ def builtin_classification_task(
     ranked = sorted(counts, key=lambda package: (-counts[package], package))
     labels = [package for package in ranked if test_counts[package] >= min_test_per_label][:num_labels]
     if len(labels) < num_labels:
-        raise PrefineError(f"the built-in task has only {len(labels)} packages with {min_test_per_label}+ test docstrings; ask for at most that many labels")
+        raise PrefineError(
+            f"the built-in task has only {len(labels)} packages with {min_test_per_label}+ test docstrings; ask for at most that many labels"
+        )
     # Sorting by a hash spreads each package's examples over its modules instead of taking the
     # first modules alphabetically, and stays identical from run to run.
-    in_order = sorted((doc for doc in docstrings if doc.package in labels), key=lambda doc: hashlib.sha256(doc.qualified_name.encode()).hexdigest())
+    in_order = sorted(
+        (doc for doc in docstrings if doc.package in labels), key=lambda doc: hashlib.sha256(doc.qualified_name.encode()).hexdigest()
+    )
 
     def examples(candidates: list[Docstring], limit: int) -> list[Docstring]:
         chosen: list[Docstring] = []

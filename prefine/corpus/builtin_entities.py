@@ -106,7 +106,9 @@ def tag_sentence(sentence: str) -> tuple[list[str], list[str]]:
     return [word.removesuffix("()") or word for word in words], tags
 
 
-def builtin_entity_task(max_train: int = 3000, max_test: int = 600, max_words: int = 60) -> tuple[list[tuple[list[str], list[str]]], list[tuple[list[str], list[str]]]]:
+def builtin_entity_task(
+    max_train: int = 3000, max_test: int = 600, max_words: int = 60
+) -> tuple[list[tuple[list[str], list[str]]], list[tuple[list[str], list[str]]]]:
     """(train, test) lists of (words, tags): documentation sentences holding at least one entity.
 
     Train comes from the "pretrain" docstrings and test from the "task-test" ones, none of whose

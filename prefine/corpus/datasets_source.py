@@ -47,11 +47,15 @@ def load_dataset_source(name: str, default_split: str, streaming: bool) -> tuple
     folder = Path(name).expanduser()
     if folder.is_dir():
         if not is_saved_dataset(folder):
-            raise PrefineError(f"{folder} is a folder but not a dataset saved with save_to_disk (no dataset_info.json or dataset_dict.json); pass its files instead")
+            raise PrefineError(
+                f"{folder} is a folder but not a dataset saved with save_to_disk (no dataset_info.json or dataset_dict.json); pass its files instead"
+            )
         dataset = datasets.load_from_disk(str(folder))
         if isinstance(dataset, datasets.DatasetDict):
             if default_split not in dataset:
-                raise PrefineError(f"{folder} has no split '{default_split}'; available splits: {', '.join(dataset)} (choose with --dataset-split)")
+                raise PrefineError(
+                    f"{folder} has no split '{default_split}'; available splits: {', '.join(dataset)} (choose with --dataset-split)"
+                )
             dataset = dataset[default_split]
         return dataset, str(folder)
     hub_name, config_name, split = parse_dataset_name(name, default_split)
@@ -60,4 +64,6 @@ def load_dataset_source(name: str, default_split: str, streaming: bool) -> tuple
         return datasets.load_dataset(hub_name, config_name, split=split, streaming=streaming), source
     except Exception as error:  # datasets raises many types (network, unknown name, missing split or config)
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise PrefineError(f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); check the path or the name[:config][:split]") from None
+        raise PrefineError(
+            f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); check the path or the name[:config][:split]"
+        ) from None

@@ -39,7 +39,16 @@ CorpusFormat = Literal["auto", "lines", "paragraphs", "line-documents", "jsonl",
 
 # Field/column names that obviously hold the text, in order of preference.
 TEXT_FIELD_CANDIDATES = (
-    "text", "content", "document", "sentence", "review", "body", "article", "passage", "context", "abstract",
+    "text",
+    "content",
+    "document",
+    "sentence",
+    "review",
+    "body",
+    "article",
+    "passage",
+    "context",
+    "abstract",
 )
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 _SENTENCE_TERMINATORS = tuple(".!?…。！？\"'”’)]")
@@ -50,11 +59,19 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 @dataclass
 class CorpusConfig:
-    paths: list[str] = option([], "corpus files, folders (read recursively) or globs; a Hugging Face dataset name or saved dataset folder with --format dataset")
-    format: CorpusFormat = option("auto", "corpus layout; auto picks by suffix (.jsonl .csv .tsv, optionally .gz) and, for plain text, by looking at the first lines")
-    text_field: str | None = option(None, "JSONL field, CSV/TSV column or dataset column holding the text (default: the obvious one, such as text or content)")
+    paths: list[str] = option(
+        [], "corpus files, folders (read recursively) or globs; a Hugging Face dataset name or saved dataset folder with --format dataset"
+    )
+    format: CorpusFormat = option(
+        "auto", "corpus layout; auto picks by suffix (.jsonl .csv .tsv, optionally .gz) and, for plain text, by looking at the first lines"
+    )
+    text_field: str | None = option(
+        None, "JSONL field, CSV/TSV column or dataset column holding the text (default: the obvious one, such as text or content)"
+    )
     dataset_split: str = option("train", "split to read when the corpus is a Hugging Face dataset")
-    max_sentences_per_document: int = option(10_000, "cut longer documents into pieces of this many sentences, so one pathological document cannot exhaust memory")
+    max_sentences_per_document: int = option(
+        10_000, "cut longer documents into pieces of this many sentences, so one pathological document cannot exhaust memory"
+    )
 
 
 _announced: set[str] = set()
@@ -306,10 +323,16 @@ def _read_jsonl(path: Path, text_field: str | None) -> Iterator[list[str]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            hint = " (the file looks like one JSON array; convert it with jq -c '.[]')" if number == 1 and line.lstrip().startswith("[") else ""
+            hint = (
+                " (the file looks like one JSON array; convert it with jq -c '.[]')"
+                if number == 1 and line.lstrip().startswith("[")
+                else ""
+            )
             raise PrefineError(f"{path} line {number} is not JSON ({error.msg}){hint}; each line must be one JSON object") from None
         if isinstance(record, list):
-            raise PrefineError(f"{path} line {number} is a JSON array, not an object; each line must be one JSON object (convert an array file with jq -c '.[]')")
+            raise PrefineError(
+                f"{path} line {number} is a JSON array, not an object; each line must be one JSON object (convert an array file with jq -c '.[]')"
+            )
         if not isinstance(record, dict):
             raise PrefineError(f"{path} line {number} is a JSON {type(record).__name__}, not an object; each line must be one JSON object")
         if field is None:
@@ -380,7 +403,9 @@ def _read_delimited(path: Path, text_field: str | None, delimiter: str) -> Itera
 def _read_dataset(name: str, config: CorpusConfig) -> Iterator[list[str]]:
     dataset, source = load_dataset_source(name, config.dataset_split, streaming=True)
     columns = list(dataset.column_names or [])
-    string_columns = [column for column, feature in (dataset.features or {}).items() if getattr(feature, "dtype", None) in ("string", "large_string")]
+    string_columns = [
+        column for column, feature in (dataset.features or {}).items() if getattr(feature, "dtype", None) in ("string", "large_string")
+    ]
     if not columns:  # a streamed Hub dataset may not declare its features: look at the first row
         first = next(iter(dataset), None)
         if first is None:
@@ -417,9 +442,13 @@ def _documents_of(path: Path, config: CorpusConfig) -> Iterator[list[str]]:
     elif file_format == "tsv":
         yield from _read_delimited(path, config.text_field, "\t")
     elif file_format == "dataset":
-        raise PrefineError(f"{path} is a file, not a Hugging Face dataset; use --format dataset with a dataset name or saved dataset folder")
+        raise PrefineError(
+            f"{path} is a file, not a Hugging Face dataset; use --format dataset with a dataset name or saved dataset folder"
+        )
     else:
-        raise PrefineError(f"unknown corpus format '{file_format}'; choose one of auto, lines, paragraphs, line-documents, jsonl, csv, tsv, dataset")
+        raise PrefineError(
+            f"unknown corpus format '{file_format}'; choose one of auto, lines, paragraphs, line-documents, jsonl, csv, tsv, dataset"
+        )
 
 
 def _cap(documents: Iterable[list[str]], max_sentences: int) -> Iterator[list[str]]:

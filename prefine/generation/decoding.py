@@ -38,13 +38,19 @@ class DecodingConfig:
     max_new_tokens: int = option(0, "generation: most tokens to generate per input ([SEP] included); 0: the run's --max-target-length")
     min_new_tokens: int = option(0, "generation: forbid ending ([SEP]) before this many tokens")
     num_beams: int = option(1, "generation: beam width; 1 is greedy (or sampling with --do-sample)")
-    length_penalty: float = option(1.0, "generation: beam scores are divided by length ** this; above 1 favours longer outputs, below 1 shorter")
+    length_penalty: float = option(
+        1.0, "generation: beam scores are divided by length ** this; above 1 favours longer outputs, below 1 shorter"
+    )
     no_repeat_ngram_size: int = option(0, "generation: never repeat an n-gram of this size in the output (0: allowed)")
-    early_stopping: bool = option(False, "generation: end a beam search once --num-beams hypotheses have finished, even if a running beam might still win")
+    early_stopping: bool = option(
+        False, "generation: end a beam search once --num-beams hypotheses have finished, even if a running beam might still win"
+    )
     do_sample: bool = option(False, "generation: sample tokens instead of taking the most likely one")
     temperature: float = option(1.0, "generation (sampling): divide logits by this; below 1 sharper, above 1 more random")
     top_k: int = option(0, "generation (sampling): draw only among the k most likely tokens (0: all)")
-    top_p: float = option(1.0, "generation (sampling): draw only among the most likely tokens whose probabilities sum to p (nucleus sampling)")
+    top_p: float = option(
+        1.0, "generation (sampling): draw only among the most likely tokens whose probabilities sum to p (nucleus sampling)"
+    )
     seed: int = option(0, "generation (sampling): random seed; the same seed and inputs give the same text")
 
     def __post_init__(self) -> None:
@@ -220,7 +226,9 @@ def _beam_search(model, memory, memory_mask, config, max_new_tokens, ids) -> lis
         next_scores, next_tokens = top_scores.gather(1, running), tokens.gather(1, running)
         parent_rows = (torch.arange(groups, device=device)[:, None] * beams + origins.gather(1, running)).view(-1)
         best_running = next_scores[:, 0].tolist()
-        undecided = [group for group in range(groups) if not hypotheses[alive[group]].is_done(best_running[group], length, config.early_stopping)]
+        undecided = [
+            group for group in range(groups) if not hypotheses[alive[group]].is_done(best_running[group], length, config.early_stopping)
+        ]
         if step == max_new_tokens - 1 or not undecided:
             history = torch.cat([history.index_select(0, parent_rows), next_tokens.view(-1, 1)], dim=1)
             for group in undecided:

@@ -76,11 +76,13 @@ def _float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def electra_export_states(model: ElectraPreTrainingModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(ElectraForPreTraining state, ElectraForMaskedLM state) under transformers' names."""
     state = model.state_dict()
-    discriminator = {name: tensor for name, tensor in state.items() if name.startswith((DISCRIMINATOR_ENCODER_PREFIX, DISCRIMINATOR_HEAD_PREFIX))}
+    discriminator = {
+        name: tensor for name, tensor in state.items() if name.startswith((DISCRIMINATOR_ENCODER_PREFIX, DISCRIMINATOR_HEAD_PREFIX))
+    }
     generator = {name: tensor for name, tensor in state.items() if name.startswith("electra.embeddings.")}
     for name, tensor in state.items():
         if name.startswith("generator."):
-            generator["electra." + name[len("generator."):]] = tensor
+            generator["electra." + name[len("generator.") :]] = tensor
         elif name.startswith(("generator_predictions.", "generator_lm_head.")):
             generator[name] = tensor
     return discriminator, generator
@@ -141,7 +143,7 @@ def _split_electra_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
     """(encoder tensors under bare names `embeddings.*`/`encoder.*`, everything else) of an ELECTRA state dict."""
     encoder, rest = {}, {}
     for name, tensor in state.items():
-        bare = name[len("electra."):] if name.startswith("electra.") else name
+        bare = name[len("electra.") :] if name.startswith("electra.") else name
         if bare.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
             continue  # buffers older transformers saved
         if bare.startswith(("embeddings.", "embeddings_project.", "encoder.")):
@@ -151,7 +153,9 @@ def _split_electra_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torc
     return encoder, rest
 
 
-def _generator_weights(folder: Path, discriminator: BertConfig, embeddings: dict[str, torch.Tensor]) -> tuple[BertConfig, dict[str, torch.Tensor]] | None:
+def _generator_weights(
+    folder: Path, discriminator: BertConfig, embeddings: dict[str, torch.Tensor]
+) -> tuple[BertConfig, dict[str, torch.Tensor]] | None:
     """The generator of `folder/generator` in prefine's names, or None when there is none."""
     generator_dir = folder / GENERATOR_DIR
     if not is_hf_model_dir(generator_dir):
@@ -166,18 +170,22 @@ def _generator_weights(folder: Path, discriminator: BertConfig, embeddings: dict
     generator_config = config_from_dict({key: value for key, value in values.items() if key not in IGNORED_ELECTRA_KEYS}, source)
     state = {}
     for name, tensor in load_hf_state_dict(generator_dir).items():
-        bare = name[len("electra."):] if name.startswith("electra.") else name
+        bare = name[len("electra.") :] if name.startswith("electra.") else name
         if bare.endswith(("position_ids", "token_type_ids")):
             continue
         if bare.startswith("embeddings."):
             # One set of embeddings serves both networks; a generator with its own cannot be represented.
             if bare not in embeddings or not torch.equal(embeddings[bare], tensor):
-                raise PrefineError(f"{source}: the generator's {name} differs from the discriminator's; prefine's ELECTRA shares embeddings")
+                raise PrefineError(
+                    f"{source}: the generator's {name} differs from the discriminator's; prefine's ELECTRA shares embeddings"
+                )
         elif bare.startswith(("embeddings_project.", "encoder.")):
             state["generator." + bare] = tensor
         elif name == "generator_lm_head.weight":
             if not torch.equal(tensor, embeddings.get("embeddings.word_embeddings.weight", tensor.new_empty(0))):
-                raise PrefineError(f"{source}: generator_lm_head.weight is not tied to the word embeddings; prefine's generator head is tied")
+                raise PrefineError(
+                    f"{source}: generator_lm_head.weight is not tied to the word embeddings; prefine's generator head is tied"
+                )
         elif name.startswith(("generator_predictions.", "generator_lm_head.")):
             state[name] = tensor
     return generator_config, state
@@ -206,4 +214,3 @@ def import_hf_electra(folder: Path) -> tuple[BertConfig, dict[str, torch.Tensor]
         state.update(generator_state)
     weights = ElectraWeights(config, generator_config, state)
     return config, weights.bert_encoder_state(), weights
-

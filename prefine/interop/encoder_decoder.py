@@ -34,8 +34,8 @@ from prefine.errors import PrefineError
 from prefine.interop.hf_files import HFExport
 from prefine.interop.huggingface import CONFIG_FILE, ImportedCheckpoint, is_hf_model_dir, load_hf_state_dict, load_hf_tokenizer, load_into
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
-from prefine.tokenizer import normalizer_settings
 from prefine.model.encoder_decoder import BertEncoderDecoder
+from prefine.tokenizer import normalizer_settings
 
 # The LM head's projection and bias, which transformers ties to the word embeddings and
 # cls.predictions.bias; never stored twice.
@@ -67,20 +67,32 @@ def import_hf_encoder_decoder(folder: Path) -> ImportedCheckpoint:
     encoder, decoder = values.get("encoder") or {}, values.get("decoder") or {}
     source = str(folder / CONFIG_FILE)
     if encoder.get("model_type") != "bert" or decoder.get("model_type") != "bert":
-        raise PrefineError(f"{source}: encoder and decoder must both be BERT (found {encoder.get('model_type')} and {decoder.get('model_type')}); prefine's encoder-decoder is BERT2BERT")
+        raise PrefineError(
+            f"{source}: encoder and decoder must both be BERT (found {encoder.get('model_type')} and {decoder.get('model_type')}); prefine's encoder-decoder is BERT2BERT"
+        )
     if not decoder.get("add_cross_attention"):
-        raise PrefineError(f"{source}: the decoder has no cross-attention (add_cross_attention is false); this is not a trained encoder-decoder")
+        raise PrefineError(
+            f"{source}: the decoder has no cross-attention (add_cross_attention is false); this is not a trained encoder-decoder"
+        )
     config = config_from_dict({key: value for key, value in encoder.items() if key not in ("is_decoder", "add_cross_attention")}, source)
-    decoder_config = config_from_dict({key: value for key, value in decoder.items() if key not in ("is_decoder", "add_cross_attention")}, source)
+    decoder_config = config_from_dict(
+        {key: value for key, value in decoder.items() if key not in ("is_decoder", "add_cross_attention")}, source
+    )
     if config != decoder_config:
-        different = [field.name for field in dataclasses.fields(config) if getattr(config, field.name) != getattr(decoder_config, field.name)]
-        raise PrefineError(f"{source}: encoder and decoder differ in {', '.join(different)}; prefine's encoder-decoder needs two BERTs of one shape")
+        different = [
+            field.name for field in dataclasses.fields(config) if getattr(config, field.name) != getattr(decoder_config, field.name)
+        ]
+        raise PrefineError(
+            f"{source}: encoder and decoder differ in {', '.join(different)}; prefine's encoder-decoder needs two BERTs of one shape"
+        )
     state = load_hf_state_dict(folder)
     # The encoder under the names of a plain BERT checkpoint too, so a classifier can start from it.
-    state.update({"bert." + name[len("encoder."):]: tensor for name, tensor in list(state.items()) if name.startswith("encoder.")})
+    state.update({"bert." + name[len("encoder.") :]: tensor for name, tensor in list(state.items()) if name.startswith("encoder.")})
     tokenizer = load_hf_tokenizer(folder)
     if tokenizer.get_vocab_size() > config.vocab_size:
-        raise PrefineError(f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {config.vocab_size}; the folder mixes files of different models")
+        raise PrefineError(
+            f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {config.vocab_size}; the folder mixes files of different models"
+        )
     return ImportedCheckpoint(config, state, tokenizer, str(folder), normalizer_settings(tokenizer)[0])
 
 
@@ -88,14 +100,17 @@ def warm_start(model: BertEncoderDecoder, state: dict[str, torch.Tensor]) -> lis
     """Fill `model` from a BERT or encoder-decoder state dict; returns the parts that keep their fresh weights."""
     if is_encoder_decoder_state(state):
         weights = {
-            name: tensor for name, tensor in state.items()
+            name: tensor
+            for name, tensor in state.items()
             if name not in TIED_DECODER_WEIGHTS and not name.endswith("position_ids") and not name.startswith("bert.")
         }
         try:
             model.load_state_dict(weights)
         except RuntimeError as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise PrefineError(f"the --init encoder-decoder does not match this model ({detail}); fine-tune from a BERT checkpoint instead") from None
+            raise PrefineError(
+                f"the --init encoder-decoder does not match this model ({detail}); fine-tune from a BERT checkpoint instead"
+            ) from None
         return ["nothing"]
     donor = BertForPreTraining(model.config)
     report = load_into(donor, state)
@@ -133,13 +148,19 @@ def encoder_decoder_export(model: BertEncoderDecoder, config: BertConfig, head: 
     # Every tensor under every name transformers expects, shared ones (BERTShare) included: a copy
     # per name loads the same whether or not transformers re-ties them.
     state = torch.nn.Module.state_dict(model)
-    tensors = {name: tensor.detach().to("cpu", torch.float32).clone().contiguous() for name, tensor in state.items() if name not in TIED_DECODER_WEIGHTS}
+    tensors = {
+        name: tensor.detach().to("cpu", torch.float32).clone().contiguous()
+        for name, tensor in state.items()
+        if name not in TIED_DECODER_WEIGHTS
+    }
     values = {
         "model_type": "encoder-decoder",
         "architectures": ["EncoderDecoderModel"],
         "is_encoder_decoder": True,
         "encoder": _bert_config(config, architectures=["BertModel"], is_decoder=False, add_cross_attention=False, tie_word_embeddings=True),
-        "decoder": _bert_config(config, architectures=["BertLMHeadModel"], is_decoder=True, add_cross_attention=True, tie_word_embeddings=True),
+        "decoder": _bert_config(
+            config, architectures=["BertLMHeadModel"], is_decoder=True, add_cross_attention=True, tie_word_embeddings=True
+        ),
         "tie_encoder_decoder": bool(model.share_encoder_decoder),
         **ids,
         "dtype": "float32",  # transformers >= 5

@@ -33,6 +33,7 @@ from torch import nn
 from prefine.checkpoint import RUN_FILE
 from prefine.errors import PrefineError
 from prefine.interop.electra import import_hf_electra, is_electra_config_json
+
 # The folder layout and weight readers live one layer down, shared with the ELECTRA importer;
 # they stay importable from here, where callers have always found them.
 from prefine.interop.hf_files import (  # noqa: F401
@@ -138,7 +139,7 @@ def _head_of(name: str) -> str:
 def _untied_decoder_error(what: str) -> PrefineError:
     return PrefineError(
         f"the checkpoint's {what} differs from the word embeddings although its config.json ties them (tie_word_embeddings true); "
-        "set \"tie_word_embeddings\": false in its config.json if the MLM head is meant to have its own matrix, or fine-tune from it (fine-tuning does not use the MLM head)"
+        'set "tie_word_embeddings": false in its config.json if the MLM head is meant to have its own matrix, or fine-tune from it (fine-tuning does not use the MLM head)'
     )
 
 
@@ -192,7 +193,7 @@ def load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], strict_encode
     mapped: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
         if _is_encoder_name(name, their_prefix):
-            mapped[our_prefix + name[len(their_prefix):]] = tensor
+            mapped[our_prefix + name[len(their_prefix) :]] = tensor
         else:
             mapped[name] = tensor
 
@@ -274,7 +275,13 @@ def bert_tokenizer_from_vocab(directory: Path) -> Tokenizer:
     strip_accents = settings.get("strip_accents")
     unk, cls, sep, pad, mask = (
         _special_token(settings, key, default)
-        for key, default in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("mask_token", "[MASK]"))
+        for key, default in (
+            ("unk_token", "[UNK]"),
+            ("cls_token", "[CLS]"),
+            ("sep_token", "[SEP]"),
+            ("pad_token", "[PAD]"),
+            ("mask_token", "[MASK]"),
+        )
     )
     vocab = _read_vocab_txt(directory / "vocab.txt")
     for token in (unk, cls, sep):
@@ -339,7 +346,9 @@ def download_from_hub(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise PrefineError(f"{repo_id} is not a local folder, and downloading it from the Hugging Face Hub needs the hub extra: pip install 'prefine[hub]'") from None
+        raise PrefineError(
+            f"{repo_id} is not a local folder, and downloading it from the Hugging Face Hub needs the hub extra: pip install 'prefine[hub]'"
+        ) from None
     base = ["config.json", *TOKENIZER_FILES]
     try:
         # safetensors first; the .bin (often a second copy of the same weights) only if there is none.
@@ -359,9 +368,13 @@ def import_hf_checkpoint(name_or_path: str) -> ImportedCheckpoint:
         if not path.is_dir():
             raise PrefineError(f"{name_or_path} is a file; pass the model's folder (config.json, model.safetensors, vocab.txt)")
         if (path / RUN_FILE).exists():
-            raise PrefineError(f"{name_or_path} is a prefine run, not a Hugging Face folder; pass it to --init directly or export it with `prefine export`")
+            raise PrefineError(
+                f"{name_or_path} is a prefine run, not a Hugging Face folder; pass it to --init directly or export it with `prefine export`"
+            )
         if not is_hf_model_dir(path):
-            raise PrefineError(f"{name_or_path} is not a Hugging Face model folder (needs config.json and model.safetensors or pytorch_model.bin)")
+            raise PrefineError(
+                f"{name_or_path} is not a Hugging Face model folder (needs config.json and model.safetensors or pytorch_model.bin)"
+            )
         folder = path
     elif _HUB_REPO_ID.match(name_or_path):
         folder = download_from_hub(name_or_path)

@@ -9,7 +9,7 @@ prefine can be compared with papers and other tools without either dependency.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -172,11 +172,7 @@ def format_metrics_table(metrics: dict) -> str:
     if per_class:
         rows = [["class", "precision", "recall", "f1", "support"]]
         for name, scores in per_class.items():
-            rows.append(
-                [name]
-                + [f"{scores[key]:.4f}" for key in ("precision", "recall", "f1")]
-                + [str(scores["support"])]
-            )
+            rows.append([name] + [f"{scores[key]:.4f}" for key in ("precision", "recall", "f1")] + [str(scores["support"])])
         sections.append(_render_rows(rows))
 
     confusion = metrics.get("confusion_matrix")

@@ -53,7 +53,11 @@ def lenient_chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
             or (previous_position not in _TYPELESS and previous_type != kind)
         ):
             chunks.append((previous_type, begin, index - 1))
-        if position in _OPENING_TAGS or (previous_position, position) in _OPENING_PAIRS or (position not in _TYPELESS and previous_type != kind):
+        if (
+            position in _OPENING_TAGS
+            or (previous_position, position) in _OPENING_PAIRS
+            or (position not in _TYPELESS and previous_type != kind)
+        ):
             begin = index
         previous_position, previous_type = position, kind
     return chunks
@@ -230,7 +234,9 @@ def entity_scores(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[st
     if scheme is None:
         return _count(set(lenient_chunks(_stream(gold))), set(lenient_chunks(_stream(predicted))), "lenient")
     gold_entities = {(kind, number, start, end) for number, tags in enumerate(gold) for kind, start, end in strict_chunks(tags, scheme)}
-    predicted_entities = {(kind, number, start, end) for number, tags in enumerate(predicted) for kind, start, end in strict_chunks(tags, scheme)}
+    predicted_entities = {
+        (kind, number, start, end) for number, tags in enumerate(predicted) for kind, start, end in strict_chunks(tags, scheme)
+    }
     return _count(gold_entities, predicted_entities, f"strict {scheme}")
 
 

@@ -22,9 +22,36 @@ from dataclasses import dataclass
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (standard tables).
 _T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
 )
 
 
@@ -52,7 +79,7 @@ class PairedGain:
 
     @property
     def verdict(self) -> str:
-        """"helped" or "hurt" only where the 95% interval excludes zero."""
+        """ "helped" or "hurt" only where the 95% interval excludes zero."""
         if self.low is None or self.high is None:
             return "one seed: no interval"
         if self.low > 0:

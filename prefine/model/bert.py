@@ -231,7 +231,9 @@ class AttentionLayout:
     unsort_rows: torch.Tensor | None = None  # batch row order from the groups' rows laid end to end
 
     @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype, causal: bool = False) -> AttentionLayout:
+    def from_mask(
+        cls, attention_mask: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype, causal: bool = False
+    ) -> AttentionLayout:
         bias = attention_bias_from_mask(attention_mask, dtype, causal)
         if bias is None:
             return cls(None, causal)
@@ -257,7 +259,9 @@ class AttentionLayout:
             group_mask = attention_mask[rows, :width]
             grid_index = group_mask.flatten().nonzero().flatten()
             token_index = packed_of[rows[grid_index // width] * length + grid_index % width]
-            self.groups.append(AttentionGroup(rows, width, token_index, grid_index, attention_bias_from_mask(group_mask, dtype, self.causal)))
+            self.groups.append(
+                AttentionGroup(rows, width, token_index, grid_index, attention_bias_from_mask(group_mask, dtype, self.causal))
+            )
         self.ungroup_index = torch.argsort(torch.cat([group.token_index for group in self.groups]))
         self.unsort_rows = torch.argsort(order)
 
@@ -351,7 +355,9 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         # Narrow embeddings (ELECTRA-Small's) are projected up to the blocks' width after their
         # LayerNorm and dropout, where transformers' ElectraModel projects them; BERT has no such layer.
-        self.embeddings_project = nn.Linear(config.embedding_width, config.hidden_size) if config.embedding_width != config.hidden_size else None
+        self.embeddings_project = (
+            nn.Linear(config.embedding_width, config.hidden_size) if config.embedding_width != config.hidden_size else None
+        )
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
 
@@ -458,4 +464,3 @@ def encoder_flops_per_token(config: BertConfig, sequence_length: int) -> float:
     per_layer = 2 * (4 * config.hidden_size**2 + 2 * config.hidden_size * config.intermediate_size)
     attention = 2 * 2 * sequence_length * config.hidden_size
     return config.num_hidden_layers * (per_layer + attention)
-

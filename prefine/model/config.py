@@ -22,7 +22,9 @@ class BertConfig:
     num_hidden_layers: int = option(12, "number of Transformer blocks")
     num_attention_heads: int = option(12, "attention heads per block; must divide hidden_size")
     intermediate_size: int = option(3072, "width of the feed-forward layer inside each block")
-    hidden_act: str = option("gelu", "feed-forward activation: gelu (exact, BERT's), gelu_new / gelu_pytorch_tanh (tanh approximation) or relu")
+    hidden_act: str = option(
+        "gelu", "feed-forward activation: gelu (exact, BERT's), gelu_new / gelu_pytorch_tanh (tanh approximation) or relu"
+    )
     hidden_dropout_prob: float = option(0.1, "dropout on embeddings and block outputs")
     attention_probs_dropout_prob: float = option(0.1, "dropout on attention probabilities")
     max_position_embeddings: int = option(512, "longest sequence the position table holds")
@@ -104,5 +106,7 @@ def config_from_dict(values: dict, source: str) -> BertConfig:
     if model_type != "bert":
         raise PrefineError(f"{source}: model_type '{model_type}' is not BERT; prefine reads BERT checkpoints only")
     if values.get("position_embedding_type", "absolute") != "absolute":
-        raise PrefineError(f"{source}: position_embedding_type '{values['position_embedding_type']}' is unsupported; only absolute positions")
+        raise PrefineError(
+            f"{source}: position_embedding_type '{values['position_embedding_type']}' is unsupported; only absolute positions"
+        )
     return BertConfig(**{key: value for key, value in values.items() if key in names})

@@ -239,7 +239,9 @@ class ElectraPreTrainingModel(nn.Module):
         discriminator_hidden = self.electra(corrupted, token_type_ids, attention_mask)
         discriminator_logits = self.discriminator_predictions(discriminator_hidden.flatten(0, 1)[real]).float()
         # Padding never reaches the loss: only real positions were selected above.
-        discriminator_loss = F.binary_cross_entropy_with_logits(discriminator_logits, replaced.float(), reduction="sum") / max(int(real.sum()), 1)
+        discriminator_loss = F.binary_cross_entropy_with_logits(discriminator_logits, replaced.float(), reduction="sum") / max(
+            int(real.sum()), 1
+        )
         loss = self.objective.generator_weight * generator_loss + self.objective.discriminator_weight * discriminator_loss
         return ElectraOutput(loss, generator_loss, discriminator_loss, generator_logits, targets, discriminator_logits, replaced, corrupted)
 
@@ -303,7 +305,7 @@ class ElectraWeights:
     def bert_encoder_state(self) -> dict[str, torch.Tensor]:
         """The discriminator's encoder under BERT's names (`bert.embeddings.*`, `bert.encoder.*`)."""
         return {
-            "bert." + name[len(DISCRIMINATOR_ENCODER_PREFIX):]: tensor
+            "bert." + name[len(DISCRIMINATOR_ENCODER_PREFIX) :]: tensor
             for name, tensor in self.state_dict.items()
             if name.startswith(DISCRIMINATOR_ENCODER_PREFIX)
         }
@@ -342,7 +344,7 @@ def electra_state_from_bert(state_dict: dict[str, torch.Tensor]) -> dict[str, to
     """A BERT encoder (`bert.*` or bare `embeddings.*`/`encoder.*`) as the discriminator's encoder; heads dropped."""
     converted = {}
     for name, tensor in state_dict.items():
-        bare = name[len("bert."):] if name.startswith("bert.") else name
+        bare = name[len("bert.") :] if name.startswith("bert.") else name
         if bare.startswith(("embeddings.", "embeddings_project.", "encoder.")) and not bare.endswith(("position_ids", "token_type_ids")):
             converted[DISCRIMINATOR_ENCODER_PREFIX + bare] = tensor
     return converted

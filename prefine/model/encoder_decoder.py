@@ -34,10 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prefine.model.bert import BertAttention, BertIntermediate, BertModel, BertOutput, BertEmbeddings, attention_bias_from_mask, init_bert_weights
+from prefine.model.bert import (
+    BertAttention,
+    BertEmbeddings,
+    BertIntermediate,
+    BertModel,
+    BertOutput,
+    attention_bias_from_mask,
+    init_bert_weights,
+)
 from prefine.model.config import BertConfig
 from prefine.model.heads import IGNORE_LABEL, BertLMPredictionHead
-
 
 
 class BertDecoderLayer(nn.Module):
@@ -108,7 +115,9 @@ def _fused(*layers: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
 def _embed(embeddings: BertEmbeddings, input_ids: torch.Tensor, first_position: int) -> torch.Tensor:
     """Decoder embeddings of tokens at positions first_position, first_position + 1, ... (segment 0)."""
     positions = torch.arange(first_position, first_position + input_ids.shape[1], device=input_ids.device)
-    embedded = embeddings.word_embeddings(input_ids) + embeddings.position_embeddings(positions) + embeddings.token_type_embeddings.weight[0]
+    embedded = (
+        embeddings.word_embeddings(input_ids) + embeddings.position_embeddings(positions) + embeddings.token_type_embeddings.weight[0]
+    )
     return embeddings.dropout(embeddings.LayerNorm(embedded))
 
 
@@ -293,7 +302,9 @@ class BertEncoderDecoder(nn.Module):
     # -----------------------------------------------------------------------------------------
     # Training / full-sequence path
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Encoder output [B, S, H] (zeros at padding)."""
         return self.encoder(input_ids, token_type_ids, attention_mask)
 
@@ -306,7 +317,9 @@ class BertEncoderDecoder(nn.Module):
             values.append(value)
         return keys, values
 
-    def decoder_hidden_states(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None) -> torch.Tensor:
+    def decoder_hidden_states(
+        self, decoder_input_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Decoder output [B, T, H] for whole targets (teacher forcing).
 
         Targets are right-padded, so causal attention alone already keeps every real position
@@ -361,8 +374,13 @@ class BertEncoderDecoder(nn.Module):
     def _decoding_weight_sources(self) -> list[torch.Tensor]:
         sources = []
         for block in self.decoder.bert.encoder.layer:
-            for layer in (block.attention.self.query, block.attention.self.key, block.attention.self.value,
-                          block.crossattention.self.key, block.crossattention.self.value):
+            for layer in (
+                block.attention.self.query,
+                block.attention.self.key,
+                block.attention.self.value,
+                block.crossattention.self.key,
+                block.crossattention.self.value,
+            ):
                 sources += [layer.weight, layer.bias]
         predictions = self.decoder.cls.predictions
         return sources + [predictions._word_embeddings[0].weight, predictions.bias]
@@ -388,7 +406,9 @@ class BertEncoderDecoder(nn.Module):
             self.__dict__["_decoding_weights"] = weights  # a plain attribute: not a parameter, not in the state dict
         return weights
 
-    def start_decoding(self, memory: torch.Tensor, memory_mask: torch.Tensor | None, max_new_tokens: int, rows_per_input: int = 1) -> DecoderCache:
+    def start_decoding(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor | None, max_new_tokens: int, rows_per_input: int = 1
+    ) -> DecoderCache:
         """An empty cache for decoding up to `max_new_tokens` tokens after the start token, given the encoder output.
 
         `rows_per_input` sequences are decoded per input (the beams of a beam search): rows
@@ -417,7 +437,9 @@ class BertEncoderDecoder(nn.Module):
             cross_keys.append(key)
             cross_values.append(value)
         bias = attention_bias_from_mask(memory_mask, cross_keys[0].dtype)
-        return DecoderCache([], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, rows_per_input=rows_per_input, weights=weights)
+        return DecoderCache(
+            [], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, rows_per_input=rows_per_input, weights=weights
+        )
 
     def decode_step(self, cache: DecoderCache, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits [R, V] of the next token after `input_ids` [R] (one token per row), extending the cache.
@@ -450,7 +472,9 @@ class BertEncoderDecoder(nn.Module):
             context = _attend_few_queries(query, cache.cross_keys[index], cache.cross_values[index], bias)
             hidden = _add_and_norm(block.crossattention.output, context.transpose(1, 2).reshape(rows, -1), hidden)
             intermediate = block.intermediate
-            hidden = _add_and_norm(block.output, intermediate.act(_step_linear(hidden, intermediate.dense.weight, intermediate.dense.bias)), hidden)
+            hidden = _add_and_norm(
+                block.output, intermediate.act(_step_linear(hidden, intermediate.dense.weight, intermediate.dense.bias)), hidden
+            )
         cache.length += 1
         transform = self.decoder.cls.predictions.transform
         transformed = transform.LayerNorm(transform.transform_act_fn(_step_linear(hidden, transform.dense.weight, transform.dense.bias)))

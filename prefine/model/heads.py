@@ -23,7 +23,9 @@ from torch import nn
 from prefine.model.bert import BertModel, BertPooler, activation, init_bert_weights
 from prefine.model.config import BertConfig
 
-IGNORE_LABEL = -100  # label of positions a token-level loss skips: unmasked MLM positions, untrained pieces, target padding (Hugging Face's convention)
+IGNORE_LABEL = (
+    -100
+)  # label of positions a token-level loss skips: unmasked MLM positions, untrained pieces, target padding (Hugging Face's convention)
 IGNORE_NSP = -1  # NSP label of instances with no sentence pair (single-segment instances)
 
 
@@ -209,8 +211,6 @@ class BertForQuestionAnswering(nn.Module):
         if start_positions is not None and end_positions is not None:
             loss = (F.cross_entropy(start_logits, start_positions) + F.cross_entropy(end_logits, end_positions)) / 2
         return SpanOutput(start_logits, end_logits, loss)
-
-
 
 
 @dataclass

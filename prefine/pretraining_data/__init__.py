@@ -1,8 +1,8 @@
 """Pre-training data: token cache on disk -> BERT instances per epoch -> masked, padded batches.
 
-    shards = cached_token_shards(lambda: documents, tokenizer, cache_root, key_parts)
-    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(), seed=0, global_batch_size=32)
-    batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.training.position
+shards = cached_token_shards(lambda: documents, tokenizer, cache_root, key_parts)
+batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(), seed=0, global_batch_size=32)
+batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.training.position
 """
 
 from prefine.pretraining_data.batches import PretrainingBatches, collate

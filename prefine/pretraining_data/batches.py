@@ -26,8 +26,8 @@ import torch
 from tokenizers import Tokenizer
 
 from prefine.errors import PrefineError
-from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.model.heads import IGNORE_LABEL, log_frequencies
+from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import (
     Instances,
     build_instances,
@@ -129,9 +129,7 @@ class PretrainingBatches:
         """Full global batches in the epoch; the last partial one is dropped."""
         return self.instances_per_epoch(epoch) // self.global_batch_size
 
-    def batch_at(
-        self, position: DataPosition, rank: int = 0, world_size: int = 1
-    ) -> tuple[dict[str, torch.Tensor | int], DataPosition]:
+    def batch_at(self, position: DataPosition, rank: int = 0, world_size: int = 1) -> tuple[dict[str, torch.Tensor | int], DataPosition]:
         """Rank `rank`'s share of the global batch at `position`, and the position after it."""
         if self.global_batch_size % world_size:
             raise PrefineError(f"batch size {self.global_batch_size} is not divisible by {world_size} processes; change one of them")
@@ -225,9 +223,7 @@ def _rows(batch: dict[str, torch.Tensor | int], instances: slice) -> dict[str, t
     attention_mask = batch["attention_mask"][rows]
     length = int(attention_mask.sum(dim=1).max())
     sliced = {
-        name: value[rows, :length] if value.dim() == 2 else value[rows]
-        for name, value in batch.items()
-        if isinstance(value, torch.Tensor)
+        name: value[rows, :length] if value.dim() == 2 else value[rows] for name, value in batch.items() if isinstance(value, torch.Tensor)
     }
     sliced["num_real_tokens"] = int(attention_mask.sum())
     return sliced

@@ -24,9 +24,7 @@ class PretrainingDataConfig:
         "electra: the same packed sentences and masks, a small generator fills the masks and the encoder learns to spot "
         "its replacements at every position (ELECTRA)",
     )
-    short_seq_prob: float = option(
-        0.1, "Fraction of mlm+nsp instances given a random shorter length, so the model also sees short inputs"
-    )
+    short_seq_prob: float = option(0.1, "Fraction of mlm+nsp instances given a random shorter length, so the model also sees short inputs")
     separate_documents: bool = option(
         False,
         "Packed objectives (mlm, electra): lay each document of a packed sequence out as its own row, [CLS] document [SEP] "

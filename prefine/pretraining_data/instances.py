@@ -124,9 +124,7 @@ class _InstanceColumns:
         return Instances(**joined)
 
 
-def build_instances(
-    shards: TokenShards, doc_ids: np.ndarray, config: PretrainingDataConfig, rng: np.random.Generator
-) -> Instances:
+def build_instances(shards: TokenShards, doc_ids: np.ndarray, config: PretrainingDataConfig, rng: np.random.Generator) -> Instances:
     """All instances of one pass over `doc_ids`, shuffled. Deterministic given the state of `rng`.
 
     Runs at numpy speed over all documents at once (a Python loop per instance would make the

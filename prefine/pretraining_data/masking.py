@@ -32,7 +32,6 @@ from prefine.model.heads import IGNORE_LABEL
 from prefine.pretraining_data.config import PretrainingDataConfig
 
 
-
 def continuation_lookup(tokenizer: Tokenizer) -> np.ndarray:
     """bool [vocab_size]: True for WordPiece continuation pieces ("##ing")."""
     prefix = getattr(tokenizer.model, "continuing_subword_prefix", None) or "##"
@@ -78,9 +77,7 @@ def mask_tokens(
     random_ids = torch.randint(first_normal_token_id, vocab_size, shape, generator=generator, dtype=input_ids.dtype)
     use_mask = selected & (replacement_draw < config.mask_token_prob)
     use_random = (
-        selected
-        & (replacement_draw >= config.mask_token_prob)
-        & (replacement_draw < config.mask_token_prob + config.random_token_prob)
+        selected & (replacement_draw >= config.mask_token_prob) & (replacement_draw < config.mask_token_prob + config.random_token_prob)
     )
     masked_input_ids = torch.where(use_mask, torch.full_like(input_ids, mask_token_id), input_ids)
     masked_input_ids = torch.where(use_random, random_ids, masked_input_ids)

@@ -66,9 +66,7 @@ class TokenShards:
         if meta.get("format_version") != FORMAT_VERSION:
             raise PrefineError(f"{directory} was written by another prefine version; delete it and rebuild")
         tokens = np.memmap(directory / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["num_tokens"],))
-        sentence_starts = np.memmap(
-            directory / "sentence_starts.bin", dtype=np.int64, mode="r", shape=(meta["num_sentences"] + 1,)
-        )
+        sentence_starts = np.memmap(directory / "sentence_starts.bin", dtype=np.int64, mode="r", shape=(meta["num_sentences"] + 1,))
         document_starts = np.fromfile(directory / "document_starts.bin", dtype=np.int64)
         if len(document_starts) != meta["num_documents"] + 1:
             raise PrefineError(f"{directory} is incomplete (document offsets do not match meta.json); delete it and rebuild")
@@ -180,7 +178,9 @@ def _write_shards(documents: Iterable[list[str]], tokenizer: Tokenizer, director
     return {"format_version": FORMAT_VERSION, "dtype": dtype.name, **counts, "vocab_size": vocab_size}
 
 
-def _append_batch(files, counts: dict, batch: list[list[str]], batch_tokens: np.ndarray, lengths: np.ndarray, vocab_size: int, dtype: np.dtype, progress) -> None:
+def _append_batch(
+    files, counts: dict, batch: list[list[str]], batch_tokens: np.ndarray, lengths: np.ndarray, vocab_size: int, dtype: np.dtype, progress
+) -> None:
     """Append one tokenized batch of documents to the three cache files and advance `counts`."""
     tokens_file, sentence_file, document_file = files
     if len(batch_tokens) and batch_tokens.max() >= vocab_size:

@@ -53,9 +53,7 @@ def pretraining_run(init: str) -> tuple[Path, dict]:
         )
     record = read_run(run_dir)
     if record.get("kind") != "pretrain":
-        raise PrefineError(
-            f"--checkpoints needs --init to be a prefine pre-training run folder; {run_dir} is a {record.get('kind')} run"
-        )
+        raise PrefineError(f"--checkpoints needs --init to be a prefine pre-training run folder; {run_dir} is a {record.get('kind')} run")
     return run_dir, record
 
 
@@ -118,7 +116,9 @@ def select_checkpoints(init: str, spec: str) -> tuple[Path, list[PretrainCheckpo
     run_dir, record = pretraining_run(init)
     available = available_steps(run_dir)
     keep_last = (record.get("training") or {}).get("keep_last")
-    kept = f"prefine pretrain keeps the last {keep_last} checkpoints" if keep_last else "prefine pretrain keeps only the last few checkpoints"
+    kept = (
+        f"prefine pretrain keeps the last {keep_last} checkpoints" if keep_last else "prefine pretrain keeps only the last few checkpoints"
+    )
     if not available:
         raise PrefineError(f"{run_dir} has no saved checkpoint yet; pre-train it until it saves one")
     wanted = parse_checkpoint_spec(spec)
@@ -174,9 +174,11 @@ def format_checkpoint_table(rows: list[dict]) -> str:
     metric = rows[0]["metric"]
     fractions = [result["fraction"] for result in rows[0]["results"]]
     examples = {result["fraction"]: result["examples"] for result in rows[0]["results"]}
-    header = "| step | pre-training time | tokens seen | MLM accuracy | " + " | ".join(
-        f"{metric} @ {fraction:g} ({examples[fraction]} ex.)" for fraction in fractions
-    ) + " |"
+    header = (
+        "| step | pre-training time | tokens seen | MLM accuracy | "
+        + " | ".join(f"{metric} @ {fraction:g} ({examples[fraction]} ex.)" for fraction in fractions)
+        + " |"
+    )
     lines = [header, "|---:" * (4 + len(fractions)) + "|"]
     for row in rows:
         step = "scratch (0)" if row["from_scratch"] else str(row["step"])
@@ -209,10 +211,14 @@ def plot_panels(rows: list[dict]) -> list[tuple[str, float, str]]:
     """(row key, divisor, x-axis label) of each panel: time and tokens where recorded, else steps."""
     unit, scale = _time_axis(rows)
     recorded = lambda key: any(row[key] is not None for row in rows if not row["from_scratch"])  # noqa: E731
-    panels = [(key, divisor, label) for key, divisor, label in (
-        ("pretraining_seconds", scale, f"pre-training time ({unit})"),
-        ("tokens_seen", 1.0, "pre-training tokens seen"),
-    ) if recorded(key)]
+    panels = [
+        (key, divisor, label)
+        for key, divisor, label in (
+            ("pretraining_seconds", scale, f"pre-training time ({unit})"),
+            ("tokens_seen", 1.0, "pre-training tokens seen"),
+        )
+        if recorded(key)
+    ]
     if len(panels) < 2:
         panels.append(("step", 1.0, "pre-training steps" + ("" if panels else " (this run did not record time or tokens per checkpoint)")))
     return panels
@@ -244,8 +250,12 @@ def plot_checkpoint_curve(rows: list[dict], path: Path) -> Path | None:
         for index, fraction_result in enumerate(rows[0]["results"]):
             fraction = fraction_result["fraction"]
             values = [next(r["value"] for r in row["results"] if r["fraction"] == fraction) for _, row in points]
-            axes.plot([x for x, _ in points], values, marker=markers[index % len(markers)],
-                      label=f"{fraction * 100:g}% of labels ({fraction_result['examples']} examples)")
+            axes.plot(
+                [x for x, _ in points],
+                values,
+                marker=markers[index % len(markers)],
+                label=f"{fraction * 100:g}% of labels ({fraction_result['examples']} examples)",
+            )
         axes.set_xlabel(label)
         axes.grid(True, alpha=0.3)
         if key == "tokens_seen":

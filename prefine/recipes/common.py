@@ -236,7 +236,11 @@ def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch:
     check_reinit_layers(reinit_layers, len(blocks))
     # Copies: loading writes into the very tensors a state_dict refers to.
     fresh = [{key: value.clone() for key, value in block.state_dict().items()} for block in blocks[len(blocks) - reinit_layers :]]
-    pooler = {key: value.clone() for key, value in model.bert.pooler.state_dict().items()} if reinit_layers and model.bert.pooler is not None else None
+    pooler = (
+        {key: value.clone() for key, value in model.bert.pooler.state_dict().items()}
+        if reinit_layers and model.bert.pooler is not None
+        else None
+    )
     report = load_into(model, init.state_dict)
     for block, state in zip(blocks[len(blocks) - reinit_layers :], fresh):
         block.load_state_dict(state)

@@ -25,6 +25,7 @@ from typing import Any
 from prefine.checkpoint import load_model_config
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
+from prefine.metrics.intervals import mean_and_spread, paired_gain
 from prefine.recipes.checkpoint_curve import (
     CHECKPOINTS_HELP,
     PretrainCheckpoint,
@@ -41,7 +42,6 @@ from prefine.recipes.finetune import (
     run_finetune,
     task_data_from_args,
 )
-from prefine.metrics.intervals import mean_and_spread, paired_gain
 from prefine.tasks.interface import FinetuneTask, get_task
 from prefine.tasks.selection import DEV_SPLIT_FOLDER, Scoring, carve_dev_split
 from prefine.training import TrainingConfig
@@ -52,7 +52,8 @@ class CompareConfig:
     fractions: str = option("0.01,0.1,1.0", "comma-separated fractions of the training data")
     checkpoints: str = option("", CHECKPOINTS_HELP, metavar="all|STEP,STEP,...")
     seeds: int = option(
-        3, "fine-tune every start this many times (seeds --seed, --seed+1, ...: head init, data order and label subset differ, "
+        3,
+        "fine-tune every start this many times (seeds --seed, --seed+1, ...: head init, data order and label subset differ, "
         "the pre-trained weights do not); the gain gets a 95 percent t-interval over the paired seeds, which needs 2 or more",
     )
 
@@ -90,7 +91,9 @@ def add_command(subparsers) -> None:
 
 def _require_held_out(run: FinetuneRunConfig) -> None:
     if not run.eval and not run.test:
-        raise PrefineError("prefine compare needs held-out data to score the fine-tuned models: pass --eval FILE (or --eval DEV --test FILE)")
+        raise PrefineError(
+            "prefine compare needs held-out data to score the fine-tuned models: pass --eval FILE (or --eval DEV --test FILE)"
+        )
 
 
 def _check_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any) -> None:
@@ -121,7 +124,14 @@ def _fine_tune_run(run: FinetuneRunConfig, scoring: Scoring, run_dir: Path, from
     """One fine-tune of the comparison, with the files it actually reads on record (so `finetune --resume` reads them too)."""
     train = scoring.dev_split["train"] if scoring.dev_split else run.train
     return dataclasses.replace(
-        run, out=str(run_dir), from_scratch=from_scratch, train_fraction=fraction, name="", train=train, eval=scoring.selection or "", test=scoring.report or "",
+        run,
+        out=str(run_dir),
+        from_scratch=from_scratch,
+        train_fraction=fraction,
+        name="",
+        train=train,
+        eval=scoring.selection or "",
+        test=scoring.report or "",
     )
 
 
@@ -130,13 +140,21 @@ def seed_list(training: TrainingConfig, count: int) -> list[int]:
 
 
 def run_comparison(
-    task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], explicit_steps: bool, seeds: int = 3
+    task: FinetuneTask,
+    run: FinetuneRunConfig,
+    data: Any,
+    training: TrainingConfig,
+    fractions: list[float],
+    explicit_steps: bool,
+    seeds: int = 3,
 ) -> list[dict]:
     _check_before_work(task, run, data)
     out = Path(run.out or "runs/compare")
     scoring = comparison_scoring(task, run, data, out)
     seed_values = seed_list(training, seeds)
-    print(f"comparison: {scoring.line()} per fine-tune; {len(seed_values)} seed(s) ({', '.join(map(str, seed_values))}) per start and fraction")
+    print(
+        f"comparison: {scoring.line()} per fine-tune; {len(seed_values)} seed(s) ({', '.join(map(str, seed_values))}) per start and fraction"
+    )
     rows = []
     total, done = len(fractions) * 2 * len(seed_values), 0
     for fraction in fractions:
@@ -149,7 +167,9 @@ def run_comparison(
                 shutil.rmtree(run_dir, ignore_errors=True)
                 this_run = _fine_tune_run(run, scoring, run_dir, start == "scratch", fraction)
                 print(f"\n== [{done}/{total}] fraction {fraction:g}, {start}, seed {seed}")
-                outcome = run_finetune(task, this_run, data, dataclasses.replace(training, seed=seed), explicit_steps, full_report=False, scoring=scoring)
+                outcome = run_finetune(
+                    task, this_run, data, dataclasses.replace(training, seed=seed), explicit_steps, full_report=False, scoring=scoring
+                )
                 name, value = task.headline(outcome.metrics, outcome.best_metric)
                 values[start].append(value)
                 examples = outcome.num_train_examples
@@ -200,7 +220,13 @@ def report_comparison(rows: list[dict], table: str, plot_rows, out: Path, json_k
 
 
 def run_checkpoint_comparison(
-    task: FinetuneTask, run: FinetuneRunConfig, data: Any, training: TrainingConfig, fractions: list[float], explicit_steps: bool, checkpoints: str,
+    task: FinetuneTask,
+    run: FinetuneRunConfig,
+    data: Any,
+    training: TrainingConfig,
+    fractions: list[float],
+    explicit_steps: bool,
+    checkpoints: str,
     seeds: int = 3,
 ) -> list[dict]:
     """Fine-tune from each chosen checkpoint of a pre-training run, and from random weights, at each fraction.
@@ -222,9 +248,11 @@ def run_checkpoint_comparison(
     seed_values = seed_list(training, seeds)
     starts = [(0, None)] + [(checkpoint.step, checkpoint) for checkpoint in chosen]
     total = len(starts) * len(fractions) * len(seed_values)
-    print(f"fine-tuning {total} times: from random weights and from {len(chosen)} checkpoints of {run_dir} "
-          f"(steps {', '.join(str(checkpoint.step) for checkpoint in chosen)}) at label fractions {', '.join(f'{f:g}' for f in fractions)}, "
-          f"{len(seed_values)} seed(s) each; {scoring.line()}")
+    print(
+        f"fine-tuning {total} times: from random weights and from {len(chosen)} checkpoints of {run_dir} "
+        f"(steps {', '.join(str(checkpoint.step) for checkpoint in chosen)}) at label fractions {', '.join(f'{f:g}' for f in fractions)}, "
+        f"{len(seed_values)} seed(s) each; {scoring.line()}"
+    )
     rows = []
     done = 0
     for step, checkpoint in starts:
@@ -244,12 +272,23 @@ def run_checkpoint_comparison(
                 )
                 start_name = "random weights" if checkpoint is None else f"pre-training step {step}"
                 print(f"\n== [{done}/{total}] {start_name}, fraction {fraction:g}, seed {seed}")
-                outcome = run_finetune(task, this_run, data, dataclasses.replace(training, seed=seed), explicit_steps, full_report=False, scoring=scoring)
+                outcome = run_finetune(
+                    task, this_run, data, dataclasses.replace(training, seed=seed), explicit_steps, full_report=False, scoring=scoring
+                )
                 name, value = task.headline(outcome.metrics, outcome.best_metric)
                 values.append(value)
                 examples = outcome.num_train_examples
             mean, spread = mean_and_spread(values)
-            results.append({"fraction": fraction, "examples": examples, "value": mean, "std": spread, "per_seed": values, "run": str(out / f"{label}-{fraction:g}")})
+            results.append(
+                {
+                    "fraction": fraction,
+                    "examples": examples,
+                    "value": mean,
+                    "std": spread,
+                    "per_seed": values,
+                    "run": str(out / f"{label}-{fraction:g}"),
+                }
+            )
         rows.append(
             {
                 "step": step,
@@ -308,8 +347,22 @@ def plot_comparison(rows: list[dict], path: Path) -> Path | None:
     axes = figure.add_subplot()
     examples = [row["examples"] for row in rows]
     # Error bars: the standard deviation over seeds, the spread a re-run would show.
-    axes.errorbar(examples, [row["pretrained"] for row in rows], yerr=[row["pretrained_std"] for row in rows], marker="o", capsize=3, label="from pre-trained weights")
-    axes.errorbar(examples, [row["scratch"] for row in rows], yerr=[row["scratch_std"] for row in rows], marker="s", capsize=3, label="from random weights")
+    axes.errorbar(
+        examples,
+        [row["pretrained"] for row in rows],
+        yerr=[row["pretrained_std"] for row in rows],
+        marker="o",
+        capsize=3,
+        label="from pre-trained weights",
+    )
+    axes.errorbar(
+        examples,
+        [row["scratch"] for row in rows],
+        yerr=[row["scratch_std"] for row in rows],
+        marker="s",
+        capsize=3,
+        label="from random weights",
+    )
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel(rows[0]["metric"] if rows else "metric")

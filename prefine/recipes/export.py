@@ -28,7 +28,18 @@ from typing import Literal
 import torch
 from safetensors.torch import save_file
 
-from prefine.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, RUN_FILE, TOKENIZER_DIR, WEIGHTS_FILE, give_default_permissions, is_run_dir, load_model_config, load_weights, model_checkpoint_of
+from prefine.checkpoint import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    RUN_FILE,
+    TOKENIZER_DIR,
+    WEIGHTS_FILE,
+    give_default_permissions,
+    is_run_dir,
+    load_model_config,
+    load_weights,
+    model_checkpoint_of,
+)
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
@@ -59,7 +70,9 @@ def _locate(run_or_checkpoint: Path) -> tuple[Path, Path]:
         for tokenizer_dir in candidates:
             if tokenizer_dir.is_dir():
                 return path, tokenizer_dir
-        raise PrefineError(f"no tokenizer folder found for checkpoint {path} (looked in {', '.join(map(str, candidates))}); export the run folder instead")
+        raise PrefineError(
+            f"no tokenizer folder found for checkpoint {path} (looked in {', '.join(map(str, candidates))}); export the run folder instead"
+        )
     raise PrefineError(f"{path} is neither a prefine run (no {RUN_FILE}) nor a checkpoint folder (no {WEIGHTS_FILE} + {CONFIG_FILE})")
 
 
@@ -72,7 +85,9 @@ def _architecture(config_json: dict, source: Path) -> str:
     return architectures[0]
 
 
-def _checked_model(architecture: str, config: BertConfig, config_json: dict, weights: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+def _checked_model(
+    architecture: str, config: BertConfig, config_json: dict, weights: dict[str, torch.Tensor], source: Path
+) -> torch.nn.Module:
     if architecture == PRETRAINING_ARCHITECTURE:
         model: torch.nn.Module = BertForPreTraining(config)
     else:
@@ -124,7 +139,9 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     model = _checked_model(architecture, config, config_json, weights, checkpoint)
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config.vocab_size:
-        raise PrefineError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; restore the run's own tokenizer")
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; restore the run's own tokenizer"
+        )
 
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
@@ -154,7 +171,9 @@ def _export_electra(run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Pa
 
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config_json.get("vocab_size", 0):
-        raise PrefineError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; restore the run's own tokenizer")
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; restore the run's own tokenizer"
+        )
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
         raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
     return export_electra_hf(checkpoint, tokenizer, config_json, out_dir)

@@ -19,7 +19,9 @@ from prefine.inference import MaskedLMPredictor, masked_lm_from_init
 
 @dataclass
 class FillMaskConfig:
-    model: str = option("", "a prefine pre-training run (its folder, or its name in the registry) or a Hugging Face BERT folder", positional=True)
+    model: str = option(
+        "", "a prefine pre-training run (its folder, or its name in the registry) or a Hugging Face BERT folder", positional=True
+    )
     text: list[str] = option([], "text containing one or more [MASK] tokens", positional=True)
     top_k: int = option(5, "candidates to show per mask")
     registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")

@@ -48,16 +48,21 @@ class FinetuneRunConfig:
     from_scratch: bool = option(False, "use --init's architecture and tokenizer but random weights (the baseline pre-training must beat)")
     train: str = option("", "labelled training data: .tsv, .csv, .jsonl, SQuAD .json or a Hugging Face dataset name (as the task reads)")
     eval: str = option(
-        "", "labelled selection data (same format as --train): picks the best checkpoint and draws the learning curve; "
-        "its score is optimistic, so report --test"
+        "",
+        "labelled selection data (same format as --train): picks the best checkpoint and draws the learning curve; "
+        "its score is optimistic, so report --test",
     )
     test: str = option(
-        "", "labelled test data (same format as --train), scored once at the end with the checkpoint --eval chose: the reported "
-        "score; without --eval, a dev split of --train (--dev-fraction) chooses the checkpoint"
+        "",
+        "labelled test data (same format as --train), scored once at the end with the checkpoint --eval chose: the reported "
+        "score; without --eval, a dev split of --train (--dev-fraction) chooses the checkpoint",
     )
-    dev_fraction: float = option(0.1, "share of --train carved out as the dev split that chooses the checkpoint when --test has no --eval beside it")
+    dev_fraction: float = option(
+        0.1, "share of --train carved out as the dev split that chooses the checkpoint when --test has no --eval beside it"
+    )
     dev_seed: int = option(
-        0, "seed of that dev split; its own seed, not --seed, so every fine-tuning seed and start of a comparison chooses on the same examples"
+        0,
+        "seed of that dev split; its own seed, not --seed, so every fine-tuning seed and start of a comparison chooses on the same examples",
     )
     out: str = option("", "run folder to create")
     resume: str = option("", "continue the interrupted fine-tuning run in this folder exactly where it stopped")
@@ -71,7 +76,8 @@ class FinetuneRunConfig:
     train_fraction: float = option(1.0, "fine-tune on this random fraction of the training data (seeded)")
     classifier_dropout: float = option(0.1, "dropout before the classifier")
     reinit_layers: int = option(
-        0, "give the top N encoder blocks (and the pooler) fresh random weights before fine-tuning: blocks a short pre-training "
+        0,
+        "give the top N encoder blocks (and the pooler) fresh random weights before fine-tuning: blocks a short pre-training "
         "shaped for its own objective can transfer worse than random ones (Zhang et al. 2021, 'Revisiting Few-sample BERT Fine-tuning')",
     )
     dropout: float = option(
@@ -93,8 +99,16 @@ class FinetuneRunConfig:
 
 
 FINETUNE_TRAINING_DEFAULTS = TrainingConfig(
-    max_steps=1, batch_size=32, learning_rate=0.0, warmup_ratio=0.1, eval_every=0, eval_at_epoch_end=True,
-    save_every=0, keep_last=1, log_every=10, best_metric="",
+    max_steps=1,
+    batch_size=32,
+    learning_rate=0.0,
+    warmup_ratio=0.1,
+    eval_every=0,
+    eval_at_epoch_end=True,
+    save_every=0,
+    keep_last=1,
+    log_every=10,
+    best_metric="",
 )
 
 
@@ -125,7 +139,9 @@ def task_data_from_args(task: FinetuneTask, args: argparse.Namespace) -> Any:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser("finetune", help="fine-tune a pre-trained encoder for a task: classification, regression, extractive QA, ...")
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a pre-trained encoder for a task: classification, regression, extractive QA, ..."
+    )
     add_dataclass_arguments(parser.add_argument_group("run"), FinetuneRunConfig)
     add_task_data_arguments(parser)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=FINETUNE_TRAINING_DEFAULTS)
@@ -209,10 +225,14 @@ def run_finetune(
         write_run(run_dir, record)
         verb = "resuming fine-tuning" if resume else "fine-tuning"
         # Say why the step count is not what --epochs alone gives, so 300 steps for 3 epochs is no surprise.
-        raised = "" if explicit_steps or training.max_steps <= _epoch_steps(run, training, prepared.num_train_items) else (
-            f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})"
+        raised = (
+            ""
+            if explicit_steps or training.max_steps <= _epoch_steps(run, training, prepared.num_train_items)
+            else (f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})")
         )
-        print(f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}")
+        print(
+            f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}"
+        )
         print(scoring.line())
     pad_id = tokenizer.token_to_id("[PAD]")
     micro_batch = training.batch_size // training.gradient_accumulation_steps
@@ -223,7 +243,9 @@ def run_finetune(
     if resume and not from_checkpoint and context.is_main:
         print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
     with recorded_finetune(run, run_dir, init, record, fingerprint, context.is_main, resume=resume) as handle:
-        result = train(model, training_task, training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
+        result = train(
+            model, training_task, training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat
+        )
         if not prepared.has_eval or not context.is_main:
             return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples, scoring)
         # Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it.
@@ -240,7 +262,9 @@ def run_finetune(
         if full_report:
             print(f"best checkpoint ({best_name}, chosen on {scoring.selection_how}): {checkpoint}")
             if report is None:
-                print(f"score on the data that chose it (optimistic; pass --test FILE for a score nothing was chosen on):\n{selection.table}")
+                print(
+                    f"score on the data that chose it (optimistic; pass --test FILE for a score nothing was chosen on):\n{selection.table}"
+                )
             else:
                 print(f"on the selection data (chose the checkpoint):\n{selection.table}")
                 print(f"on {scoring.report} (the reported score: scored once, chose nothing):\n{report.table}")
@@ -296,7 +320,6 @@ def scoring_for(task: FinetuneTask, run: FinetuneRunConfig, data: Any, run_dir: 
         carved = Scoring(str(folder / "dev.jsonl"), "a dev split of --train", None, {"train": str(folder / "train.jsonl")})
     carved.report = run.test
     return carved
-
 
 
 def _resumed(args: argparse.Namespace) -> tuple[FinetuneTask, FinetuneRunConfig, Any, TrainingConfig]:

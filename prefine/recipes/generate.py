@@ -31,7 +31,9 @@ class GenerateConfig:
 
 
 def add_command(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="generate text with a fine-tuned generation run (--text streams tokens; --data writes a file)")
+    parser = subparsers.add_parser(
+        "generate", help="generate text with a fine-tuned generation run (--text streams tokens; --data writes a file)"
+    )
     add_dataclass_arguments(parser, GenerateConfig)
     add_dataclass_arguments(parser.add_argument_group("decoding"), DecodingConfig)
     parser.set_defaults(func=generate_from_args)

@@ -31,7 +31,9 @@ class EvaluateConfig:
 @dataclass
 class PredictConfig:
     run: str = option("", "a fine-tuned run: its folder, or its name in the registry", positional=True)
-    data: str = option("-", "inputs: a file in the run's format (.tsv/.csv/.jsonl; .txt or - for one text per line on stdin; SQuAD JSON for QA)")
+    data: str = option(
+        "-", "inputs: a file in the run's format (.tsv/.csv/.jsonl; .txt or - for one text per line on stdin; SQuAD JSON for QA)"
+    )
     format: Literal["jsonl", "tsv"] = option("jsonl", "output format of classification predictions")
     output: str = option("-", "where to write predictions (- for stdout)")
     batch_size: int = option(64, "examples per batch")
@@ -43,7 +45,9 @@ def add_commands(subparsers) -> None:
     add_dataclass_arguments(evaluate, EvaluateConfig)
     evaluate.set_defaults(func=evaluate_from_args)
 
-    predict = subparsers.add_parser("predict", help="apply a fine-tuned run to new inputs: a file, one text per line on stdin, or task flags")
+    predict = subparsers.add_parser(
+        "predict", help="apply a fine-tuned run to new inputs: a file, one text per line on stdin, or task flags"
+    )
     add_dataclass_arguments(predict, PredictConfig)
     seen: set[str] = set(PredictConfig.__dataclass_fields__)
     for task in all_tasks():
@@ -62,7 +66,9 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
         raise PrefineError("pass --data FILE with labelled examples to score the run on")
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
     if not hasattr(predictor, "evaluate_source"):
-        raise PrefineError(f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})")
+        raise PrefineError(
+            f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})"
+        )
     evaluation = predictor.evaluate_source(config.data, config.batch_size)
     # On stderr, beside the data notes: stdout stays the table and the JSON line of scores alone,
     # so the same data in two formats prints the same line.
@@ -104,9 +110,11 @@ def predict_from_args(args: argparse.Namespace) -> int:
     config = from_args(PredictConfig, args)
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
     if not hasattr(predictor, "predict_cli"):
-        raise PrefineError(f"{config.run} is a pre-training run; try it with prefine fill-mask {config.run} \"text with a [MASK]\"")
+        raise PrefineError(f'{config.run} is a pre-training run; try it with prefine fill-mask {config.run} "text with a [MASK]"')
     task = predictor.task
-    reject_foreign_flags(args, task.predict_config, [other.predict_config for other in all_tasks() if other.predict_config], f"a {task.name} run")
+    reject_foreign_flags(
+        args, task.predict_config, [other.predict_config for other in all_tasks() if other.predict_config], f"a {task.name} run"
+    )
     options = from_args(task.predict_config, args) if task.predict_config else None
     if config.output == "-":
         predictor.predict_cli(config.data, options, sys.stdout, config.format, config.batch_size)

@@ -56,7 +56,9 @@ class PretrainRunConfig:
     out: str = option("", "run folder to create (e.g. runs/ko-mini)")
     resume: str = option("", "continue the run in this folder exactly where it stopped")
     preset: str = option("mini", "model size: tiny, mini, small, medium, base or large")
-    init: str = option("", "start from these weights instead of random ones (continued pre-training): a prefine run or a Hugging Face BERT folder/name")
+    init: str = option(
+        "", "start from these weights instead of random ones (continued pre-training): a prefine run or a Hugging Face BERT folder/name"
+    )
     tokenizer: str = option("", "reuse the tokenizer in this folder instead of training one on the corpus")
     cache_dir: str = option("", "where tokenized corpora are cached (default: $PREFINE_CACHE or ~/.cache/prefine)")
     registry: str = option("", "run registry database (default: registry.sqlite beside the run folder, or $PREFINE_REGISTRY)")
@@ -81,7 +83,14 @@ class PretrainRunConfig:
 # Five checkpoints are kept so `prefine compare --checkpoints all` can draw accuracy against
 # pre-training time.
 PRETRAIN_TRAINING_DEFAULTS = TrainingConfig(
-    max_steps=10_000, batch_size=32, learning_rate=1e-3, warmup_ratio=0.06, eval_every=500, save_every=1000, keep_last=5, log_every=10,
+    max_steps=10_000,
+    batch_size=32,
+    learning_rate=1e-3,
+    warmup_ratio=0.06,
+    eval_every=500,
+    save_every=1000,
+    keep_last=5,
+    log_every=10,
     eval_at_start=True,
 )
 # ELECTRA's discriminator learns from a weak, noisy signal early on (which of ~13% of tokens a
@@ -133,7 +142,12 @@ def add_command(subparsers) -> None:
     add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
     add_dataclass_arguments(parser.add_argument_group("tokenizer (when training one)"), TokenizerConfig, defaults=TOKENIZER_DEFAULTS)
     add_dataclass_arguments(
-        parser.add_argument_group("model (each flag overrides the preset's value; pre-training runs without dropout unless these say otherwise)"), BertConfig, skip=MODEL_FIELDS_NOT_OVERRIDABLE, show_defaults=False
+        parser.add_argument_group(
+            "model (each flag overrides the preset's value; pre-training runs without dropout unless these say otherwise)"
+        ),
+        BertConfig,
+        skip=MODEL_FIELDS_NOT_OVERRIDABLE,
+        show_defaults=False,
     )
     add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig, defaults=PRETRAIN_DATA_DEFAULTS)
     add_dataclass_arguments(parser.add_argument_group("ELECTRA (with --objective electra)"), ElectraObjectiveConfig)
@@ -171,7 +185,9 @@ def new_model_settings(overrides: dict, data: PretrainingDataConfig) -> dict:
     if data.objective != "electra":
         return {**PRETRAIN_MODEL_DEFAULTS, **overrides}
     if overrides.get("tie_word_embeddings") is False:
-        raise PrefineError("--no-tie-word-embeddings does not apply to --objective electra: its generator scores the vocabulary with the shared embedding table; drop the flag")
+        raise PrefineError(
+            "--no-tie-word-embeddings does not apply to --objective electra: its generator scores the vocabulary with the shared embedding table; drop the flag"
+        )
     return {**PRETRAIN_MODEL_DEFAULTS, "tie_word_embeddings": True, **overrides}
 
 
@@ -188,7 +204,9 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     if run.init and run.mimetic_init:
         raise PrefineError(f"--mimetic-init sets a new model's starting weights; --init {run.init} brings its own, so drop one of them")
     data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
-    training = with_time_budget(from_args(TrainingConfig, args, base=pretraining_defaults(data.objective)), explicit_steps=args.max_steps is not None)
+    training = with_time_budget(
+        from_args(TrainingConfig, args, base=pretraining_defaults(data.objective)), explicit_steps=args.max_steps is not None
+    )
     corpus = from_args(CorpusConfig, args)
     check_new_run(run, corpus)
     return PretrainSetup(
@@ -254,7 +272,15 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         ("data", PretrainingDataConfig, frozenset()),
         ("training", TrainingConfig, RESUMABLE_OVERRIDES),
     ):
-        check_resume_overrides(saved[group], explicit_overrides(args, cls, ), allowed, f"the {group}")
+        check_resume_overrides(
+            saved[group],
+            explicit_overrides(
+                args,
+                cls,
+            ),
+            allowed,
+            f"the {group}",
+        )
     check_resume_overrides(saved["model"], _model_overrides(args), frozenset(), "the model")
     saved_electra = saved.get("electra") or {}
     check_resume_overrides(saved_electra, explicit_overrides(args, ElectraObjectiveConfig), frozenset(), "the ELECTRA objective")
@@ -265,7 +291,9 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
     if args.max_time is not None:
         # A new --max-time on resume replaces the budget; without --max-steps it is the only limit.
         training = with_time_budget(training, explicit_steps=args.max_steps is not None)
-    saved_run = dataclasses.replace(saved_run, resume=str(run_dir), out=str(run_dir), **{k: v for k, v in requested_run.items() if k != "out"})
+    saved_run = dataclasses.replace(
+        saved_run, resume=str(run_dir), out=str(run_dir), **{k: v for k, v in requested_run.items() if k != "out"}
+    )
     return PretrainSetup(
         run=saved_run,
         corpus=from_dict(CorpusConfig, saved["corpus"], "corpus"),
@@ -352,7 +380,9 @@ def _build_model(
     shape = {"vocab_size": vocab_size, "max_position_embeddings": max(512, setup.data.max_seq_length), **setup.model_overrides}
     config = preset_config(setup.run.preset, **shape)
     if setup.data.max_seq_length > config.max_position_embeddings:
-        raise PrefineError(f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; raise the latter")
+        raise PrefineError(
+            f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; raise the latter"
+        )
     return _new_model(setup, config, saved_generator), config
 
 
@@ -473,7 +503,11 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
             f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
             f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
             f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
-            + (f", growing from {micro_batch} over the first {setup.training.batch_ramp:.0%} of the budget" if setup.training.batch_ramp > 0 else "")
+            + (
+                f", growing from {micro_batch} over the first {setup.training.batch_ramp:.0%} of the budget"
+                if setup.training.batch_ramp > 0
+                else ""
+            )
         )
     if is_electra:
         task = ElectraPretrainingTask(train_batches, eval_batches, context.device, setup.electra)
@@ -495,7 +529,9 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         if registry is not None
         else contextlib.nullcontext(RunHandle(record=None))  # only rank 0 records the run
     ) as handle:
-        result = train(model, task, setup.training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat)
+        result = train(
+            model, task, setup.training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat
+        )
         key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None
         handle.set_metrics(result.last_eval, key)
     if context.is_main:

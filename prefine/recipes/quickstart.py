@@ -43,7 +43,8 @@ class QuickstartConfig:
     pretrain_steps: int = option(0, "also stop pre-training after this many steps (0: the time budget alone)")
     finetune_steps: int = option(300, "fine-tuning steps per model (pre-trained and from scratch)")
     finetune_time: str = option(
-        "15s", "wall-clock cap per fine-tune, '' for none: 2 starts x 2 data sizes x --seeds fine-tunes must fit the 10 minutes on a slow "
+        "15s",
+        "wall-clock cap per fine-tune, '' for none: 2 starts x 2 data sizes x --seeds fine-tunes must fit the 10 minutes on a slow "
         "2-core machine too; where --finetune-steps take longer, the schedule anneals by this deadline instead",
     )
     preset: str = option("tiny", "model size to pre-train")
@@ -53,7 +54,8 @@ class QuickstartConfig:
     num_threads: int = option(0, "CPU threads (0: PyTorch's default)")
     progress: bool = option(True, "show progress bars")
     extra_tasks: str = option(
-        "", "also compare pre-trained vs random weights on the built-in entity task (ner: entity F1) and/or docstring-summary "
+        "",
+        "also compare pre-trained vs random weights on the built-in entity task (ner: entity F1) and/or docstring-summary "
         "task (generation: ROUGE-L and example outputs), e.g. ner,generation; each adds one to a few minutes on a 2-core CPU, "
         "beyond the 10 minutes of the default run",
     )
@@ -66,7 +68,9 @@ class QuickstartConfig:
             raise PrefineError("give the quickstart a pre-training budget: --pretrain-time (e.g. 5m) or --pretrain-steps N")
         unknown = sorted(set(self.extra_task_list()) - set(EXTRA_TASKS))
         if unknown:
-            raise PrefineError(f"--extra-tasks {', '.join(unknown)} is not a built-in task comparison; choose from {', '.join(EXTRA_TASKS)}")
+            raise PrefineError(
+                f"--extra-tasks {', '.join(unknown)} is not a built-in task comparison; choose from {', '.join(EXTRA_TASKS)}"
+            )
 
     def extra_task_list(self) -> list[str]:
         return [name.strip() for name in self.extra_tasks.split(",") if name.strip()]
@@ -117,6 +121,7 @@ def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float
 
     "helped" or "hurt" only where the interval excludes zero; elsewhere "no clear difference".
     """
+
     def gain_text(row: dict) -> str:
         interval = "" if row["gain_low"] is None else f", 95% interval {row['gain_low'] * 100:+.1f} to {row['gain_high'] * 100:+.1f}"
         return f"{row['gain'] * 100:+.1f} accuracy points with {row['examples']} examples{interval}"
@@ -125,13 +130,22 @@ def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float
     for row in rows:
         by_verdict.setdefault(row["verdict"], []).append(row)
     parts = []
-    for verdict, phrase in (("helped", "helped"), ("hurt", "hurt"), ("no clear difference", "made no clear difference"), ("one seed: no interval", "was measured with one seed (no interval)")):
+    for verdict, phrase in (
+        ("helped", "helped"),
+        ("hurt", "hurt"),
+        ("no clear difference", "made no clear difference"),
+        ("one seed: no interval", "was measured with one seed (no interval)"),
+    ):
         if verdict in by_verdict:
             parts.append(f"{phrase} with {_example_counts(by_verdict[verdict])} labelled examples")
     gains = "; ".join(gain_text(row) for row in rows)
     seeds = len(rows[0]["seeds"]) if rows else 0
-    advice = "" if set(by_verdict) == {"helped"} else (
-        " Pre-train longer (--pretrain-time, or prefine pretrain --max-time on your own corpus) or add seeds, and compare again with prefine compare."
+    advice = (
+        ""
+        if set(by_verdict) == {"helped"}
+        else (
+            " Pre-train longer (--pretrain-time, or prefine pretrain --max-time on your own corpus) or add seeds, and compare again with prefine compare."
+        )
     )
     return (
         f"After {pretraining} (held-out MLM accuracy {mlm_accuracy:.1%}), over {seeds} fine-tuning seeds the pre-trained start "
@@ -156,16 +170,27 @@ def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: Quickstart
                 handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
     labels = sorted({label for _, label in train_rows})
     majority = max(sum(1 for _, label in test_rows if label == name) for name in labels) / len(test_rows)
-    print(f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
-          f"(pre-training never read a test docstring, a near-copy of one, or one of its sentences); majority-class accuracy {majority:.1%}")
+    print(
+        f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
+        f"(pre-training never read a test docstring, a near-copy of one, or one of its sentences); majority-class accuracy {majority:.1%}"
+    )
     # --test, not --eval: the test docstrings only report; a dev split of the training docstrings chooses checkpoints.
     run = FinetuneRunConfig(
-        init=str(pretrain_dir), train=str(task_dir / "train.jsonl"), test=str(task_dir / "test.jsonl"),
-        out=str(out / "finetune"), registry=str(out / "registry.sqlite"),
+        init=str(pretrain_dir),
+        train=str(task_dir / "train.jsonl"),
+        test=str(task_dir / "test.jsonl"),
+        out=str(out / "finetune"),
+        registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=quickstart.finetune_steps, max_time=quickstart.finetune_time, batch_size=32,
-        seed=quickstart.seed, num_threads=quickstart.num_threads, progress=quickstart.progress, eval_at_epoch_end=False,
+        FINETUNE_TRAINING_DEFAULTS,
+        max_steps=quickstart.finetune_steps,
+        max_time=quickstart.finetune_time,
+        batch_size=32,
+        seed=quickstart.seed,
+        num_threads=quickstart.num_threads,
+        progress=quickstart.progress,
+        eval_at_epoch_end=False,
         eval_every=max(quickstart.finetune_steps // 3, 1),
     )
     data = ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label")
@@ -183,14 +208,22 @@ def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartC
             pretrain_dir, out, steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress, seeds=config.seeds
         )
         row = rows[0]
-        interval = "" if row["gain_low"] is None else f", 95% interval {100 * row['gain_low']:+.1f} to {100 * row['gain_high']:+.1f}: {row['verdict']}"
-        print(f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points{interval})")
+        interval = (
+            ""
+            if row["gain_low"] is None
+            else f", 95% interval {100 * row['gain_low']:+.1f} to {100 * row['gain_high']:+.1f}: {row['verdict']}"
+        )
+        print(
+            f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points{interval})"
+        )
         return rows
     else:
         from prefine.recipes.quickstart_generation import run_generation_comparison
 
         print("\n== extra: write a docstring's one-line summary (text generation)")
-        return run_generation_comparison(pretrain_dir, out, finetune_steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress)
+        return run_generation_comparison(
+            pretrain_dir, out, finetune_steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress
+        )
 
 
 RESULTS_FILE = "results.json"
@@ -217,7 +250,13 @@ def run_quickstart(config: QuickstartConfig) -> int:
     # prefine pretrain's own defaults, with a time budget: what a user who changes nothing gets.
     data = dataclasses.replace(PRETRAIN_DATA_DEFAULTS, max_seq_length=128)
     setup = PretrainSetup(
-        run=PretrainRunConfig(out=str(pretrain_dir), preset=config.preset, cache_dir=str(out / "cache"), registry=str(out / "registry.sqlite"), name="quickstart-pretrain"),
+        run=PretrainRunConfig(
+            out=str(pretrain_dir),
+            preset=config.preset,
+            cache_dir=str(out / "cache"),
+            registry=str(out / "registry.sqlite"),
+            name="quickstart-pretrain",
+        ),
         corpus=CorpusConfig(paths=[str(corpus_file)], format="lines"),
         tokenizer=TokenizerConfig(vocab_size=config.vocab_size),
         data=data,

@@ -31,11 +31,19 @@ def run_generation_comparison(pretrain_dir: Path, out: Path, finetune_steps: int
     train_path, test_path = write_builtin_generation_task(task_dir, MAX_TRAIN_PAIRS, MAX_TEST_PAIRS)
     train_count = sum(1 for _ in open(train_path, encoding="utf-8"))
     test_count = sum(1 for _ in open(test_path, encoding="utf-8"))
-    print(f"{train_count} training / {test_count} test docstrings (test modules unseen in fine-tuning, test docstrings unseen in pre-training)")
+    print(
+        f"{train_count} training / {test_count} test docstrings (test modules unseen in fine-tuning, test docstrings unseen in pre-training)"
+    )
     data = GenerationDataConfig(source_column="document", target_column="summary", max_source_length=128, max_target_length=32)
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=finetune_steps, batch_size=32, seed=seed, num_threads=num_threads, progress=progress,
-        eval_at_epoch_end=False, eval_every=finetune_steps,
+        FINETUNE_TRAINING_DEFAULTS,
+        max_steps=finetune_steps,
+        batch_size=32,
+        seed=seed,
+        num_threads=num_threads,
+        progress=progress,
+        eval_at_epoch_end=False,
+        eval_every=finetune_steps,
     )
     task = get_task("generation")
     scores: dict = {}
@@ -43,15 +51,22 @@ def run_generation_comparison(pretrain_dir: Path, out: Path, finetune_steps: int
         run_dir = out / f"generation-{start}"
         shutil.rmtree(run_dir, ignore_errors=True)
         run = FinetuneRunConfig(
-            task="generation", init=str(pretrain_dir), train=str(train_path), eval=str(test_path), out=str(run_dir),
-            registry=str(out / "registry.sqlite"), from_scratch=start == "scratch",
+            task="generation",
+            init=str(pretrain_dir),
+            train=str(train_path),
+            eval=str(test_path),
+            out=str(run_dir),
+            registry=str(out / "registry.sqlite"),
+            from_scratch=start == "scratch",
         )
         print(f"\n== generation, {start}")
         outcome = run_finetune(task, run, data, training, explicit_steps=True)
         scores[start] = outcome.metrics["rougeL"]
         scores[f"{start}_predictions"] = json.loads((run_dir / "predictions.json").read_text(encoding="utf-8"))
-    print(f"\nROUGE-L on held-out docstrings: pre-trained {scores['pretrained']:.1f}, from scratch {scores['scratch']:.1f} "
-          f"({scores['pretrained'] - scores['scratch']:+.1f})")
+    print(
+        f"\nROUGE-L on held-out docstrings: pre-trained {scores['pretrained']:.1f}, from scratch {scores['scratch']:.1f} "
+        f"({scores['pretrained'] - scores['scratch']:+.1f})"
+    )
     examples = []
     for pretrained, scratch in list(zip(scores["pretrained_predictions"], scores["scratch_predictions"]))[:EXAMPLES_SHOWN]:
         examples.append({"reference": pretrained["reference"], "pretrained": pretrained["generated"], "scratch": scratch["generated"]})

@@ -50,7 +50,12 @@ class ServeConfig:
             raise PrefineError("name at least one run to serve, e.g. prefine serve runs/ko-sentiment")
         if not 0 <= self.port <= 65535:
             raise PrefineError(f"--port {self.port} must be between 0 and 65535")
-        for flag, value in (("--max-batch-size", self.max_batch_size), ("--max-queue", self.max_queue), ("--max-inputs", self.max_inputs), ("--max-chars", self.max_chars)):
+        for flag, value in (
+            ("--max-batch-size", self.max_batch_size),
+            ("--max-queue", self.max_queue),
+            ("--max-inputs", self.max_inputs),
+            ("--max-chars", self.max_chars),
+        ):
             if value < 1:
                 raise PrefineError(f"{flag} {value} must be at least 1")
         if self.max_wait_ms < 0:
@@ -194,5 +199,9 @@ class _GracefulServer:
         if self.server.should_exit:
             self.server.force_exit = True
             return
-        print(f"prefine serve: {signal.Signals(signum).name}: no new connections; finishing the requests in flight", file=sys.stderr, flush=True)
+        print(
+            f"prefine serve: {signal.Signals(signum).name}: no new connections; finishing the requests in flight",
+            file=sys.stderr,
+            flush=True,
+        )
         self.server.should_exit = True

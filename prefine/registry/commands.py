@@ -299,6 +299,7 @@ def _indent(text: str, prefix: str = "  ") -> str:
 
 def format_comparison(run_a: RunRecord, run_b: RunRecord) -> str:
     """Side by side: config keys that differ, data that differs, then every metric of either run."""
+
     def side_by_side(flat_a: dict, flat_b: dict, only_differences: bool) -> list[list[str]]:
         rows = []
         for key in sorted(flat_a.keys() | flat_b.keys()):
@@ -342,7 +343,7 @@ def format_descendants(tree: list[tuple[RunRecord, int]]) -> str:
         # A run is the last of its siblings when no later run at its depth appears before the
         # walk climbs back above it.
         is_last = True
-        for later_depth in depths[index + 1:]:
+        for later_depth in depths[index + 1 :]:
             if later_depth <= depth:
                 is_last = later_depth < depth
                 break

@@ -45,10 +45,7 @@ def metric_curve(run: RunRecord, metric: str) -> tuple[list[float], list[float]]
             values.append(record[metric])
     if not steps:
         available = sorted({key for record in records for key in record if key != "step"})
-        raise PrefineError(
-            f"run {run.name} has no metric {metric!r} in its {METRICS_FILENAME}; "
-            f"it has: {', '.join(available) or 'none'}"
-        )
+        raise PrefineError(f"run {run.name} has no metric {metric!r} in its {METRICS_FILENAME}; it has: {', '.join(available) or 'none'}")
     return steps, values
 
 

@@ -88,10 +88,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 RUN_COLUMNS = (
-    "id", "name", "kind", "parent_id", "status", "started_at", "finished_at", "config_json",
-    "data_fingerprints_json", "tokenizer_hash", "metrics_json", "key_metric_name",
-    "key_metric_value", "artifact_path", "prefine_version", "torch_version", "error",
-    "host", "pid", "process_started", "heartbeat_at", "last_step", "last_checkpoint",
+    "id",
+    "name",
+    "kind",
+    "parent_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "config_json",
+    "data_fingerprints_json",
+    "tokenizer_hash",
+    "metrics_json",
+    "key_metric_name",
+    "key_metric_value",
+    "artifact_path",
+    "prefine_version",
+    "torch_version",
+    "error",
+    "host",
+    "pid",
+    "process_started",
+    "heartbeat_at",
+    "last_step",
+    "last_checkpoint",
 )
 _SELECT_COLUMNS = ", ".join(f"r.{column}" for column in RUN_COLUMNS)
 # Ids are zero-padded inside lineage paths so that sorting the path strings sorts siblings by id
@@ -358,8 +377,7 @@ class RunRegistry:
     def _check_not_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise PrefineError(
-                f"registry {self.path} was written by a newer prefine (schema {version} > {SCHEMA_VERSION}); "
-                "upgrade prefine"
+                f"registry {self.path} was written by a newer prefine (schema {version} > {SCHEMA_VERSION}); upgrade prefine"
             )
 
     def _migrate(self) -> None:
@@ -405,9 +423,18 @@ class RunRegistry:
                 VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 (
-                    unique_name, kind, parent_id, utc_now(), _to_json(config), _to_json(data_fingerprints),
-                    tokenizer_hash, artifact, _package_version("prefine"), _package_version("torch"),
-                    *_this_process(), utc_now(),
+                    unique_name,
+                    kind,
+                    parent_id,
+                    utc_now(),
+                    _to_json(config),
+                    _to_json(data_fingerprints),
+                    tokenizer_hash,
+                    artifact,
+                    _package_version("prefine"),
+                    _package_version("torch"),
+                    *_this_process(),
+                    utc_now(),
                 ),
             )
             run_id = cursor.lastrowid
@@ -441,8 +468,7 @@ class RunRegistry:
                                 key_metric_value = ?, error = ?
                 WHERE id = ?
                 """,
-                (status, utc_now(), _to_json(metrics), key_name,
-                 None if key_value is None else float(key_value), error, run_id),
+                (status, utc_now(), _to_json(metrics), key_name, None if key_value is None else float(key_value), error, run_id),
             )
             if cursor.rowcount == 0:
                 raise PrefineError(f"no run with id {run_id} in registry {self.path}; `prefine runs` lists them")
@@ -508,13 +534,13 @@ class RunRegistry:
         rows = self.connection.execute(
             f"""
             WITH RECURSIVE lineage(id, parent_id, depth, path) AS (
-                SELECT id, parent_id, 0, '/' || {_PATH_ID.format('id')} || '/' FROM runs WHERE id = :start
+                SELECT id, parent_id, 0, '/' || {_PATH_ID.format("id")} || '/' FROM runs WHERE id = :start
                 UNION ALL
                 SELECT parent.id, parent.parent_id, lineage.depth + 1,
-                       lineage.path || {_PATH_ID.format('parent.id')} || '/'
+                       lineage.path || {_PATH_ID.format("parent.id")} || '/'
                 FROM runs parent JOIN lineage ON parent.id = lineage.parent_id
                 WHERE lineage.depth < :max_depth
-                  AND instr(lineage.path, '/' || {_PATH_ID.format('parent.id')} || '/') = 0
+                  AND instr(lineage.path, '/' || {_PATH_ID.format("parent.id")} || '/') = 0
             )
             SELECT {_SELECT_COLUMNS} FROM lineage JOIN runs r ON r.id = lineage.id ORDER BY lineage.depth
             """,
@@ -528,12 +554,12 @@ class RunRegistry:
         rows = self.connection.execute(
             f"""
             WITH RECURSIVE tree(id, depth, path) AS (
-                SELECT id, 0, '/' || {_PATH_ID.format('id')} || '/' FROM runs WHERE id = :start
+                SELECT id, 0, '/' || {_PATH_ID.format("id")} || '/' FROM runs WHERE id = :start
                 UNION ALL
-                SELECT child.id, tree.depth + 1, tree.path || {_PATH_ID.format('child.id')} || '/'
+                SELECT child.id, tree.depth + 1, tree.path || {_PATH_ID.format("child.id")} || '/'
                 FROM runs child JOIN tree ON child.parent_id = tree.id
                 WHERE tree.depth < :max_depth
-                  AND instr(tree.path, '/' || {_PATH_ID.format('child.id')} || '/') = 0
+                  AND instr(tree.path, '/' || {_PATH_ID.format("child.id")} || '/') = 0
             )
             SELECT {_SELECT_COLUMNS}, tree.depth AS depth FROM tree JOIN runs r ON r.id = tree.id ORDER BY tree.path
             """,

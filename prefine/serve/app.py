@@ -81,9 +81,10 @@ class ServeLimits:
 class PredictRequest(BaseModel):
     model: str | None = Field(None, description="served model name (see /v1/models); may be left out when one model is served")
     inputs: list[str | dict[str, Any]] = Field(
-        ..., description='the model\'s inputs: {"text": ...}, {"text": ..., "text_pair": ...}, {"question": ..., "context": ...}, or a string for {"text": ...}'
+        ...,
+        description='the model\'s inputs: {"text": ...}, {"text": ..., "text_pair": ...}, {"question": ..., "context": ...}, or a string for {"text": ...}',
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="options of the model's predictor, e.g. {\"top_k\": 3} for fill-mask")
+    options: dict[str, Any] = Field(default_factory=dict, description='options of the model\'s predictor, e.g. {"top_k": 3} for fill-mask')
 
 
 class ApiError(Exception):
@@ -105,7 +106,9 @@ async def _read_body(request: Request) -> bytes:
     try:
         return await request.body()
     except ClientDisconnect:
-        raise ApiError(413, "body_too_large", "the request body was cut off (too large, or the client went away)", "max_body_bytes") from None
+        raise ApiError(
+            413, "body_too_large", "the request body was cut off (too large, or the client went away)", "max_body_bytes"
+        ) from None
 
 
 class RequestGuard:
@@ -122,11 +125,18 @@ class RequestGuard:
         path = scope["path"]
         headers = dict(scope["headers"])
         if self.api_key and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES) and not self._authorized(headers):
-            error = ApiError(401, "unauthorized", "this server needs its API key: send the header 'Authorization: Bearer KEY' (or 'X-API-Key: KEY')")
+            error = ApiError(
+                401, "unauthorized", "this server needs its API key: send the header 'Authorization: Bearer KEY' (or 'X-API-Key: KEY')"
+            )
             return await error.response()(scope, receive, send)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            error = ApiError(413, "body_too_large", f"the request body has {int(length)} bytes, more than this server's {self.max_body_bytes}", "max_body_bytes")
+            error = ApiError(
+                413,
+                "body_too_large",
+                f"the request body has {int(length)} bytes, more than this server's {self.max_body_bytes}",
+                "max_body_bytes",
+            )
             return await error.response()(scope, receive, send)
         # A body without a length (chunked) is counted as it arrives: past the limit the client gets
         # the 413 at once and the app sees a disconnect, so it never holds more than the limit.
@@ -140,7 +150,9 @@ class RequestGuard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     refused = True
-                    error = ApiError(413, "body_too_large", f"the request body has more than this server's {self.max_body_bytes} bytes", "max_body_bytes")
+                    error = ApiError(
+                        413, "body_too_large", f"the request body has more than this server's {self.max_body_bytes} bytes", "max_body_bytes"
+                    )
                     await error.response()(scope, receive, send)
                     return {"type": "http.disconnect"}
             return message
@@ -159,11 +171,13 @@ class RequestGuard:
         return hmac.compare_digest(given, self.api_key)
 
 
-def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = "", registry_path: Path | None = None, device: Any = "cpu") -> FastAPI:
+def create_app(
+    models: list[ServedModel], limits: ServeLimits, api_key: str = "", registry_path: Path | None = None, device: Any = "cpu"
+) -> FastAPI:
     """The server for already-loaded `models`; batchers start and stop with the app's lifespan."""
-    from prefine.training import autocast_context
-
     import torch
+
+    from prefine.training import autocast_context
 
     metrics = ServerMetrics()
     by_name = {model.name: model for model in models}
@@ -182,7 +196,9 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefine-inference")
         for model in models:
-            batcher = DynamicBatcher(model.name, predict_function(model), executor, metrics, limits.max_batch_size, limits.max_wait_ms / 1000, limits.max_queue)
+            batcher = DynamicBatcher(
+                model.name, predict_function(model), executor, metrics, limits.max_batch_size, limits.max_wait_ms / 1000, limits.max_queue
+            )
             batcher.start()
             batchers[model.name] = batcher
         state["ready"], state["executor"] = True, executor
@@ -273,16 +289,23 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
                 outputs = await batchers[model.name].submit(records, body.options)
             except QueueFull:
                 raise ApiError(
-                    503, "queue_full", f"model {model.name} has {limits.max_queue} requests waiting (--max-queue); retry shortly", "max_queue",
+                    503,
+                    "queue_full",
+                    f"model {model.name} has {limits.max_queue} requests waiting (--max-queue); retry shortly",
+                    "max_queue",
                     {"Retry-After": str(limits.retry_after_seconds)},
                 ) from None
             except ServerClosing:
-                raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": str(limits.retry_after_seconds)}) from None
+                raise ApiError(
+                    503, "shutting_down", "the server is shutting down", headers={"Retry-After": str(limits.retry_after_seconds)}
+                ) from None
             except PrefineError as error:
                 raise ApiError(422, "invalid_input", str(error)) from None
             except Exception as error:
                 logger.exception("prediction failed for model %s", model.name)
-                raise ApiError(500, "internal_error", f"the model failed on this request ({type(error).__name__}); see the server log") from None
+                raise ApiError(
+                    500, "internal_error", f"the model failed on this request ({type(error).__name__}); see the server log"
+                ) from None
         except ApiError as error:
             metrics.requests.inc(label, str(error.status))
             metrics.errors.inc(label, error.code)
@@ -307,13 +330,17 @@ def create_app(models: list[ServedModel], limits: ServeLimits, api_key: str = ""
             label = model.name
             records = _checked_inputs(body.inputs, limits)
             if not model.streams:
-                raise ApiError(422, "streaming_unsupported", f"model {model.name} ({model.task}) does not stream its outputs; use /v1/predict")
+                raise ApiError(
+                    422, "streaming_unsupported", f"model {model.name} ({model.task}) does not stream its outputs; use /v1/predict"
+                )
             try:
                 model.check_options(body.options)
             except PrefineError as error:
                 raise ApiError(422, "invalid_option", str(error)) from None
             if not state["ready"]:
-                raise ApiError(503, "shutting_down", "the server is not accepting requests", headers={"Retry-After": str(limits.retry_after_seconds)})
+                raise ApiError(
+                    503, "shutting_down", "the server is not accepting requests", headers={"Retry-After": str(limits.retry_after_seconds)}
+                )
         except ApiError as error:
             metrics.requests.inc(label, str(error.status))
             metrics.errors.inc(label, error.code)
@@ -354,7 +381,12 @@ async def _stream_lines(model: ServedModel, records: list[dict[str, Any]], optio
             return
         except Exception as error:
             logger.exception("streaming failed for model %s", model.name)
-            yield json.dumps({"error": f"the model failed on this request ({type(error).__name__}); see the server log", "code": "internal_error"}) + "\n"
+            yield (
+                json.dumps(
+                    {"error": f"the model failed on this request ({type(error).__name__}); see the server log", "code": "internal_error"}
+                )
+                + "\n"
+            )
             return
         if event is finished:
             return
@@ -371,7 +403,9 @@ def _parse_predict_request(raw: bytes) -> PredictRequest:
     try:
         payload = json.loads(raw)
     except ValueError:  # includes bytes that are not UTF-8
-        raise ApiError(400, "invalid_json", 'the request body is not valid JSON; send an object such as {"model": ..., "inputs": [...]}') from None
+        raise ApiError(
+            400, "invalid_json", 'the request body is not valid JSON; send an object such as {"model": ..., "inputs": [...]}'
+        ) from None
     try:
         return PredictRequest.model_validate(payload)
     except ValidationError as error:
@@ -382,7 +416,7 @@ def _pick_model(name: str | None, by_name: dict[str, ServedModel]) -> ServedMode
     if name is None:
         if len(by_name) == 1:
             return next(iter(by_name.values()))
-        raise ApiError(422, "model_required", f"several models are served; name one in \"model\": {', '.join(by_name)}")
+        raise ApiError(422, "model_required", f'several models are served; name one in "model": {", ".join(by_name)}')
     if name not in by_name:
         raise ApiError(404, "unknown_model", f"no model named {name!r} is served; served: {', '.join(by_name)} (GET /v1/models)")
     return by_name[name]
@@ -393,14 +427,22 @@ def _checked_inputs(inputs: list[str | dict[str, Any]], limits: ServeLimits) -> 
     if not inputs:
         raise ApiError(422, "invalid_request", "inputs is empty; send at least one input")
     if len(inputs) > limits.max_inputs:
-        raise ApiError(413, "too_many_inputs", f"{len(inputs)} inputs in one request, more than this server's {limits.max_inputs} (--max-inputs); split the request", "max_inputs")
+        raise ApiError(
+            413,
+            "too_many_inputs",
+            f"{len(inputs)} inputs in one request, more than this server's {limits.max_inputs} (--max-inputs); split the request",
+            "max_inputs",
+        )
     records = []
     for index, item in enumerate(inputs, start=1):
         record = {"text": item} if isinstance(item, str) else item
         for key, value in record.items():
             if isinstance(value, str) and len(value) > limits.max_chars:
                 raise ApiError(
-                    413, "text_too_long", f"input {index}: {key} has {len(value)} characters, more than this server's {limits.max_chars} (--max-chars)", "max_chars"
+                    413,
+                    "text_too_long",
+                    f"input {index}: {key} has {len(value)} characters, more than this server's {limits.max_chars} (--max-chars)",
+                    "max_chars",
                 )
         records.append(record)
     return records

@@ -65,7 +65,9 @@ class Counter(_Metric):
         return self.values.get(labels, 0.0)
 
     def render(self) -> list[str]:
-        return self.header() + [f"{self.name}{_format_labels(self.label_names, key)} {_format_number(value)}" for key, value in sorted(self.values.items())]
+        return self.header() + [
+            f"{self.name}{_format_labels(self.label_names, key)} {_format_number(value)}" for key, value in sorted(self.values.items())
+        ]
 
 
 class Gauge(Counter):
@@ -112,12 +114,16 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter("prefine_requests_total", "Prediction requests answered, by model and HTTP status code.", ("model", "code"))
-        self.errors = Counter("prefine_request_errors_total", "Prediction requests that did not succeed, by model and reason.", ("model", "reason"))
+        self.errors = Counter(
+            "prefine_request_errors_total", "Prediction requests that did not succeed, by model and reason.", ("model", "reason")
+        )
         self.examples = Counter("prefine_examples_total", "Inputs predicted, by model.", ("model",))
         self.latency = Histogram(
             "prefine_request_duration_seconds", "Time from a prediction request's arrival to its answer.", LATENCY_BUCKETS, ("model",)
         )
-        self.batch_size = Histogram("prefine_batch_size", "Inputs per forward pass (after dynamic batching).", BATCH_SIZE_BUCKETS, ("model",))
+        self.batch_size = Histogram(
+            "prefine_batch_size", "Inputs per forward pass (after dynamic batching).", BATCH_SIZE_BUCKETS, ("model",)
+        )
         self.queue_depth = Gauge("prefine_queue_depth", "Requests waiting for a forward pass, by model.", ("model",))
         self.in_flight = Gauge("prefine_requests_in_flight", "Requests being predicted right now, by model.", ("model",))
 

@@ -28,9 +28,7 @@ LENGTH_GROUP_BATCHES = 50
 def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> np.ndarray:
     """Sort `order` by length within chunks of LENGTH_GROUP_BATCHES batches, then shuffle whole batches."""
     chunk = batch_size * LENGTH_GROUP_BATCHES
-    grouped = np.concatenate(
-        [part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))]
-    )
+    grouped = np.concatenate([part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))])
     num_full = len(grouped) // batch_size
     full_batches = grouped[: num_full * batch_size].reshape(num_full, batch_size)
     if rng is not None and num_full:
@@ -88,7 +86,9 @@ class SeekableBatches:
 
     def batch_at(self, position: DataPosition, rank: int, world_size: int) -> tuple[dict[str, Any], DataPosition]:
         if self.batch_size % world_size:
-            raise PrefineError(f"a batch of {self.batch_size} {self.unit} cannot be split evenly over {world_size} processes; change --batch-size")
+            raise PrefineError(
+                f"a batch of {self.batch_size} {self.unit} cannot be split evenly over {world_size} processes; change --batch-size"
+            )
         epoch_size = self.items_per_epoch(world_size)
         epoch, offset = position.epoch, position.offset
         if offset >= epoch_size:

@@ -40,7 +40,17 @@ from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches, length_grouped
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, is_line_input, notice_once, read_text_lines, register_task, subsample_indices
+from prefine.tasks.interface import (
+    Evaluation,
+    FinetuneTask,
+    Predictor,
+    PreparedData,
+    is_line_input,
+    notice_once,
+    read_text_lines,
+    register_task,
+    subsample_indices,
+)
 from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask
@@ -64,16 +74,21 @@ ENCODE_CHUNK = 10_000  # texts per encode_batch call: big enough for Rust's para
 @dataclass
 class ClassificationDataConfig:
     text_column: str | None = option(None, "column holding the text (default: detected, e.g. sentence, text, review, sentence1, premise)")
-    text_pair_column: str | None = option(None, "column holding the second text of a pair task (default: the partner of a detected pair column, e.g. sentence2 or hypothesis)")
+    text_pair_column: str | None = option(
+        None, "column holding the second text of a pair task (default: the partner of a detected pair column, e.g. sentence2 or hypothesis)"
+    )
     label_column: str | None = option(None, "column holding the label (default: detected, e.g. label, class, sentiment, score)")
     max_seq_length: int = option(
-        128, "longest input in tokens, [CLS] and [SEP] included; classification truncates longer texts (the longer text of a pair first), "
-        "NER reads longer sentences in overlapping windows (--stride)"
+        128,
+        "longest input in tokens, [CLS] and [SEP] included; classification truncates longer texts (the longer text of a pair first), "
+        "NER reads longer sentences in overlapping windows (--stride)",
     )
     task_type: Literal["auto", "classification", "regression"] = option(
         "auto", "auto: regression when every training label is a number and some are not whole (3.8), classification otherwise"
     )
-    dataset_split: str = option("train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)")
+    dataset_split: str = option(
+        "train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)"
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 4:
@@ -117,7 +132,9 @@ def choose_columns(table: RecordTable, config: ClassificationDataConfig, need_la
         pair_first = [first for first, second in TEXT_PAIR_COLUMNS if _find([first], available) and _find([second], available)]
         text = _find(pair_first[:1] or TEXT_COLUMNS, available)
         if text is None:
-            raise PrefineError(f"cannot tell which column of {table.source} holds the text (columns: {listing}); choose one with --text-column")
+            raise PrefineError(
+                f"cannot tell which column of {table.source} holds the text (columns: {listing}); choose one with --text-column"
+            )
         detected.append(f"text '{text}'")
     if config.text_pair_column is not None:
         table.column(config.text_pair_column, "text pair column", "--text-pair-column")
@@ -133,11 +150,15 @@ def choose_columns(table: RecordTable, config: ClassificationDataConfig, need_la
     else:
         label = _find([name for name in LABEL_COLUMNS if name not in (text.lower(), (text_pair or "").lower())], available)
         if label is None and need_label:
-            raise PrefineError(f"cannot tell which column of {table.source} holds the label (columns: {listing}); choose one with --label-column")
+            raise PrefineError(
+                f"cannot tell which column of {table.source} holds the label (columns: {listing}); choose one with --label-column"
+            )
         if label is not None:
             detected.append(f"label '{label}'")
     if detected:
-        notice_once(f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)")
+        notice_once(
+            f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)"
+        )
     return ClassificationColumns(text, text_pair, label)
 
 
@@ -191,10 +212,14 @@ class LabelSet:
         if task_type == "regression" or (task_type == "auto" and all_numeric and any(not value.is_integer() for value in numbers.values())):
             if not all_numeric:
                 label = next(label for label in unique if numbers[label] is None)
-                raise PrefineError(f"{source} has the label '{label}' ({locate(labels.index(label))}), which is not a number; regression needs numeric labels (or use --task-type classification)")
+                raise PrefineError(
+                    f"{source} has the label '{label}' ({locate(labels.index(label))}), which is not a number; regression needs numeric labels (or use --task-type classification)"
+                )
             return cls([], is_regression=True)
         if len(unique) < 2:
-            raise PrefineError(f"{source} has a single label value ('{unique[0] if unique else ''}'); a classifier needs at least two classes in the training data")
+            raise PrefineError(
+                f"{source} has a single label value ('{unique[0] if unique else ''}'); a classifier needs at least two classes in the training data"
+            )
         names = sorted(unique, key=lambda label: (numbers[label], label)) if all_numeric else unique
         return cls(names)
 
@@ -205,7 +230,9 @@ class LabelSet:
             values = [_as_number(label) for label in labels]
             for index, value in enumerate(values):
                 if value is None:
-                    raise PrefineError(f"{source} has the label '{labels[index]}' ({locate(index)}), which is not a number; this is a regression task")
+                    raise PrefineError(
+                        f"{source} has the label '{labels[index]}' ({locate(index)}), which is not a number; this is a regression task"
+                    )
             return np.asarray(values, dtype=np.float32)
         label_to_id = {name: index for index, name in enumerate(self.names)}
         ids = [label_to_id.get(label, -1) for label in labels]
@@ -337,7 +364,9 @@ def encode_examples(
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         total = int(lengths.sum())
         id_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=total))
-        type_chunks.append(np.fromiter(itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8, count=total))
+        type_chunks.append(
+            np.fromiter(itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8, count=total)
+        )
         length_chunks.append(lengths)
     lengths = np.concatenate(length_chunks) if length_chunks else np.zeros(0, dtype=np.int64)
     return EncodedExamples(
@@ -398,7 +427,9 @@ def load_classification_data(
     train_examples = encode_examples(train.texts, train.text_pairs, tokenizer, config.max_seq_length, train_labels)
     at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
     if at_limit:
-        notice_once(f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated")
+        notice_once(
+            f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated"
+        )
     eval_examples = None
     if eval_path is not None:
         held_out = read_classification_inputs(eval_path, config, "validation", columns=train.columns)
@@ -544,8 +575,13 @@ class ClassificationTask(TrainsOnBatches):
     """
 
     metric_directions = {
-        "loss": "min", "accuracy": "max", "macro_f1": "max", "binary_f1": "max",
-        "mse": "min", "pearson": "max", "spearman": "max",
+        "loss": "min",
+        "accuracy": "max",
+        "macro_f1": "max",
+        "binary_f1": "max",
+        "mse": "min",
+        "pearson": "max",
+        "spearman": "max",
     }
 
     def __init__(
@@ -600,7 +636,9 @@ def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelS
 # The task on the fine-tuning interface
 
 
-def read_prediction_texts(source: str, config: ClassificationDataConfig, columns: ClassificationColumns, stdin: TextIO) -> tuple[list[str], list[str] | None]:
+def read_prediction_texts(
+    source: str, config: ClassificationDataConfig, columns: ClassificationColumns, stdin: TextIO
+) -> tuple[list[str], list[str] | None]:
     """Texts (and pairs) to label: stdin or a plain .txt file hold one text per line ('text<TAB>pair' for pair runs)."""
     if is_line_input(source):
         texts = read_text_lines(source, stdin)
@@ -692,7 +730,9 @@ class ClassificationFinetuneTask(FinetuneTask):
 
     def check_inputs(self, train: str, eval: str | None, data: ClassificationDataConfig) -> None:
         train_inputs = read_classification_inputs(train, data, data.dataset_split)
-        label_set = LabelSet.from_training_labels(train_inputs.raw_labels, data.task_type, train_inputs.table.source, train_inputs.table.where)  # type: ignore[arg-type]
+        label_set = LabelSet.from_training_labels(
+            train_inputs.raw_labels, data.task_type, train_inputs.table.source, train_inputs.table.where
+        )  # type: ignore[arg-type]
         if eval:
             held_out = read_classification_inputs(eval, data, "validation", columns=train_inputs.columns)
             label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
@@ -706,7 +746,9 @@ class ClassificationFinetuneTask(FinetuneTask):
         dev, stratified = stratified_dev_indices(labels, len(records), fraction, seed)
         return write_split(folder, records, dev, stratified)
 
-    def prepare(self, train: str, eval: str | None, data: ClassificationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
+    def prepare(
+        self, train: str, eval: str | None, data: ClassificationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int
+    ) -> PreparedData:
         train_examples, eval_examples, label_set, columns = load_classification_data(train, eval, data, tokenizer)
         train_examples = train_examples.subset(subsample_indices(len(train_examples), fraction, seed))
         names = "regression" if label_set.is_regression else ", ".join(label_set.names)
@@ -728,7 +770,9 @@ class ClassificationFinetuneTask(FinetuneTask):
         dropout = run.classifier_dropout if run is not None else head.get("classifier_dropout", 0.1)
         return BertForSequenceClassification(config, label_set.num_labels, classifier_dropout=dropout)
 
-    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+    def training_task(
+        self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
+    ) -> TrainingTask:
         data: PreparedClassification = prepared.payload
         batches = ClassificationBatches(data.train, micro_batch_size, pad_id, seed)
         return ClassificationTask(batches, data.eval, data.label_set, eval_batch_size, device)

@@ -25,7 +25,6 @@ The pieces, in the order a fine-tuning run uses them:
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -43,13 +42,21 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate
 from prefine.metrics.generation import format_generation_table, generation_metrics, require_bleu
-from prefine.model import BertConfig
-from prefine.model import IGNORE_LABEL
+from prefine.model import IGNORE_LABEL, BertConfig
 from prefine.model.encoder_decoder import BertEncoderDecoder
-from prefine.tasks.batching import SeekableBatches
-from prefine.tasks.batching import length_grouped
+from prefine.tasks.batching import SeekableBatches, length_grouped
 from prefine.tasks.classification import EncodedExamples, encode_examples, truncating_copy
-from prefine.tasks.interface import Evaluation, FinetuneTask, HFExport, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
+from prefine.tasks.interface import (
+    Evaluation,
+    FinetuneTask,
+    HFExport,
+    Predictor,
+    PreparedData,
+    is_line_input,
+    read_text_lines,
+    register_task,
+    subsample_indices,
+)
 from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.training.loop import TrainingTask, autocast_context
@@ -64,20 +71,34 @@ EVAL_METRICS_FILE = "eval_metrics.json"
 
 @dataclass
 class GenerationDataConfig:
-    source_column: str | None = option(None, "generation: column holding the input text (default: detected, e.g. source, document, article, text)")
-    target_column: str | None = option(None, "generation: column holding the text to generate (default: detected, e.g. target, summary, title)")
+    source_column: str | None = option(
+        None, "generation: column holding the input text (default: detected, e.g. source, document, article, text)"
+    )
+    target_column: str | None = option(
+        None, "generation: column holding the text to generate (default: detected, e.g. target, summary, title)"
+    )
     max_source_length: int = option(256, "generation: longest input in tokens, [CLS] and [SEP] included; longer inputs are truncated")
-    max_target_length: int = option(64, "generation: longest target in tokens, [CLS] and [SEP] included; longer targets are cut, and generation stops there")
+    max_target_length: int = option(
+        64, "generation: longest target in tokens, [CLS] and [SEP] included; longer targets are cut, and generation stops there"
+    )
     label_smoothing: float = option(0.0, "generation: label smoothing of the target-token cross-entropy (0.1 is common)")
-    share_encoder_decoder: bool = option(False, "generation: the decoder shares the encoder's weights except cross-attention (Rothe et al.'s BERTShare: half the parameters)")
+    share_encoder_decoder: bool = option(
+        False, "generation: the decoder shares the encoder's weights except cross-attention (Rothe et al.'s BERTShare: half the parameters)"
+    )
     eval_num_beams: int = option(1, "generation: beams when scoring the eval set (fine-tuning and prefine evaluate); 1 is greedy")
-    dataset_split: str = option("train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)")
+    dataset_split: str = option(
+        "train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)"
+    )
 
     def __post_init__(self) -> None:
         if self.max_source_length < 3:
-            raise PrefineError(f"--max-source-length {self.max_source_length} leaves no room for text beside [CLS] and [SEP]; use 64 or more")
+            raise PrefineError(
+                f"--max-source-length {self.max_source_length} leaves no room for text beside [CLS] and [SEP]; use 64 or more"
+            )
         if self.max_target_length < 3:
-            raise PrefineError(f"--max-target-length {self.max_target_length} leaves no room for text beside [CLS] and [SEP]; use 32 or more")
+            raise PrefineError(
+                f"--max-target-length {self.max_target_length} leaves no room for text beside [CLS] and [SEP]; use 32 or more"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise PrefineError(f"--label-smoothing {self.label_smoothing} must be in [0, 1)")
         if self.eval_num_beams < 1:
@@ -127,7 +148,9 @@ def choose_pair_columns(table: RecordTable, config: GenerationDataConfig, need_t
     else:
         target = _find(TARGET_COLUMNS, table.column_names)
         if target is None and need_target:
-            raise PrefineError(f"cannot tell which column of {table.source} holds the target text (columns: {listing}); choose one with --target-column")
+            raise PrefineError(
+                f"cannot tell which column of {table.source} holds the target text (columns: {listing}); choose one with --target-column"
+            )
         if target is not None:
             detected.append(f"target '{target}'")
     if config.source_column is not None:
@@ -136,7 +159,9 @@ def choose_pair_columns(table: RecordTable, config: GenerationDataConfig, need_t
     else:
         found = _find(SOURCE_COLUMNS, table.column_names, taken=target)
         if found is None:
-            raise PrefineError(f"cannot tell which column of {table.source} holds the input text (columns: {listing}); choose one with --source-column")
+            raise PrefineError(
+                f"cannot tell which column of {table.source} holds the input text (columns: {listing}); choose one with --source-column"
+            )
         source = found
         detected.append(f"source '{source}'")
     if source == target:
@@ -149,11 +174,15 @@ def choose_pair_columns(table: RecordTable, config: GenerationDataConfig, need_t
 def _non_empty(values: list[str], table: RecordTable, role: str, flag: str) -> list[str]:
     for index, value in enumerate(values):
         if not value.strip():
-            raise PrefineError(f"{table.source} {table.where(index)} has an empty {role}; fill it in or drop the row ({flag} names the column)")
+            raise PrefineError(
+                f"{table.source} {table.where(index)} has an empty {role}; fill it in or drop the row ({flag} names the column)"
+            )
     return values
 
 
-def read_pairs(source: str, config: GenerationDataConfig, split: str | None, columns: PairColumns | None = None, need_target: bool = True) -> TextPairs:
+def read_pairs(
+    source: str, config: GenerationDataConfig, split: str | None, columns: PairColumns | None = None, need_target: bool = True
+) -> TextPairs:
     """Read a source of pairs (or, with `need_target=False`, of inputs only) in file order."""
     table = read_records(source, split)
     if columns is None:
@@ -193,18 +222,28 @@ def encode_pairs(pairs: TextPairs, tokenizer: Tokenizer, config: GenerationDataC
     sources = encode_examples(pairs.sources, None, tokenizer, config.max_source_length)
     targets = None if pairs.targets is None else encode_examples(pairs.targets, None, tokenizer, config.max_target_length)
     if warn:
-        for what, encoded, flag, limit in (("inputs", sources, "--max-source-length", config.max_source_length), ("targets", targets, "--max-target-length", config.max_target_length)):
+        for what, encoded, flag, limit in (
+            ("inputs", sources, "--max-source-length", config.max_source_length),
+            ("targets", targets, "--max-target-length", config.max_target_length),
+        ):
             if encoded is not None:
                 at_limit = int((encoded.lengths >= limit).sum())
                 if at_limit:
-                    print(f"{pairs.table.source}: {at_limit} of {len(encoded)} {what} reach {flag} {limit} and may be truncated", file=sys.stderr)
+                    print(
+                        f"{pairs.table.source}: {at_limit} of {len(encoded)} {what} reach {flag} {limit} and may be truncated",
+                        file=sys.stderr,
+                    )
     return EncodedPairs(sources, targets, pairs.sources, pairs.targets)
 
 
 def collate_pairs(pairs: EncodedPairs, indices: np.ndarray, pad_id: int) -> dict[str, Any]:
     """Encoder inputs, decoder inputs ([CLS] t1 .. tn) and labels (t1 .. tn [SEP], -100 at padding)."""
     source = pairs.sources.collate(indices, pad_id)
-    batch: dict[str, Any] = {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "num_real_tokens": source["num_real_tokens"]}
+    batch: dict[str, Any] = {
+        "input_ids": source["input_ids"],
+        "attention_mask": source["attention_mask"],
+        "num_real_tokens": source["num_real_tokens"],
+    }
     if pairs.targets is not None:
         target = pairs.targets.collate(indices, pad_id)
         ids, real = target["input_ids"], target["attention_mask"]
@@ -279,7 +318,12 @@ def teacher_forced_loss(model: BertEncoderDecoder, pairs: EncodedPairs, batch_si
     total, count = 0.0, 0
     with torch.no_grad(), autocast_context(device, "auto"):
         for _, batch in _sequential(pairs, batch_size, pad_id):
-            output = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["decoder_input_ids"].to(device), batch["labels"].to(device))
+            output = model(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["decoder_input_ids"].to(device),
+                batch["labels"].to(device),
+            )
             total += float(output.loss) * output.num_target_tokens
             count += output.num_target_tokens
     return total / max(count, 1)
@@ -315,7 +359,15 @@ class GenerationTask:
 
     metric_directions = {"loss": "min", "rouge1": "max", "rouge2": "max", "rougeL": "max", "bleu": "max", "exact_match": "max"}
 
-    def __init__(self, batches: GenerationBatches, eval_pairs: EncodedPairs | None, tokenizer: Tokenizer, data: GenerationDataConfig, eval_batch_size: int, device: torch.device):
+    def __init__(
+        self,
+        batches: GenerationBatches,
+        eval_pairs: EncodedPairs | None,
+        tokenizer: Tokenizer,
+        data: GenerationDataConfig,
+        eval_batch_size: int,
+        device: torch.device,
+    ):
         self.batches = batches
         self.eval_pairs = eval_pairs
         self.tokenizer = tokenizer
@@ -330,7 +382,13 @@ class GenerationTask:
         return self.batches.batch_at(position, rank, world_size)
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        output = model(batch["input_ids"], batch["attention_mask"], batch["decoder_input_ids"], batch["labels"], label_smoothing=self.data.label_smoothing)
+        output = model(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["decoder_input_ids"],
+            batch["labels"],
+            label_smoothing=self.data.label_smoothing,
+        )
         accuracy = float(output.num_correct) / max(output.num_target_tokens, 1)
         return output.loss, {"loss": float(output.loss.detach()), "token_accuracy": accuracy}
 
@@ -377,14 +435,19 @@ class GenerationPredictor(Predictor):
         sources = encode_examples(texts, None, self.source_encoder, self.data.max_source_length, prepared_encoder=True)
         truncated = int((sources.lengths >= self.data.max_source_length).sum())
         if truncated:
-            print(f"{truncated} of {len(texts)} inputs reach the run's --max-source-length {self.data.max_source_length} and are truncated", file=sys.stderr)
+            print(
+                f"{truncated} of {len(texts)} inputs reach the run's --max-source-length {self.data.max_source_length} and are truncated",
+                file=sys.stderr,
+            )
         return EncodedPairs(sources, None, list(texts), None)
 
     def max_new_tokens(self, decoding: DecodingConfig) -> int:
         return decoding.max_new_tokens or self.data.max_new_tokens
 
     def generate_texts(self, texts: Sequence[str], decoding: DecodingConfig, batch_size: int = 64) -> list[str]:
-        generated = generate_ids(self.model, self.encode_inputs(texts), decoding, self.max_new_tokens(decoding), self.ids, batch_size, self.device)  # type: ignore[arg-type]
+        generated = generate_ids(
+            self.model, self.encode_inputs(texts), decoding, self.max_new_tokens(decoding), self.ids, batch_size, self.device
+        )  # type: ignore[arg-type]
         return decode_texts(self.tokenizer, generated)
 
     def stream(self, text: str, decoding: DecodingConfig, write: Callable[[str], Any]) -> str:
@@ -410,7 +473,15 @@ class GenerationPredictor(Predictor):
                 shown = text_so_far
 
         with autocast_context(self.device, "auto"):
-            generate(self.model, batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device), decoding, self.max_new_tokens(decoding), self.ids, on_tokens)
+            generate(
+                self.model,
+                batch["input_ids"].to(self.device),
+                batch["attention_mask"].to(self.device),
+                decoding,
+                self.max_new_tokens(decoding),
+                self.ids,
+                on_tokens,
+            )
         final = self.tokenizer.decode(tokens, skip_special_tokens=True)
         if final.startswith(shown) and len(final) > len(shown):
             write(final[len(shown) :])
@@ -442,7 +513,9 @@ class GenerationPredictor(Predictor):
         except TypeError as error:
             raise PrefineError(f"bad decoding options: {error}") from None
 
-    def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64, decoding: DecodingConfig | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def predict_records(
+        self, records: list[dict[str, Any]], batch_size: int = 64, decoding: DecodingConfig | dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         generated = self.generate_texts(self._texts(records), self._decoding(decoding), batch_size)
         return [{"generated": text} for text in generated]
 
@@ -544,7 +617,9 @@ class GenerationFinetuneTask(FinetuneTask):
         dev, stratified = stratified_dev_indices(None, len(records), fraction, seed)
         return write_split(folder, records, dev, stratified)
 
-    def prepare(self, train: str, eval: str | None, data: GenerationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
+    def prepare(
+        self, train: str, eval: str | None, data: GenerationDataConfig, tokenizer: Tokenizer, fraction: float, seed: int
+    ) -> PreparedData:
         ids = special_ids(tokenizer)
         train_pairs = read_pairs(train, data, data.dataset_split)
         eval_pairs = read_pairs(eval, data, "validation", columns=train_pairs.columns) if eval else None
@@ -593,9 +668,13 @@ class GenerationFinetuneTask(FinetuneTask):
         if announce:
             print(f"init: {init.description} into the encoder and the decoder; new: {', '.join(report)}")
 
-    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+    def training_task(
+        self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
+    ) -> TrainingTask:
         data: PreparedGeneration = prepared.payload
-        return GenerationTask(GenerationBatches(data.train, micro_batch_size, pad_id, seed), data.eval, data.tokenizer, data.data, eval_batch_size, device)
+        return GenerationTask(
+            GenerationBatches(data.train, micro_batch_size, pad_id, seed), data.eval, data.tokenizer, data.data, eval_batch_size, device
+        )
 
     def predictor(self, model, tokenizer, saved, head, device) -> GenerationPredictor:
         return GenerationPredictor(self, model, tokenizer, saved, head, device)

@@ -93,7 +93,9 @@ class Predictor(ABC):
     # serve`'s page and /v1/models read it); a task whose input is not a single "text" overrides it.
     input_fields: tuple[str, ...] = ("text",)
 
-    def __init__(self, task: FinetuneTask, model: nn.Module, tokenizer: Tokenizer, saved: dict[str, Any], head: dict[str, Any], device: torch.device):
+    def __init__(
+        self, task: FinetuneTask, model: nn.Module, tokenizer: Tokenizer, saved: dict[str, Any], head: dict[str, Any], device: torch.device
+    ):
         self.task = task
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
@@ -146,11 +148,15 @@ class FinetuneTask(ABC):
         """The task model with an encoder at `.bert`; `run` (the FinetuneRunConfig) is None when loading for inference."""
 
     @abstractmethod
-    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+    def training_task(
+        self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
+    ) -> TrainingTask:
         """The loop's view of the task: seekable training batches, the loss, held-out metrics."""
 
     @abstractmethod
-    def predictor(self, model: nn.Module, tokenizer: Tokenizer, saved: dict[str, Any], head: dict[str, Any], device: torch.device) -> Predictor:
+    def predictor(
+        self, model: nn.Module, tokenizer: Tokenizer, saved: dict[str, Any], head: dict[str, Any], device: torch.device
+    ) -> Predictor:
         """Wrap a loaded model for inference."""
 
     @abstractmethod
@@ -303,7 +309,6 @@ def notice_once(message: str) -> None:
         print(message, file=sys.stderr)
 
 
-
 def reject_foreign_flags(args: argparse.Namespace, chosen: type | None, others: list[type], what: str) -> None:
     """A flag that belongs to another task's config would be silently ignored; say so instead."""
     from prefine.config import explicit_overrides
@@ -316,4 +321,6 @@ def reject_foreign_flags(args: argparse.Namespace, chosen: type | None, others: 
                 foreign.append(name)
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
-        raise PrefineError(f"{what} does not use {flags}; drop it (see prefine {getattr(args, 'command', 'finetune')} --help for the task's flags)")
+        raise PrefineError(
+            f"{what} does not use {flags}; drop it (see prefine {getattr(args, 'command', 'finetune')} --help for the task's flags)"
+        )

@@ -34,8 +34,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from prefine.corpus.readers import iter_file_lines
-from prefine.model.heads import IGNORE_LABEL
 from prefine.errors import PrefineError
+from prefine.model.heads import IGNORE_LABEL
 
 Layout = Literal["words", "characters"]
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -132,11 +132,15 @@ def _read_columns(path: Path, tag_column: int, need_tags: bool = True) -> tuple[
             lines.append(number)
             continue
         if len(fields) < 2:
-            raise PrefineError(f"{path} line {number} has one column ('{line.strip()[:40]}'); each line needs a token and its tag separated by a tab or space")
+            raise PrefineError(
+                f"{path} line {number} has one column ('{line.strip()[:40]}'); each line needs a token and its tag separated by a tab or space"
+            )
         widest = max(widest, len(fields))
         column = tag_column - 1 if tag_column > 0 else len(fields) - 1
         if column >= len(fields) or column == 0:
-            raise PrefineError(f"{path} line {number} has {len(fields)} columns, so --tag-column {tag_column} points at no tag column; the token is column 1")
+            raise PrefineError(
+                f"{path} line {number} has {len(fields)} columns, so --tag-column {tag_column} points at no tag column; the token is column 1"
+            )
         separators.add("tab" if tabbed else "space")
         token = fields[0]
         if tabbed and token.strip() and token != token.strip():
@@ -170,7 +174,9 @@ def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise PrefineError(f"{path} line {number} is not JSON ({error.msg}); each line must be one object with token and tag lists") from None
+            raise PrefineError(
+                f"{path} line {number} is not JSON ({error.msg}); each line must be one object with token and tag lists"
+            ) from None
         if not isinstance(record, dict):
             raise PrefineError(f"{path} line {number} is not a JSON object; each line must be one object with token and tag lists")
         if fields is None:
@@ -183,7 +189,9 @@ def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need
             if not isinstance(tags, list) or len(tags) != len(units):
                 raise PrefineError(f"{path} line {number}: '{fields[1]}' must be a list with one tag per token ({len(units)})")
             if any(not isinstance(tag, str) for tag in tags):
-                raise PrefineError(f"{path} line {number}: the tags are numbers, not names; write tag names such as B-PER (a Hugging Face dataset folder keeps its names)")
+                raise PrefineError(
+                    f"{path} line {number}: the tags are numbers, not names; write tag names such as B-PER (a Hugging Face dataset folder keeps its names)"
+                )
         if units:
             sentences.append(TaggedSentence(units, tags, [number] * len(units)))
     if fields is None:
@@ -191,7 +199,9 @@ def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need
     return sentences, f"JSONL ({fields[0]}" + (f", {fields[1]})" if fields[1] else ")")
 
 
-def _read_dataset(name: str, split: str, token_field: str | None, tag_field: str | None, need_tags: bool) -> tuple[list[TaggedSentence], str, str]:
+def _read_dataset(
+    name: str, split: str, token_field: str | None, tag_field: str | None, need_tags: bool
+) -> tuple[list[TaggedSentence], str, str]:
     from prefine.corpus.datasets_source import load_dataset_source
 
     # The same loader and name[:config][:split] syntax as corpora and the other tasks' data.
@@ -210,10 +220,16 @@ def _read_dataset(name: str, split: str, token_field: str | None, tag_field: str
             if names is not None:
                 values = [names[value] for value in values]
             elif any(not isinstance(value, str) for value in values):
-                raise PrefineError(f"{source} row {row}: '{tags}' holds numbers without label names (not a ClassLabel sequence); store tag names")
+                raise PrefineError(
+                    f"{source} row {row}: '{tags}' holds numbers without label names (not a ClassLabel sequence); store tag names"
+                )
         if units:
             sentences.append(TaggedSentence(list(units), values, [row] * len(units)))
-    return sentences, f"dataset columns {tokens}" + (f", {tags}" + (" (label names from the feature)" if names else "") if tags else ""), source
+    return (
+        sentences,
+        f"dataset columns {tokens}" + (f", {tags}" + (" (label names from the feature)" if names else "") if tags else ""),
+        source,
+    )
 
 
 def read_tagged(
@@ -325,7 +341,11 @@ class TagSet:
         return "O" if tag == "O" else f"I-{entity_type(tag)}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"id2label": {str(number): name for number, name in enumerate(self.names)}, "label2id": {name: number for number, name in enumerate(self.names)}, "tag_scheme": self.scheme}
+        return {
+            "id2label": {str(number): name for number, name in enumerate(self.names)},
+            "label2id": {name: number for number, name in enumerate(self.names)},
+            "tag_scheme": self.scheme,
+        }
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> TagSet:
@@ -426,8 +446,13 @@ def unit_tags(alignment: Alignment, piece_tags: Sequence[str | None], scheme: st
         previous = tags[unit - 1] if unit else "O"
         following = next((tags[later] for later in range(unit + 1, count) if tags[later] is not None), "O")
         inside = (
-            previous is not None and previous != "O" and previous[0] in "BI" and following is not None and following != "O"
-            and following[0] in continuing and entity_type(following) == entity_type(previous)
+            previous is not None
+            and previous != "O"
+            and previous[0] in "BI"
+            and following is not None
+            and following != "O"
+            and following[0] in continuing
+            and entity_type(following) == entity_type(previous)
         )
         tags[unit] = f"I-{entity_type(previous)}" if inside else "O"  # type: ignore[arg-type]
     return tags  # type: ignore[return-value]
@@ -478,8 +503,12 @@ class Windows:
         new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         positions = np.arange(int(new_offsets[-1])) + np.repeat(self.offsets[indices] - new_offsets[:-1], lengths)
         return Windows(
-            self.input_ids[positions], None if self.labels is None else self.labels[positions], self.owned[positions],
-            new_offsets, self.sentence[indices], self.first_piece[indices],
+            self.input_ids[positions],
+            None if self.labels is None else self.labels[positions],
+            self.owned[positions],
+            new_offsets,
+            self.sentence[indices],
+            self.first_piece[indices],
         )
 
 
@@ -565,7 +594,11 @@ def encode_corpus(
         spans.append(unit_spans)
     alignments = align(texts, spans, tokenizer)
     unit_ids = tag_set.ids(corpus) if tag_set is not None and corpus.sentences[0].tags is not None else None
-    labels = [piece_labels(alignment, ids, tag_set, label_all_pieces) for alignment, ids in zip(alignments, unit_ids)] if unit_ids is not None else None  # type: ignore[arg-type]
+    labels = (
+        [piece_labels(alignment, ids, tag_set, label_all_pieces) for alignment, ids in zip(alignments, unit_ids)]
+        if unit_ids is not None
+        else None
+    )  # type: ignore[arg-type]
     windows = make_windows(alignments, max_seq_length, stride, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), labels)
     notes = []
     per_sentence = np.bincount(windows.sentence, minlength=len(alignments))

@@ -56,7 +56,9 @@ class PretrainingTask:
             "nsp": int((batch["next_sentence_label"] != IGNORE_NSP).sum()),
         }
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """This micro-batch's share of the global batch's per-token MLM (+ per-pair NSP) loss.
 
         `global_units` are `loss_units` summed over every micro-batch of the step on every rank (the
@@ -71,7 +73,9 @@ class PretrainingTask:
         mlm_weight, nsp_weight = (local_units[name] / totals[name] if totals[name] else 0.0 for name in ("mlm", "nsp"))
         loss = output.mlm_loss * mlm_weight + output.nsp_loss * nsp_weight
         with torch.no_grad():
-            mlm_accuracy = (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean() if output.mlm_targets.numel() else torch.tensor(0.0)
+            mlm_accuracy = (
+                (output.mlm_logits.argmax(-1) == output.mlm_targets).float().mean() if output.mlm_targets.numel() else torch.tensor(0.0)
+            )
         return loss, {
             "loss": float(loss.detach()),
             "mlm_loss": float(output.mlm_loss.detach()) * mlm_weight,
@@ -130,7 +134,9 @@ class ElectraPretrainingTask(PretrainingTask):
         """Masked tokens (the generator's MLM loss) and real tokens (the discriminator's loss) of a micro-batch."""
         return {"mlm": int((batch["mlm_labels"] != IGNORE_LABEL).sum()), "tokens": int(batch["attention_mask"].sum())}
 
-    def loss(self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, model: nn.Module, batch: dict[str, Any], global_units: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """This micro-batch's share of the global batch's per-token losses, as for MLM (see PretrainingTask.loss)."""
         output = model(**self._model_inputs(batch))
         local_units = self.loss_units(batch)

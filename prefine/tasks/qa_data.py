@@ -57,8 +57,7 @@ class AnswerCheckReport:
         if not self.mismatched:
             return f"All {self.total_answers} answers match their context."
         quoted = "; ".join(
-            f"{item['id']}: {item['text']!r} at {item['answer_start']} but context has {item['found']!r}"
-            for item in self.examples
+            f"{item['id']}: {item['text']!r} at {item['answer_start']} but context has {item['found']!r}" for item in self.examples
         )
         return (
             f"{self.mismatched} of {self.total_answers} answers do not match context[answer_start:]; "
@@ -365,9 +364,7 @@ def decode_predictions(
     start_logits = np.asarray(start_logits, dtype=np.float64)
     end_logits = np.asarray(end_logits, dtype=np.float64)
     if start_logits.shape != features.input_ids.shape or end_logits.shape != features.input_ids.shape:
-        raise ValueError(
-            f"logits must have shape {features.input_ids.shape}, got {start_logits.shape} and {end_logits.shape}"
-        )
+        raise ValueError(f"logits must have shape {features.input_ids.shape}, got {start_logits.shape} and {end_logits.shape}")
     num_windows, seq_length = start_logits.shape
     is_context = features.offsets[:, :, 0] >= 0
     top = min(n_best_size, seq_length)

@@ -36,7 +36,7 @@ from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor, evaluate_predictions
 from prefine.model import BertConfig
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, notice_once, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, notice_once, register_task, subsample_indices
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features, read_questions
 from prefine.training.loop import TrainingTask
 
@@ -202,8 +202,13 @@ class QATask(TrainsOnBatches):
 
     # HasAns_/NoAns_ scores appear for SQuAD v2.0 data.
     metric_directions = {
-        "loss": "min", "exact_match": "max", "f1": "max",
-        "HasAns_exact_match": "max", "HasAns_f1": "max", "NoAns_exact_match": "max", "NoAns_f1": "max",
+        "loss": "min",
+        "exact_match": "max",
+        "f1": "max",
+        "HasAns_exact_match": "max",
+        "HasAns_f1": "max",
+        "NoAns_exact_match": "max",
+        "NoAns_f1": "max",
     }
 
     def __init__(
@@ -253,9 +258,12 @@ class QADataConfig:
     max_query_length: int = option(64, "QA: questions are cut to this many tokens")
     n_best_size: int = option(20, "QA: start and end candidates per window considered when decoding an answer")
     max_answer_length: int = option(30, "QA: longest answer in tokens")
-    null_score_diff_threshold: float = option(0.0, "QA (SQuAD v2.0): answer \"\" when the no-answer score beats the best span by more than this")
+    null_score_diff_threshold: float = option(
+        0.0, 'QA (SQuAD v2.0): answer "" when the no-answer score beats the best span by more than this'
+    )
     metric: Literal["auto", "squad", "squad_v2", "korquad"] = option(
-        "auto", "QA: official script to score with; auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)"
+        "auto",
+        "QA: official script to score with; auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)",
     )
 
     def __post_init__(self) -> None:
@@ -326,8 +334,14 @@ class QAPredictor(Predictor):
         start_logits, end_logits, _ = predict_span_logits(self.model, features, batch_size, self.device)
         decoding = self.data.decoding(self.allows_no_answer)
         return decode_predictions(
-            examples, features, start_logits, end_logits, decoding.n_best_size, decoding.max_answer_length,
-            decoding.null_score_diff_threshold, decoding.version_2,
+            examples,
+            features,
+            start_logits,
+            end_logits,
+            decoding.n_best_size,
+            decoding.max_answer_length,
+            decoding.null_score_diff_threshold,
+            decoding.version_2,
         )
 
     def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64) -> list[dict[str, Any]]:
@@ -341,7 +355,12 @@ class QAPredictor(Predictor):
         for example in examples:
             best = n_best[example.id][0] if n_best.get(example.id) else {"text": "", "probability": 0.0, "start_char": -1, "end_char": -1}
             results.append(
-                {"answer": best["text"], "probability": float(best["probability"]), "start": int(best.get("start_char", -1)), "end": int(best.get("end_char", -1))}
+                {
+                    "answer": best["text"],
+                    "probability": float(best["probability"]),
+                    "start": int(best.get("start_char", -1)),
+                    "end": int(best.get("end_char", -1)),
+                }
             )
         return results
 
@@ -362,7 +381,7 @@ class QAPredictor(Predictor):
                 raise PrefineError("pass either --question/--context or --data FILE.json, not both")
             examples = [QAExample("question", options.question, options.context, [])]
         elif source == "-":
-            raise PrefineError("this run answers questions: pass --question \"...\" --context \"...\", or --data FILE.json (SQuAD format)")
+            raise PrefineError('this run answers questions: pass --question "..." --context "...", or --data FILE.json (SQuAD format)')
         else:
             examples = read_questions(source)
         predictions, n_best = self.answer(examples, batch_size)
@@ -439,7 +458,9 @@ class QAFinetuneTask(FinetuneTask):
 
         return BertForQuestionAnswering(config)
 
-    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+    def training_task(
+        self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
+    ) -> TrainingTask:
         data: PreparedQA = prepared.payload
         batches = QABatches(data.train_features, micro_batch_size, seed)
         return QATask(batches, data.eval_examples, data.eval_features, data.flavor, data.decoding, eval_batch_size, device)
@@ -449,7 +470,9 @@ class QAFinetuneTask(FinetuneTask):
 
     def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
         data: PreparedQA = prepared.payload
-        evaluation = evaluate_qa(predictor.model, data.eval_examples, data.eval_features, data.flavor, data.decoding, batch_size, predictor.device)  # type: ignore[arg-type]
+        evaluation = evaluate_qa(
+            predictor.model, data.eval_examples, data.eval_features, data.flavor, data.decoding, batch_size, predictor.device
+        )  # type: ignore[arg-type]
         return _as_evaluation(evaluation, data.flavor)
 
 

@@ -110,9 +110,7 @@ def stratified_dev_indices(labels: Sequence[Any] | None, count: int, fraction: f
     for key in keys:
         chosen.extend(rng.permutation(np.asarray(strata[key]))[: quota[key]].tolist())
     if not chosen:
-        raise PrefineError(
-            f"--train has too few examples per label ({count} in all) to carve a dev split out of; {PASS_DEV_AND_TEST}"
-        )
+        raise PrefineError(f"--train has too few examples per label ({count} in all) to carve a dev split out of; {PASS_DEV_AND_TEST}")
     return np.sort(np.asarray(chosen)), stratified
 
 
@@ -151,7 +149,13 @@ def carve_dev_split(task: Any, train: str, data: Any, fraction: float, seed: int
         selection_how=describe_split(split, train, fraction, seed),
         report=None,
         dev_split={
-            "from": train, "fraction": fraction, "seed": seed, "stratified": split.stratified,
-            "train": split.train, "dev": split.dev, "num_train": split.num_train, "num_dev": split.num_dev,
+            "from": train,
+            "fraction": fraction,
+            "seed": seed,
+            "stratified": split.stratified,
+            "train": split.train,
+            "dev": split.dev,
+            "num_train": split.num_train,
+            "num_dev": split.num_dev,
         },
     )

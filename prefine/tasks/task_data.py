@@ -144,7 +144,9 @@ def _read_json_array(path: Path) -> RecordTable:
     try:
         records = json.loads(b"".join(line.encode("utf-8") + b"\n" for _, line in iter_file_lines(path)))
     except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); fix it or write one object per line (JSONL)") from None
+        raise PrefineError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}); fix it or write one object per line (JSONL)"
+        ) from None
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
         raise PrefineError(f"{path} must be a JSON array of objects or one JSON object per line")
     return _table_from_records(str(path), records, list(range(1, len(records) + 1)), "record")
@@ -171,7 +173,10 @@ def _read_dataset(name: str, default_split: str) -> RecordTable:
         raw = dataset[column]
         if isinstance(feature, datasets.ClassLabel):
             # Class names read better in predictions than the integers the dataset stores.
-            columns[column] = [feature.int2str(value) if isinstance(value, int) and 0 <= value < feature.num_classes else _value_as_text(value) for value in raw]
+            columns[column] = [
+                feature.int2str(value) if isinstance(value, int) and 0 <= value < feature.num_classes else _value_as_text(value)
+                for value in raw
+            ]
         else:
             columns[column] = [_value_as_text(value) for value in raw]
     return RecordTable(source, columns, np.arange(1, dataset.num_rows + 1, dtype=np.int64), "row")

@@ -36,16 +36,23 @@ from torch import nn
 from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.metrics.entities import EntityScores, entity_scores, format_entity_table, lenient_chunks, tag_macro_f1, token_accuracy
-from prefine.model import BertConfig
-from prefine.tasks.batching import SeekableBatches
-from prefine.tasks.batching import length_grouped
-from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, is_line_input, read_text_lines, register_task, subsample_indices
-from prefine.model import IGNORE_LABEL
+from prefine.model import IGNORE_LABEL, BertConfig
+from prefine.tasks.batching import SeekableBatches, length_grouped
+from prefine.tasks.interface import (
+    Evaluation,
+    FinetuneTask,
+    Predictor,
+    PreparedData,
+    is_line_input,
+    read_text_lines,
+    register_task,
+    subsample_indices,
+)
 from prefine.tasks.ner_data import (
     Alignment,
     EncodedCorpus,
-    TagSet,
     TaggedCorpus,
+    TagSet,
     Windows,
     align,
     check_tags,
@@ -67,16 +74,21 @@ EVAL_PREDICTIONS_FILE = "eval_predictions.json"
 
 @dataclass
 class NerDataConfig:
-    max_seq_length: int = option(128, "longest input in tokens, [CLS] and [SEP] included; NER reads longer sentences in overlapping windows")
+    max_seq_length: int = option(
+        128, "longest input in tokens, [CLS] and [SEP] included; NER reads longer sentences in overlapping windows"
+    )
     stride: int = option(
-        0, "NER: word pieces between the starts of consecutive windows of a sentence longer than --max-seq-length "
-        "(0: half a window); each piece is predicted from the window where it has the most context, so nothing is cut"
+        0,
+        "NER: word pieces between the starts of consecutive windows of a sentence longer than --max-seq-length "
+        "(0: half a window); each piece is predicted from the window where it has the most context, so nothing is cut",
     )
     layout: Literal["auto", "words", "characters"] = option(
-        "auto", "NER: what one line / list item is: words (CoNLL) or characters (KLUE-NER: a space is a character); auto: characters when every unit is one character"
+        "auto",
+        "NER: what one line / list item is: words (CoNLL) or characters (KLUE-NER: a space is a character); auto: characters when every unit is one character",
     )
     tag_scheme: Literal["auto", "iob1", "iob2", "iobes", "bilou"] = option(
-        "auto", "NER: how tags spell entities; auto: IOBES/BILOU by their E-/S- or L-/U- tags, IOB1 when an I- tag starts an entity, else IOB2"
+        "auto",
+        "NER: how tags spell entities; auto: IOBES/BILOU by their E-/S- or L-/U- tags, IOB1 when an I- tag starts an entity, else IOB2",
     )
     tag_column: int = option(0, "NER column files: the column holding the tag (1 is the token; default 0: the last column)")
     token_field: str | None = option(None, "NER .jsonl / datasets: the field holding the token list (default: tokens, words or characters)")
@@ -84,11 +96,15 @@ class NerDataConfig:
     label_all_pieces: bool = option(
         False, "NER: train on every word piece (later pieces get I-TYPE, never a copied B-) instead of only a word's first piece"
     )
-    dataset_split: str = option("train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)")
+    dataset_split: str = option(
+        "train", "split to train on when the training data is a Hugging Face dataset (the eval set defaults to validation)"
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 4:
-            raise PrefineError(f"--max-seq-length {self.max_seq_length} leaves no room for word pieces beside [CLS] and [SEP]; use 64 or more")
+            raise PrefineError(
+                f"--max-seq-length {self.max_seq_length} leaves no room for word pieces beside [CLS] and [SEP]; use 64 or more"
+            )
         if self.stride == 0:
             self.stride = max(1, (self.max_seq_length - 2) // 2)
         if not 1 <= self.stride <= self.max_seq_length - 2:
@@ -177,7 +193,9 @@ class PiecePredictions:
     loss: float | None  # mean loss over labelled pieces, when the windows have labels
 
 
-def predict_pieces(model: nn.Module, windows: Windows, piece_counts: Sequence[int], batch_size: int, device: torch.device, pad_id: int) -> PiecePredictions:
+def predict_pieces(
+    model: nn.Module, windows: Windows, piece_counts: Sequence[int], batch_size: int, device: torch.device, pad_id: int
+) -> PiecePredictions:
     piece_offsets = np.concatenate([[0], np.cumsum(piece_counts)]).astype(np.int64)
     tag_ids = np.full(int(piece_offsets[-1]), -1, dtype=np.int64)
     scores = np.zeros(int(piece_offsets[-1]), dtype=np.float32)
@@ -204,7 +222,7 @@ def predict_pieces(model: nn.Module, windows: Windows, piece_counts: Sequence[in
             width = best.shape[1]
             lengths = windows.lengths[indices]
             real = np.arange(width) < lengths[:, None]
-            positions = (windows.offsets[indices][:, None] + np.arange(width))
+            positions = windows.offsets[indices][:, None] + np.arange(width)
             owned = np.zeros_like(real)
             owned[real] = windows.owned[positions[real]]
             rows, columns = np.nonzero(owned)
@@ -238,13 +256,28 @@ def decode(alignment: Alignment, text: str, spans: np.ndarray, tag_ids: np.ndarr
         start, end = int(spans[first, 0]), int(spans[last, 1])
         chunk_scores = unit_scores[first : last + 1]
         chunk_scores = chunk_scores[~np.isnan(chunk_scores)]
-        entities.append({"type": kind, "text": text[start:end], "start": start, "end": end, "score": round(float(chunk_scores.mean()) if len(chunk_scores) else 0.0, 6)})
+        entities.append(
+            {
+                "type": kind,
+                "text": text[start:end],
+                "start": start,
+                "end": end,
+                "score": round(float(chunk_scores.mean()) if len(chunk_scores) else 0.0, 6),
+            }
+        )
     return TaggedOutput(tags, entities)
 
 
 def tag_sentences(
-    model: nn.Module, texts: Sequence[str], spans: Sequence[np.ndarray], alignments: Sequence[Alignment], windows: Windows,
-    tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int,
+    model: nn.Module,
+    texts: Sequence[str],
+    spans: Sequence[np.ndarray],
+    alignments: Sequence[Alignment],
+    windows: Windows,
+    tag_set: TagSet,
+    batch_size: int,
+    device: torch.device,
+    pad_id: int,
 ) -> tuple[list[TaggedOutput], float | None]:
     """Tags and entities of aligned, windowed sentences, and the mean loss when the windows carry labels."""
     predictions = predict_pieces(model, windows, [len(alignment.piece_ids) for alignment in alignments], batch_size, device, pad_id)
@@ -255,7 +288,9 @@ def tag_sentences(
     return outputs, predictions.loss
 
 
-def tag_corpus(model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int) -> tuple[list[TaggedOutput], float | None]:
+def tag_corpus(
+    model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int
+) -> tuple[list[TaggedOutput], float | None]:
     return tag_sentences(model, encoded.texts, encoded.spans, encoded.alignments, encoded.windows, tag_set, batch_size, device, pad_id)
 
 
@@ -271,7 +306,9 @@ class NerEvaluation:
     outputs: list[TaggedOutput]
 
 
-def score_corpus(model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int) -> NerEvaluation:
+def score_corpus(
+    model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batch_size: int, device: torch.device, pad_id: int
+) -> NerEvaluation:
     outputs, loss = tag_corpus(model, encoded, tag_set, batch_size, device, pad_id)
     gold = [sentence.tags or [] for sentence in encoded.corpus.sentences]
     predicted = [output.tags for output in outputs]
@@ -295,14 +332,25 @@ def score_corpus(model: nn.Module, encoded: EncodedCorpus, tag_set: TagSet, batc
 def _counts_json(scores: EntityScores) -> dict[str, Any]:
     rows = {**scores.per_type, "overall": scores.total}
     return {
-        kind: {"gold": counts.gold, "predicted": counts.predicted, "correct": counts.correct, "precision": counts.precision, "recall": counts.recall, "f1": counts.f1}
+        kind: {
+            "gold": counts.gold,
+            "predicted": counts.predicted,
+            "correct": counts.correct,
+            "precision": counts.precision,
+            "recall": counts.recall,
+            "f1": counts.f1,
+        }
         for kind, counts in rows.items()
     }
 
 
 def as_evaluation(evaluation: NerEvaluation, encoded: EncodedCorpus, tag_set: TagSet) -> Evaluation:
     metrics = evaluation.metrics
-    lines = [format_entity_table(evaluation.lenient, f"entities ({tag_set.scheme} tags, conlleval/seqeval default reading) on {len(encoded.texts)} sentences:")]
+    lines = [
+        format_entity_table(
+            evaluation.lenient, f"entities ({tag_set.scheme} tags, conlleval/seqeval default reading) on {len(encoded.texts)} sentences:"
+        )
+    ]
     lines.append(
         f"strict {tag_set.scheme}: precision {100 * evaluation.strict.precision:.2f}  recall {100 * evaluation.strict.recall:.2f}  "
         f"F1 {100 * evaluation.strict.f1:.2f}  macro F1 {100 * evaluation.strict.macro_f1:.2f}"
@@ -311,7 +359,11 @@ def as_evaluation(evaluation: NerEvaluation, encoded: EncodedCorpus, tag_set: Ta
     if "char_f1" in metrics:
         tail += f"  character-level macro F1 (KLUE) {100 * metrics['char_f1']:.2f}"
     lines.append(tail)
-    report_json = {"metrics": metrics, "lenient": _counts_json(evaluation.lenient), f"strict_{tag_set.scheme}": _counts_json(evaluation.strict)}
+    report_json = {
+        "metrics": metrics,
+        "lenient": _counts_json(evaluation.lenient),
+        f"strict_{tag_set.scheme}": _counts_json(evaluation.strict),
+    }
     predictions = [
         {"text": text, "tags": output.tags, "entities": output.entities} for text, output in zip(encoded.texts, evaluation.outputs)
     ]
@@ -323,11 +375,19 @@ class NerTrainingTask:
     """Adapts `WindowBatches` and an eval corpus to the loop's `TrainingTask` protocol."""
 
     metric_directions = {
-        "loss": "min", "entity_f1": "max", "entity_precision": "max", "entity_recall": "max", "entity_f1_strict": "max",
-        "entity_macro_f1_strict": "max", "token_accuracy": "max", "char_f1": "max",
+        "loss": "min",
+        "entity_f1": "max",
+        "entity_precision": "max",
+        "entity_recall": "max",
+        "entity_f1_strict": "max",
+        "entity_macro_f1_strict": "max",
+        "token_accuracy": "max",
+        "char_f1": "max",
     }
 
-    def __init__(self, train_batches: WindowBatches, eval_corpus: EncodedCorpus | None, tag_set: TagSet, eval_batch_size: int, device: torch.device):
+    def __init__(
+        self, train_batches: WindowBatches, eval_corpus: EncodedCorpus | None, tag_set: TagSet, eval_batch_size: int, device: torch.device
+    ):
         self.train_batches = train_batches
         self.eval_corpus = eval_corpus
         self.tag_set = tag_set
@@ -341,7 +401,12 @@ class NerTrainingTask:
         return self.train_batches.batch_at(position, rank, world_size)
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        output = model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        output = model(
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["token_type_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
         return output.loss, {"loss": float(output.loss.detach())}
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -373,7 +438,9 @@ class NerPredictor(Predictor):
 
     def _tag(self, texts: list[str], spans: list[np.ndarray], batch_size: int) -> list[TaggedOutput]:
         alignments = align(texts, spans, self.tokenizer)
-        windows = make_windows(alignments, self.data.max_seq_length, self.data.stride, self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]"))
+        windows = make_windows(
+            alignments, self.data.max_seq_length, self.data.stride, self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        )
         return tag_sentences(self.model, texts, spans, alignments, windows, self.tag_set, batch_size, self.device, self.pad_id)[0]
 
     def tag_texts(self, texts: list[str], batch_size: int = 64) -> list[TaggedOutput]:
@@ -394,9 +461,7 @@ class NerPredictor(Predictor):
             texts.append(text)
             spans.append(unit_spans)
         outputs = self._tag(texts, spans, batch_size)
-        return [
-            {"entities": output.entities, **({"tags": output.tags} if given else {})} for output, given in zip(outputs, given_units)
-        ]
+        return [{"entities": output.entities, **({"tags": output.tags} if given else {})} for output, given in zip(outputs, given_units)]
 
     def encode(self, corpus: TaggedCorpus) -> EncodedCorpus:
         return encode_corpus(corpus, self.tokenizer, self.tag_set, self.data.max_seq_length, self.data.stride, self.data.label_all_pieces)
@@ -422,7 +487,7 @@ class NerPredictor(Predictor):
         if is_line_input(source):
             texts = read_text_lines(source)
             if not texts:
-                raise PrefineError("no texts to tag; pass --text \"...\", --data FILE or pipe one text per line")
+                raise PrefineError('no texts to tag; pass --text "...", --data FILE or pipe one text per line')
             for text, result in zip(texts, self.tag_texts(texts, batch_size)):
                 output.write(json.dumps({"text": text, "entities": result.entities}, ensure_ascii=False) + "\n")
             return len(texts)
@@ -433,7 +498,12 @@ class NerPredictor(Predictor):
             if format == "tsv":
                 output.write("".join(f"{unit}\t{tag}\n" for unit, tag in zip(sentence.units, result.tags)) + "\n")
             else:
-                output.write(json.dumps({"text": text, "tokens": sentence.units, "tags": result.tags, "entities": result.entities}, ensure_ascii=False) + "\n")
+                output.write(
+                    json.dumps(
+                        {"text": text, "tokens": sentence.units, "tags": result.tags, "entities": result.entities}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
         return len(outputs)
 
 
@@ -464,7 +534,9 @@ class TokenClassificationFinetuneTask(FinetuneTask):
     def max_length(self, data: NerDataConfig) -> tuple[int, str]:
         return data.max_seq_length, "--max-seq-length"
 
-    def _read(self, train: str, eval: str | None, data: NerDataConfig, report_reading: bool = True) -> tuple[TaggedCorpus, TaggedCorpus | None, TagSet]:
+    def _read(
+        self, train: str, eval: str | None, data: NerDataConfig, report_reading: bool = True
+    ) -> tuple[TaggedCorpus, TaggedCorpus | None, TagSet]:
         train_corpus = read_source(train, data, data.dataset_split)
         scheme, detected = choose_scheme(train_corpus, data)
         tag_set = TagSet.from_corpus(train_corpus, scheme)
@@ -507,7 +579,12 @@ class TokenClassificationFinetuneTask(FinetuneTask):
             num_train_items=len(windows),
             has_eval=eval_encoded is not None,
             head={**tag_set.to_json(), "max_seq_length": data.max_seq_length, "layout": train_corpus.layout},
-            record={"labels": tag_set.to_json(), "layout": train_corpus.layout, "tag_scheme": tag_set.scheme, "num_train_windows": len(windows)},
+            record={
+                "labels": tag_set.to_json(),
+                "layout": train_corpus.layout,
+                "tag_scheme": tag_set.scheme,
+                "num_train_windows": len(windows),
+            },
             summary=f"{len(train_corpus.sentences)} sentences ({len(windows)} windows; {train_corpus.layout}; {tag_set.scheme} tags of {', '.join(types)})",
             payload=PreparedNer(windows, eval_encoded, tag_set),
         )
@@ -519,7 +596,9 @@ class TokenClassificationFinetuneTask(FinetuneTask):
         dropout = run.classifier_dropout if run is not None else head.get("classifier_dropout", 0.1)
         return BertForTokenClassification(config, len(tag_set.names), classifier_dropout=dropout)
 
-    def training_task(self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device) -> TrainingTask:
+    def training_task(
+        self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
+    ) -> TrainingTask:
         data: PreparedNer = prepared.payload
         return NerTrainingTask(WindowBatches(data.train, micro_batch_size, pad_id, seed), data.eval, data.tag_set, eval_batch_size, device)
 
@@ -564,14 +643,26 @@ def run_builtin_ner_comparison(
             for words, tags in sentences:
                 handle.write("".join(f"{word}\t{tag}\n" for word, tag in zip(words, tags)) + "\n")
     entities = sum(tag.startswith("B-") for _, tags in test for tag in tags)
-    print(f"entity types {', '.join(ENTITY_TYPES)}; {len(train)} training / {len(test)} test sentences ({entities} test entities; "
-          "test sentences were never seen in pre-training)")
+    print(
+        f"entity types {', '.join(ENTITY_TYPES)}; {len(train)} training / {len(test)} test sentences ({entities} test entities; "
+        "test sentences were never seen in pre-training)"
+    )
     run = FinetuneRunConfig(
-        task="ner", init=str(pretrain_dir), train=str(task_dir / "train.conll"), test=str(task_dir / "test.conll"),
-        out=str(out / "ner-finetune"), registry=str(out / "registry.sqlite"),
+        task="ner",
+        init=str(pretrain_dir),
+        train=str(task_dir / "train.conll"),
+        test=str(task_dir / "test.conll"),
+        out=str(out / "ner-finetune"),
+        registry=str(out / "registry.sqlite"),
     )
     training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS, max_steps=steps, batch_size=32, seed=seed, num_threads=num_threads, progress=progress,
-        eval_at_epoch_end=False, eval_every=max(steps // 3, 1),
+        FINETUNE_TRAINING_DEFAULTS,
+        max_steps=steps,
+        batch_size=32,
+        seed=seed,
+        num_threads=num_threads,
+        progress=progress,
+        eval_at_epoch_end=False,
+        eval_every=max(steps // 3, 1),
     )
     return run_comparison(get_task("ner"), run, NerDataConfig(max_seq_length=128), training, [1.0], explicit_steps=True, seeds=seeds)

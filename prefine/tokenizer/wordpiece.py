@@ -38,7 +38,9 @@ _LATIN_LIKE_ACCENTS = Regex("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20
 class TokenizerConfig:
     vocab_size: int = option(30522, "WordPiece vocabulary size, special tokens included")
     lowercase: bool = option(True, "lowercase the text before tokenizing (an uncased model)")
-    strip_accents: bool = option(True, "strip accents from Latin, Greek and Cyrillic letters (café -> cafe); Hangul, kana and other scripts are never decomposed")
+    strip_accents: bool = option(
+        True, "strip accents from Latin, Greek and Cyrillic letters (café -> cafe); Hangul, kana and other scripts are never decomposed"
+    )
     min_frequency: int = option(2, "a merged word piece must occur at least this often in the corpus")
     # Korean alone uses ~2,400 common syllables (11,172 possible) and mixed text adds Hanja, Latin
     # and symbols; characters beyond the limit make whole words [UNK], so the limit is generous.
@@ -84,8 +86,12 @@ def _batches(sentences: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 def train_tokenizer(sentences: Iterable[str], config: TokenizerConfig, show_progress: bool = True) -> Tokenizer:
     """Train a WordPiece vocabulary on `sentences` (streamed, never held in memory at once)."""
     if config.vocab_size <= len(SPECIAL_TOKENS):
-        raise PrefineError(f"vocab_size {config.vocab_size} leaves no room beside the {len(SPECIAL_TOKENS)} special tokens; use a few thousand or more")
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD))
+        raise PrefineError(
+            f"vocab_size {config.vocab_size} leaves no room beside the {len(SPECIAL_TOKENS)} special tokens; use a few thousand or more"
+        )
+    tokenizer = Tokenizer(
+        models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD)
+    )
     _attach_bert_pipeline(tokenizer, config.lowercase, config.strip_accents)
     trainer = trainers.WordPieceTrainer(
         vocab_size=config.vocab_size,
@@ -108,7 +114,9 @@ def vocabulary_in_id_order(tokenizer: Tokenizer) -> list[str]:
     tokens = [""] * len(vocab)
     for token, token_id in vocab.items():
         if token_id >= len(tokens) or tokens[token_id]:
-            raise PrefineError(f"tokenizer ids are not 0..{len(vocab) - 1} without gaps (token {token!r} has id {token_id}); retrain the tokenizer")
+            raise PrefineError(
+                f"tokenizer ids are not 0..{len(vocab) - 1} without gaps (token {token!r} has id {token_id}); retrain the tokenizer"
+            )
         tokens[token_id] = token
     return tokens
 
@@ -121,13 +129,22 @@ def normalizer_settings(tokenizer: Tokenizer) -> tuple[bool, bool]:
     # A BertNormalizer with strip_accents unset strips whenever it lowercases (BERT's rule).
     strip_accents = any(
         part.get("type") in ("StripAccents", "Replace")
-        or (part.get("type") == "BertNormalizer" and (part.get("lowercase") if part.get("strip_accents") is None else part.get("strip_accents")))
+        or (
+            part.get("type") == "BertNormalizer"
+            and (part.get("lowercase") if part.get("strip_accents") is None else part.get("strip_accents"))
+        )
         for part in parts
     )
     return lowercase, strip_accents
 
 
-def save_tokenizer(tokenizer: Tokenizer, directory: Path, lowercase: bool | None = None, strip_accents: bool | None = None, model_max_length: int | None = None) -> None:
+def save_tokenizer(
+    tokenizer: Tokenizer,
+    directory: Path,
+    lowercase: bool | None = None,
+    strip_accents: bool | None = None,
+    model_max_length: int | None = None,
+) -> None:
     """Write tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json.
 
     `lowercase` and `strip_accents` default to what the tokenizer's normalizer does. The folder
@@ -169,7 +186,9 @@ def _read_vocabulary(path: Path) -> dict[str, int]:
         for token_id, line in enumerate(handle):
             token = line.removesuffix("\n")
             if token in vocab:
-                raise PrefineError(f"{path} line {token_id + 1} repeats the token {token!r} (first on line {vocab[token] + 1}); remove the duplicate")
+                raise PrefineError(
+                    f"{path} line {token_id + 1} repeats the token {token!r} (first on line {vocab[token] + 1}); remove the duplicate"
+                )
             vocab[token] = token_id
     if not vocab:
         raise PrefineError(f"{path} is empty; it must list one token per line")
@@ -205,12 +224,18 @@ def _tokenizer_from_vocabulary(directory: Path) -> Tokenizer:
     vocab = _read_vocabulary(directory / "vocab.txt")
     if UNK not in vocab:
         raise PrefineError(f"{directory / 'vocab.txt'} has no {UNK} token; add it as a line of its own")
-    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD))
+    tokenizer = Tokenizer(
+        models.WordPiece(
+            vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD
+        )
+    )
     _attach_bert_pipeline(tokenizer, lowercase, strip_accents)
     if strip_accents and not _built_with_script_safe_normalizer(vocab, lowercase):
         # A vocabulary made by google-research/bert or transformers: reproduce their normalizer
         # exactly, so the ids match the ones the model was trained with.
-        tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=lowercase)
+        tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=lowercase
+        )
     tokenizer.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
     _attach_post_processor(tokenizer)
     return tokenizer
@@ -223,7 +248,9 @@ def load_tokenizer(directory: Path) -> Tokenizer:
         try:
             return Tokenizer.from_file(str(directory / "tokenizer.json"))
         except Exception as error:  # the Rust side raises a bare Exception for malformed files
-            raise PrefineError(f"{directory / 'tokenizer.json'} cannot be read ({error}); delete it to fall back to vocab.txt, or retrain") from None
+            raise PrefineError(
+                f"{directory / 'tokenizer.json'} cannot be read ({error}); delete it to fall back to vocab.txt, or retrain"
+            ) from None
     if (directory / "vocab.txt").is_file():
         return _tokenizer_from_vocabulary(directory)
     if not directory.exists():

@@ -15,7 +15,9 @@ from prefine.training.reporting import REPORTERS, check_report_to
 
 @dataclass
 class TrainingConfig:
-    max_steps: int = option(1000, "optimizer steps to train for (a resumed run continues up to this); 0: no step limit, only with --max-time")
+    max_steps: int = option(
+        1000, "optimizer steps to train for (a resumed run continues up to this); 0: no step limit, only with --max-time"
+    )
     max_time: str = option(
         "",
         "wall-time budget of the training loop, e.g. 45m, 1h30m, 90s, 1.5h or a number of seconds (a resumed run continues the same "
@@ -31,8 +33,9 @@ class TrainingConfig:
         "batch_size / gradient_accumulation_steps to batch_size; 0 keeps the batch fixed",
     )
     learning_rate: float = option(
-        1e-4, "peak learning rate of AdamW (pre-training: 1e-3, 3e-4 with --objective electra; fine-tuning's 0 picks one by model width: "
-        "1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)"
+        1e-4,
+        "peak learning rate of AdamW (pre-training: 1e-3, 3e-4 with --objective electra; fine-tuning's 0 picks one by model width: "
+        "1e-3 at hidden 128, 3e-4 at 256, 5e-5 at 768)",
     )
     layer_lr_decay: float = option(
         1.0,
@@ -55,8 +58,9 @@ class TrainingConfig:
     keep_last: int = option(2, "checkpoints to keep (the best one is always kept too)")
     log_every: int = option(10, "append training loss to metrics.jsonl every N steps")
     best_metric: str = option(
-        "", "evaluation metric that picks the best checkpoint, with the direction that is better: accuracy:max, loss:min "
-        "(a task's own metrics know their direction, so plain accuracy works there; empty: the task's default, or the latest)"
+        "",
+        "evaluation metric that picks the best checkpoint, with the direction that is better: accuracy:max, loss:min "
+        "(a task's own metrics know their direction, so plain accuracy works there; empty: the task's default, or the latest)",
     )
     early_stopping_patience: int = option(0, "stop after N evaluations without improving best_metric (0: never)")
     seed: int = option(42, "seed for weight init, data order, masking and dropout")
@@ -71,14 +75,18 @@ class TrainingConfig:
     )
     progress: bool = option(True, "show a progress bar")
     report_to: str = option(
-        "none", "also write the metrics logged to metrics.jsonl to an experiment tracker: none, or tensorboard (event files in the run "
-        "folder; view with tensorboard --logdir runs/; needs the tensorboard extra)", choices=REPORTERS,
+        "none",
+        "also write the metrics logged to metrics.jsonl to an experiment tracker: none, or tensorboard (event files in the run "
+        "folder; view with tensorboard --logdir runs/; needs the tensorboard extra)",
+        choices=REPORTERS,
     )
 
     def __post_init__(self) -> None:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
         if not 0.0 < self.layer_lr_decay <= 1.0:
-            raise PrefineError(f"--layer-lr-decay {self.layer_lr_decay} must be in (0, 1]: the factor between one block's learning rate and the next one up's")
+            raise PrefineError(
+                f"--layer-lr-decay {self.layer_lr_decay} must be in (0, 1]: the factor between one block's learning rate and the next one up's"
+            )
         if not 0.0 <= self.batch_ramp <= 1.0:
             raise PrefineError(f"--batch-ramp {self.batch_ramp} must be a fraction of the budget between 0 and 1")
         if self.batch_ramp > 0 and self.gradient_accumulation_steps == 1:
@@ -161,7 +169,20 @@ def format_duration(seconds: float) -> str:
 # Fields that may change when a run is resumed: they steer how long and how visibly it trains,
 # not what it computes per step. Changing anything else would make the resumed run a different run.
 RESUMABLE_OVERRIDES = frozenset(
-    {"max_steps", "max_time", "eval_every", "save_every", "keep_last", "log_every", "device", "num_threads", "progress", "compile", "early_stopping_patience", "report_to"}
+    {
+        "max_steps",
+        "max_time",
+        "eval_every",
+        "save_every",
+        "keep_last",
+        "log_every",
+        "device",
+        "num_threads",
+        "progress",
+        "compile",
+        "early_stopping_patience",
+        "report_to",
+    }
 )
 
 
@@ -185,5 +206,7 @@ def resolve_best_metric(text: str, directions: dict[str, str]) -> str:
     direction = direction or directions.get(name)
     if direction is None:
         known = ", ".join(directions) or "none declared"
-        raise PrefineError(f"--best-metric {name}: say whether higher or lower is better ({name}:max or {name}:min); the task's metrics are {known}")
+        raise PrefineError(
+            f"--best-metric {name}: say whether higher or lower is better ({name}:max or {name}:min); the task's metrics are {known}"
+        )
     return f"{name}:{direction}"

@@ -39,9 +39,10 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -49,8 +50,8 @@ from tqdm import tqdm
 
 from prefine import determinism
 from prefine.checkpoint import (
-    METRICS_FILE,
     CHECKPOINTS_DIR,
+    METRICS_FILE,
     best_checkpoint,
     checkpoint_name,
     latest_checkpoint,
@@ -64,7 +65,15 @@ from prefine.checkpoint import (
 )
 from prefine.errors import PrefineError
 from prefine.training.config import TrainingConfig, format_duration, parse_best_metric
-from prefine.training.distributed import DistributedContext, all_reduce_mean, all_reduce_sum, any_rank, barrier, broadcast_from_main, check_batch_split
+from prefine.training.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    broadcast_from_main,
+    check_batch_split,
+)
 from prefine.training.optim import build_optimizer, build_scheduler, micro_batches_per_step
 from prefine.training.reporting import open_reporter
 
@@ -331,7 +340,9 @@ def _train(
         try:
             optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:
-            raise PrefineError(f"{checkpoint}: optimizer state does not match this model ({error}); resume with the run's own settings") from None
+            raise PrefineError(
+                f"{checkpoint}: optimizer state does not match this model ({error}); resume with the run's own settings"
+            ) from None
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], device)
         step = int(state["step"])
@@ -404,7 +415,9 @@ def _train(
         if context.is_main:
             # The best checkpoint survives pruning, also when it was saved before a resume.
             protected = (checkpoint_name(best_step),) if best_step >= 0 else ()
-            saved_at[step] = save_checkpoint(run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected)
+            saved_at[step] = save_checkpoint(
+                run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected
+            )
             report_progress(saved_at[step])
         return saved_at.get(step)
 
@@ -454,12 +467,18 @@ def _train(
         return ", ".join([timing, steps, *(f"{key} {value}" for key, value in postfix.items())])
 
     if budget is None:
-        progress = ProgressBar(total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)
+        progress = ProgressBar(
+            total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0
+        )
     else:
         # The bar fills with the time budget rather than with steps.
         progress = TimeBudgetBar(
-            total=budget, initial=min(elapsed_before, budget), bar_format="{l_bar}{bar}| {status}",
-            disable=not show_progress, dynamic_ncols=True, mininterval=1.0,
+            total=budget,
+            initial=min(elapsed_before, budget),
+            bar_format="{l_bar}{bar}| {status}",
+            disable=not show_progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
         )
         progress.status = budget_status(progress.n)
         progress.refresh()
@@ -507,7 +526,7 @@ def _train(
                 batch = _to_device(batch, device)
                 sync = micro == step_micro_batches - 1 or not context.enabled
                 # Gradients of inner micro-batches stay local; DDP averages them once per step.
-                with (contextlib.nullcontext() if sync else training_model.no_sync()), autocast_context(device, config.precision):
+                with contextlib.nullcontext() if sync else training_model.no_sync(), autocast_context(device, config.precision):
                     loss, stats = task.loss(training_model, batch, **loss_kwargs)
                 (loss * scale).backward()
                 for key, value in stats.items():
@@ -553,7 +572,9 @@ def _train(
                 if config.early_stopping_patience and evaluations_without_improvement >= config.early_stopping_patience:
                     stopped_early = True
                     if context.is_main:
-                        tqdm.write(f"early stopping: {config.best_metric} has not improved for {evaluations_without_improvement} evaluations")
+                        tqdm.write(
+                            f"early stopping: {config.best_metric} has not improved for {evaluations_without_improvement} evaluations"
+                        )
                     break
             if config.save_every and step % config.save_every == 0:
                 save()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from prefine.training.config import TrainingConfig
-
 
 # `encoder.layer.3.` in any model of BERT's names (a classifier's `bert.encoder.layer.3.`, an
 # encoder-decoder's `encoder.encoder.layer.3.` and `decoder.bert.encoder.layer.3.`).
@@ -53,7 +52,11 @@ def build_optimizer(model: nn.Module, config: TrainingConfig, device: torch.devi
         no_decay = parameter.ndim < 2 or "LayerNorm" in name
         groups.setdefault((top - depths.get(name, top), no_decay), []).append(parameter)
     param_groups = [
-        {"params": params, "weight_decay": 0.0 if no_decay else config.weight_decay, "lr": config.learning_rate * config.layer_lr_decay**steps_down}
+        {
+            "params": params,
+            "weight_decay": 0.0 if no_decay else config.weight_decay,
+            "lr": config.learning_rate * config.layer_lr_decay**steps_down,
+        }
         for (steps_down, no_decay), params in sorted(groups.items())
     ]
     # The fused kernel does the whole update in one pass over each tensor (CUDA, and CPU since

@@ -101,5 +101,7 @@ def test_checkpoint_weights_get_the_same_permissions_as_other_files(tmp_path):
     finally:
         os.umask(previous)
     assert {path.name: path.stat().st_mode & 0o777 for path in checkpoint.iterdir()} == {
-        "model.safetensors": 0o644, "config.json": 0o644, "trainer_state.pt": 0o644,
+        "model.safetensors": 0o644,
+        "config.json": 0o644,
+        "trainer_state.pt": 0o644,
     }

@@ -11,8 +11,27 @@ from prefine.cli import main
 from prefine.registry import RunRegistry
 from tests.conftest import synthetic_documents, write_bert_text
 
-TINY = ["--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-        "--num-threads", "1", "--no-progress", "--max-steps", "6", "--save-every", "3", "--eval-every", "3"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "300",
+    "--min-frequency",
+    "1",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+    "--max-steps",
+    "6",
+    "--save-every",
+    "3",
+    "--eval-every",
+    "3",
+]
 
 
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_says_so_in_one_line(tmp_path: Path, monkeypatch, capsys):

@@ -60,19 +60,29 @@ def test_docstrings_are_real_stdlib_prose():
 
 
 def test_cleaning_drops_doctests_code_blocks_and_underlines():
-    raw = "Title\n=====\n\n   sum ::= a "+" b\n   | b\nAdd numbers. It is equivalent to::\n\n    x = a + b\n\nExample:\n>>> add(1, 2)\n3\n\nThe end."
+    raw = (
+        "Title\n=====\n\n   sum ::= a "
+        + " b\n   | b\nAdd numbers. It is equivalent to::\n\n    x = a + b\n\nExample:\n>>> add(1, 2)\n3\n\nThe end."
+    )
     assert clean_documentation(raw) == "Title\n\nAdd numbers. It is equivalent to:\n\nExample:\n\nThe end."
     assert documentation_sentences("Args:\n\nReturns the sum. Fast.") == ["Returns the sum."]
 
 
 def test_rest_markup_becomes_the_name_it_shows():
     assert strip_rest_markup("Call :func:`len` or :meth:`~email.message.Message.get`.") == "Call len or email.message.Message.get."
-    assert strip_rest_markup("See :ref:`the guide <guide-target>`, :py:data:`sys.path`, :meth:`!close()` and ``x = 1``.") == "See the guide, sys.path, close and x = 1."
+    assert (
+        strip_rest_markup("See :ref:`the guide <guide-target>`, :py:data:`sys.path`, :meth:`!close()` and ``x = 1``.")
+        == "See the guide, sys.path, close and x = 1."
+    )
     assert strip_rest_markup("no markup: a `default role` stays") == "no markup: a `default role` stays"
 
 
 def test_sentences_compare_without_case_spacing_punctuation_or_markup():
-    assert normalise_sentence("Call  :func:`os.path.join` FIRST.") == normalise_sentence("call os.path.join first") == "call os path join first"
+    assert (
+        normalise_sentence("Call  :func:`os.path.join` FIRST.")
+        == normalise_sentence("call os.path.join first")
+        == "call os path join first"
+    )
     assert normalise_sentence("Call os.path.join ( ) first .") == "call os path join first"  # the entity task's words
     assert normalise_sentence("Return a copy.") != normalise_sentence("Return a deep copy.")
     assert word_shingles(["A b, c.", "D"], size=3) == {("a", "b", "c"), ("b", "c", "d")}
@@ -86,7 +96,11 @@ HELD_OUT = [
     ["Return a shallow copy of the mapping.", "The :exc:`KeyError` is raised when the key is missing."],
 ]
 NEAR_DUPLICATE = ["Grid a widget in the parent widget and use the options after, anchor and before.", "It returns  none!"]
-SHARES_A_SENTENCE = ["Unrelated first sentence about bread.", "RETURN a shallow copy of the :class:`mapping`.", "Unrelated last sentence about butter."]
+SHARES_A_SENTENCE = [
+    "Unrelated first sentence about bread.",
+    "RETURN a shallow copy of the :class:`mapping`.",
+    "Unrelated last sentence about butter.",
+]
 HAS_A_ROLE = ["Raise :exc:`ValueError` when :func:`json.loads` cannot decode ``text``.", "Nothing else is shared here."]
 UNRELATED = ["Compute the checksum of a file.", "Blocks are read one at a time."]
 
@@ -109,13 +123,17 @@ def test_the_filter_drops_near_duplicates_cuts_shared_sentences_and_strips_roles
     assert NEAR_DUPLICATE not in filtered and not any(NEAR_DUPLICATE[0] in document for document in filtered)
     # The shared sentence goes, and its document is cut there so no two sentences become neighbours that were not.
     assert ["Unrelated first sentence about bread."] in filtered and ["Unrelated last sentence about butter."] in filtered
-    assert not any(normalise_sentence(SHARES_A_SENTENCE[1]) == normalise_sentence(sentence) for document in filtered for sentence in document)
+    assert not any(
+        normalise_sentence(SHARES_A_SENTENCE[1]) == normalise_sentence(sentence) for document in filtered for sentence in document
+    )
     assert ["Raise ValueError when json.loads cannot decode text.", "Nothing else is shared here."] in filtered
     assert not any(_ROLE_MARKUP.search(sentence) or "``" in sentence for document in filtered for sentence in document)
     assert UNRELATED in filtered
     assert filtered == [
-        ["Unrelated first sentence about bread."], ["Unrelated last sentence about butter."],
-        ["Raise ValueError when json.loads cannot decode text.", "Nothing else is shared here."], UNRELATED,
+        ["Unrelated first sentence about bread."],
+        ["Unrelated last sentence about butter."],
+        ["Raise ValueError when json.loads cannot decode text.", "Nothing else is shared here."],
+        UNRELATED,
     ]
     assert (report.near_duplicate_documents, report.shared_sentences, report.sentences_with_markup) == (1, 1, 2)
 
@@ -144,7 +162,12 @@ def _task_test_sentences(classification_test, entity_test, generation_test) -> d
     return {
         "classification": [normalise_sentence(sentence) for text, _ in classification_test for sentence in documentation_sentences(text)],
         "entities": [normalise_sentence(" ".join(words)) for words, _ in entity_test],
-        "generation": [normalise_sentence(sentence) for record in generation_test for field in ("summary", "document") for sentence in split_sentences(record[field])],
+        "generation": [
+            normalise_sentence(sentence)
+            for record in generation_test
+            for field in ("summary", "document")
+            for sentence in split_sentences(record[field])
+        ],
     }
 
 
@@ -157,7 +180,9 @@ def _leaks(documents, held_out_docstrings, classification_test) -> dict[str, int
     return leaks
 
 
-def test_pretraining_shares_no_sentence_near_duplicate_or_role_with_any_builtin_test_item(pretraining_documents, unfiltered_documents, held_out_docstrings, task):
+def test_pretraining_shares_no_sentence_near_duplicate_or_role_with_any_builtin_test_item(
+    pretraining_documents, unfiltered_documents, held_out_docstrings, task
+):
     _, test = task
     leaks = _leaks(pretraining_documents, held_out_docstrings, test)
     assert leaks == {"classification": 0, "entities": 0, "generation": 0, "near-duplicates": 0, "roles": 0}
@@ -179,6 +204,7 @@ def test_the_leak_filter_keeps_the_classification_test_set_and_drops_near_duplic
     train, test = task
     unfiltered_train, unfiltered_test = builtin_classification_task(filter_leaks=False)
     assert test == unfiltered_test  # before / after numbers compare on the same test items
+
     def sentences(rows):
         return [documentation_sentences(text) for text, _ in rows]
 
@@ -213,5 +239,7 @@ def test_deterministic_across_processes(task, pretraining_documents):
         "from prefine.corpus.builtin import builtin_classification_task, builtin_pretraining_documents\n"
         "print(hashlib.sha256(json.dumps([*builtin_classification_task(), list(builtin_pretraining_documents())]).encode()).hexdigest())\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"})
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"}
+    )
     assert result.stdout.strip() == _digest(*task, pretraining_documents)

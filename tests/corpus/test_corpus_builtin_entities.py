@@ -16,9 +16,14 @@ def test_roles_and_literals_become_plain_text_with_typed_spans():
     words, tags = tag_sentence("Raise :exc:`ValueError` if :func:`os.path.join` fails; see the ``json`` module.")
     assert " ".join(words) == "Raise ValueError if os.path.join fails ; see the json module ."
     assert tagged("Raise :exc:`ValueError` if :func:`os.path.join` fails; see the ``json`` module.") == [
-        ("ValueError", "B-EXC"), ("os.path.join", "B-FUNC"), ("json", "B-MOD")
+        ("ValueError", "B-EXC"),
+        ("os.path.join", "B-FUNC"),
+        ("json", "B-MOD"),
     ]
-    assert tagged("Use :class:`~collections.OrderedDict` or :meth:`dict.get`.") == [("collections.OrderedDict", "B-TYPE"), ("dict.get", "B-FUNC")]
+    assert tagged("Use :class:`~collections.OrderedDict` or :meth:`dict.get`.") == [
+        ("collections.OrderedDict", "B-TYPE"),
+        ("dict.get", "B-FUNC"),
+    ]
 
 
 def test_entity_words_and_pretraining_text_render_roles_the_same_way():
@@ -33,14 +38,19 @@ def test_entity_words_and_pretraining_text_render_roles_the_same_way():
         words, _ = tag_sentence(sentence)
         assert normalise_sentence(" ".join(words)) == normalise_sentence(strip_rest_markup(sentence))
         assert not any(":" in word and "`" in word for word in words)
-    assert tagged("Use :meth:`~email.message.Message.get` and :py:func:`json.loads`.") == [("email.message.Message.get", "B-FUNC"), ("json.loads", "B-FUNC")]
+    assert tagged("Use :meth:`~email.message.Message.get` and :py:func:`json.loads`.") == [
+        ("email.message.Message.get", "B-FUNC"),
+        ("json.loads", "B-FUNC"),
+    ]
 
 
 def test_code_names_in_prose_are_typed_by_what_python_knows_and_calls_lose_their_parentheses():
     words, tags = tag_sentence("Call close() before the file is reused, or a StopIteration is raised; pass an int.")
     assert "close" in words and "close()" not in words and "(" not in words
     assert tagged("Call close() before the file is reused, or a StopIteration is raised; pass an int.") == [
-        ("close", "B-FUNC"), ("StopIteration", "B-EXC"), ("int", "B-TYPE")
+        ("close", "B-FUNC"),
+        ("StopIteration", "B-EXC"),
+        ("int", "B-TYPE"),
     ]
     # Module names count only where the sentence names a module; "this module" and everyday words do not.
     assert tagged("import string and read the time module docs") == [("string", "B-MOD"), ("time", "B-MOD")]

@@ -83,7 +83,7 @@ def test_jsonl_errors_name_the_line(tmp_path):
 def test_csv_handles_quoting(tmp_path, compress):
     text = 'id,review,label\n1,"Good, really good. Loved it.",pos\n2,"Spans\ntwo lines. ""Quoted"" too.",neg\n'
     path = write(tmp_path / ("r.csv.gz" if compress else "r.csv"), text, compress)
-    assert documents(path) == [["Good, really good.", "Loved it."], ['Spans two lines.', '"Quoted" too.']]
+    assert documents(path) == [["Good, really good.", "Loved it."], ["Spans two lines.", '"Quoted" too.']]
 
 
 def test_csv_wrong_column_lists_available(tmp_path):

@@ -22,8 +22,16 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path: Path):
 def test_killed_and_resumed_fine_tune_equals_the_uninterrupted_one(tmp_path: Path):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
     config = HarnessConfig(
-        tmp_path / "harness", corpus, max_steps=12, save_every=3, eval_every=4, log_every=2, keep_last=2, stage="finetune",
-        train_data=write_review_tsv(tmp_path / "train.tsv", 96, 1), eval_data=write_review_tsv(tmp_path / "dev.tsv", 24, 2),
+        tmp_path / "harness",
+        corpus,
+        max_steps=12,
+        save_every=3,
+        eval_every=4,
+        log_every=2,
+        keep_last=2,
+        stage="finetune",
+        train_data=write_review_tsv(tmp_path / "train.tsv", 96, 1),
+        eval_data=write_review_tsv(tmp_path / "dev.tsv", 24, 2),
     )
     points = [("checkpoint-written", 1), ("checkpoint-pointed", 2), ("registry-write", 2)]
     report = run_harness(config, crash_points=points)

@@ -14,7 +14,9 @@ from prefine.model.encoder_decoder import BertEncoderDecoder
 
 transformers = pytest.importorskip("transformers")
 
-CONFIG = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=48)
+CONFIG = BertConfig(
+    vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=48
+)
 IDS = SpecialIds(start=2, end=3, pad=0)
 
 
@@ -64,7 +66,9 @@ def test_greedy_matches_transformers_generate_with_rows_finishing_at_different_s
     model = tiny_model(end_bias=2.0 if no_repeat_ngram_size else 3.0)
     ids, mask = random_inputs(20)
     ours = generate(model, ids, mask, DecodingConfig(no_repeat_ngram_size=no_repeat_ngram_size), 12, IDS)
-    theirs = reference_generate(reference_model(model), ids, mask, max_new_tokens=12, num_beams=1, no_repeat_ngram_size=no_repeat_ngram_size)
+    theirs = reference_generate(
+        reference_model(model), ids, mask, max_new_tokens=12, num_beams=1, no_repeat_ngram_size=no_repeat_ngram_size
+    )
     assert ours == theirs
     lengths = {len(tokens) for tokens in ours}
     assert len(lengths) >= (5 if no_repeat_ngram_size else 2) and min(lengths) < 12  # some rows ended early, others ran on
@@ -103,7 +107,14 @@ def test_beam_search_matches_transformers(early_stopping, length_penalty):
     config = DecodingConfig(num_beams=4, early_stopping=early_stopping, length_penalty=length_penalty, no_repeat_ngram_size=1)
     ours = generate(model, ids, mask, config, 10, IDS)
     theirs = reference_generate(
-        reference_model(model), ids, mask, max_new_tokens=10, num_beams=4, early_stopping=early_stopping, length_penalty=length_penalty, no_repeat_ngram_size=1
+        reference_model(model),
+        ids,
+        mask,
+        max_new_tokens=10,
+        num_beams=4,
+        early_stopping=early_stopping,
+        length_penalty=length_penalty,
+        no_repeat_ngram_size=1,
     )
     assert ours == theirs
     assert len({len(tokens) for tokens in ours}) >= 3
@@ -122,7 +133,9 @@ def test_ban_repeated_ngrams_bans_exactly_the_completions_of_seen_ngrams():
 
 def test_top_k_and_top_p_filtering():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    assert torch.isinf(filtered_logits(logits, 1.0, 2, 1.0)[0, 2:]).all() and torch.isfinite(filtered_logits(logits, 1.0, 2, 1.0)[0, :2]).all()
+    assert (
+        torch.isinf(filtered_logits(logits, 1.0, 2, 1.0)[0, 2:]).all() and torch.isfinite(filtered_logits(logits, 1.0, 2, 1.0)[0, :2]).all()
+    )
     nucleus = filtered_logits(logits, 1.0, 0, 0.7)  # 0.5 + 0.3 reach 0.7; the rest go
     assert torch.isfinite(nucleus[0, :2]).all() and torch.isinf(nucleus[0, 2:]).all()
     assert torch.isfinite(filtered_logits(logits, 1.0, 0, 0.4)[0, 0]) and torch.isinf(filtered_logits(logits, 1.0, 0, 0.4)[0, 1:]).all()
@@ -137,7 +150,9 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
     assert generate(model, ids, mask, sample, 10, IDS) == first
     assert generate(model, ids, mask, dataclasses.replace(sample, seed=8), 10, IDS) != first
     assert first != generate(model, ids, mask, DecodingConfig(), 10, IDS)
-    assert generate(model, ids, mask, DecodingConfig(do_sample=True, top_k=1, seed=3), 10, IDS) == generate(model, ids, mask, DecodingConfig(), 10, IDS)
+    assert generate(model, ids, mask, DecodingConfig(do_sample=True, top_k=1, seed=3), 10, IDS) == generate(
+        model, ids, mask, DecodingConfig(), 10, IDS
+    )
 
 
 def test_finished_rows_stop_costing_work():
@@ -163,7 +178,15 @@ def test_streaming_callback_sees_every_token_in_order():
     model = tiny_model(seed=7, end_bias=1.0)
     ids, mask = random_inputs(3, seed=7)
     seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
-    outputs = generate(model, ids, mask, DecodingConfig(), 9, IDS, on_tokens=lambda rows, tokens: [seen[row].append(token) for row, token in zip(rows, tokens)])
+    outputs = generate(
+        model,
+        ids,
+        mask,
+        DecodingConfig(),
+        9,
+        IDS,
+        on_tokens=lambda rows, tokens: [seen[row].append(token) for row, token in zip(rows, tokens)],
+    )
     assert [[token for token in seen[row] if token != IDS.end] for row in range(3)] == outputs
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from interop_helpers import CORPUS
 
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
-
-from interop_helpers import CORPUS
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,17 @@ ENGLISH_TEXTS = [
     "Tokenizers split rare words into smaller pieces.",
 ]
 KOREAN_TEXTS = ["이 영화 정말 재미있어요.", "한국어 감정 분석은 어렵지 않아요."]
-CORPUS = ENGLISH_TEXTS + KOREAN_TEXTS + [
-    "The tokenizer learns the most frequent pieces of the corpus.",
-    "정말 재미있는 영화였다.",
-    "감정 분석 모델을 만들어 봅시다.",
-    "The dog and the fox are friends now.",
-] * 3
+CORPUS = (
+    ENGLISH_TEXTS
+    + KOREAN_TEXTS
+    + [
+        "The tokenizer learns the most frequent pieces of the corpus.",
+        "정말 재미있는 영화였다.",
+        "감정 분석 모델을 만들어 봅시다.",
+        "The dog and the fox are friends now.",
+    ]
+    * 3
+)
 
 TINY_SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=64)
 

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from interop_helpers import TINY_SIZES, assert_close_where_real, padded_batch, randomized
 from safetensors.torch import load_file
 
 from prefine.checkpoint import save_checkpoint, write_run
 from prefine.errors import PrefineError
 from prefine.interop import import_hf_checkpoint, load_into
-from prefine.recipes.export import export_hf
 from prefine.model import BertConfig, BertForSequenceClassification
 from prefine.model.electra import ElectraPreTrainingModel, electra_checkpoint_config, generator_config, load_electra_state
+from prefine.recipes.export import export_hf
 from prefine.tokenizer import save_tokenizer
-
-from interop_helpers import TINY_SIZES, assert_close_where_real, padded_batch, randomized
 
 transformers = pytest.importorskip("transformers")
 
@@ -54,7 +53,9 @@ def test_electra_run_exports_discriminator_and_generator_with_equal_logits(tmp_p
     assert type(discriminator).__name__ == "ElectraForPreTraining" and type(generator).__name__ == "ElectraForMaskedLM"
     assert generator.generator_lm_head.weight.data_ptr() == generator.electra.embeddings.word_embeddings.weight.data_ptr()
     assert generator.electra.embeddings_project.out_features == ours.generator_config.hidden_size
-    assert hasattr(discriminator.electra, "embeddings_project") == bool(embedding_size)  # transformers adds it only for a narrower embedding
+    assert hasattr(discriminator.electra, "embeddings_project") == bool(
+        embedding_size
+    )  # transformers adds it only for a narrower embedding
     assert discriminator.config.embedding_size == generator.config.embedding_size == (embedding_size or TINY_SIZES["hidden_size"])
 
     batch = padded_batch(vocab_size, seed=12)
@@ -68,13 +69,21 @@ def test_electra_run_exports_discriminator_and_generator_with_equal_logits(tmp_p
 def hf_electra_folder(folder: Path, tokenizer, vocab_size: int, with_generator: bool, embedding_size: int = 64) -> tuple:
     """A transformers ELECTRA discriminator (and generator sharing its embeddings) saved as Hugging Face folders."""
     sizes = {**TINY_SIZES, "hidden_act": "relu"}
-    discriminator = randomized(transformers.ElectraForPreTraining(transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=embedding_size, **sizes)), seed=21)
+    discriminator = randomized(
+        transformers.ElectraForPreTraining(transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=embedding_size, **sizes)),
+        seed=21,
+    )
     discriminator.save_pretrained(folder)
     save_tokenizer(tokenizer, folder)
     generator = None
     if with_generator:
         generator_sizes = {**sizes, "hidden_size": 32, "num_attention_heads": 1, "intermediate_size": 128}
-        generator = randomized(transformers.ElectraForMaskedLM(transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=embedding_size, **generator_sizes)), seed=22)
+        generator = randomized(
+            transformers.ElectraForMaskedLM(
+                transformers.ElectraConfig(vocab_size=vocab_size, embedding_size=embedding_size, **generator_sizes)
+            ),
+            seed=22,
+        )
         generator.electra.embeddings.load_state_dict(discriminator.electra.embeddings.state_dict())
         generator.tie_weights()
         generator.save_pretrained(folder / "generator")

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from interop_helpers import ENGLISH_TEXTS, KOREAN_TEXTS, TINY_SIZES, assert_close_where_real, padded_batch, randomized
 from safetensors.torch import load_file
 
 from prefine.checkpoint import save_checkpoint, write_run
 from prefine.errors import PrefineError
 from prefine.interop import import_hf_checkpoint, load_into
-from prefine.recipes.export import add_export_command, export_hf
 from prefine.model import BertConfig, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification
+from prefine.recipes.export import add_export_command, export_hf
 from prefine.tokenizer import save_tokenizer
-
-from interop_helpers import ENGLISH_TEXTS, KOREAN_TEXTS, TINY_SIZES, assert_close_where_real, padded_batch, randomized
 
 transformers = pytest.importorskip("transformers")
 
@@ -77,8 +76,13 @@ def test_classifier_run_exports_labels_and_logits(tmp_path, tokenizer, vocab_siz
     ours = randomized(BertForSequenceClassification(tiny_config(vocab_size), num_labels=3), seed=4)
     id2label = {index: label for index, label in enumerate(LABELS)}
     checkpoint = fake_run(
-        tmp_path / "run", ours, tokenizer, "BertForSequenceClassification",
-        id2label=id2label, label2id={label: index for index, label in id2label.items()}, num_labels=3,
+        tmp_path / "run",
+        ours,
+        tokenizer,
+        "BertForSequenceClassification",
+        id2label=id2label,
+        label2id={label: index for index, label in id2label.items()},
+        num_labels=3,
     )
     # A checkpoint folder exports too; its run's tokenizer is found two levels up.
     out = export_hf(checkpoint, tmp_path / "hf")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from interop_helpers import ENGLISH_TEXTS, KOREAN_TEXTS, assert_close_where_real, hf_tiny_config, padded_batch, randomized
 from safetensors.torch import load_file, save_file
 
 from prefine.errors import PrefineError
@@ -22,8 +22,6 @@ from prefine.interop import (
 )
 from prefine.model import BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification, BertModel
 from prefine.tokenizer import save_tokenizer
-
-from interop_helpers import ENGLISH_TEXTS, KOREAN_TEXTS, assert_close_where_real, hf_tiny_config, padded_batch, randomized
 
 transformers = pytest.importorskip("transformers")
 
@@ -185,7 +183,10 @@ def test_vocabulary_mismatch_names_the_key_and_both_shapes(tmp_path, vocab_size)
     config = json.loads((tmp_path / "config.json").read_text())
     config["vocab_size"] = vocab_size + 10
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(PrefineError, match=rf"bert\.embeddings\.word_embeddings\.weight has shape \[{vocab_size}, 64\] but the model expects \[{vocab_size + 10}, 64\]"):
+    with pytest.raises(
+        PrefineError,
+        match=rf"bert\.embeddings\.word_embeddings\.weight has shape \[{vocab_size}, 64\] but the model expects \[{vocab_size + 10}, 64\]",
+    ):
         imported(tmp_path, BertForPreTraining)
 
 
@@ -258,7 +259,9 @@ def test_hub_download_failure_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(PrefineError, match=r"could not download bert-base-uncased from the Hugging Face Hub \(.*couldn't connect.*\); pass a local folder"):
+    with pytest.raises(
+        PrefineError, match=r"could not download bert-base-uncased from the Hugging Face Hub \(.*couldn't connect.*\); pass a local folder"
+    ):
         import_hf_checkpoint("bert-base-uncased")
 
 

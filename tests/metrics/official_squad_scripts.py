@@ -43,7 +43,9 @@ def squad_v1_scores(dataset: dict, predictions: dict[str, str]) -> dict[str, flo
 
 
 def korquad_v1_scores(dataset: dict, predictions: dict[str, str]) -> dict[str, float]:
-    return _scores(dataset, predictions, _korquad_normalize, lambda text: [ch for token in _korquad_normalize(text).split() for ch in token])
+    return _scores(
+        dataset, predictions, _korquad_normalize, lambda text: [ch for token in _korquad_normalize(text).split() for ch in token]
+    )
 
 
 def _scores(dataset: dict, predictions: dict[str, str], normalize, units) -> dict[str, float]:

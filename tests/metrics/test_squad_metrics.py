@@ -43,7 +43,7 @@ def test_empty_strings_v1_versus_v2():
 
 def test_korquad_normalization():
     assert normalize_answer("《훈민정음》", "korquad") == "훈민정음"
-    assert normalize_answer("‘한글’과 \"세종\"", "korquad") == "한글 과 세종"
+    assert normalize_answer('‘한글’과 "세종"', "korquad") == "한글 과 세종"
     assert normalize_answer("〈용비어천가〉 (1447)", "korquad") == "용비어천가 1447"
     # No English article removal, and an apostrophe becomes a space instead of vanishing.
     assert normalize_answer("The Cat's", "korquad") == "the cat s"
@@ -98,9 +98,7 @@ def test_evaluate_squad_totals_with_max_over_gold_and_missing_prediction():
 
 
 def test_evaluate_squad_v2_breakdown():
-    dataset = _dataset(
-        [("a1", ["Paris"], False), ("a2", ["red dog"], False), ("n1", [], True), ("n2", [], True)], version="v2.0"
-    )
+    dataset = _dataset([("a1", ["Paris"], False), ("a2", ["red dog"], False), ("n1", [], True), ("n2", [], True)], version="v2.0")
     predictions = {"a1": "Paris", "a2": "dog", "n1": "", "n2": "something"}
     # a1: EM 1 F1 1; a2: EM 0, F1 = 2 * 1 * (1/2) / (3/2) = 2/3; n1: "" vs [""] -> 1, 1; n2: 0, 0.
     result = evaluate_predictions(dataset, predictions, "squad_v2")

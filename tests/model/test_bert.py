@@ -21,8 +21,16 @@ from prefine.model.bert import apply_mimetic_init
 
 
 def tiny_config(**overrides) -> BertConfig:
-    values = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    values = dict(
+        vocab_size=97,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     return BertConfig(**{**values, **overrides})
 
 
@@ -119,7 +127,9 @@ def test_a_real_loss_reaches_every_parameter():
     labels = torch.full_like(input_ids, IGNORE_LABEL)
     labels[:, 3] = input_ids[:, 3]
     model(input_ids, token_type_ids, None, labels, torch.tensor([0, 1, 0])).loss.backward()
-    without_gradient = [name for name, parameter in model.named_parameters() if parameter.grad is None or float(parameter.grad.abs().max()) == 0.0]
+    without_gradient = [
+        name for name, parameter in model.named_parameters() if parameter.grad is None or float(parameter.grad.abs().max()) == 0.0
+    ]
     assert without_gradient == []
 
 
@@ -301,7 +311,9 @@ def test_openmp_wait_policy_changes_no_result():
         environment = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
         if policy:
             environment["OMP_WAIT_POLICY"] = policy
-        finished = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT], env=environment, capture_output=True, text=True, check=True)
+        finished = subprocess.run(
+            [sys.executable, "-c", TRAINING_STEPS_SCRIPT], env=environment, capture_output=True, text=True, check=True
+        )
         results[policy] = json.loads(finished.stdout.strip().splitlines()[-1])
     assert len(set(results[None]["losses"])) == 3, "training moved"
     assert results["PASSIVE"] == results[None]
@@ -388,6 +400,7 @@ def test_mimetic_init_sets_sinusoidal_positions_at_the_word_rows_scale():
     normalised = F.normalize(table, dim=-1)
     similarity = [float((normalised[:-offset] * normalised[offset:]).sum(-1).mean()) for offset in (1, 4, 16)]
     assert similarity[0] > 0.8 and similarity[0] > similarity[1] > similarity[2]
+
     # One linear map moves every position one step on (a rotation per frequency), so a head can
     # learn "read the next token" once; random rows need a map fitted row by row.
     def one_step_residual(rows: torch.Tensor) -> float:

@@ -15,7 +15,9 @@ ALWAYS_SAMPLED = 17  # the generator is rigged to sample this token at every mas
 
 def tiny_electra(objective: ElectraObjectiveConfig | None = None, seed: int = 0) -> ElectraPreTrainingModel:
     torch.manual_seed(seed)
-    config = preset_config("tiny", vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)
+    config = preset_config(
+        "tiny", vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, intermediate_size=64, max_position_embeddings=32
+    )
     return ElectraPreTrainingModel(config, generator_config(config, 0.5), objective)
 
 
@@ -35,7 +37,12 @@ def masked_batch() -> dict[str, torch.Tensor]:
     masked_positions[1, [2, 3]] = True
     input_ids = torch.where(masked_positions, torch.full_like(original, 4), original)  # 4 = [MASK]
     mlm_labels = torch.where(masked_positions, original, torch.full_like(original, IGNORE_LABEL))
-    return {"input_ids": input_ids, "token_type_ids": torch.zeros_like(original), "attention_mask": attention_mask, "mlm_labels": mlm_labels}
+    return {
+        "input_ids": input_ids,
+        "token_type_ids": torch.zeros_like(original),
+        "attention_mask": attention_mask,
+        "mlm_labels": mlm_labels,
+    }
 
 
 def test_replaced_labels_count_a_sample_equal_to_the_original_as_original():
@@ -125,9 +132,13 @@ def test_generator_is_a_narrower_model_of_the_same_depth():
 
 @pytest.mark.parametrize(
     "settings, flag",
-    [({"generator_size": 0.0}, "--generator-size"), ({"generator_size": 1.5}, "--generator-size"),
-     ({"sampling_temperature": 0.0}, "--sampling-temperature"), ({"discriminator_weight": -1.0}, "--discriminator-weight"),
-     ({"discriminator_weight": 0.0, "generator_weight": 0.0}, "both 0")],
+    [
+        ({"generator_size": 0.0}, "--generator-size"),
+        ({"generator_size": 1.5}, "--generator-size"),
+        ({"sampling_temperature": 0.0}, "--sampling-temperature"),
+        ({"discriminator_weight": -1.0}, "--discriminator-weight"),
+        ({"discriminator_weight": 0.0, "generator_weight": 0.0}, "both 0"),
+    ],
 )
 def test_bad_objective_settings_are_named(settings, flag):
     with pytest.raises(PrefineError, match=flag):
@@ -157,7 +168,9 @@ def test_frequency_bias_starts_the_generator_at_word_frequencies_and_the_discrim
     torch.testing.assert_close(model.generator_lm_head.bias, smoothed.log().float())
     # A masked position is replaced unless the frequency-only generator draws the original back.
     replaced = 0.15 * (1 - float((smoothed**2).sum()))
-    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(
+        math.log(replaced / (1 - replaced)), rel=1e-5
+    )
     batch = masked_batch()
     with torch.no_grad():
         probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
@@ -174,10 +187,14 @@ def test_without_the_generator_frequency_bias_the_generator_starts_uniform_and_t
     assert torch.count_nonzero(model.generator_lm_head.bias) == 0
     # A near-uniform generator draws the original back one time in VOCAB.
     replaced = 0.15 * (1 - 1 / VOCAB)
-    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(math.log(replaced / (1 - replaced)), rel=1e-5)
+    assert float(model.discriminator_predictions.dense_prediction.bias.detach()) == pytest.approx(
+        math.log(replaced / (1 - replaced)), rel=1e-5
+    )
     batch = masked_batch()
     with torch.no_grad():
         probabilities = torch.sigmoid(model.discriminator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]))
-        generator_probabilities = torch.softmax(model.generator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]), dim=-1)
+        generator_probabilities = torch.softmax(
+            model.generator_dense_logits(batch["input_ids"], attention_mask=batch["attention_mask"]), dim=-1
+        )
     assert abs(float(probabilities[batch["attention_mask"].bool()].mean()) - replaced) < 0.05
     assert float(generator_probabilities.max()) < 5 / VOCAB  # no word is favoured yet

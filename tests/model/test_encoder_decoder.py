@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from prefine.interop.encoder_decoder import warm_start
-from prefine.model import BertConfig, BertForPreTraining, count_parameters
-from prefine.model import IGNORE_LABEL
+from prefine.model import IGNORE_LABEL, BertConfig, BertForPreTraining, count_parameters
 from prefine.model.encoder_decoder import BertEncoderDecoder
 
 transformers = pytest.importorskip("transformers")
 
-CONFIG = BertConfig(vocab_size=90, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=40)
+CONFIG = BertConfig(
+    vocab_size=90, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=40
+)
 START, END, PAD = 2, 3, 0
 
 
@@ -49,7 +50,9 @@ def test_parameter_names_and_logits_match_transformers_encoder_decoder():
     decoder_ids = torch.tensor([[START, 20, 21, 22, 23], [START, 24, 25, PAD, PAD], [START, 26, 27, 28, PAD]])
     with torch.no_grad():
         ours = model(ids, mask, decoder_ids).logits
-        theirs = reference(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, decoder_attention_mask=(decoder_ids != PAD).long()).logits
+        theirs = reference(
+            input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids, decoder_attention_mask=(decoder_ids != PAD).long()
+        ).logits
     real = decoder_ids != PAD
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=1e-5)
 
@@ -107,7 +110,9 @@ def test_dropping_rows_from_the_cache_keeps_the_other_rows_exact():
 def test_shared_encoder_decoder_stores_shared_weights_once_and_reloads():
     shared, separate = tiny_model(share=True), tiny_model()
     state = shared.state_dict()
-    assert not any(name.startswith("decoder.bert.embeddings.") or ".attention.self." in name and name.startswith("decoder.") for name in state)
+    assert not any(
+        name.startswith("decoder.bert.embeddings.") or ".attention.self." in name and name.startswith("decoder.") for name in state
+    )
     assert any(".crossattention." in name for name in state)
     assert count_parameters(shared) < 0.62 * count_parameters(separate)
     assert shared.decoder.bert.encoder.layer[0].attention is shared.encoder.encoder.layer[0].attention

@@ -29,8 +29,7 @@ def random_documents(
 ) -> list[list[str]]:
     rng = random.Random(seed)
     return [
-        [" ".join(rng.choices(WORDS, k=rng.randint(*words))) + "." for _ in range(rng.randint(*sentences))]
-        for _ in range(num_documents)
+        [" ".join(rng.choices(WORDS, k=rng.randint(*words))) + "." for _ in range(rng.randint(*sentences))] for _ in range(num_documents)
     ]
 
 

@@ -8,14 +8,14 @@ import torch
 from pretraining_data_helpers import random_documents
 
 from prefine.errors import PrefineError
+from prefine.model import IGNORE_LABEL
 from prefine.pretraining_data.batches import TRAIN_STREAM, PretrainingBatches, collate
-from prefine.tokenizer import SpecialTokenIds
-from prefine.training.position import DataPosition
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import build_instances
-from prefine.model import IGNORE_LABEL
 from prefine.pretraining_data.masking import continuation_lookup
 from prefine.pretraining_data.shards import build_token_shards
+from prefine.tokenizer import SpecialTokenIds
+from prefine.training.position import DataPosition
 
 PAD, CLS, SEP = 0, 2, 3
 GLOBAL_BATCH = 8
@@ -81,7 +81,9 @@ def test_an_epoch_covers_its_instances_once_in_order_then_rolls_over(shards, tok
 
     train_ids = batches.doc_ids
     instances = build_instances(shards, train_ids, batches.config, np.random.default_rng([3, TRAIN_STREAM, 0]))
-    expected = collate(instances.take(slice(0, len(seen))), shards, shards.document_token_starts(), SpecialTokenIds(pad=0, unk=1, cls=2, sep=3, mask=4))
+    expected = collate(
+        instances.take(slice(0, len(seen))), shards, shards.document_token_starts(), SpecialTokenIds(pad=0, unk=1, cls=2, sep=3, mask=4)
+    )
     expected_rows = [row[: int(n)].tolist() for row, n in zip(expected["input_ids"], expected["attention_mask"].sum(1))]
     assert seen == expected_rows
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pretraining_data_helpers import WORDS, random_documents, within_sigmas
 
-from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.model import IGNORE_NSP
+from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.instances import (
     NSP_IS_NEXT,
     NSP_RANDOM_NEXT,
@@ -80,7 +80,9 @@ def test_instances_are_deterministic_given_the_rng_and_shuffled(shards):
     first = build_instances(shards, documents, config, np.random.default_rng(5))
     second = build_instances(shards, documents, config, np.random.default_rng(5))
     other = build_instances(shards, documents, config, np.random.default_rng(6))
-    assert all(np.array_equal(getattr(first, name), getattr(second, name)) for name in ("a_start", "a_end", "b_start", "b_end", "nsp_label"))
+    assert all(
+        np.array_equal(getattr(first, name), getattr(second, name)) for name in ("a_start", "a_end", "b_start", "b_end", "nsp_label")
+    )
     assert not np.array_equal(first.a_start, other.a_start)
     assert not (np.diff(first.a_start) > 0).all(), "instances are shuffled, not in corpus order"
 
@@ -219,7 +221,9 @@ def test_packing_in_pieces_gives_the_same_segments(shards, monkeypatch):
     whole = build_instances(shards, train, config, np.random.default_rng(0))
     monkeypatch.setattr(instances_module, "PACKING_PIECE_DOCUMENTS", 16)
     pieces = build_instances(shards, train, config, np.random.default_rng(0))
-    assert all(np.array_equal(getattr(whole, name), getattr(pieces, name)) for name in ("a_start", "a_end", "b_start", "b_end", "nsp_label"))
+    assert all(
+        np.array_equal(getattr(whole, name), getattr(pieces, name)) for name in ("a_start", "a_end", "b_start", "b_end", "nsp_label")
+    )
     # No segment runs across a block cut (every 8th training document starts afresh).
     first_position = np.searchsorted(train, document_of(shards, whole.a_start))
     last_position = np.searchsorted(train, document_of(shards, whole.a_end - 1))

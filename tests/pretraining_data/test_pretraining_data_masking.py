@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pretraining_data_helpers import within_sigmas
 
-from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.model import IGNORE_LABEL
+from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 
 VOCAB_SIZE = 1000
@@ -22,7 +22,7 @@ def synthetic_batch(rows: int = 256, width: int = 128, seed: int = 0):
     input_ids[columns >= lengths[:, None]] = 0
     input_ids[:, 0] = 2
     input_ids[torch.arange(rows), lengths - 1] = 3
-    special = (input_ids < 5)
+    special = input_ids < 5
     return input_ids, special
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pretraining_data_helpers import SPECIAL_TOKENS, random_documents
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from prefine.errors import PrefineError
@@ -16,7 +17,6 @@ from prefine.pretraining_data.shards import (
     token_counts,
     token_dtype,
 )
-from pretraining_data_helpers import SPECIAL_TOKENS, random_documents
 
 
 def expected_sentences(tokenizer, documents):
@@ -183,15 +183,18 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 from prefine.pretraining_data.shards import cached_token_shards
-tokenizer = Tokenizer.from_file({str(tmp_path / 'tokenizer.json')!r})
-documents = json.loads(Path({str(tmp_path / 'documents.json')!r}).read_text())
+tokenizer = Tokenizer.from_file({str(tmp_path / "tokenizer.json")!r})
+documents = json.loads(Path({str(tmp_path / "documents.json")!r}).read_text())
 while not Path({str(go)!r}).exists():
     time.sleep(0.01)
-shards = cached_token_shards(lambda: iter(documents), tokenizer, {str(tmp_path / 'cache')!r}, {{"corpus": "shared"}}, batch_size=10)
+shards = cached_token_shards(lambda: iter(documents), tokenizer, {str(tmp_path / "cache")!r}, {{"corpus": "shared"}}, batch_size=10)
 print(shards.num_documents, int(np.asarray(shards.tokens, dtype=np.int64).sum()))
 """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    processes = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     go.touch()
     results = [process.communicate() for process in processes]
     assert all(process.returncode == 0 for process in processes), [err for _, err in results]

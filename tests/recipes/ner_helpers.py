@@ -76,7 +76,9 @@ def write_klue(path: Path, sentences) -> str:
 
 
 def write_jsonl(path: Path, sentences) -> str:
-    path.write_text("".join(json.dumps({"tokens": words, "tags": tags}, ensure_ascii=False) + "\n" for words, tags in sentences), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"tokens": words, "tags": tags}, ensure_ascii=False) + "\n" for words, tags in sentences), encoding="utf-8"
+    )
     return str(path)
 
 
@@ -85,12 +87,21 @@ def tiny_init_run(run_dir: Path, texts: list[str], max_positions: int = 64) -> P
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=200, min_frequency=1), show_progress=False)
     save_tokenizer(tokenizer, run_dir / "tokenizer")
     config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=max_positions,
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
     )
     torch.manual_seed(0)
     model = BertForPreTraining(config)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"], "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+    }
     write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(run_dir, 1, model.state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
     return run_dir

@@ -24,8 +24,31 @@ def test_korean_pretrain_fill_mask_and_sentiment(tmp_path, capsys):
     corpus = tmp_path / "reviews.txt"
     corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
     common = ["--registry", str(tmp_path / "registry.sqlite"), "--num-threads", "1", "--no-progress"]
-    assert main(["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "ko"), "--preset", "tiny", "--vocab-size", "300",
-                 "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8", "--max-steps", "4", *common]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(tmp_path / "ko"),
+                "--preset",
+                "tiny",
+                "--vocab-size",
+                "300",
+                "--min-frequency",
+                "1",
+                "--max-seq-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "4",
+                *common,
+            ]
+        )
+        == 0
+    )
 
     tokenizer = load_tokenizer(tmp_path / "ko" / "tokenizer")
     tokens = tokenizer.encode("이 영화는 정말 재미있어요").tokens
@@ -46,8 +69,31 @@ def test_korean_pretrain_fill_mask_and_sentiment(tmp_path, capsys):
         return path
 
     train, test = write(tmp_path / "train.tsv", 160, 1), write(tmp_path / "test.tsv", 40, 2)
-    assert main(["finetune", "--init", str(tmp_path / "ko"), "--train", str(train), "--eval", str(test), "--out", str(tmp_path / "ko-sent"),
-                 "--max-steps", "60", "--batch-size", "16", "--learning-rate", "1e-3", "--eval-every", "30", *common]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(tmp_path / "ko"),
+                "--train",
+                str(train),
+                "--eval",
+                str(test),
+                "--out",
+                str(tmp_path / "ko-sent"),
+                "--max-steps",
+                "60",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "1e-3",
+                "--eval-every",
+                "30",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "ko-sent" / "eval_metrics.json").read_text())["accuracy"] >= 0.9
 
     capsys.readouterr()

@@ -15,13 +15,27 @@ import pytest
 from prefine.cli import main
 from tests.conftest import synthetic_documents, write_bert_text
 
-TINY = ["--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-        "--num-threads", "1", "--no-progress"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "300",
+    "--min-frequency",
+    "1",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+]
 
 
 def pretrain(tmp_path: Path, corpus: Path, out: str, *extra: str) -> int:
-    return main(["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / out), "--registry", str(tmp_path / "registry.sqlite"),
-                 *TINY, *extra])
+    return main(
+        ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / out), "--registry", str(tmp_path / "registry.sqlite"), *TINY, *extra]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +148,35 @@ def test_finetune_predict_evaluate_export_and_lineage(pretrained_run, capsys):
     train = write_sentiment(root / "train.tsv", sentiment_rows(160, 1))
     test = write_sentiment(root / "test.tsv", sentiment_rows(60, 2))
     registry = str(root / "registry.sqlite")
-    args = ["finetune", "--init", str(root / "pre"), "--train", str(train), "--eval", str(test), "--out", str(root / "sent"),
-            "--text-column", "document", "--label-column", "label", "--max-steps", "60", "--learning-rate", "1e-3",
-            "--batch-size", "16", "--eval-every", "20", "--no-eval-at-epoch-end", "--num-threads", "1", "--no-progress", "--registry", registry]
+    args = [
+        "finetune",
+        "--init",
+        str(root / "pre"),
+        "--train",
+        str(train),
+        "--eval",
+        str(test),
+        "--out",
+        str(root / "sent"),
+        "--text-column",
+        "document",
+        "--label-column",
+        "label",
+        "--max-steps",
+        "60",
+        "--learning-rate",
+        "1e-3",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "20",
+        "--no-eval-at-epoch-end",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--registry",
+        registry,
+    ]
     assert main(args) == 0
     scores = json.loads((root / "sent" / "eval_metrics.json").read_text())
     assert scores["accuracy"] >= 0.9  # the sentiment word decides the label
@@ -170,8 +210,22 @@ def test_finetune_predict_evaluate_export_and_lineage(pretrained_run, capsys):
 def test_finetune_picks_rate_by_width_and_restores_dropout(pretrained_run, capsys):
     root = pretrained_run
     train = write_sentiment(root / "train-lr.tsv", sentiment_rows(40, 3))
-    base = ["finetune", "--init", str(root / "pre"), "--train", str(train), "--text-column", "document", "--max-steps", "1",
-            "--num-threads", "1", "--no-progress", "--registry", str(root / "registry.sqlite")]
+    base = [
+        "finetune",
+        "--init",
+        str(root / "pre"),
+        "--train",
+        str(train),
+        "--text-column",
+        "document",
+        "--max-steps",
+        "1",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--registry",
+        str(root / "registry.sqlite"),
+    ]
     capsys.readouterr()
     assert main([*base, "--out", str(root / "auto-lr")]) == 0
     assert "at learning rate 0.00093" in capsys.readouterr().out  # tiny: hidden 128
@@ -197,8 +251,25 @@ def test_finetune_learning_rate_falls_with_width():
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(150))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "prefine", "pretrain", "--corpus", str(corpus), "--out", str(out),
-               "--registry", str(tmp_path / "registry.sqlite"), *TINY, "--max-steps", "100000", "--eval-every", "0", "--log-every", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "prefine",
+        "pretrain",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(out),
+        "--registry",
+        str(tmp_path / "registry.sqlite"),
+        *TINY,
+        "--max-steps",
+        "100000",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+    ]
     env = {**os.environ, "PREFINE_CACHE": str(tmp_path / "cache")}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
@@ -210,11 +281,27 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert "Traceback" not in err and "interrupted at step" in err
     saved_step = int((out / "checkpoints" / "latest").read_text().strip().removeprefix("step-"))
     assert saved_step >= 3
-    status = subprocess.run([sys.executable, "-m", "prefine", "runs", "--registry", str(tmp_path / "registry.sqlite")],
-                            capture_output=True, text=True, env=env)
+    status = subprocess.run(
+        [sys.executable, "-m", "prefine", "runs", "--registry", str(tmp_path / "registry.sqlite")], capture_output=True, text=True, env=env
+    )
     assert "interrupted" in status.stdout
-    resumed = subprocess.run([sys.executable, "-m", "prefine", "pretrain", "--resume", str(out), "--max-steps", str(saved_step + 2),
-                              "--registry", str(tmp_path / "registry.sqlite")], capture_output=True, text=True, env=env)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefine",
+            "pretrain",
+            "--resume",
+            str(out),
+            "--max-steps",
+            str(saved_step + 2),
+            "--registry",
+            str(tmp_path / "registry.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "checkpoints" / "latest").read_text().strip() == f"step-{saved_step + 2:08d}"
 
@@ -225,7 +312,12 @@ def test_batch_ramp_grows_the_batch_and_is_validated_first(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "--gradient-accumulation-steps" in captured.err and captured.out == ""
     assert not (tmp_path / "flat").exists()
-    assert pretrain(tmp_path, corpus, "ramp", "--max-steps", "4", "--log-every", "1", "--gradient-accumulation-steps", "4", "--batch-ramp", "0.5") == 0
+    assert (
+        pretrain(
+            tmp_path, corpus, "ramp", "--max-steps", "4", "--log-every", "1", "--gradient-accumulation-steps", "4", "--batch-ramp", "0.5"
+        )
+        == 0
+    )
     assert "growing from 2 over the first 50% of the budget" in capsys.readouterr().out
     assert [line["train/batch_size"] for line in metrics_lines(tmp_path / "ramp") if "train/batch_size" in line] == [2, 6, 8, 8]
     assert json.loads((tmp_path / "ramp" / "run.json").read_text())["training"]["batch_ramp"] == 0.5
@@ -236,7 +328,9 @@ def test_new_models_start_from_word_frequencies_and_end_beside_them(tmp_path, ca
     assert pretrain(tmp_path, corpus, "run", "--max-steps", "2") == 0
     last = [line for line in metrics_lines(tmp_path / "run") if "eval/mlm_loss" in line][-1]
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith(f"held-out masked LM: loss {last['eval/mlm_loss']:.2f} nats, accuracy {last['eval/mlm_accuracy']:.1%} (word frequencies alone: ")
+    assert summary.startswith(
+        f"held-out masked LM: loss {last['eval/mlm_loss']:.2f} nats, accuracy {last['eval/mlm_accuracy']:.1%} (word frequencies alone: "
+    )
     frequencies_loss = float(summary.split("word frequencies alone: ")[1].split(" nats")[0])
     # A new model starts from the word frequencies (--frequency-bias), not from a uniform guess.
     first = [line for line in metrics_lines(tmp_path / "run") if "eval/mlm_loss" in line][0]

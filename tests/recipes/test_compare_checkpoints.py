@@ -15,10 +15,36 @@ from prefine.recipes import finetune as finetune_recipe
 from prefine.recipes.checkpoint_curve import format_checkpoint_table, plot_checkpoint_curve, plot_panels, select_checkpoints
 from tests.conftest import synthetic_documents, write_bert_text
 
-TINY = ["--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-        "--num-threads", "1", "--no-progress"]
-FINETUNE = ["--text-column", "document", "--label-column", "label", "--max-steps", "2", "--batch-size", "8",
-            "--max-seq-length", "32", "--num-threads", "1", "--no-progress"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "300",
+    "--min-frequency",
+    "1",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+]
+FINETUNE = [
+    "--text-column",
+    "document",
+    "--label-column",
+    "label",
+    "--max-steps",
+    "2",
+    "--batch-size",
+    "8",
+    "--max-seq-length",
+    "32",
+    "--num-threads",
+    "1",
+    "--no-progress",
+]
 
 
 def write_sentiment(path: Path, count: int, seed: int) -> Path:
@@ -37,8 +63,22 @@ def tiny_pretraining_with_labels(root: Path, documents: int, train: int, dev: in
     corpus = write_bert_text(root / "corpus.txt", synthetic_documents(documents))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PREFINE_CACHE", str(root / "cache"))
-        assert main(["pretrain", "--corpus", str(corpus), "--out", str(root / "pre"), "--registry", str(root / "registry.sqlite"),
-                     *TINY, *pretrain_flags]) == 0
+        assert (
+            main(
+                [
+                    "pretrain",
+                    "--corpus",
+                    str(corpus),
+                    "--out",
+                    str(root / "pre"),
+                    "--registry",
+                    str(root / "registry.sqlite"),
+                    *TINY,
+                    *pretrain_flags,
+                ]
+            )
+            == 0
+        )
     write_sentiment(root / "train.tsv", train, 1)
     write_sentiment(root / "dev.tsv", dev, 3)
     write_sentiment(root / "test.tsv", 16, 2)
@@ -55,8 +95,27 @@ def pretrained(tmp_path_factory):
 
 def compare(root: Path, out: Path, *extra: str) -> int:
     # Its own dev set chooses the checkpoints and test.tsv reports, so the training set stays whole.
-    return main(["compare", "--init", str(root / "pre"), "--train", str(root / "train.tsv"), "--eval", str(root / "dev.tsv"),
-                 "--test", str(root / "test.tsv"), "--seeds", "1", "--out", str(out), "--registry", str(out.parent / "registry.sqlite"), *FINETUNE, *extra])
+    return main(
+        [
+            "compare",
+            "--init",
+            str(root / "pre"),
+            "--train",
+            str(root / "train.tsv"),
+            "--eval",
+            str(root / "dev.tsv"),
+            "--test",
+            str(root / "test.tsv"),
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            "--registry",
+            str(out.parent / "registry.sqlite"),
+            *FINETUNE,
+            *extra,
+        ]
+    )
 
 
 def run_records(out: Path) -> dict[str, dict]:
@@ -98,8 +157,11 @@ def test_checkpoints_all_finetunes_from_every_checkpoint_and_scratch_at_each_fra
         assert [result["examples"] for result in row["results"]] == [16, 32]
         assert all(0.0 <= result["value"] <= 1.0 for result in row["results"]) and row["metric"] == "accuracy"
     # MLM accuracy comes from the pre-training run's own evaluations at those steps.
-    evaluations = {line["step"]: line["eval/mlm_accuracy"]
-                   for line in map(json.loads, (pretrained / "pre" / "metrics.jsonl").read_text().splitlines()) if "eval/mlm_accuracy" in line}
+    evaluations = {
+        line["step"]: line["eval/mlm_accuracy"]
+        for line in map(json.loads, (pretrained / "pre" / "metrics.jsonl").read_text().splitlines())
+        if "eval/mlm_accuracy" in line
+    }
     assert [row["mlm_accuracy"] for row in rows] == [evaluations[step] for step in (0, 2, 4, 6)]
 
     assert "| step | pre-training time | tokens seen | MLM accuracy | accuracy @ 0.5 (16 ex.) | accuracy @ 1 (32 ex.) |" in printed
@@ -139,8 +201,25 @@ def test_checkpoints_need_a_pretraining_run(pretrained, tmp_path, capsys, monkey
     checkpoint = pretrained / "pre" / "checkpoints" / "step-00000002"
     for init, message in ((finetuned, "is a finetune run"), (checkpoint, "is not one"), (tmp_path / "nowhere", "is not one")):
         out = tmp_path / "out"
-        assert main(["compare", "--init", str(init), "--checkpoints", "all", "--train", str(pretrained / "train.tsv"),
-                     "--eval", str(pretrained / "test.tsv"), "--out", str(out), *FINETUNE]) == 2
+        assert (
+            main(
+                [
+                    "compare",
+                    "--init",
+                    str(init),
+                    "--checkpoints",
+                    "all",
+                    "--train",
+                    str(pretrained / "train.tsv"),
+                    "--eval",
+                    str(pretrained / "test.tsv"),
+                    "--out",
+                    str(out),
+                    *FINETUNE,
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--checkpoints needs --init to be a prefine pre-training run folder" in err and message in err
         assert not out.exists()
@@ -168,16 +247,26 @@ def test_time_and_tokens_come_from_each_checkpoints_trainer_state(pretrained, tm
 
 def test_table_and_plot_show_cost_and_fall_back_to_steps(tmp_path):
     def row(step, seconds, tokens, values):
-        return {"step": step, "from_scratch": step == 0, "checkpoint": None, "pretraining_seconds": seconds, "tokens_seen": tokens,
-                "mlm_accuracy": None if step == 0 else 0.25, "metric": "accuracy",
-                "results": [{"fraction": f, "examples": e, "value": v, "run": ""} for f, e, v in zip((0.1, 1.0), (10, 100), values)]}
+        return {
+            "step": step,
+            "from_scratch": step == 0,
+            "checkpoint": None,
+            "pretraining_seconds": seconds,
+            "tokens_seen": tokens,
+            "mlm_accuracy": None if step == 0 else 0.25,
+            "metric": "accuracy",
+            "results": [{"fraction": f, "examples": e, "value": v, "run": ""} for f, e, v in zip((0.1, 1.0), (10, 100), values)],
+        }
 
     recorded = [row(0, 0.0, 0, (0.5, 0.6)), row(1000, 300.0, 2_500_000, (0.6, 0.7)), row(2000, 7500.0, 5_000_000, (0.65, 0.75))]
     table = format_checkpoint_table(recorded)
     assert "| scratch (0) | 0s | 0 | - | 0.5000 | 0.6000 |" in table
     assert "| 1000 | 5m 00s | 2.5M | 0.2500 | 0.6000 | 0.7000 |" in table
     assert "| 2000 | 2h 05m | 5.0M | 0.2500 | 0.6500 | 0.7500 |" in table
-    assert plot_panels(recorded) == [("pretraining_seconds", 3600.0, "pre-training time (hours)"), ("tokens_seen", 1.0, "pre-training tokens seen")]
+    assert plot_panels(recorded) == [
+        ("pretraining_seconds", 3600.0, "pre-training time (hours)"),
+        ("tokens_seen", 1.0, "pre-training tokens seen"),
+    ]
     assert plot_checkpoint_curve(recorded, tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Runs saved before checkpoints recorded their cost: dashes in the table, steps on the plot's x-axis.
     older = [row(0, 0.0, 0, (0.5, 0.6)), row(1000, None, None, (0.6, 0.7))]

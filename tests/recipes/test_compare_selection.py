@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -44,8 +43,29 @@ def test_default_compare_never_scores_the_data_that_chose_a_checkpoint(setup, tm
     calls = spy_on_data(monkeypatch)
     out = tmp_path / "compare"
     test = str(setup / "test.tsv")
-    assert main(["compare", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--eval", test, "--seeds", "2",
-                 "--fractions", "1.0", "--out", str(out), "--registry", str(tmp_path / "registry.sqlite"), *FINETUNE]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--init",
+                str(setup / "pre"),
+                "--train",
+                str(setup / "train.tsv"),
+                "--eval",
+                test,
+                "--seeds",
+                "2",
+                "--fractions",
+                "1.0",
+                "--out",
+                str(out),
+                "--registry",
+                str(tmp_path / "registry.sqlite"),
+                *FINETUNE,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     fine_tunes = 2 * 2  # two starts, two seeds
     # Checkpoints were chosen on the carved dev split, never on --eval; --eval was scored once per fine-tune, at the end.
@@ -53,8 +73,13 @@ def test_default_compare_never_scores_the_data_that_chose_a_checkpoint(setup, tm
     assert calls["selection"] == [dev] * fine_tunes and calls["reported"] == [test] * fine_tunes
     assert calls["trained_on"] == [str(out / "dev-split" / "train.jsonl")] * fine_tunes
     # The dev split and the training part partition --train.
-    parts = {name: [json.loads(line)["document"] + json.loads(line)["label"] for line in (out / "dev-split" / f"{name}.jsonl").read_text().splitlines()]
-             for name in ("train", "dev")}
+    parts = {
+        name: [
+            json.loads(line)["document"] + json.loads(line)["label"]
+            for line in (out / "dev-split" / f"{name}.jsonl").read_text().splitlines()
+        ]
+        for name in ("train", "dev")
+    }
     original = [line.replace("\t", "") for line in (setup / "train.tsv").read_text().splitlines()[1:]]
     assert Counter(parts["train"] + parts["dev"]) == Counter(original) and len(parts["dev"]) == 4
     assert "checkpoint chosen on a dev split of 0.1 of" in printed
@@ -72,8 +97,31 @@ def test_default_compare_never_scores_the_data_that_chose_a_checkpoint(setup, tm
 
 def test_seeds_give_per_seed_values_and_a_paired_interval(setup, tmp_path, capsys):
     out = tmp_path / "seeds"
-    assert main(["compare", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--eval", str(setup / "dev.tsv"),
-                 "--test", str(setup / "test.tsv"), "--seeds", "3", "--seed", "5", "--fractions", "1.0", "--out", str(out), *FINETUNE]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--init",
+                str(setup / "pre"),
+                "--train",
+                str(setup / "train.tsv"),
+                "--eval",
+                str(setup / "dev.tsv"),
+                "--test",
+                str(setup / "test.tsv"),
+                "--seeds",
+                "3",
+                "--seed",
+                "5",
+                "--fractions",
+                "1.0",
+                "--out",
+                str(out),
+                *FINETUNE,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     line = json.loads(printed.strip().splitlines()[-1])["comparison"][0]
     assert line["seeds"] == [5, 6, 7] and len(line["pretrained_per_seed"]) == len(line["scratch_per_seed"]) == 3
@@ -114,13 +162,45 @@ def test_finetune_records_which_data_chose_and_which_reported(setup, tmp_path, c
 
 def test_a_bad_test_file_fails_before_any_work(setup, tmp_path, capsys):
     out = tmp_path / "bad"
-    assert main(["finetune", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--test", str(tmp_path / "missing.tsv"),
-                 "--out", str(out), *FINETUNE]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(setup / "pre"),
+                "--train",
+                str(setup / "train.tsv"),
+                "--test",
+                str(tmp_path / "missing.tsv"),
+                "--out",
+                str(out),
+                *FINETUNE,
+            ]
+        )
+        == 2
+    )
     assert "missing.tsv does not exist" in capsys.readouterr().err and not out.exists()
     assert main(["compare", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--out", str(out), *FINETUNE]) == 2
     assert "needs held-out data" in capsys.readouterr().err and not out.exists()
-    assert main(["compare", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--eval", str(setup / "test.tsv"),
-                 "--seeds", "0", "--out", str(out), *FINETUNE]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                "--init",
+                str(setup / "pre"),
+                "--train",
+                str(setup / "train.tsv"),
+                "--eval",
+                str(setup / "test.tsv"),
+                "--seeds",
+                "0",
+                "--out",
+                str(out),
+                *FINETUNE,
+            ]
+        )
+        == 2
+    )
     assert "--seeds 0 must be at least 1" in capsys.readouterr().err and not out.exists()
 
 
@@ -140,8 +220,23 @@ def test_dev_split_is_stratified_seeded_and_keeps_every_class():
 
 def test_evaluate_says_which_data_chose_the_checkpoint(setup, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["finetune", "--init", str(setup / "pre"), "--train", str(setup / "train.tsv"), "--eval", str(setup / "dev.tsv"),
-                 "--out", str(run), *FINETUNE]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(setup / "pre"),
+                "--train",
+                str(setup / "train.tsv"),
+                "--eval",
+                str(setup / "dev.tsv"),
+                "--out",
+                str(run),
+                *FINETUNE,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(setup / "dev.tsv")]) == 0
     printed = capsys.readouterr().err

@@ -21,12 +21,41 @@ from prefine.cli import main
 from prefine.tasks.classification import ClassificationTask
 from tests.conftest import REVIEW_FILLER, REVIEW_NEGATIVE, REVIEW_POSITIVE, write_review_tsv, write_tiny_bert_run
 
+
 @pytest.fixture
 def command(tmp_path) -> list[str]:
     train, dev = str(write_review_tsv(tmp_path / "train.tsv", 96, 1)), str(write_review_tsv(tmp_path / "dev.tsv", 32, 2))
     init = write_tiny_bert_run(tmp_path / "init", REVIEW_POSITIVE + REVIEW_NEGATIVE + REVIEW_FILLER, vocab_size=100)
-    return ["finetune", "--init", str(init), "--train", train, "--eval", dev, "--epochs", "4", "--min-steps", "1", "--eval-every", "4", "--save-every", "3", "--max-seq-length", "32",
-            "--batch-size", "16", "--log-every", "1", "--num-threads", "1", "--no-progress", "--seed", "3", "--registry", str(tmp_path / "registry.sqlite")]
+    return [
+        "finetune",
+        "--init",
+        str(init),
+        "--train",
+        train,
+        "--eval",
+        dev,
+        "--epochs",
+        "4",
+        "--min-steps",
+        "1",
+        "--eval-every",
+        "4",
+        "--save-every",
+        "3",
+        "--max-seq-length",
+        "32",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "1",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--seed",
+        "3",
+        "--registry",
+        str(tmp_path / "registry.sqlite"),
+    ]
 
 
 def logged(run_dir: Path) -> list[dict]:
@@ -62,7 +91,9 @@ def test_interrupted_fine_tune_resumes_bit_exactly(tmp_path, command, monkeypatc
     assert _losses(whole) == _losses(parts) and len(_losses(whole)) == 24
     final_whole, final_parts = load_weights(latest_checkpoint(tmp_path / "whole")), load_weights(latest_checkpoint(tmp_path / "parts"))
     assert all(torch.equal(final_whole[name], final_parts[name]) for name in final_whole)
-    assert json.loads((tmp_path / "whole" / "eval_metrics.json").read_text()) == json.loads((tmp_path / "parts" / "eval_metrics.json").read_text())
+    assert json.loads((tmp_path / "whole" / "eval_metrics.json").read_text()) == json.loads(
+        (tmp_path / "parts" / "eval_metrics.json").read_text()
+    )
     with sqlite3.connect(tmp_path / "registry.sqlite") as registry:
         statuses = registry.execute("SELECT name, status FROM runs WHERE kind = 'finetune' ORDER BY name").fetchall()
     assert statuses == [("parts", "completed"), ("whole", "completed")]

@@ -53,16 +53,51 @@ def test_finetune_and_evaluate_on_the_builtin_task(tmp_path, capsys):
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=800, min_frequency=1), show_progress=False)
     init = tmp_path / "init"
     save_tokenizer(tokenizer, init / "tokenizer")
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"], "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+    }
     write_run(init, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(init, 1, BertForPreTraining(config).state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
     out = tmp_path / "run"
     code = main(
-        ["finetune", "--task", "generation", "--init", str(init), "--train", str(train_path), "--eval", str(test_path), "--out", str(out),
-         "--max-steps", "30", "--batch-size", "16", "--learning-rate", "3e-3", "--num-threads", "1", "--no-progress",
-         "--max-source-length", "96", "--max-target-length", "24"]
+        [
+            "finetune",
+            "--task",
+            "generation",
+            "--init",
+            str(init),
+            "--train",
+            str(train_path),
+            "--eval",
+            str(test_path),
+            "--out",
+            str(out),
+            "--max-steps",
+            "30",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-3",
+            "--num-threads",
+            "1",
+            "--no-progress",
+            "--max-source-length",
+            "96",
+            "--max-target-length",
+            "24",
+        ]
     )
     assert code == 0
     captured = capsys.readouterr()

@@ -8,12 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
-
-from prefine.errors import PrefineError
 import torch
 
 from prefine.checkpoint import save_checkpoint, write_run
 from prefine.cli import main
+from prefine.errors import PrefineError
 from prefine.generation import DecodingConfig
 from prefine.inference import load_run
 from prefine.model import BertConfig, BertForPreTraining
@@ -44,7 +43,10 @@ def write_jsonl(path: Path, records: list[dict]) -> str:
 @pytest.fixture(scope="module")
 def pair_files(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("pairs")
-    return {"train": write_jsonl(folder / "train.jsonl", synthetic_pairs(320, seed=0)), "dev": write_jsonl(folder / "dev.jsonl", synthetic_pairs(30, seed=1))}
+    return {
+        "train": write_jsonl(folder / "train.jsonl", synthetic_pairs(320, seed=0)),
+        "dev": write_jsonl(folder / "dev.jsonl", synthetic_pairs(30, seed=1)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +56,22 @@ def init_run(tmp_path_factory, pair_files) -> Path:
     texts = [json.loads(line)["document"] for line in Path(pair_files["train"]).read_text(encoding="utf-8").splitlines()]
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=200, min_frequency=1), show_progress=False)
     save_tokenizer(tokenizer, run_dir / "tokenizer")
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = BertForPreTraining(config)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"], "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+    }
     write_run(run_dir, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(run_dir, 1, model.state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
     return run_dir
@@ -67,8 +81,23 @@ def init_run(tmp_path_factory, pair_files) -> Path:
 def generation_run(tmp_path_factory, init_run, pair_files) -> Path:
     out = tmp_path_factory.mktemp("generation") / "summarizer"
     code = main(
-        ["finetune", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--eval", pair_files["dev"],
-         "--out", str(out), "--epochs", "12", *GENERATION_FLAGS, *TRAINING_FLAGS]
+        [
+            "finetune",
+            "--task",
+            "generation",
+            "--init",
+            str(init_run),
+            "--train",
+            pair_files["train"],
+            "--eval",
+            pair_files["dev"],
+            "--out",
+            str(out),
+            "--epochs",
+            "12",
+            *GENERATION_FLAGS,
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     return out
@@ -155,8 +184,22 @@ def test_shared_encoder_decoder_trains_and_exports(init_run, pair_files, tmp_pat
     transformers = pytest.importorskip("transformers")
     out = tmp_path / "shared"
     code = main(
-        ["finetune", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--out", str(out),
-         "--max-steps", "20", "--share-encoder-decoder", *GENERATION_FLAGS, *TRAINING_FLAGS]
+        [
+            "finetune",
+            "--task",
+            "generation",
+            "--init",
+            str(init_run),
+            "--train",
+            pair_files["train"],
+            "--out",
+            str(out),
+            "--max-steps",
+            "20",
+            "--share-encoder-decoder",
+            *GENERATION_FLAGS,
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     predictor = load_run(out)
@@ -177,8 +220,25 @@ def test_shared_encoder_decoder_trains_and_exports(init_run, pair_files, tmp_pat
 def test_continue_fine_tuning_from_a_generation_run(generation_run, pair_files, tmp_path, capsys):
     out = tmp_path / "continued"
     code = main(
-        ["finetune", "--task", "generation", "--init", str(generation_run), "--train", pair_files["train"], "--eval", pair_files["dev"],
-         "--out", str(out), "--max-steps", "1", "--learning-rate", "1e-6", *GENERATION_FLAGS, *TRAINING_FLAGS[4:]]
+        [
+            "finetune",
+            "--task",
+            "generation",
+            "--init",
+            str(generation_run),
+            "--train",
+            pair_files["train"],
+            "--eval",
+            pair_files["dev"],
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--learning-rate",
+            "1e-6",
+            *GENERATION_FLAGS,
+            *TRAINING_FLAGS[4:],
+        ]
     )
     assert code == 0
     assert "new: nothing" in capsys.readouterr().out
@@ -201,7 +261,10 @@ def test_bad_input_fails_with_one_line_and_leaves_nothing(init_run, generation_r
         (base + ["--train", empty_target, "--out", str(tmp_path / "a")], "line 5 has an empty target"),
         (base + ["--train", no_target, "--out", str(tmp_path / "b")], "--target-column"),
         (base + ["--train", pair_files["train"], "--target-column", "title", "--out", str(tmp_path / "c")], "no target column 'title'"),
-        (base + ["--train", pair_files["train"], "--out", str(tmp_path / "d"), "--max-target-length", "100"], "--max-target-length 100 exceeds"),
+        (
+            base + ["--train", pair_files["train"], "--out", str(tmp_path / "d"), "--max-target-length", "100"],
+            "--max-target-length 100 exceeds",
+        ),
         (["generate", str(generation_run)], "either --text"),
         (["generate", str(init_run), "--text", "cat"], "pre-training run"),
         (["generate", str(generation_run), "--text", "cat", "--do-sample", "--num-beams", "2"], "--do-sample"),
@@ -220,7 +283,25 @@ def test_classification_run_passed_to_generate_is_rejected(tmp_path, init_run, c
     records = [{"text": f"{word} {word}", "label": "pos" if index % 2 else "neg"} for index, word in enumerate(WORDS * 2)]
     data = write_jsonl(tmp_path / "cls.jsonl", records)
     out = tmp_path / "cls"
-    assert main(["finetune", "--init", str(init_run), "--train", data, "--out", str(out), "--max-steps", "1", "--max-seq-length", "16", *TRAINING_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(init_run),
+                "--train",
+                data,
+                "--out",
+                str(out),
+                "--max-steps",
+                "1",
+                "--max-seq-length",
+                "16",
+                *TRAINING_FLAGS,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code, _, err = run_cli(["generate", str(out), "--text", "cat"], capsys)
     assert code == 2 and "is a classification run; prefine generate needs a run fine-tuned with --task generation" in err
@@ -243,8 +324,25 @@ def test_a_transformers_encoder_decoder_folder_works_as_init(generation_run, ini
     capsys.readouterr()
     out = tmp_path / "from-hf"
     code = main(
-        ["finetune", "--task", "generation", "--init", str(exported), "--train", pair_files["train"], "--eval", pair_files["dev"],
-         "--out", str(out), "--max-steps", "1", "--learning-rate", "1e-6", *GENERATION_FLAGS, *TRAINING_FLAGS[4:]]
+        [
+            "finetune",
+            "--task",
+            "generation",
+            "--init",
+            str(exported),
+            "--train",
+            pair_files["train"],
+            "--eval",
+            pair_files["dev"],
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--learning-rate",
+            "1e-6",
+            *GENERATION_FLAGS,
+            *TRAINING_FLAGS[4:],
+        ]
     )
     assert code == 0
     assert f"init: Hugging Face checkpoint {exported} into the encoder and the decoder; new: nothing" in capsys.readouterr().out
@@ -252,15 +350,54 @@ def test_a_transformers_encoder_decoder_folder_works_as_init(generation_run, ini
     # Its encoder alone starts a classifier.
     records = [{"text": f"{word} {word}", "label": "pos" if index % 2 else "neg"} for index, word in enumerate(WORDS * 2)]
     data = write_jsonl(tmp_path / "cls.jsonl", records)
-    assert main(["finetune", "--init", str(exported), "--train", data, "--out", str(tmp_path / "cls"), "--max-steps", "1", "--max-seq-length", "16", *TRAINING_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(exported),
+                "--train",
+                data,
+                "--out",
+                str(tmp_path / "cls"),
+                "--max-steps",
+                "1",
+                "--max-seq-length",
+                "16",
+                *TRAINING_FLAGS,
+            ]
+        )
+        == 0
+    )
     assert "new: classifier" in capsys.readouterr().out
 
 
 def test_compare_and_resume_work_for_generation(init_run, pair_files, tmp_path, capsys):
     out = tmp_path / "compare"
     code = main(
-        ["compare", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--eval", pair_files["dev"],
-         "--fractions", "0.5,1.0", "--max-steps", "3", "--min-steps", "1", "--seeds", "1", "--out", str(out), *GENERATION_FLAGS, *TRAINING_FLAGS]
+        [
+            "compare",
+            "--task",
+            "generation",
+            "--init",
+            str(init_run),
+            "--train",
+            pair_files["train"],
+            "--eval",
+            pair_files["dev"],
+            "--fractions",
+            "0.5,1.0",
+            "--max-steps",
+            "3",
+            "--min-steps",
+            "1",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+            *GENERATION_FLAGS,
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["comparison"]
@@ -268,7 +405,19 @@ def test_compare_and_resume_work_for_generation(init_run, pair_files, tmp_path, 
     assert rows[0]["examples"] == 144  # half of the 288 training pairs a 10% dev split leaves
     assert rows[0]["reported_on"] == pair_files["dev"]
     run = tmp_path / "resumed"
-    base = ["finetune", "--task", "generation", "--init", str(init_run), "--train", pair_files["train"], "--out", str(run), *GENERATION_FLAGS, *TRAINING_FLAGS]
+    base = [
+        "finetune",
+        "--task",
+        "generation",
+        "--init",
+        str(init_run),
+        "--train",
+        pair_files["train"],
+        "--out",
+        str(run),
+        *GENERATION_FLAGS,
+        *TRAINING_FLAGS,
+    ]
     assert main(base + ["--max-steps", "4", "--save-every", "2"]) == 0
     assert main(["finetune", "--resume", str(run), "--max-steps", "6"]) == 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]

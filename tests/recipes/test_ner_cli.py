@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from ner_helpers import english_sentences, korean_sentences, tiny_init_run, write_conll, write_jsonl, write_klue
 
 from prefine.cli import main
-
-from ner_helpers import english_sentences, korean_sentences, tiny_init_run, write_conll, write_jsonl, write_klue
 
 TRAINING_FLAGS = ["--batch-size", "16", "--learning-rate", "3e-3", "--num-threads", "1", "--no-progress", "--seed", "0"]
 
@@ -45,8 +44,26 @@ def init_run(tmp_path_factory, files) -> Path:
 def english_run(tmp_path_factory, init_run, files) -> Path:
     out = tmp_path_factory.mktemp("ner-run") / "english"
     code = main(
-        ["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--eval", files["dev"], "--out", str(out),
-         "--epochs", "8", "--max-seq-length", "24", "--stride", "8", *TRAINING_FLAGS]
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--init",
+            str(init_run),
+            "--train",
+            files["train"],
+            "--eval",
+            files["dev"],
+            "--out",
+            str(out),
+            "--epochs",
+            "8",
+            "--max-seq-length",
+            "24",
+            "--stride",
+            "8",
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     return out
@@ -56,8 +73,24 @@ def english_run(tmp_path_factory, init_run, files) -> Path:
 def korean_run(tmp_path_factory, init_run, files) -> Path:
     out = tmp_path_factory.mktemp("ner-run") / "korean"
     code = main(
-        ["finetune", "--task", "ner", "--init", str(init_run), "--train", files["ko_train"], "--eval", files["ko_dev"], "--out", str(out),
-         "--epochs", "10", "--max-seq-length", "64", *TRAINING_FLAGS]
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--init",
+            str(init_run),
+            "--train",
+            files["ko_train"],
+            "--eval",
+            files["ko_dev"],
+            "--out",
+            str(out),
+            "--epochs",
+            "10",
+            "--max-seq-length",
+            "64",
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     return out
@@ -117,7 +150,10 @@ def test_korean_character_data_gets_char_f1_and_character_offsets(korean_run, fi
     text = "홍길동은 부산에 갔다."
     assert main(["predict", str(korean_run), "--text", text]) == 0
     entities = json.loads(capsys.readouterr().out)["entities"]
-    assert [(entity["type"], entity["text"], entity["start"], entity["end"]) for entity in entities] == [("PS", "홍길동", 0, 3), ("LC", "부산", 5, 7)]
+    assert [(entity["type"], entity["text"], entity["start"], entity["end"]) for entity in entities] == [
+        ("PS", "홍길동", 0, 3),
+        ("LC", "부산", 5, 7),
+    ]
 
 
 def test_export_loads_in_transformers_and_its_pipeline_finds_the_same_entities(english_run, tmp_path):
@@ -149,7 +185,24 @@ def test_a_tag_training_never_saw_stops_before_any_work(init_run, files, tmp_pat
     dev = tmp_path / "dev.conll"
     dev.write_text("Mary B-PER\nsings O\n\nParis B-GPE\n", encoding="utf-8")
     out = tmp_path / "never"
-    code = main(["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--eval", str(dev), "--out", str(out), "--max-seq-length", "64", *TRAINING_FLAGS])
+    code = main(
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--init",
+            str(init_run),
+            "--train",
+            files["train"],
+            "--eval",
+            str(dev),
+            "--out",
+            str(out),
+            "--max-seq-length",
+            "64",
+            *TRAINING_FLAGS,
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "dev.conll line 4 has the tag 'B-GPE', which the training data never uses" in error
@@ -157,7 +210,21 @@ def test_a_tag_training_never_saw_stops_before_any_work(init_run, files, tmp_pat
 
 
 def test_a_flag_of_another_task_is_rejected(init_run, files, tmp_path, capsys):
-    code = main(["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--out", str(tmp_path / "x"), "--doc-stride", "64"])
+    code = main(
+        [
+            "finetune",
+            "--task",
+            "ner",
+            "--init",
+            str(init_run),
+            "--train",
+            files["train"],
+            "--out",
+            str(tmp_path / "x"),
+            "--doc-stride",
+            "64",
+        ]
+    )
     assert code == 2 and "--doc-stride" in capsys.readouterr().err
 
 
@@ -172,8 +239,22 @@ def test_ctrl_c_then_resume_gives_the_losses_of_an_uninterrupted_run(init_run, f
 
     from prefine.tasks.token_classification import WindowBatches
 
-    command = ["finetune", "--task", "ner", "--init", str(init_run), "--train", files["train"], "--max-seq-length", "24",
-               "--max-steps", "8", "--log-every", "1", *TRAINING_FLAGS]
+    command = [
+        "finetune",
+        "--task",
+        "ner",
+        "--init",
+        str(init_run),
+        "--train",
+        files["train"],
+        "--max-seq-length",
+        "24",
+        "--max-steps",
+        "8",
+        "--log-every",
+        "1",
+        *TRAINING_FLAGS,
+    ]
     assert main([*command, "--out", str(tmp_path / "straight")]) == 0
     original, calls = WindowBatches.batch_at, []
 

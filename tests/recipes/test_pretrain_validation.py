@@ -11,8 +11,23 @@ from prefine.cli import main
 from prefine.errors import PrefineError
 from tests.conftest import synthetic_documents, write_bert_text
 
-TINY = ["--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-        "--num-threads", "1", "--no-progress", "--max-steps", "2"]
+TINY = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "300",
+    "--min-frequency",
+    "1",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+    "--max-steps",
+    "2",
+]
 
 
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
@@ -28,7 +43,10 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "binary file": (["--corpus", str(tmp_path / "program"), "--out", out], "looks like a binary file"),
         "UTF-16 file": (["--corpus", str(tmp_path / "utf16.txt"), "--out", out], "is UTF-16 text; convert it with iconv"),
         "unknown preset": (["--corpus", str(good), "--out", out, "--preset", "nonexistent"], "unknown preset 'nonexistent'"),
-        "unknown column": (["--corpus", str(tmp_path / "reviews.tsv"), "--out", out, "--text-field", "body"], "has no field or column 'body'"),
+        "unknown column": (
+            ["--corpus", str(tmp_path / "reviews.tsv"), "--out", out, "--text-field", "body"],
+            "has no field or column 'body'",
+        ),
         "output under a file": (["--corpus", str(good), "--out", str(good / "run")], "is a file, not a folder"),
         "registry is a folder": (["--corpus", str(good), "--out", out, "--registry", str(tmp_path)], "is a folder; pass a file path"),
         "missing tokenizer": (["--corpus", str(good), "--out", out, "--tokenizer", str(tmp_path / "nope")], "tokenizer folder not found"),
@@ -36,8 +54,18 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-CASES = ["missing corpus", "empty corpus", "binary file", "UTF-16 file", "unknown preset", "unknown column", "output under a file",
-         "registry is a folder", "missing tokenizer", "bad duration"]
+CASES = [
+    "missing corpus",
+    "empty corpus",
+    "binary file",
+    "UTF-16 file",
+    "unknown preset",
+    "unknown column",
+    "output under a file",
+    "registry is a folder",
+    "missing tokenizer",
+    "bad duration",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

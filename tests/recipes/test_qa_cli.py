@@ -73,7 +73,10 @@ def write_json(path: Path, payload: dict) -> str:
 @pytest.fixture(scope="module")
 def qa_files(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("qa-data")
-    return {"train": write_json(folder / "train.json", synthetic_squad(64, seed=1)), "dev": write_json(folder / "dev.json", synthetic_squad(24, seed=2))}
+    return {
+        "train": write_json(folder / "train.json", synthetic_squad(64, seed=1)),
+        "dev": write_json(folder / "dev.json", synthetic_squad(24, seed=2)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,23 @@ TRAINING_FLAGS = ["--batch-size", "16", "--learning-rate", "3e-3", "--num-thread
 def qa_run(tmp_path_factory, init_run, qa_files) -> Path:
     out = tmp_path_factory.mktemp("qa-run") / "colors"
     code = main(
-        ["finetune", "--task", "qa", "--init", str(init_run), "--train", qa_files["train"], "--eval", qa_files["dev"], "--out", str(out),
-         "--epochs", "20", *QA_FLAGS, *TRAINING_FLAGS]
+        [
+            "finetune",
+            "--task",
+            "qa",
+            "--init",
+            str(init_run),
+            "--train",
+            qa_files["train"],
+            "--eval",
+            qa_files["dev"],
+            "--out",
+            str(out),
+            "--epochs",
+            "20",
+            *QA_FLAGS,
+            *TRAINING_FLAGS,
+        ]
     )
     assert code == 0
     return out
@@ -146,7 +164,9 @@ def test_evaluate_rescores_the_run_exactly_as_fine_tuning_did(qa_run, qa_files, 
     # predictions.json, scored by the official SQuAD v1.1 rules, gives the numbers the run reported.
     dev = json.loads(Path(qa_files["dev"]).read_text(encoding="utf-8"))
     official = squad_v1_scores(dev, json.loads((qa_run / "predictions.json").read_text(encoding="utf-8")))
-    assert official["f1"] == pytest.approx(scores["f1"], abs=1e-9) and official["exact_match"] == pytest.approx(scores["exact_match"], abs=1e-9)
+    assert official["f1"] == pytest.approx(scores["f1"], abs=1e-9) and official["exact_match"] == pytest.approx(
+        scores["exact_match"], abs=1e-9
+    )
 
 
 def test_evaluate_reads_korquad_and_squad_v2_files_with_their_own_scripts(qa_run, tmp_path, capsys):
@@ -162,7 +182,9 @@ def test_evaluate_reads_korquad_and_squad_v2_files_with_their_own_scripts(qa_run
     assert main(["predict", str(qa_run), "--data", korquad_file, "--output", str(tmp_path / "answers.json")]) == 0
     official = korquad_v1_scores(korean, json.loads((tmp_path / "answers.json").read_text(encoding="utf-8")))
     reported = last_json_line(output)
-    assert reported["f1"] == pytest.approx(official["f1"], abs=1e-9) and reported["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert reported["f1"] == pytest.approx(official["f1"], abs=1e-9) and reported["exact_match"] == pytest.approx(
+        official["exact_match"], abs=1e-9
+    )
     assert 0.0 < official["f1"] < 100.0  # partly right answers: a character-level F1 that differs from exact match matters
 
     v2 = synthetic_squad(12, seed=4)
@@ -211,9 +233,37 @@ def test_misused_flags_fail_with_one_line(qa_run, init_run, qa_files, tmp_path, 
     assert "--question" in capsys.readouterr().err
     assert main(["predict", str(qa_run), "--question", "What color is the sky?"]) == 2
     assert "--context" in capsys.readouterr().err
-    code = main(["finetune", "--task", "qa", "--init", str(init_run), "--train", qa_files["train"], "--out", str(tmp_path / "x"), "--max-seq-length", "64"])
+    code = main(
+        [
+            "finetune",
+            "--task",
+            "qa",
+            "--init",
+            str(init_run),
+            "--train",
+            qa_files["train"],
+            "--out",
+            str(tmp_path / "x"),
+            "--max-seq-length",
+            "64",
+        ]
+    )
     assert code == 2 and "--max-seq-length" in capsys.readouterr().err
     code = main(["finetune", "--init", str(init_run), "--train", qa_files["train"], "--out", str(tmp_path / "y"), "--doc-stride", "16"])
     assert code == 2 and "--doc-stride" in capsys.readouterr().err
-    code = main(["finetune", "--task", "qa", "--init", str(init_run), "--train", qa_files["train"], "--out", str(tmp_path / "z"), "--max-length", "128"])
+    code = main(
+        [
+            "finetune",
+            "--task",
+            "qa",
+            "--init",
+            str(init_run),
+            "--train",
+            qa_files["train"],
+            "--out",
+            str(tmp_path / "z"),
+            "--max-length",
+            "128",
+        ]
+    )
     assert code == 2 and "exceeds the model's 64 positions" in capsys.readouterr().err

@@ -9,8 +9,25 @@ from prefine.cli import main
 
 def test_quickstart_runs_every_stage(tmp_path, capsys):
     out = tmp_path / "quickstart"
-    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "6", "--finetune-steps", "3", "--vocab-size", "1000",
-                 "--num-threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "quickstart",
+                "--out",
+                str(out),
+                "--pretrain-steps",
+                "6",
+                "--finetune-steps",
+                "3",
+                "--vocab-size",
+                "1000",
+                "--num-threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "MLM accuracy on held-out documents: step 0:" in printed and "step 6:" in printed
     assert printed.count("    -> ") == 3  # the three fill-mask examples
@@ -20,14 +37,52 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
     assert all(0.0 <= row["pretrained"] <= 1.0 and 0.0 <= row["scratch"] <= 1.0 for row in rows)
     assert (out / "finetune" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A second run replaces the first instead of refusing or mixing them.
-    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "2", "--finetune-steps", "2", "--vocab-size", "1000",
-                 "--num-threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "quickstart",
+                "--out",
+                str(out),
+                "--pretrain-steps",
+                "2",
+                "--finetune-steps",
+                "2",
+                "--vocab-size",
+                "1000",
+                "--num-threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
 
 def test_extra_sections_compare_the_entity_and_generation_tasks(tmp_path, capsys):
     out = tmp_path / "quickstart"
-    assert main(["quickstart", "--out", str(out), "--pretrain-steps", "2", "--finetune-steps", "2", "--vocab-size", "1000",
-                 "--extra-tasks", "ner,generation", "--extra-task-steps", "2", "--num-threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "quickstart",
+                "--out",
+                str(out),
+                "--pretrain-steps",
+                "2",
+                "--finetune-steps",
+                "2",
+                "--vocab-size",
+                "1000",
+                "--extra-tasks",
+                "ner,generation",
+                "--extra-task-steps",
+                "2",
+                "--num-threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "entity F1: pre-trained" in printed and "ROUGE-L on held-out docstrings: pre-trained" in printed
     assert printed.count("reference:   ") == 3  # three held-out summaries shown beside both models' outputs
@@ -45,7 +100,14 @@ def test_the_verdict_words_each_gain_by_its_interval():
         from prefine.metrics.intervals import paired_gain
 
         gain = paired_gain(pretrained, scratch)
-        return {"examples": examples, "gain": gain.mean, "gain_low": gain.low, "gain_high": gain.high, "verdict": gain.verdict, "seeds": [0, 1, 2]}
+        return {
+            "examples": examples,
+            "gain": gain.mean,
+            "gain_low": gain.low,
+            "gain_high": gain.high,
+            "verdict": gain.verdict,
+            "seeds": [0, 1, 2],
+        }
 
     clear = row(153, [0.70, 0.72, 0.71], [0.60, 0.61, 0.62])  # +10 points, every seed
     noisy = row(1533, [0.90, 0.88, 0.93], [0.89, 0.90, 0.89])  # +1 point inside the seed noise

@@ -49,8 +49,7 @@ def test_lineage_descendants_draws_the_tree(registry_flag, capsys):
 
 
 def test_lineage_notes_where_a_parent_cycle_was_cut(registry, registry_flag, lineage_tree, capsys):
-    registry.connection.execute(
-        "UPDATE runs SET parent_id = ? WHERE name = 'minilm'", (lineage_tree["ko-mini-qa"].id,))
+    registry.connection.execute("UPDATE runs SET parent_id = ? WHERE name = 'minilm'", (lineage_tree["ko-mini-qa"].id,))
     assert run_cli(["lineage", "ko-mini-qa", *registry_flag]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"(stopped at run id {lineage_tree['ko-mini-qa'].id}: parent links loop or exceed --max-depth)",
@@ -77,9 +76,15 @@ def test_runs_show_prints_config_data_metrics_and_versions(lineage_tree, registr
     assert run_cli(["runs", *registry_flag, "show", "ko-mini"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"run ko-mini (id {lineage_tree['ko-mini'].id})")
-    for expected in ("parent      minilm (id 1)", "model.hidden_size  64", "optim.lr           0.0001",
-                     "train  sha256:ko-mini", "eval/mlm_accuracy  0.31", str(lineage_tree["ko-mini"].artifact_path),
-                     "prefine 0.1.0, torch "):
+    for expected in (
+        "parent      minilm (id 1)",
+        "model.hidden_size  64",
+        "optim.lr           0.0001",
+        "train  sha256:ko-mini",
+        "eval/mlm_accuracy  0.31",
+        str(lineage_tree["ko-mini"].artifact_path),
+        "prefine 0.1.0, torch ",
+    ):
         assert expected in out
     # --registry is accepted after the sub-verb too.
     assert run_cli(["runs", "show", "ko-mini-sentiment-v2", *registry_flag]) == 0
@@ -91,8 +96,7 @@ def test_runs_compare_shows_differing_config_and_all_metrics(registry_flag, caps
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == ["pretrain", "ko-mini", "finetune", "ko-mini-sentiment"]
     keys = [row[0] for row in rows[1:]]
-    assert keys == ["status", "config", "optim.lr", "task", "data", "train", "metrics:",
-                    "eval/accuracy", "eval/loss", "eval/mlm_accuracy"]
+    assert keys == ["status", "config", "optim.lr", "task", "data", "train", "metrics:", "eval/accuracy", "eval/loss", "eval/mlm_accuracy"]
     by_key = {row[0]: row[1:] for row in rows}
     assert by_key["optim.lr"] == ["0.0001", "3e-05"]
     assert by_key["task"] == ["-", "sentiment"]

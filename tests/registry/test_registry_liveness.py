@@ -14,7 +14,9 @@ from prefine.registry.store import process_start_time, this_host
 
 
 def start(registry: RunRegistry, tmp_path: Path, name: str = "ko-mini"):
-    return registry.start_run(name=name, kind="pretrain", config={}, data_fingerprints=None, tokenizer_hash=None, artifact_path=tmp_path / name)
+    return registry.start_run(
+        name=name, kind="pretrain", config={}, data_fingerprints=None, tokenizer_hash=None, artifact_path=tmp_path / name
+    )
 
 
 def record_in_a_process_that_is_then_killed(registry_path: Path, artifact: Path) -> None:
@@ -62,8 +64,16 @@ def test_runs_on_another_host_cannot_be_judged_from_here(registry, tmp_path):
 def test_resuming_continues_the_same_row_with_the_new_process(registry, tmp_path):
     record_in_a_process_that_is_then_killed(registry.path, tmp_path / "killed")
     killed = registry.get("killed")
-    with recorded_run(registry, resume_artifact=True, name="killed", kind="pretrain", config={}, data_fingerprints=None,
-                      tokenizer_hash=None, artifact_path=tmp_path / "killed") as handle:
+    with recorded_run(
+        registry,
+        resume_artifact=True,
+        name="killed",
+        kind="pretrain",
+        config={},
+        data_fingerprints=None,
+        tokenizer_hash=None,
+        artifact_path=tmp_path / "killed",
+    ) as handle:
         assert handle.id == killed.id
         resumed = registry.get(handle.id)
         assert resumed.pid == os.getpid() and not resumed.died

@@ -9,8 +9,14 @@ from prefine.registry import recorded_run
 
 
 def start_kwargs(tmp_path, name="ko-mini"):
-    return dict(name=name, kind="pretrain", config={"seed": 1}, data_fingerprints={"corpus": "sha"},
-                tokenizer_hash="tok", artifact_path=tmp_path / name)
+    return dict(
+        name=name,
+        kind="pretrain",
+        config={"seed": 1},
+        data_fingerprints={"corpus": "sha"},
+        tokenizer_hash="tok",
+        artifact_path=tmp_path / name,
+    )
 
 
 def test_normal_exit_completes_with_the_metrics_set(registry, tmp_path):

@@ -20,7 +20,10 @@ def names(records) -> list[str]:
 
 def test_ancestors_run_from_the_run_up_to_the_root(registry, lineage_tree):
     assert names(registry.ancestors("ko-mini-sentiment-v2")) == [
-        "ko-mini-sentiment-v2", "ko-mini-sentiment", "ko-mini", "minilm",
+        "ko-mini-sentiment-v2",
+        "ko-mini-sentiment",
+        "ko-mini",
+        "minilm",
     ]
     assert names(registry.ancestors("ko-mini-qa")) == ["ko-mini-qa", "ko-mini", "minilm"]
     assert names(registry.ancestors("minilm")) == ["minilm"]
@@ -30,7 +33,11 @@ def test_descendants_are_preorder_with_depths(registry, lineage_tree):
     tree = [(run.name, depth) for run, depth in registry.descendants("minilm")]
     # ko-mini-sentiment-v2 was recorded after ko-mini-qa but belongs under its parent in preorder.
     assert tree == [
-        ("minilm", 0), ("ko-mini", 1), ("ko-mini-sentiment", 2), ("ko-mini-sentiment-v2", 3), ("ko-mini-qa", 2),
+        ("minilm", 0),
+        ("ko-mini", 1),
+        ("ko-mini-sentiment", 2),
+        ("ko-mini-sentiment-v2", 3),
+        ("ko-mini-qa", 2),
     ]
     assert [(run.name, depth) for run, depth in registry.descendants("ko-mini-qa")] == [("ko-mini-qa", 0)]
 
@@ -72,7 +79,9 @@ def test_depth_limit_caps_both_directions(registry, make_run):
 
     assert names(registry.ancestors(chain[-1], max_depth=2)) == ["gen-5", "gen-4", "gen-3"]
     assert [(run.name, depth) for run, depth in registry.descendants(chain[0], max_depth=2)] == [
-        ("root", 0), ("gen-1", 1), ("gen-2", 2),
+        ("root", 0),
+        ("gen-1", 1),
+        ("gen-2", 2),
     ]
 
 
@@ -86,8 +95,12 @@ def test_taken_names_get_a_numeric_suffix(registry, make_run):
 
 def test_start_and_finish_record_everything(registry, tmp_path):
     run = registry.start_run(
-        name="ko-mini", kind="pretrain", config={"optim": {"lr": 1e-4}, "out": tmp_path / "x"},
-        data_fingerprints={"corpus": "sha256:abc"}, tokenizer_hash="tok", artifact_path=Path("relative/ko-mini"),
+        name="ko-mini",
+        kind="pretrain",
+        config={"optim": {"lr": 1e-4}, "out": tmp_path / "x"},
+        data_fingerprints={"corpus": "sha256:abc"},
+        tokenizer_hash="tok",
+        artifact_path=Path("relative/ko-mini"),
     )
     assert run.status == "running" and run.finished_at is None
     assert run.artifact_path.is_absolute()
@@ -111,8 +124,15 @@ def test_get_by_name_or_id_and_unknown_names(registry, lineage_tree):
     with pytest.raises(PrefineError, match="no run named ko-maxi; `prefine runs` lists them"):
         registry.get("ko-maxi")
     with pytest.raises(PrefineError, match="parent run id 999"):
-        registry.start_run(name="orphan", kind="finetune", parent_id=999, config={}, data_fingerprints=None,
-                           tokenizer_hash=None, artifact_path=ko_mini.artifact_path)
+        registry.start_run(
+            name="orphan",
+            kind="finetune",
+            parent_id=999,
+            config={},
+            data_fingerprints=None,
+            tokenizer_hash=None,
+            artifact_path=ko_mini.artifact_path,
+        )
 
 
 def test_find_by_artifact_maps_checkpoints_back_to_their_run(registry, lineage_tree, make_run):
@@ -225,8 +245,12 @@ def write_runs_in_parallel(path: str, worker: int, runs_per_worker: int, barrier
     with RunRegistry(Path(path)) as registry:
         for index in range(runs_per_worker):
             run = registry.start_run(
-                name="sweep", kind="finetune", config={"worker": worker, "index": index},
-                data_fingerprints=None, tokenizer_hash=None, artifact_path=Path(path).parent / f"w{worker}-{index}",
+                name="sweep",
+                kind="finetune",
+                config={"worker": worker, "index": index},
+                data_fingerprints=None,
+                tokenizer_hash=None,
+                artifact_path=Path(path).parent / f"w{worker}-{index}",
             )
             registry.heartbeat(run.id, index, Path(path).parent / f"w{worker}-{index}" / "checkpoints" / "step-1")
             registry.finish_run(run.id, "completed", {"worker": worker, "index": index}, ("index", float(index)))
@@ -238,8 +262,7 @@ def test_parallel_writer_processes_lose_no_rows(tmp_path):
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(workers)
     processes = [
-        context.Process(target=write_runs_in_parallel, args=(str(path), worker, runs_per_worker, barrier))
-        for worker in range(workers)
+        context.Process(target=write_runs_in_parallel, args=(str(path), worker, runs_per_worker, barrier)) for worker in range(workers)
     ]
     for process in processes:
         process.start()
@@ -253,7 +276,10 @@ def test_parallel_writer_processes_lose_no_rows(tmp_path):
     assert {run.name for run in runs} == {"sweep"} | {f"sweep-{n}" for n in range(2, workers * runs_per_worker + 1)}
     assert all(run.status == "completed" for run in runs)
     assert all(run.metrics == run.config and run.key_metric_value == run.config["index"] for run in runs)
-    assert all(run.last_step == run.config["index"] and run.last_checkpoint.endswith(f"w{run.config['worker']}-{run.last_step}/checkpoints/step-1") for run in runs)
+    assert all(
+        run.last_step == run.config["index"] and run.last_checkpoint.endswith(f"w{run.config['worker']}-{run.last_step}/checkpoints/step-1")
+        for run in runs
+    )
     connection = sqlite3.connect(path)
     assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     connection.close()
@@ -269,7 +295,9 @@ def test_a_writer_killed_inside_its_transaction_loses_nothing_of_the_others(tmp_
 
     path = tmp_path / "registry.sqlite"
     with RunRegistry(path) as registry:
-        kept = registry.start_run(name="kept", kind="pretrain", config={}, data_fingerprints=None, tokenizer_hash=None, artifact_path=tmp_path / "kept")
+        kept = registry.start_run(
+            name="kept", kind="pretrain", config={}, data_fingerprints=None, tokenizer_hash=None, artifact_path=tmp_path / "kept"
+        )
     script = (
         "from pathlib import Path\nfrom prefine.registry import RunRegistry\n"
         f"registry = RunRegistry(Path({str(path)!r}))\n"

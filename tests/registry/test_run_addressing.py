@@ -48,9 +48,37 @@ def test_a_registry_inside_a_quickstart_folder_is_found_and_several_are_named(tm
 def test_fill_mask_takes_a_registry_name_like_lineage_does(tmp_path, monkeypatch, capsys):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(30))
     monkeypatch.chdir(tmp_path)
-    assert main(["pretrain", "--corpus", str(corpus), "--out", "runs/demo/pretrain", "--registry", "runs/demo/registry.sqlite", "--name", "demo-pretrain",
-                 "--preset", "tiny", "--vocab-size", "300", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-                 "--num-threads", "1", "--no-progress", "--max-steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--corpus",
+                str(corpus),
+                "--out",
+                "runs/demo/pretrain",
+                "--registry",
+                "runs/demo/registry.sqlite",
+                "--name",
+                "demo-pretrain",
+                "--preset",
+                "tiny",
+                "--vocab-size",
+                "300",
+                "--min-frequency",
+                "1",
+                "--max-seq-length",
+                "32",
+                "--batch-size",
+                "8",
+                "--num-threads",
+                "1",
+                "--no-progress",
+                "--max-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["fill-mask", "demo-pretrain", "the cat sees the [MASK] every morning", "--top-k", "2"]) == 0
     assert capsys.readouterr().out.startswith("[MASK] 1:")

@@ -43,8 +43,18 @@ def squad(count: int, seed: int) -> dict:
     for number in range(count):
         thing, color = rng.choice(THINGS), rng.choice(COLORS)
         context = f"It was a quiet day. The {thing} is {color}."
-        paragraphs.append({"context": context, "qas": [{"id": f"q{number}", "question": f"What color is the {thing}?",
-                                                        "answers": [{"text": color, "answer_start": context.index(color, context.index(thing))}]}]})
+        paragraphs.append(
+            {
+                "context": context,
+                "qas": [
+                    {
+                        "id": f"q{number}",
+                        "question": f"What color is the {thing}?",
+                        "answers": [{"text": color, "answer_start": context.index(color, context.index(thing))}],
+                    }
+                ],
+            }
+        )
     return {"version": "1.1", "data": [{"title": "colors", "paragraphs": paragraphs}]}
 
 
@@ -70,28 +80,94 @@ def served_runs(tmp_path_factory) -> ServedRuns:
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=200, min_frequency=1), show_progress=False)
     pretrain = root / "tiny-pre"
     save_tokenizer(tokenizer, pretrain / "tokenizer")
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = BertForPreTraining(config)
-    checkpoint_config = {**dataclasses.asdict(config), "model_type": "bert", "architectures": ["BertForPreTraining"],
-                         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)}
+    checkpoint_config = {
+        **dataclasses.asdict(config),
+        "model_type": "bert",
+        "architectures": ["BertForPreTraining"],
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+    }
     write_run(pretrain, {"kind": "pretrain", "model": dataclasses.asdict(config)})
     save_checkpoint(pretrain, 1, model.state_dict(), checkpoint_config, trainer_state=None, keep_last=1)
 
     registry = root / "registry.sqlite"
     # Recorded as `prefine pretrain` would, with a short learning curve, so the fine-tuned runs
     # get it as their parent and /runs has a lineage and a curve to show.
-    (pretrain / "metrics.jsonl").write_text("".join(json.dumps({"step": step, "train/loss": 6.0 - step, "train/lr": 1e-3}) + "\n" for step in (1, 2, 3))
-                                             + json.dumps({"step": 3, "eval/mlm_accuracy": 0.25}) + "\n", encoding="utf-8")
+    (pretrain / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": step, "train/loss": 6.0 - step, "train/lr": 1e-3}) + "\n" for step in (1, 2, 3))
+        + json.dumps({"step": 3, "eval/mlm_accuracy": 0.25})
+        + "\n",
+        encoding="utf-8",
+    )
     with RunRegistry(registry) as store:
-        record = store.start_run(name="tiny-pre", kind="pretrain", config={"model": dataclasses.asdict(config)}, data_fingerprints=None,
-                                 tokenizer_hash=None, artifact_path=pretrain)
+        record = store.start_run(
+            name="tiny-pre",
+            kind="pretrain",
+            config={"model": dataclasses.asdict(config)},
+            data_fingerprints=None,
+            tokenizer_hash=None,
+            artifact_path=pretrain,
+        )
         store.finish_run(record.id, "completed", {"eval/mlm_accuracy": 0.25}, ("eval/mlm_accuracy", 0.25))
-    assert main(["finetune", "--init", str(pretrain), "--train", str(root / "train.tsv"), "--out", str(root / "sentiment"),
-                 "--text-column", "document", "--label-column", "label", "--max-seq-length", "32", "--eval", str(root / "train.tsv"), "--registry", str(registry), *TRAINING]) == 0
-    assert main(["finetune", "--task", "qa", "--init", str(pretrain), "--train", str(root / "train.json"), "--out", str(root / "colors"),
-                 "--max-length", "64", "--doc-stride", "32", "--max-query-length", "16", "--registry", str(registry), *TRAINING]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                str(pretrain),
+                "--train",
+                str(root / "train.tsv"),
+                "--out",
+                str(root / "sentiment"),
+                "--text-column",
+                "document",
+                "--label-column",
+                "label",
+                "--max-seq-length",
+                "32",
+                "--eval",
+                str(root / "train.tsv"),
+                "--registry",
+                str(registry),
+                *TRAINING,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "qa",
+                "--init",
+                str(pretrain),
+                "--train",
+                str(root / "train.json"),
+                "--out",
+                str(root / "colors"),
+                "--max-length",
+                "64",
+                "--doc-stride",
+                "32",
+                "--max-query-length",
+                "16",
+                "--registry",
+                str(registry),
+                *TRAINING,
+            ]
+        )
+        == 0
+    )
     return ServedRuns(root, registry, pretrain, root / "sentiment", root / "colors")
 
 
@@ -108,7 +184,11 @@ class RunningServer:
         environment = {**os.environ, "PYTHONPATH": str(repository) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefine", "serve", "--port", "0", "--num-threads", "1", *arguments],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=repository,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+            cwd=repository,
         )
         self.lines: list[str] = []
         self.url = ""

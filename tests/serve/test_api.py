@@ -125,8 +125,13 @@ def test_models_lists_every_run_with_its_task_and_input_fields(models):
     ("name", "inputs"),
     [
         ("sentiment", ["the cat sees a good house today", {"text": "the cat sees a boring road at night"}]),
-        ("colors", [{"question": "What color is the sky?", "context": "It was a quiet day. The sky is blue."},
-                    {"question": "What color is the car?", "context": "The car is red."}]),
+        (
+            "colors",
+            [
+                {"question": "What color is the sky?", "context": "It was a quiet day. The sky is blue."},
+                {"question": "What color is the car?", "context": "The car is red."},
+            ],
+        ),
         ("tiny-pre", ["the cat sees a [MASK] house", {"text": "[MASK] cat sees a good [MASK]"}]),
     ],
 )
@@ -177,7 +182,12 @@ def test_serving_never_changes_the_model(models):
 
 def test_concurrent_requests_run_in_one_forward_pass(models, monkeypatch):
     log = CallLog(models["sentiment"].predictor, monkeypatch)
-    texts = ["the cat sees a good house today", "the cat sees a bad road", "the cat sees a lovely garden at night", "the cat sees an awful road"]
+    texts = [
+        "the cat sees a good house today",
+        "the cat sees a bad road",
+        "the cat sees a lovely garden at night",
+        "the cat sees an awful road",
+    ]
     expected = load_run(models["sentiment"].run_dir, "cpu").predict_records([{"text": text} for text in texts])
 
     async def scenario(client, app):
@@ -207,8 +217,11 @@ def test_a_bad_input_fails_only_its_own_request_in_a_batch(models, monkeypatch):
     log = CallLog(models["sentiment"].predictor, monkeypatch)
 
     async def scenario(client, app):
-        bodies = [{"model": "sentiment", "inputs": ["the cat sees a good house"]}, {"model": "sentiment", "inputs": [{"review": "no text field"}]},
-                  {"model": "sentiment", "inputs": ["the cat sees a bad road", "the cat sees a lovely garden"]}]
+        bodies = [
+            {"model": "sentiment", "inputs": ["the cat sees a good house"]},
+            {"model": "sentiment", "inputs": [{"review": "no text field"}]},
+            {"model": "sentiment", "inputs": ["the cat sees a bad road", "the cat sees a lovely garden"]},
+        ]
         return await asyncio.gather(*(client.post("/v1/predict", json=body) for body in bodies))
 
     good, bad, also_good = serve(models, scenario, max_batch_size=4, max_wait_ms=LONG_WAIT_MS)
@@ -283,7 +296,9 @@ def test_a_body_larger_than_the_limits_allow_is_refused_before_it_is_read(models
 def test_bad_json_and_malformed_requests_get_one_clear_error(models):
     bad_json = post(models, content=b'{"model": "sentiment", "inputs": [')
     assert bad_json.status_code == 400 and bad_json.json()["code"] == "invalid_json"
-    curl_style = post(models, content=b'{"model": "sentiment", "inputs": ["a"]}', headers={"content-type": "application/x-www-form-urlencoded"})
+    curl_style = post(
+        models, content=b'{"model": "sentiment", "inputs": ["a"]}', headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert curl_style.status_code == 200  # `curl -d` sends form encoding; the body is JSON all the same
     not_an_object = post(models, content=b'["a"]')
     assert not_an_object.status_code == 422 and not_an_object.json()["code"] == "invalid_request"
@@ -368,7 +383,9 @@ def test_metrics_count_requests_errors_latency_and_batch_sizes(models):
     assert 'prefine_examples_total{model="sentiment"} 2' in text
     assert 'prefine_request_duration_seconds_count{model="sentiment"} 3' in text
     # Forward passes of 2 inputs and of 1 (the bad input alone): cumulative buckets.
-    assert 'prefine_batch_size_bucket{model="sentiment",le="1"} 1' in text and 'prefine_batch_size_bucket{model="sentiment",le="2"} 2' in text
+    assert (
+        'prefine_batch_size_bucket{model="sentiment",le="1"} 1' in text and 'prefine_batch_size_bucket{model="sentiment",le="2"} 2' in text
+    )
     assert 'prefine_batch_size_count{model="sentiment"} 2' in text
     assert "# TYPE prefine_queue_depth gauge" in text
     assert 'prefine_request_errors_total{model="(unknown)",reason="unknown_model"} 1' in text and "no-such-model" not in text
@@ -394,7 +411,10 @@ def test_the_page_and_its_scripts_are_served_from_the_package(models):
 
 def test_runs_lists_the_registry_with_lineage_and_curves(models, served_runs):
     async def scenario(client, app):
-        return [await client.get(path) for path in ("/v1/runs", "/v1/runs/sentiment", "/v1/runs/tiny-pre", "/v1/runs/tiny-pre/metrics", "/v1/runs/nope")]
+        return [
+            await client.get(path)
+            for path in ("/v1/runs", "/v1/runs/sentiment", "/v1/runs/tiny-pre", "/v1/runs/tiny-pre/metrics", "/v1/runs/nope")
+        ]
 
     listing, sentiment, pretrain, curve, missing = serve(models, scenario, registry=served_runs.registry)
     runs = {run["name"]: run for run in listing.json()["runs"]}
@@ -433,7 +453,9 @@ def streaming_models(models):
     from prefine.serve.models import ServedModel, predictor_options
 
     echo = EchoStreamer()
-    streamer = ServedModel("echo", models["sentiment"].run_dir, "finetune", "generation", "echo", echo, echo.input_fields, predictor_options(echo))
+    streamer = ServedModel(
+        "echo", models["sentiment"].run_dir, "finetune", "generation", "echo", echo, echo.input_fields, predictor_options(echo)
+    )
     return {"echo": streamer, "sentiment": models["sentiment"]}
 
 
@@ -460,16 +482,70 @@ def task_runs(served_runs, tmp_path_factory):
     from prefine.cli import main
 
     root = tmp_path_factory.mktemp("more-tasks")
-    sentences = [("the cat sees Paris today", "O O O B-LOC O"), ("a good house in Seoul", "O O O O B-LOC"), ("the road to Paris", "O O O B-LOC")] * 6
-    (root / "train.conll").write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.split(), tags.split())) + "\n" for s, tags in sentences), encoding="utf-8")
+    sentences = [
+        ("the cat sees Paris today", "O O O B-LOC O"),
+        ("a good house in Seoul", "O O O O B-LOC"),
+        ("the road to Paris", "O O O B-LOC"),
+    ] * 6
+    (root / "train.conll").write_text(
+        "".join("".join(f"{w}\t{t}\n" for w, t in zip(s.split(), tags.split())) + "\n" for s, tags in sentences), encoding="utf-8"
+    )
     pairs = [{"document": text, "summary": " ".join(text.split()[:2])} for text, _ in sentences]
     (root / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
     # Their own registry: the page test counts the runs of the shared one.
-    steps = ["--max-steps", "3", "--batch-size", "8", "--num-threads", "1", "--no-progress", "--seed", "0", "--registry", str(root / "registry.sqlite")]
-    assert main(["finetune", "--task", "ner", "--init", str(served_runs.pretrain), "--train", str(root / "train.conll"), "--out", str(root / "places"),
-                 "--max-seq-length", "32", *steps]) == 0
-    assert main(["finetune", "--task", "generation", "--init", str(served_runs.pretrain), "--train", str(root / "pairs.jsonl"), "--out", str(root / "headlines"),
-                 "--max-source-length", "32", "--max-target-length", "8", *steps]) == 0
+    steps = [
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--num-threads",
+        "1",
+        "--no-progress",
+        "--seed",
+        "0",
+        "--registry",
+        str(root / "registry.sqlite"),
+    ]
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "ner",
+                "--init",
+                str(served_runs.pretrain),
+                "--train",
+                str(root / "train.conll"),
+                "--out",
+                str(root / "places"),
+                "--max-seq-length",
+                "32",
+                *steps,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "generation",
+                "--init",
+                str(served_runs.pretrain),
+                "--train",
+                str(root / "pairs.jsonl"),
+                "--out",
+                str(root / "headlines"),
+                "--max-source-length",
+                "32",
+                "--max-target-length",
+                "8",
+                *steps,
+            ]
+        )
+        == 0
+    )
     references = [RunReference.parse(str(root / name), "") for name in ("places", "headlines")]
     return {reference.name: load_served_model(reference, "cpu") for reference in references}
 
@@ -486,7 +562,9 @@ def test_entity_and_generation_runs_answer_what_their_own_predictors_answer(task
     # Decoding options reach the generator as JSON; unknown ones are one clear error.
     short = post(task_runs, {"model": "headlines", "inputs": texts, "options": {"decoding": {"max_new_tokens": 2}}})
     assert short.status_code == 200, short.text
-    assert short.json()["outputs"] == load_run(task_runs["headlines"].run_dir, "cpu").predict_records([{"text": t} for t in texts], decoding={"max_new_tokens": 2})
+    assert short.json()["outputs"] == load_run(task_runs["headlines"].run_dir, "cpu").predict_records(
+        [{"text": t} for t in texts], decoding={"max_new_tokens": 2}
+    )
     refused = post(task_runs, {"model": "headlines", "inputs": texts, "options": {"decoding": {"beams": 4}}})
     assert refused.status_code == 422 and "unknown decoding option" in refused.json()["error"]
 

@@ -28,12 +28,15 @@ def api_prediction(url: str, body: dict) -> dict:
 
 
 def choose_model(browser: Browser, name: str) -> None:
-    browser.evaluate(f"(() => {{ const s = document.getElementById('model'); s.value = {json.dumps(name)}; s.dispatchEvent(new Event('change')); }})()")
+    browser.evaluate(
+        f"(() => {{ const s = document.getElementById('model'); s.value = {json.dumps(name)}; s.dispatchEvent(new Event('change')); }})()"
+    )
 
 
 def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
-    server = RunningServer(str(served_runs.sentiment), f"second-look={served_runs.sentiment}", str(served_runs.qa),
-                           "--registry", str(served_runs.registry))
+    server = RunningServer(
+        str(served_runs.sentiment), f"second-look={served_runs.sentiment}", str(served_runs.qa), "--registry", str(served_runs.registry)
+    )
     try:
         with Browser() as browser:
             browser.open(server.url + "/")
@@ -42,7 +45,9 @@ def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
             browser.evaluate("document.querySelector('#compare-list input[value=\"second-look\"]').click()")
             browser.type_into("#field-text", REVIEW)
             browser.press_ctrl_enter()
-            shown = browser.wait_for("document.getElementById('results').innerText.split('Label:').length === 3 && document.getElementById('results').innerText")
+            shown = browser.wait_for(
+                "document.getElementById('results').innerText.split('Label:').length === 3 && document.getElementById('results').innerText"
+            )
             expected = api_prediction(server.url, {"model": "sentiment", "inputs": [REVIEW]})
             top = max(expected["probabilities"].values())
             assert f"Label: {expected['label']}" in shown and "second-look" in shown
@@ -68,17 +73,23 @@ def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
                 marked = browser.wait_for("document.querySelector('#results mark') && document.querySelector('#results mark').innerText")
                 assert marked == context[answer["start"] : answer["end"]] == answer["answer"]
             else:
-                assert "No answer" in browser.wait_for("document.getElementById('results').innerText.includes('No answer') && document.getElementById('results').innerText")
+                assert "No answer" in browser.wait_for(
+                    "document.getElementById('results').innerText.includes('No answer') && document.getElementById('results').innerText"
+                )
 
             browser.open(server.url + "/runs?run=sentiment")
             browser.wait_for("document.querySelectorAll('#runs tbody tr').length === 3")
             served_as = browser.evaluate("document.querySelector('#runs tr[data-name=\"sentiment\"] td:last-child').innerText")
             assert served_as == "sentiment, second-look"
-            lineage = browser.wait_for("!document.getElementById('detail').hidden && document.getElementById('lineage').innerText.includes('sentiment') && document.getElementById('lineage').innerText")
+            lineage = browser.wait_for(
+                "!document.getElementById('detail').hidden && document.getElementById('lineage').innerText.includes('sentiment') && document.getElementById('lineage').innerText"
+            )
             assert lineage.index("tiny-pre") < lineage.index("sentiment")
             browser.evaluate("[...document.querySelectorAll('#runs button.link')].find((b) => b.textContent === 'tiny-pre').click()")
             browser.wait_for("document.getElementById('detail-title').textContent === 'pretrain tiny-pre'")
-            points = browser.wait_for("document.querySelector('#chart polyline') && document.querySelector('#chart polyline').getAttribute('points')")
+            points = browser.wait_for(
+                "document.querySelector('#chart polyline') && document.querySelector('#chart polyline').getAttribute('points')"
+            )
             assert len(points.split()) == 3  # train/loss at steps 1, 2, 3
             browser.screenshot(tmp_path / "runs-page.png")
     finally:

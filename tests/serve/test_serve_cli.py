@@ -36,8 +36,12 @@ def test_two_runs_under_one_name_are_refused(served_runs, capsys):
 
 @pytest.mark.parametrize(
     ("flags", "named"),
-    [(["--max-batch-size", "0"], "--max-batch-size"), (["--max-wait-ms", "-1"], "--max-wait-ms"), (["--port", "70000"], "--port"),
-     (["--max-queue", "0"], "--max-queue")],
+    [
+        (["--max-batch-size", "0"], "--max-batch-size"),
+        (["--max-wait-ms", "-1"], "--max-wait-ms"),
+        (["--port", "70000"], "--port"),
+        (["--max-queue", "0"], "--max-queue"),
+    ],
 )
 def test_bad_limits_are_refused_before_loading(served_runs, capsys, flags, named):
     assert main(["serve", str(served_runs.sentiment), *flags]) == 2
@@ -75,7 +79,9 @@ def test_sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0(serv
         with urllib.request.urlopen(server.url + "/ready", timeout=30) as response:
             assert json.loads(response.read())["status"] == "ready"
         answer: dict = {}
-        request = threading.Thread(target=lambda: answer.update(zip(("status", "body"), _post(server.url, {"inputs": ["the cat sees a good house"]}))))
+        request = threading.Thread(
+            target=lambda: answer.update(zip(("status", "body"), _post(server.url, {"inputs": ["the cat sees a good house"]})))
+        )
         request.start()
         for _ in range(600):
             with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:

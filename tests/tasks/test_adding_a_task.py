@@ -57,8 +57,28 @@ def setup(tmp_path) -> dict[str, str]:
 
 def test_a_task_registered_outside_the_package_trains_evaluates_and_predicts(setup, capsys, monkeypatch):
     out = Path(setup["root"]) / "length"
-    code = main(["finetune", "--task", "text-length", "--init", setup["init"], "--train", setup["train"], "--eval", setup["eval"],
-                 "--out", str(out), "--epochs", "30", "--eval-every", "60", "--max-seq-length", "32", *TRAINING])
+    code = main(
+        [
+            "finetune",
+            "--task",
+            "text-length",
+            "--init",
+            setup["init"],
+            "--train",
+            setup["train"],
+            "--eval",
+            setup["eval"],
+            "--out",
+            str(out),
+            "--epochs",
+            "30",
+            "--eval-every",
+            "60",
+            "--max-seq-length",
+            "32",
+            *TRAINING,
+        ]
+    )
     assert code == 0
     saved = read_run(out)
     assert saved["task"] == "text-length" and saved["data"] == {"max_seq_length": 32, "length_unit": "words"}
@@ -85,21 +105,80 @@ def test_a_task_registered_outside_the_package_trains_evaluates_and_predicts(set
 
 def test_a_task_flag_is_its_own_and_foreign_flags_are_refused(setup, capsys):
     out = Path(setup["root"]) / "chars"
-    assert main(["finetune", "--task", "text-length", "--length-unit", "characters", "--init", setup["init"], "--train", setup["train"],
-                 "--out", str(out), "--max-steps", "2", *TRAINING]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "text-length",
+                "--length-unit",
+                "characters",
+                "--init",
+                setup["init"],
+                "--train",
+                setup["train"],
+                "--out",
+                str(out),
+                "--max-steps",
+                "2",
+                *TRAINING,
+            ]
+        )
+        == 0
+    )
     assert read_run(out)["data"]["length_unit"] == "characters"
     # --doc-stride belongs to QA: refused before any work, nothing written.
     capsys.readouterr()
     refused = Path(setup["root"]) / "refused"
-    assert main(["finetune", "--task", "text-length", "--doc-stride", "32", "--init", setup["init"], "--train", setup["train"], "--out", str(refused), *TRAINING]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "text-length",
+                "--doc-stride",
+                "32",
+                "--init",
+                setup["init"],
+                "--train",
+                setup["train"],
+                "--out",
+                str(refused),
+                *TRAINING,
+            ]
+        )
+        == 2
+    )
     assert "--task text-length does not use --doc-stride" in capsys.readouterr().err
     assert not refused.exists()
 
 
 def test_compare_runs_the_registered_task_with_its_flags(setup, capsys):
     out = Path(setup["root"]) / "compare"
-    code = main(["compare", "--task", "text-length", "--length-unit", "characters", "--init", setup["init"], "--train", setup["train"], "--eval", setup["eval"],
-                 "--out", str(out), "--fractions", "0.5,1.0", "--max-steps", "3", "--seeds", "1", *TRAINING])
+    code = main(
+        [
+            "compare",
+            "--task",
+            "text-length",
+            "--length-unit",
+            "characters",
+            "--init",
+            setup["init"],
+            "--train",
+            setup["train"],
+            "--eval",
+            setup["eval"],
+            "--out",
+            str(out),
+            "--fractions",
+            "0.5,1.0",
+            "--max-steps",
+            "3",
+            "--seeds",
+            "1",
+            *TRAINING,
+        ]
+    )
     assert code == 0
     rows = json.loads((out / "compare.json").read_text())
     # The task's own split_dev carved 10% of the 192 training texts to choose checkpoints on.

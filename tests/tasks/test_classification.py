@@ -16,7 +16,6 @@ from prefine.checkpoint import METRICS_FILE, best_checkpoint
 from prefine.errors import PrefineError
 from prefine.model.config import BertConfig
 from prefine.model.heads import BertForSequenceClassification
-from prefine.training.position import DataPosition
 from prefine.tasks.classification import (
     ClassificationBatches,
     ClassificationDataConfig,
@@ -33,6 +32,7 @@ from prefine.tasks.classification import (
 )
 from prefine.tasks.task_data import read_records
 from prefine.training import DistributedContext, TrainingConfig, train
+from prefine.training.position import DataPosition
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FILLER_WORDS = "the movie was plot actors story film really quite very some scenes music ending director script".split()
@@ -50,7 +50,9 @@ def train_wordpiece(lines: list[str], vocab_size: int = 400) -> Tokenizer:
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.train_from_iterator(lines, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    tokenizer.train_from_iterator(
+        lines, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    )
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
@@ -457,13 +459,23 @@ def test_regression_predictions_and_evaluation(tokenizer):
 def test_fine_tuning_learns_a_keyword_task_and_keeps_the_best_checkpoint(tmp_path, tokenizer):
     train_path = write_tsv(tmp_path / "train.tsv", ["sentence", "label"], synthetic_reviews(200, seed=1))
     eval_path = write_tsv(tmp_path / "eval.tsv", ["sentence", "label"], synthetic_reviews(60, seed=2))
-    train_examples, eval_examples, labels, _ = load_classification_data(train_path, eval_path, ClassificationDataConfig(max_seq_length=32), tokenizer)
+    train_examples, eval_examples, labels, _ = load_classification_data(
+        train_path, eval_path, ClassificationDataConfig(max_seq_length=32), tokenizer
+    )
     model = tiny_model(tokenizer, labels.num_labels)
     pad_id = tokenizer.token_to_id("[PAD]")
     task = ClassificationTask(ClassificationBatches(train_examples, 16, pad_id, seed=0), eval_examples, labels, 64, torch.device("cpu"))
     config = TrainingConfig(
-        max_steps=120, batch_size=16, learning_rate=2e-3, warmup_steps=10, eval_every=20, save_every=0,
-        keep_last=1, best_metric="accuracy", progress=False, seed=0,
+        max_steps=120,
+        batch_size=16,
+        learning_rate=2e-3,
+        warmup_steps=10,
+        eval_every=20,
+        save_every=0,
+        keep_last=1,
+        best_metric="accuracy",
+        progress=False,
+        seed=0,
         num_threads=1,  # a model this small only loses to thread synchronisation
     )
     context = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -476,7 +488,9 @@ def test_fine_tuning_learns_a_keyword_task_and_keeps_the_best_checkpoint(tmp_pat
     assert result.last_eval["accuracy"] >= 0.95
     assert set(result.last_eval) == {"loss", "accuracy", "macro_f1", "binary_f1"}
     assert task.last_full_metrics["confusion_matrix"] and set(task.last_full_metrics["per_class"]) == {"neg", "pos"}
-    evaluations = [record for record in map(json.loads, (tmp_path / "run" / METRICS_FILE).read_text().splitlines()) if "eval/accuracy" in record]
+    evaluations = [
+        record for record in map(json.loads, (tmp_path / "run" / METRICS_FILE).read_text().splitlines()) if "eval/accuracy" in record
+    ]
     best_accuracy = max(record["eval/accuracy"] for record in evaluations)
     best_step = next(record["step"] for record in evaluations if record["eval/accuracy"] == best_accuracy)
     assert best_checkpoint(tmp_path / "run").name == f"step-{best_step:08d}"

@@ -52,7 +52,10 @@ def test_bad_pairs_are_rejected_naming_the_fix(tmp_path, records, config, messag
 
 
 def test_decoder_reads_cls_and_target_and_predicts_target_and_sep_with_padding_ignored(tmp_path, tokenizer):
-    source = write(tmp_path / "p.jsonl", [{"document": "the cat sat on the mat", "summary": "cat sat"}, {"document": "오늘 날씨", "summary": "오늘 서울 날씨는 맑음"}])
+    source = write(
+        tmp_path / "p.jsonl",
+        [{"document": "the cat sat on the mat", "summary": "cat sat"}, {"document": "오늘 날씨", "summary": "오늘 서울 날씨는 맑음"}],
+    )
     pairs = encode_pairs(read_pairs(source, GenerationDataConfig(), "train"), tokenizer, GenerationDataConfig())
     cls, sep, pad = (tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
     batch = collate_pairs(pairs, np.array([0, 1]), pad)
@@ -62,7 +65,9 @@ def test_decoder_reads_cls_and_target_and_predicts_target_and_sep_with_padding_i
     assert batch["labels"][1].tolist() == long[1:]
     assert batch["decoder_input_ids"][0, : len(short) - 1].tolist() == short[:-1]
     assert batch["labels"][0].tolist() == short[1:] + [IGNORE_LABEL] * (len(long) - len(short))
-    assert batch["attention_mask"][1].tolist() == [1] * len(pairs.sources.example_ids(1)) + [0] * (batch["input_ids"].shape[1] - len(pairs.sources.example_ids(1)))
+    assert batch["attention_mask"][1].tolist() == [1] * len(pairs.sources.example_ids(1)) + [0] * (
+        batch["input_ids"].shape[1] - len(pairs.sources.example_ids(1))
+    )
     assert batch["num_real_tokens"] == int(pairs.sources.lengths.sum() + pairs.targets.lengths.sum())
 
 

@@ -49,7 +49,13 @@ CONLL_STYLE = (
 
 @pytest.fixture
 def tokenizer():
-    texts = ["EU rejects German call to boycott British lamb .", "Peter Blackburn", "이순신은 조선의 무신이다.", "서울 시청", "Mary Smith visited New York"]
+    texts = [
+        "EU rejects German call to boycott British lamb .",
+        "Peter Blackburn",
+        "이순신은 조선의 무신이다.",
+        "서울 시청",
+        "Mary Smith visited New York",
+    ]
     return train_tokenizer(texts * 3, TokenizerConfig(vocab_size=150, min_frequency=1), show_progress=False)
 
 
@@ -89,7 +95,10 @@ def test_jsonl_and_saved_datasets_with_label_names(tmp_path):
 
     datasets = pytest.importorskip("datasets")
     features = datasets.Features(
-        {"tokens": datasets.Sequence(datasets.Value("string")), "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"]))}
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
     )
     dataset = datasets.Dataset.from_dict({"tokens": [["Mary", "Smith", "sings"]], "ner_tags": [[1, 2, 0]]}, features=features)
     folder = tmp_path / "saved"
@@ -165,7 +174,9 @@ def test_character_alignment_round_trips_entities_made_of_whole_space_separated_
         for group in range(rng.randint(1, 6)):
             characters = rng.choices(pool, k=rng.randint(1, 4))
             kind = rng.choice([None, "PS", "LC"])
-            joined = group and kind is not None and kind == previous_type and rng.random() < 0.5  # "<서울 시청:OG>": one entity over a space
+            joined = (
+                group and kind is not None and kind == previous_type and rng.random() < 0.5
+            )  # "<서울 시청:OG>": one entity over a space
             if group:
                 units.append(" ")
                 tags.append(f"I-{kind}" if joined else "O")

@@ -231,8 +231,13 @@ def test_load_squad_v2_and_korquad(tmp_path):
             "context": "세종대왕은 훈민정음을 창제하였다.",
             "qas": [
                 {"id": "a", "question": "누가?", "answers": [{"text": "세종대왕", "answer_start": 0}], "is_impossible": False},
-                {"id": "n", "question": "언제?", "answers": [], "is_impossible": True,
-                 "plausible_answers": [{"text": "훈민정음", "answer_start": 6}]},
+                {
+                    "id": "n",
+                    "question": "언제?",
+                    "answers": [],
+                    "is_impossible": True,
+                    "plausible_answers": [{"text": "훈민정음", "answer_start": 6}],
+                },
             ],
         }
     ]

@@ -10,10 +10,10 @@ from torch import nn
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.model.heads import SpanOutput
-from prefine.training.position import DataPosition
 from prefine.tasks.qa_data import QAExample, QAFeatures, prepare_features
 from prefine.tasks.question_answering import PADDING_LOGIT, DecodingConfig, QABatches, QATask, predict_span_logits, window_lengths
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
+from prefine.training.position import DataPosition
 
 MAX_LENGTH = 32
 
@@ -127,12 +127,26 @@ def qa_examples() -> list[QAExample]:
     return [
         QAExample(f"q{number}", question, context, [{"text": answer, "answer_start": context.index(answer)}])
         for number, (question, context, answer) in enumerate(zip(questions, CONTEXTS, answers))
-    ] + [QAExample("long", questions[0], " ".join(CONTEXTS[1:] * 3) + " " + CONTEXTS[0], [{"text": "red", "answer_start": len(" ".join(CONTEXTS[1:] * 3)) + 1 + CONTEXTS[0].index("red")}])]
+    ] + [
+        QAExample(
+            "long",
+            questions[0],
+            " ".join(CONTEXTS[1:] * 3) + " " + CONTEXTS[0],
+            [{"text": "red", "answer_start": len(" ".join(CONTEXTS[1:] * 3)) + 1 + CONTEXTS[0].index("red")}],
+        )
+    ]
 
 
 def tiny_qa_model(vocab_size: int) -> BertForQuestionAnswering:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=MAX_LENGTH * 2)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=MAX_LENGTH * 2,
+    )
     return BertForQuestionAnswering(config).eval()
 
 
@@ -143,8 +157,11 @@ def test_span_logits_keep_window_order_and_equal_the_untrimmed_model(tokenizer):
     start_logits, end_logits, loss = predict_span_logits(model, features, batch_size=2, device=torch.device("cpu"))
     with torch.no_grad():
         full = model(
-            torch.from_numpy(features.input_ids), torch.from_numpy(features.token_type_ids), torch.from_numpy(features.attention_mask),
-            torch.from_numpy(features.start_positions), torch.from_numpy(features.end_positions),
+            torch.from_numpy(features.input_ids),
+            torch.from_numpy(features.token_type_ids),
+            torch.from_numpy(features.attention_mask),
+            torch.from_numpy(features.start_positions),
+            torch.from_numpy(features.end_positions),
         )
     real = features.attention_mask.astype(bool)
     assert np.allclose(start_logits[real], full.start_logits.numpy()[real], atol=1e-5)
@@ -178,7 +195,9 @@ def test_evaluate_scores_decoded_answers_with_the_official_metric(tokenizer):
     examples = qa_examples()
     features = prepare_features(examples, tokenizer, max_length=MAX_LENGTH, doc_stride=8, max_query_length=12, for_training=False)
     train_batches = QABatches(features, batch_size=4, seed=0)
-    task = QATask(train_batches, examples, features, "korquad", DecodingConfig(n_best_size=5), eval_batch_size=3, device=torch.device("cpu"))
+    task = QATask(
+        train_batches, examples, features, "korquad", DecodingConfig(n_best_size=5), eval_batch_size=3, device=torch.device("cpu")
+    )
     metrics = task.evaluate(OracleModel(features))
     assert metrics["exact_match"] == 100.0 and metrics["f1"] == 100.0 and np.isfinite(metrics["loss"])
     assert set(metrics) == {"exact_match", "f1", "loss"}  # question counts stay out of the logged metrics

@@ -26,7 +26,7 @@ from prefine.errors import PrefineError
 from prefine.model import BertForSequenceClassification
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.classification import EncodedExamples, encode_examples, predict_logits
-from prefine.tasks.interface import Evaluation, FinetuneTask, PreparedData, Predictor, register_task, subsample_indices
+from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, register_task, subsample_indices
 from prefine.tasks.selection import DevSplit, stratified_dev_indices
 
 
@@ -60,7 +60,9 @@ class LengthBatches(SeekableBatches):
         return self.examples.collate(indices, self.pad_id)
 
 
-def mean_absolute_error(model: nn.Module, examples: EncodedExamples, batch_size: int, device: torch.device, pad_id: int) -> dict[str, float]:
+def mean_absolute_error(
+    model: nn.Module, examples: EncodedExamples, batch_size: int, device: torch.device, pad_id: int
+) -> dict[str, float]:
     predicted = predict_logits(model, examples, batch_size, device, pad_id)[:, 0]
     return {"mae": float(np.abs(predicted - examples.labels).mean()), "loss": float(((predicted - examples.labels) ** 2).mean())}
 
@@ -74,7 +76,12 @@ class LengthTrainingTask(TrainsOnBatches):
         self.train_batches, self.eval_examples, self.eval_batch_size, self.device = batches, eval_examples, eval_batch_size, device
 
     def loss(self, model: nn.Module, batch: dict[str, Any]):
-        output = model(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        output = model(
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["token_type_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        )
         return output.loss, {"loss": float(output.loss.detach())}
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -94,7 +101,9 @@ class LengthPredictor(Predictor):
         return [{"length": float(value)} for value in predicted[:, 0]]
 
     def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
-        metrics = mean_absolute_error(self.model, self.encode(read_texts(source), True), batch_size, self.device, self.tokenizer.token_to_id("[PAD]"))
+        metrics = mean_absolute_error(
+            self.model, self.encode(read_texts(source), True), batch_size, self.device, self.tokenizer.token_to_id("[PAD]")
+        )
         return Evaluation(metrics, f"mean absolute error {metrics['mae']:.3f} {self.data.length_unit}")
 
     def predict_cli(self, source: str, options: Any, output: TextIO, format: str, batch_size: int) -> int:
@@ -137,7 +146,9 @@ class TextLengthTask(FinetuneTask):
         in_dev = set(dev.tolist())
         folder.mkdir(parents=True, exist_ok=True)
         for name, keep in (("train.txt", False), ("dev.txt", True)):
-            (folder / name).write_text("".join(text + "\n" for index, text in enumerate(texts) if (index in in_dev) == keep), encoding="utf-8")
+            (folder / name).write_text(
+                "".join(text + "\n" for index, text in enumerate(texts) if (index in in_dev) == keep), encoding="utf-8"
+            )
         return DevSplit(str(folder / "train.txt"), str(folder / "dev.txt"), len(texts) - len(in_dev), len(in_dev), stratified=False)
 
     def prepare(self, train, eval, data: TextLengthDataConfig, tokenizer, fraction: float, seed: int) -> PreparedData:
@@ -167,7 +178,9 @@ class TextLengthTask(FinetuneTask):
         return LengthPredictor(self, model, tokenizer, saved, head, device)
 
     def final_evaluation(self, predictor: LengthPredictor, prepared: PreparedData, batch_size: int) -> Evaluation:
-        metrics = mean_absolute_error(predictor.model, prepared.payload.eval, batch_size, predictor.device, predictor.tokenizer.token_to_id("[PAD]"))
+        metrics = mean_absolute_error(
+            predictor.model, prepared.payload.eval, batch_size, predictor.device, predictor.tokenizer.token_to_id("[PAD]")
+        )
         return Evaluation(metrics, f"mean absolute error {metrics['mae']:.3f} {predictor.data.length_unit}")
 
 

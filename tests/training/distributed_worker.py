@@ -33,14 +33,30 @@ def build_run(shards_dir: Path, tokenizer_dir: Path, max_steps: int, save_every:
     shards = TokenShards.open(shards_dir)
     # A constant learning rate: a run resumed with a larger max_steps then follows the same schedule.
     training = TrainingConfig(
-        max_steps=max_steps, batch_size=GLOBAL_BATCH, learning_rate=1e-3, warmup_steps=0, schedule="constant", log_every=1,
-        eval_every=0, save_every=save_every, keep_last=5, progress=False, seed=SEED, device="cpu",
+        max_steps=max_steps,
+        batch_size=GLOBAL_BATCH,
+        learning_rate=1e-3,
+        warmup_steps=0,
+        schedule="constant",
+        log_every=1,
+        eval_every=0,
+        save_every=save_every,
+        keep_last=5,
+        progress=False,
+        seed=SEED,
+        device="cpu",
     )
     batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(max_seq_length=32), SEED, GLOBAL_BATCH)
     torch.manual_seed(SEED)
     config = preset_config(
-        "tiny", vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64, num_attention_heads=2,
-        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        "tiny",
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     task = PretrainingTask(batches, batches.eval_batches(GLOBAL_BATCH), torch.device("cpu"))
     return BertForPreTraining(config), task, training

@@ -10,10 +10,10 @@ import torch
 
 from prefine.model import IGNORE_LABEL, BertForPreTraining, preset_config
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
-from prefine.training.position import DataPosition
 from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 from prefine.training import DistributedContext, TrainingConfig, train
+from prefine.training.position import DataPosition
 from tests.conftest import synthetic_documents
 
 CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -29,7 +29,9 @@ class FixedGlobalBatchTask(PretrainingTask):
 
     def batch_at(self, position, rank, world_size):
         start = position.offset % GLOBAL_BATCH
-        piece = {key: value[start:start + self.micro_batch] for key, value in self.global_batch.items() if isinstance(value, torch.Tensor)}
+        piece = {
+            key: value[start : start + self.micro_batch] for key, value in self.global_batch.items() if isinstance(value, torch.Tensor)
+        }
         piece["num_real_tokens"] = int(piece["attention_mask"].sum())
         return piece, DataPosition(position.epoch, position.offset + self.micro_batch)
 
@@ -42,7 +44,9 @@ def global_batch_and_vocab(tmp_path_factory):
     documents = synthetic_documents(150, seed=5)
     tokenizer = train_tokenizer((s for d in documents for s in d), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False)
     shards = build_token_shards(documents, tokenizer, tmp_path_factory.mktemp("shards") / "shards")
-    batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(max_seq_length=32, objective="mlm+nsp"), seed=5, global_batch_size=GLOBAL_BATCH)
+    batches = PretrainingBatches.from_tokenizer(
+        shards, tokenizer, PretrainingDataConfig(max_seq_length=32, objective="mlm+nsp"), seed=5, global_batch_size=GLOBAL_BATCH
+    )
     batch, _ = batches.batch_at(DataPosition(0, 0), 0, 1)
     return batch, tokenizer.get_vocab_size()
 
@@ -50,11 +54,28 @@ def global_batch_and_vocab(tmp_path_factory):
 def train_with(global_batch_and_vocab, run_dir: Path, accumulation: int) -> tuple[dict, list[dict]]:
     batch, vocab_size = global_batch_and_vocab
     torch.manual_seed(0)
-    config = preset_config("tiny", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                           max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = preset_config(
+        "tiny",
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     model = BertForPreTraining(config)
-    training = TrainingConfig(max_steps=3, batch_size=GLOBAL_BATCH, gradient_accumulation_steps=accumulation, learning_rate=1e-3,
-                              log_every=1, eval_every=0, save_every=0, progress=False, num_threads=1)
+    training = TrainingConfig(
+        max_steps=3,
+        batch_size=GLOBAL_BATCH,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=1e-3,
+        log_every=1,
+        eval_every=0,
+        save_every=0,
+        progress=False,
+        num_threads=1,
+    )
     train(model, FixedGlobalBatchTask(batch, GLOBAL_BATCH // accumulation), training, run_dir, {}, CPU)
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
     return {key: value.detach().clone() for key, value in model.state_dict().items()}, logs
@@ -98,13 +119,23 @@ class MeanPerMicroBatchTask:
 def test_a_task_without_loss_units_keeps_the_mean_of_micro_batch_means(global_batch_and_vocab, tmp_path):
     batch, vocab_size = global_batch_and_vocab
     torch.manual_seed(0)
-    config = preset_config("tiny", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                           max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = preset_config(
+        "tiny",
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     model = BertForPreTraining(config)
     task = MeanPerMicroBatchTask(FixedGlobalBatchTask(batch, 8))
     assert not hasattr(task, "loss_units")
     expected = sum(task.loss(model, task.batch_at(DataPosition(0, offset), 0, 1)[0])[0].item() for offset in range(0, 32, 8)) / 4
-    training = TrainingConfig(max_steps=1, batch_size=GLOBAL_BATCH, gradient_accumulation_steps=4, log_every=1, eval_every=0, save_every=0, progress=False)
+    training = TrainingConfig(
+        max_steps=1, batch_size=GLOBAL_BATCH, gradient_accumulation_steps=4, log_every=1, eval_every=0, save_every=0, progress=False
+    )
     train(model, task, training, tmp_path / "old", {}, CPU)
     logged = [json.loads(line) for line in (tmp_path / "old" / "metrics.jsonl").read_text().splitlines() if "train/loss" in line][0]
     assert logged["train/loss"] == pytest.approx(expected, rel=1e-6)
@@ -116,10 +147,26 @@ def test_a_growing_batch_scales_each_step_by_the_micro_batches_it_read(global_ba
 
     def first_step(run_dir: Path, **training_overrides) -> dict:
         torch.manual_seed(0)
-        config = preset_config("tiny", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                               max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        config = preset_config(
+            "tiny",
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
         model = BertForPreTraining(config)
-        values = {"max_steps": 4, "learning_rate": 1e-3, "log_every": 1, "eval_every": 0, "save_every": 0, "progress": False, "num_threads": 1}
+        values = {
+            "max_steps": 4,
+            "learning_rate": 1e-3,
+            "log_every": 1,
+            "eval_every": 0,
+            "save_every": 0,
+            "progress": False,
+            "num_threads": 1,
+        }
         training = TrainingConfig(**{**values, **training_overrides})
         for task in (FixedGlobalBatchTask(batch, 8), MeanPerMicroBatchTask(FixedGlobalBatchTask(batch, 8))):
             name = type(task).__name__

@@ -39,7 +39,9 @@ def test_the_flag_or_resuming_a_deterministic_run_prepares_the_environment_befor
     assert not determinism.requested(["pretrain", "--resume", str(tmp_path / "run")])
 
 
-def test_training_with_deterministic_turns_on_deterministic_kernels_and_library_settings(pretraining_parts, tmp_path, restore_torch_settings, monkeypatch):
+def test_training_with_deterministic_turns_on_deterministic_kernels_and_library_settings(
+    pretraining_parts, tmp_path, restore_torch_settings, monkeypatch
+):
     for name in determinism.ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     torch.use_deterministic_algorithms(False)

@@ -21,11 +21,11 @@ import torch
 from prefine.checkpoint import latest_checkpoint, load_trainer_state, load_weights
 from prefine.errors import PrefineError
 from prefine.pretraining_data import build_token_shards
-from prefine.training.position import DataPosition
 from prefine.registry import RunRegistry
 from prefine.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from prefine.training import DistributedContext, train
 from prefine.training.distributed import check_batch_split
+from prefine.training.position import DataPosition
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.training.distributed_worker import INJECTED_FAILURE, RecordingTask, build_run, example_hashes
 
@@ -48,7 +48,9 @@ def prepared(tmp_path_factory) -> tuple[Path, Path]:
     """A tokenizer and token shards on disk, shared by the in-process reference and the workers."""
     root = tmp_path_factory.mktemp("distributed")
     documents = synthetic_documents(150, seed=5)
-    tokenizer = train_tokenizer((sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False)
+    tokenizer = train_tokenizer(
+        (sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False
+    )
     save_tokenizer(tokenizer, root / "tokenizer")
     build_token_shards(documents, tokenizer, root / "shards")
     return root / "shards", root / "tokenizer"
@@ -91,7 +93,9 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_in_one(prepared, t
     train(model, RecordingTask(task, tmp_path / "single-examples.jsonl", 0), training, tmp_path / "single", {}, SINGLE_CPU)
     single_steps = read_examples(tmp_path / "single-examples.jsonl")
 
-    result = torchrun(str(WORKER), "--shards", str(prepared[0]), "--tokenizer", str(prepared[1]), "--run-dir", str(tmp_path / "two"), "--max-steps", "4")
+    result = torchrun(
+        str(WORKER), "--shards", str(prepared[0]), "--tokenizer", str(prepared[1]), "--run-dir", str(tmp_path / "two"), "--max-steps", "4"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     # Each step, the ranks trained on disjoint halves of exactly the examples the single process saw.
@@ -109,7 +113,9 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_in_one(prepared, t
 
     # Only rank 0 logged, and the logged loss is the global batch's (reduced over ranks), not rank 0's half.
     logged = [line for line in map(json.loads, (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) if "train/loss" in line]
-    single_logged = [line for line in map(json.loads, (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()) if "train/loss" in line]
+    single_logged = [
+        line for line in map(json.loads, (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()) if "train/loss" in line
+    ]
     assert [line["step"] for line in logged] == [1, 2, 3, 4]
     for two_line, single_line in zip(logged, single_logged):
         assert two_line["train/loss"] == pytest.approx(single_line["train/loss"], abs=1e-5)
@@ -119,15 +125,28 @@ def test_two_processes_equal_one_and_their_checkpoint_resumes_in_one(prepared, t
     model, task, training = build_run(*prepared, max_steps=6)
     resumed = RecordingTask(task, tmp_path / "resumed-examples.jsonl", 0)
     assert train(model, resumed, training, tmp_path / "two", {}, SINGLE_CPU, resume=True).step == 6
-    assert [step["examples"] for step in read_examples(tmp_path / "resumed-examples.jsonl")] == [step["examples"] for step in single_steps[4:]]
+    assert [step["examples"] for step in read_examples(tmp_path / "resumed-examples.jsonl")] == [
+        step["examples"] for step in single_steps[4:]
+    ]
     assert load_trainer_state(latest_checkpoint(tmp_path / "two"))["world_size"] == 1
-    assert_same_weights(load_weights(latest_checkpoint(tmp_path / "two")), load_weights(tmp_path / "single" / "checkpoints" / "step-00000006"))
+    assert_same_weights(
+        load_weights(latest_checkpoint(tmp_path / "two")), load_weights(tmp_path / "single" / "checkpoints" / "step-00000006")
+    )
 
 
 def test_a_failure_on_one_rank_ends_the_job_with_its_error(prepared, tmp_path):
     result = torchrun(
-        str(WORKER), "--shards", str(prepared[0]), "--tokenizer", str(prepared[1]), "--run-dir", str(tmp_path / "failing"),
-        "--max-steps", "6", "--fail-on-rank", "1",
+        str(WORKER),
+        "--shards",
+        str(prepared[0]),
+        "--tokenizer",
+        str(prepared[1]),
+        "--run-dir",
+        str(tmp_path / "failing"),
+        "--max-steps",
+        "6",
+        "--fail-on-rank",
+        "1",
     )
     assert result.returncode != 0
     assert INJECTED_FAILURE.format(rank=1) in result.stdout + result.stderr
@@ -137,9 +156,28 @@ def test_a_failure_on_one_rank_ends_the_job_with_its_error(prepared, tmp_path):
 def test_pretrain_command_under_torchrun_writes_once_and_resumes(tmp_path):
     corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(120, seed=2))
     run_dir, registry = tmp_path / "run", tmp_path / "registry.sqlite"
-    flags = ["--preset", "tiny", "--vocab-size", "200", "--min-frequency", "1", "--max-seq-length", "32", "--batch-size", "8",
-             "--eval-every", "2", "--save-every", "2", "--log-every", "1", "--no-progress"]
-    result = torchrun("-m", "prefine", "pretrain", "--corpus", str(corpus), "--out", str(run_dir), "--registry", str(registry), *flags, "--max-steps", "2")
+    flags = [
+        "--preset",
+        "tiny",
+        "--vocab-size",
+        "200",
+        "--min-frequency",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "2",
+        "--save-every",
+        "2",
+        "--log-every",
+        "1",
+        "--no-progress",
+    ]
+    result = torchrun(
+        "-m", "prefine", "pretrain", "--corpus", str(corpus), "--out", str(run_dir), "--registry", str(registry), *flags, "--max-steps", "2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("global batch 8 = 4 per process x 2 processes x 1 accumulation steps") == 1
     assert result.stdout.count("done: 2 steps") == 1
@@ -152,4 +190,3 @@ def test_pretrain_command_under_torchrun_writes_once_and_resumes(tmp_path):
     assert latest_checkpoint(run_dir).name == "step-00000004"
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "train/loss" in line]
     assert steps == [1, 2, 3, 4]  # one writer: no line twice
-

@@ -26,7 +26,9 @@ CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device
 @pytest.fixture(scope="module")
 def pretraining_parts(tmp_path_factory):
     documents = synthetic_documents(150, seed=3)
-    tokenizer = train_tokenizer((sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False)
+    tokenizer = train_tokenizer(
+        (sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False
+    )
     shards = build_token_shards(documents, tokenizer, tmp_path_factory.mktemp("shards") / "shards")
     return tokenizer, shards
 
@@ -34,12 +36,31 @@ def pretraining_parts(tmp_path_factory):
 def make_run(parts, model_overrides=None, **training_overrides):
     tokenizer, shards = parts
     data = PretrainingDataConfig(max_seq_length=32)
-    training = TrainingConfig(**{"max_steps": 10, "batch_size": 8, "learning_rate": 1e-3, "log_every": 1, "eval_every": 0,
-                                 "save_every": 0, "progress": False, "seed": 7, **training_overrides})
+    training = TrainingConfig(
+        **{
+            "max_steps": 10,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "log_every": 1,
+            "eval_every": 0,
+            "save_every": 0,
+            "progress": False,
+            "seed": 7,
+            **training_overrides,
+        }
+    )
     micro_batch = training.batch_size // training.gradient_accumulation_steps
     batches = PretrainingBatches.from_tokenizer(shards, tokenizer, data, seed=7, global_batch_size=micro_batch)
     torch.manual_seed(7)
-    config = preset_config("tiny", vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64, num_attention_heads=2, max_position_embeddings=64, **(model_overrides or {}))
+    config = preset_config(
+        "tiny",
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        **(model_overrides or {}),
+    )
     model = BertForPreTraining(config)  # dropout stays on (0.1): resume must restore its RNG too
     task = PretrainingTask(batches, batches.eval_batches(8), torch.device("cpu"))
     return model, task, training

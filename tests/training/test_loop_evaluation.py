@@ -69,8 +69,19 @@ def points(count: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def config(**overrides) -> TrainingConfig:
-    values = dict(max_steps=12, batch_size=8, learning_rate=0.05, warmup_steps=0, eval_every=0, save_every=0, keep_last=1, log_every=1,
-                  progress=False, seed=0, weight_decay=0.0)
+    values = dict(
+        max_steps=12,
+        batch_size=8,
+        learning_rate=0.05,
+        warmup_steps=0,
+        eval_every=0,
+        save_every=0,
+        keep_last=1,
+        log_every=1,
+        progress=False,
+        seed=0,
+        weight_decay=0.0,
+    )
     return TrainingConfig(**{**values, **overrides})
 
 
@@ -94,7 +105,9 @@ def test_evaluation_at_every_epoch_end(tmp_path):
 def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path):
     scripted = [0.9, 0.5, 0.6, 0.55, 0.4]  # best at the 2nd evaluation, then two without improvement
     task = LinearTask(PointBatches(*points(), batch_size=8), scripted, {"error": "min"})
-    result = train(linear_model(), task, config(max_steps=20, eval_every=2, best_metric="error", early_stopping_patience=2), tmp_path / "run", {}, CPU)
+    result = train(
+        linear_model(), task, config(max_steps=20, eval_every=2, best_metric="error", early_stopping_patience=2), tmp_path / "run", {}, CPU
+    )
     assert result.stopped_early and result.step == 8
     assert eval_steps(tmp_path / "run") == [2, 4, 6, 8]
     assert read_pointer(tmp_path / "run", "best").name == "step-00000004"
@@ -121,7 +134,14 @@ def test_accumulation_equals_one_big_batch(tmp_path):
     for accumulation in (1, 4):
         model = linear_model()
         task = LinearTask(PointBatches(inputs, targets, batch_size=32 // accumulation))
-        train(model, task, config(batch_size=32, gradient_accumulation_steps=accumulation, max_steps=6, max_grad_norm=0.0), tmp_path / f"acc{accumulation}", {}, CPU)
+        train(
+            model,
+            task,
+            config(batch_size=32, gradient_accumulation_steps=accumulation, max_steps=6, max_grad_norm=0.0),
+            tmp_path / f"acc{accumulation}",
+            {},
+            CPU,
+        )
         weights.append(torch.cat([parameter.detach().flatten() for parameter in model.parameters()]))
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
     initial = torch.cat([parameter.detach().flatten() for parameter in linear_model().parameters()])
@@ -137,7 +157,15 @@ def test_the_best_checkpoint_survives_pruning_after_a_resume(tmp_path):
     (run_dir / "checkpoints" / "best").unlink()
     # The resumed process has saved nothing yet itself; its later saves must still keep step 2.
     later = LinearTask(PointBatches(*points(), batch_size=8), [0.8, 0.7], {"error": "min"})
-    train(linear_model(), later, config(max_steps=8, eval_every=2, save_every=2, keep_last=1, best_metric="error"), run_dir, {}, CPU, resume=True)
+    train(
+        linear_model(),
+        later,
+        config(max_steps=8, eval_every=2, save_every=2, keep_last=1, best_metric="error"),
+        run_dir,
+        {},
+        CPU,
+        resume=True,
+    )
     assert read_pointer(run_dir, "best").name == "step-00000002"
     assert sorted(path.name for path in (run_dir / "checkpoints").glob("step-*")) == ["step-00000002", "step-00000008"]
 

@@ -14,7 +14,9 @@ from prefine.model.heads import BertForSequenceClassification
 from prefine.training.config import TrainingConfig
 from prefine.training.optim import build_optimizer, build_scheduler, layer_depths, learning_rate_multiplier
 
-CONFIG = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, max_position_embeddings=20)
+CONFIG = BertConfig(
+    vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32, max_position_embeddings=20
+)
 
 
 def learning_rates(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, float]:
@@ -74,7 +76,11 @@ def test_a_decayed_block_moves_less_in_an_adam_step():
 def test_encoder_decoder_blocks_are_found_on_both_sides():
     depths = layer_depths(BertEncoderDecoder(CONFIG))
     assert depths["encoder.embeddings.word_embeddings.weight"] == depths["decoder.bert.embeddings.word_embeddings.weight"] == 0
-    assert depths["encoder.encoder.layer.1.attention.self.key.weight"] == depths["decoder.bert.encoder.layer.1.crossattention.self.key.weight"] == 2
+    assert (
+        depths["encoder.encoder.layer.1.attention.self.key.weight"]
+        == depths["decoder.bert.encoder.layer.1.crossattention.self.key.weight"]
+        == 2
+    )
     assert depths["decoder.cls.predictions.transform.dense.weight"] == 4
 
 

@@ -55,7 +55,9 @@ class ClockedTask:
     each evaluation `eval_seconds`, the set-up before the loop `startup_seconds`. `interrupt_at_call`
     sends SIGINT as Ctrl-C would."""
 
-    def __init__(self, clock: FakeClock, batch_seconds=1.0, eval_seconds: float = 0.0, interrupt_at_call: int = 0, startup_seconds: float = 0.0):
+    def __init__(
+        self, clock: FakeClock, batch_seconds=1.0, eval_seconds: float = 0.0, interrupt_at_call: int = 0, startup_seconds: float = 0.0
+    ):
         self.clock, self.batch_seconds, self.eval_seconds, self.interrupt_at_call = clock, batch_seconds, eval_seconds, interrupt_at_call
         self.startup_seconds = startup_seconds
         self.calls = 0
@@ -90,8 +92,21 @@ class ClockedTask:
 
 
 def config(**overrides) -> TrainingConfig:
-    values = {"max_steps": 0, "max_time": "10s", "batch_size": 4, "learning_rate": PEAK, "warmup_steps": 0, "schedule": "linear",
-              "log_every": 1, "eval_every": 0, "save_every": 0, "keep_last": 10, "progress": False, "seed": 3, **overrides}
+    values = {
+        "max_steps": 0,
+        "max_time": "10s",
+        "batch_size": 4,
+        "learning_rate": PEAK,
+        "warmup_steps": 0,
+        "schedule": "linear",
+        "log_every": 1,
+        "eval_every": 0,
+        "save_every": 0,
+        "keep_last": 10,
+        "progress": False,
+        "seed": 3,
+        **overrides,
+    }
     return TrainingConfig(**values)
 
 
@@ -196,7 +211,9 @@ def test_step_only_training_ignores_the_clock(tmp_path):
     train(model(), ClockedTask(slow_clock, batch_seconds=[1, 50, 3, 700, 2, 9, 1, 1]), steps, tmp_path / "slow", {}, CPU, clock=slow_clock)
     slow = train_records(tmp_path / "slow")
     assert [fast[step]["train/lr"] for step in fast] == [slow[step]["train/lr"] for step in slow]
-    assert [slow[step]["train/lr"] for step in range(1, 9)] == pytest.approx([PEAK * learning_rate_multiplier(step, steps) for step in range(1, 9)])
+    assert [slow[step]["train/lr"] for step in range(1, 9)] == pytest.approx(
+        [PEAK * learning_rate_multiplier(step, steps) for step in range(1, 9)]
+    )
     assert [fast[step]["train/loss"] for step in fast] == [slow[step]["train/loss"] for step in slow]
 
 
@@ -241,7 +258,9 @@ def test_learning_rate_follows_the_elapsed_fraction_of_the_budget(tmp_path):
 def test_the_batch_grows_with_the_fraction_of_the_time_budget_used(tmp_path):
     clock = FakeClock()
     task = ClockedTask(clock, batch_seconds=1.0)  # each micro-batch of 4 costs a second
-    result = train(model(), task, config(batch_size=16, gradient_accumulation_steps=4, batch_ramp=0.5), tmp_path / "run", {}, CPU, clock=clock)
+    result = train(
+        model(), task, config(batch_size=16, gradient_accumulation_steps=4, batch_ramp=0.5), tmp_path / "run", {}, CPU, clock=clock
+    )
     logged = train_records(tmp_path / "run")
     # Budget used before each step: 0, 1, 3 and 6 of 10 seconds, i.e. 0, 20%, 60% and (past) 100% of the ramp.
     assert [logged[step]["train/batch_size"] for step in sorted(logged)] == [4, 8, 12, 16]
@@ -315,7 +334,9 @@ def test_resume_after_an_interrupt_continues_the_same_budget(tmp_path):
     assert state["elapsed_seconds"] == 10.0 and state["tokens_seen"] == 10 * TOKENS_PER_BATCH
     # The same budget, the same schedule: the resumed losses and rates are those of the uninterrupted run.
     assert same_run(train_records(tmp_path / "resumed")) == same_run(train_records(tmp_path / "straight"))
-    torch.testing.assert_close(load_weights(latest_checkpoint(tmp_path / "resumed")), load_weights(latest_checkpoint(tmp_path / "straight")), rtol=0, atol=0)
+    torch.testing.assert_close(
+        load_weights(latest_checkpoint(tmp_path / "resumed")), load_weights(latest_checkpoint(tmp_path / "straight")), rtol=0, atol=0
+    )
 
 
 def test_resume_with_a_larger_budget_trains_on_and_a_spent_budget_does_not(tmp_path):
@@ -355,8 +376,19 @@ def test_checkpoints_without_time_and_tokens_still_resume(tmp_path):
 def test_under_torchrun_rank_0s_clock_stops_every_rank_at_the_same_step(tmp_path):
     repo_root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo_root)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(Path(__file__).with_name("time_budget_worker.py")), "--run-dir", str(tmp_path / "run"), "--max-time", "6s"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(Path(__file__).with_name("time_budget_worker.py")),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--max-time",
+        "6s",
+    ]
     # The timeout only turns a hang (ranks that disagree on when to stop) into a failure.
     result = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
