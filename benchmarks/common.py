@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: dependency check, threads, the benchmark tokenizer, the
-machine's matmul peak, medians and result tables.
+machine's matmul peak, medians, result tables and the results files the published tables are
+rendered from (`--results`, read by scripts/render_results.py).
 
 Every benchmark runs prefine and transformers side by side in one process (or one child process
 per side), with the same data, model sizes, sequence length, batch size and threads, alternating
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +47,16 @@ def add_common_arguments(parser: argparse.ArgumentParser, steps: int, repeats: i
         type=int,
         default=30522,
         help="target vocabulary of the benchmark tokenizer (the built-in corpus fills 9,786 pieces)",
+    )
+    add_results_argument(parser)
+
+
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="also write the printed tables and JSON record here (benchmarks/results/NAME.json, rendered by scripts/render_results.py)",
     )
 
 
@@ -116,13 +129,8 @@ def median(values: list[float]) -> float:
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
-        return str(value)
-
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -136,3 +144,89 @@ def versions() -> dict[str, str]:
 
 def print_json(record: dict) -> None:
     print(json.dumps(record, sort_keys=True))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def invoked_command() -> str:
+    """The command line as a reader would type it from the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parents[1]
+    shown = script.relative_to(root).as_posix() if script.is_relative_to(root) else script.as_posix()
+    return " ".join(["python", shown, *(shlex.quote(argument) for argument in sys.argv[1:])])
+
+
+def source_commit() -> str:
+    """The commit the measured code came from, marked "+changes" when the checkout had uncommitted edits."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit, changes = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changes else "")
+
+
+def against_strongest_anchor(rates: dict[str, float], unit: str, ours: str = "prefine") -> dict:
+    """prefine's rate over the fastest anchor side measured (the one a careful user would run), printed and returned
+    as the headline a results file carries: the ratio is never against a weaker configuration than the best one."""
+    anchors = {side: rate for side, rate in rates.items() if side != ours}
+    anchor = max(anchors, key=anchors.__getitem__)
+    ratio = rates[ours] / anchors[anchor]
+    headline = {"anchor": anchor, "ratio": round(ratio, 3), "unit": unit, "text": f"{ratio:.2f}x the {unit} of {anchor}"}
+    print(f"strongest anchor: {anchor} ({anchors[anchor]:,.1f} {unit}); {ours} {rates[ours]:,.1f} {unit}: {ratio:.2f}x")
+    return headline
+
+
+def write_results(
+    path: Path | None,
+    benchmark: str,
+    header: list[str],
+    rows: list[list],
+    record: dict,
+    threads: int,
+    conditions: str = "",
+    headline: dict | None = None,
+    more_tables: list[tuple[str, list[str], list[list]]] = (),
+    notes: list[str] = (),
+) -> None:
+    """Write what the benchmark printed (its table, exactly as printed, and its JSON record) with the
+    command, machine, commit and date, so a published table is rendered from the run itself.
+
+    `conditions` is the line printed above the table (batch, steps, repeats); `headline`, where the
+    benchmark has one, is the ratio against the strongest anchor it measured:
+    {"text": ..., "ratio": ..., "anchor": ...}; `more_tables` are further (conditions, header, rows)
+    tables the same run printed; `notes` are lines it printed below them.
+    """
+    if path is None:
+        return
+    from prefine.machine import describe_machine
+
+    results = {
+        "kind": "table",
+        "benchmark": benchmark,
+        "command": invoked_command(),
+        "commit": source_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": describe_machine(threads),
+        "conditions": conditions.strip(),
+        "header": header,
+        "rows": [[_cell(value) for value in row] for row in rows],
+        "more_tables": [
+            {"conditions": text.strip(), "header": more_header, "rows": [[_cell(value) for value in row] for row in more_rows]}
+            for text, more_header, more_rows in more_tables
+        ],
+        "notes": list(notes),
+        "headline": headline,
+        "record": record,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"results written to {path}", file=sys.stderr)

@@ -33,7 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_WORK_DIR, markdown_table, median, print_json, require_bench_dependencies  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_WORK_DIR,
+    add_results_argument,
+    against_strongest_anchor,
+    markdown_table,
+    median,
+    print_json,
+    require_bench_dependencies,
+    write_results,
+)
 
 SIDES = ("prefine", "transformers")
 
@@ -168,6 +177,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vocab-size", type=int, default=30522)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    add_results_argument(parser)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -181,7 +191,7 @@ def main() -> None:
     from common import benchmark_tokenizer, versions
 
     _, tokenizer_dir = benchmark_tokenizer(args.work_dir, args.vocab_size)
-    rows, results = [], []
+    rows, results, headlines = [], [], {}
     for megabytes in args.megabytes:
         corpus = generated_corpus(args.work_dir, megabytes, args.seed)
         size = corpus.stat().st_size
@@ -215,9 +225,26 @@ def main() -> None:
                 ]
             )
         rows.append([f"{size / 1e6:.0f} MB", "**speed-up**", f"**{seconds['transformers'] / seconds['prefine']:.2f}x**", "", "", "", ""])
-    print(f"\nSequence length {args.seq_len}, {args.threads} tokenizer threads, median of {args.repeats}\n")
-    print(markdown_table(["corpus", "side", "throughput", "seconds", "peak RSS MB", "RSS after imports MB", "instances"], rows))
-    print_json({"benchmark": "data_prep", "repeats": args.repeats, "seq_len": args.seq_len, "versions": versions(), "results": results})
+        # transformers' run_mlm.py recipe is the one anchor side.
+        headline = against_strongest_anchor({side: size / 1e6 / seconds[side] for side in SIDES}, "MB/s")
+        headline["text"] += f" ({size / 1e6:.0f} MB corpus)"
+        headlines[f"{size / 1e6:.0f} MB"] = headline
+    conditions = f"Sequence length {args.seq_len}, {args.threads} tokenizer threads, median of {args.repeats}"
+    header = ["corpus", "side", "throughput", "seconds", "peak RSS MB", "RSS after imports MB", "instances"]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, rows))
+    record = {
+        "benchmark": "data_prep",
+        "repeats": args.repeats,
+        "seq_len": args.seq_len,
+        "versions": versions(),
+        "results": results,
+        "headlines": headlines,
+    }
+    # The results file's headline is the first corpus size measured (the others are in the table and in "headlines").
+    headline = next(iter(headlines.values()), None)
+    write_results(args.results, "data_prep", header, rows, record, args.threads, conditions, headline)
+    print_json(record)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     add_common_arguments,
     add_model_vocab_argument,
+    against_strongest_anchor,
     benchmark_tokenizer,
     hf_tokenizer,
     markdown_table,
@@ -43,6 +44,7 @@ from common import (  # noqa: E402
     require_bench_dependencies,
     set_threads,
     versions,
+    write_results,
 )
 
 require_bench_dependencies("transformers")
@@ -218,24 +220,28 @@ def main() -> None:
                 "",
             ]
         )
-    print(
-        f"\nBatch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
-        f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}\n"
+    conditions = (
+        f"Batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of {args.repeats}, {args.threads} threads, "
+        f"mean real length {examples.lengths.mean():.1f}, model vocabulary {vocab_size:,}"
     )
-    print(markdown_table(["model", "side", "examples/s", "mean padded length"], rows))
-    print_json(
-        {
-            "benchmark": "finetune_throughput",
-            "preset": args.preset,
-            "model_vocab_size": vocab_size,
-            "batch_size": args.batch_size,
-            "steps": args.steps,
-            "repeats": args.repeats,
-            "threads": args.threads,
-            "versions": versions(),
-            "results": results,
-        }
-    )
+    header = ["model", "side", "examples/s", "mean padded length"]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, rows))
+    headline = against_strongest_anchor({record["side"]: record["examples_per_s"] for record in results}, "examples/s")
+    record = {
+        "benchmark": "finetune_throughput",
+        "preset": args.preset,
+        "model_vocab_size": vocab_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "versions": versions(),
+        "results": results,
+        "headline": headline,
+    }
+    write_results(args.results, "finetune_throughput", header, rows, record, args.threads, conditions, headline)
+    print_json(record)
 
 
 def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, megabatch_batches: int = 50) -> np.ndarray:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DEFAULT_WORK_DIR, markdown_table, median, print_json  # noqa: E402
+from common import DEFAULT_WORK_DIR, add_results_argument, markdown_table, median, print_json, write_results  # noqa: E402
 
 CASES = ("pretrain-tiny", "pretrain-mini", "finetune-mini")
 MODES = ("active", "passive")
@@ -65,8 +65,8 @@ def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     kind, preset = case.split("-")
     torch.manual_seed(args.seed)
     if kind == "pretrain":
+        from prefine.objectives.masked_lm import PretrainingTask
         from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
-        from prefine.tasks.pretraining import PretrainingTask
         from prefine.training.position import DataPosition
 
         batches = PretrainingBatches.from_tokenizer(
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's train.tsv (finetune-mini)")
+    add_results_argument(parser)
     parser.add_argument("--shard-dir", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,42 +230,41 @@ def main() -> None:
 
     import torch
 
-    print(
-        f"\nBatch {args.batch_size}, seq {args.seq_len}, {args.steps} steps per fresh process, median of {args.repeats}, {args.threads} threads, "
-        f"model vocabulary {args.model_vocab_size:,}; seconds per step (wall, then process CPU), minor page faults per step\n"
+    conditions = (
+        f"Batch {args.batch_size}, seq {args.seq_len}, {args.steps} steps per fresh process, median of {args.repeats}, "
+        f"{args.threads} threads, model vocabulary {args.model_vocab_size:,}; "
+        "seconds per step (wall, then process CPU), minor page faults per step"
     )
-    print(
-        markdown_table(
-            [
-                "case",
-                "OpenMP wait",
-                "step 1 s",
-                "steps 1-10 s",
-                "11-20 s",
-                "21-50 s",
-                "1-10 / 21-50",
-                "CPU 1-10 s",
-                "CPU 11-20 s",
-                "CPU 21-50 s",
-                "faults 1-10",
-                "faults 11-20",
-                "faults 21-50",
-            ],
-            rows,
-        )
-    )
-    print_json(
-        {
-            "benchmark": "first_steps",
-            "threads": args.threads,
-            "batch_size": args.batch_size,
-            "seq_len": args.seq_len,
-            "steps": args.steps,
-            "repeats": args.repeats,
-            "versions": {"torch": torch.__version__},
-            "results": results,
-        }
-    )
+    header = [
+        "case",
+        "OpenMP wait",
+        "step 1 s",
+        "steps 1-10 s",
+        "11-20 s",
+        "21-50 s",
+        "1-10 / 21-50",
+        "CPU 1-10 s",
+        "CPU 11-20 s",
+        "CPU 21-50 s",
+        "faults 1-10",
+        "faults 11-20",
+        "faults 21-50",
+    ]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, rows))
+    record = {
+        "benchmark": "first_steps",
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "versions": {"torch": torch.__version__},
+        "results": results,
+    }
+    # prefine's own steps under two OpenMP wait policies: no transformers side, so no headline.
+    write_results(args.results, "first_steps", header, rows, record, args.threads, conditions)
+    print_json(record)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     add_common_arguments,
+    against_strongest_anchor,
     benchmark_tokenizer,
     markdown_table,
     median,
@@ -43,6 +44,7 @@ from common import (  # noqa: E402
     require_bench_dependencies,
     set_threads,
     versions,
+    write_results,
 )
 
 require_bench_dependencies("transformers")
@@ -198,7 +200,7 @@ def main() -> None:
         for side in decoders.values():
             side(batches[:1], 1)
 
-    table, results = [], []
+    table, results, headlines = [], [], {}
     for setting, batches in settings.items():
         inputs = sum(batch[0].shape[0] for batch in batches)
         for beams in (1, args.beams):
@@ -239,16 +241,19 @@ def main() -> None:
             print(
                 f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s, transformers {rates['transformers']:.0f} tok/s", file=sys.stderr
             )
+            # transformers' generate is the one anchor side.
+            headline = against_strongest_anchor(rates, "generated tokens/s")
+            headline["text"] += f" ({setting}, {name})"
+            headlines[f"{setting} {name}"] = headline
 
-    print(
-        f"\n{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
-        f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)\n"
+    conditions = (
+        f"{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
+        f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)"
     )
-    print(
-        markdown_table(
-            ["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"], table
-        )
-    )
+    header = ["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, table))
+    more_tables = []
 
     training = None
     if args.training:
@@ -306,35 +311,40 @@ def main() -> None:
             "batch_size": args.batch_size,
             "mean_padded_source_target": padded_lengths,
         }
-        print(f"\ntraining: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up\n")
-        print(
-            markdown_table(
-                ["side", "examples/s", "examples per CPU-second", "mean padded source / target"],
-                [[side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates]
-                + [
-                    [
-                        "**speed-up**",
-                        f"**{rates['prefine'] / rates['transformers']:.2f}x**",
-                        f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
-                        "",
-                    ]
-                ],
-            )
-        )
+        training_conditions = f"training: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up"
+        training_header = ["side", "examples/s", "examples per CPU-second", "mean padded source / target"]
+        training_rows = [
+            [side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates
+        ] + [
+            [
+                "**speed-up**",
+                f"**{rates['prefine'] / rates['transformers']:.2f}x**",
+                f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
+                "",
+            ]
+        ]
+        print(f"\n{training_conditions}\n")
+        print(markdown_table(training_header, training_rows))
+        more_tables.append((training_conditions, training_header, training_rows))
+        headlines["training"] = against_strongest_anchor(rates, "training examples/s")
 
-    print_json(
-        {
-            "benchmark": "generation_throughput",
-            "preset": args.preset,
-            "threads": args.threads,
-            "new_tokens": args.new_tokens,
-            "beams": args.beams,
-            "batch_size": args.batch_size,
-            "decoding": results,
-            "training": training,
-            "versions": versions(),
-        }
-    )
+    record = {
+        "benchmark": "generation_throughput",
+        "preset": args.preset,
+        "threads": args.threads,
+        "new_tokens": args.new_tokens,
+        "beams": args.beams,
+        "batch_size": args.batch_size,
+        "decoding": results,
+        "training": training,
+        "versions": versions(),
+        "headlines": headlines,
+    }
+    # The results file's headline: the first decoding row (a full batch, greedy), and training where it ran.
+    first = next(iter(headlines.values()))
+    headline = {**first, "text": first["text"] + (f", {headlines['training']['text']}" if "training" in headlines else "")}
+    write_results(args.results, "generation_throughput", header, table, record, args.threads, conditions, headline, more_tables)
+    print_json(record)
 
 
 if __name__ == "__main__":

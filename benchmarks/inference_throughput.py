@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     add_common_arguments,
+    against_strongest_anchor,
     benchmark_tokenizer,
     markdown_table,
     median,
@@ -46,6 +47,7 @@ from common import (  # noqa: E402
     require_bench_dependencies,
     set_threads,
     versions,
+    write_results,
 )
 
 require_bench_dependencies("transformers")
@@ -205,7 +207,8 @@ def whole_commands(args: argparse.Namespace, texts: list[str], labels, init_dir:
     }
     if len(predicted["prefine"]) != len(texts) or len(predicted["transformers"]) != len(texts):
         sys.exit(
-            f"expected {len(texts)} predictions, got {len(predicted['prefine'])} (prefine) and {len(predicted['transformers'])} (transformers)"
+            f"expected {len(texts)} predictions, got {len(predicted['prefine'])} (prefine) "
+            f"and {len(predicted['transformers'])} (transformers)"
         )
     agreement = float(np.mean([a == b for a, b in zip(predicted["prefine"], predicted["transformers"])]))
     return measured, agreement
@@ -279,11 +282,14 @@ def main() -> None:
         rows.append(
             [f"{args.preset} SST-2 dev", f"**speed-up vs {side}**", f"**{median(measured[side]) / median(measured['prefine']):.2f}x**"]
         )
-    print(
-        f"\n{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
-        f"predicted labels agree on {100 * agreement:.1f}%\n"
+    conditions = (
+        f"{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
+        f"predicted labels agree on {100 * agreement:.1f}%"
     )
-    print(markdown_table(["model", "side", "examples/s"], rows))
+    header = ["model", "side", "examples/s"]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, rows))
+    headline = against_strongest_anchor({record["side"]: record["examples_per_s"] for record in results}, "examples/s")
     record = {
         "benchmark": "inference_throughput",
         "preset": args.preset,
@@ -293,19 +299,27 @@ def main() -> None:
         "label_agreement": agreement,
         "versions": versions(),
         "results": results,
+        "headline": headline,
     }
+    more_tables = []
     if args.whole_command:
         commands, command_agreement = whole_commands(args, texts, labels, export_dir)
-        rows = [[f"{args.preset} SST-2 dev", side, f"{median(times):.1f}", len(texts) / median(times)] for side, times in commands.items()]
-        rows.append(
+        command_rows = [
+            [f"{args.preset} SST-2 dev", side, f"{median(times):.1f}", len(texts) / median(times)] for side, times in commands.items()
+        ]
+        command_rows.append(
             [f"{args.preset} SST-2 dev", "**speed-up**", f"**{median(commands['transformers']) / median(commands['prefine']):.2f}x**", ""]
         )
-        print(
-            f"\nWhole commands in fresh processes (start-up, imports, model load, {len(texts)} examples, output file), "
-            f"median of {args.repeats}, predicted labels agree on {100 * command_agreement:.1f}%\n"
+        command_conditions = (
+            f"Whole commands in fresh processes (start-up, imports, model load, {len(texts)} examples, output file), "
+            f"median of {args.repeats}, predicted labels agree on {100 * command_agreement:.1f}%"
         )
-        print(markdown_table(["model", "command", "seconds", "examples/s"], rows))
+        command_header = ["model", "command", "seconds", "examples/s"]
+        print(f"\n{command_conditions}\n")
+        print(markdown_table(command_header, command_rows))
         record["whole_command"] = {"label_agreement": command_agreement, "seconds": commands}
+        more_tables.append((command_conditions, command_header, command_rows))
+    write_results(args.results, "inference_throughput", header, rows, record, args.threads, conditions, headline, more_tables)
     print_json(record)
 
 

@@ -25,7 +25,8 @@ Corpora and labelled setups:
   scored on SST-2's dev set, which chooses nothing. Needs `--sst2 DIR` with
   train.tsv and dev.tsv (../shared/data/sst2 on the project's machines; never committed).
 
-    python benchmarks/objectives.py --budget 15m --corpora builtin --variants default --seeds 3 --results benchmarks/results/objectives-builtin-15m.json
+    python benchmarks/objectives.py --budget 15m --corpora builtin --variants default --seeds 3 \\
+        --results benchmarks/results/objectives-builtin-15m.json
     python benchmarks/objectives.py --budget 15m --variants default,mlm+nsp,seq128 --seeds 3
     python benchmarks/objectives.py --budget 45m --corpora builtin --variants mlm,electra --reuse
 
@@ -50,7 +51,7 @@ import prefine  # noqa: F401  (before torch: it sets the OpenMP wait policy torc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import markdown_table, print_json  # noqa: E402
+from common import invoked_command, markdown_table, print_json, source_commit  # noqa: E402
 
 from prefine.checkpoint import METRICS_FILE  # noqa: E402
 from prefine.corpus import CorpusConfig  # noqa: E402
@@ -220,7 +221,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         data=data,
         training=training,
         model_overrides=pretrain_recipe.new_model_settings(model_overrides, data),
-        electra=ElectraObjectiveConfig(**electra_overrides),
+        objective_settings=ElectraObjectiveConfig(**electra_overrides),
     )
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
@@ -414,7 +415,8 @@ def main() -> None:
         for r in results
     ]
     print(
-        f"\npre-training budget {args.budget} per variant, preset {args.preset}, {args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads"
+        f"\npre-training budget {args.budget} per variant, preset {args.preset}, "
+        f"{args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads"
     )
     print(markdown_table(header, rows))
     final = {
@@ -424,7 +426,9 @@ def main() -> None:
         "preset": args.preset,
         "min_finetune_steps": args.min_steps,
         "seeds": args.seeds,
-        "command": "python " + " ".join(["benchmarks/objectives.py", *sys.argv[1:]]),
+        "command": invoked_command(),
+        "commit": source_commit(),
+        "date": time.strftime("%Y-%m-%d"),
         "machine": describe_machine(args.threads),
         "results": results,
     }

@@ -41,7 +41,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import add_common_arguments, benchmark_tokenizer, markdown_table, print_json, require_bench_dependencies, versions  # noqa: E402
+from common import (  # noqa: E402
+    add_common_arguments,
+    against_strongest_anchor,
+    benchmark_tokenizer,
+    markdown_table,
+    print_json,
+    require_bench_dependencies,
+    versions,
+    write_results,
+)
 
 require_bench_dependencies("transformers", "psutil", "fastapi", "uvicorn")
 
@@ -319,31 +328,47 @@ def main() -> None:
             )
         speedup = median_of("prefine", clients, "ok_per_s") / max(median_of("naive", clients, "ok_per_s"), 1e-9)
         rows.append([clients, "**prefine / naive**", f"**{speedup:.2f}x**", "", "", "", ""])
-    print(
-        f"\n{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), {args.passes} passes, "
-        f"{args.threads} threads per server, prefine --max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
-        f"--max-queue {args.max_queue}; median over {args.repeats} repeats x {args.passes} passes; clients on the same machine\n"
+    conditions = (
+        f"{args.preset} classifier, 1 sentence per request, {args.requests} requests per level (at least 2x the clients), "
+        f"{args.passes} passes, {args.threads} threads per server, prefine --max-batch-size {args.max_batch_size} "
+        f"--max-wait-ms {args.max_wait_ms} --max-queue {args.max_queue}; median over {args.repeats} repeats x {args.passes} passes; "
+        "clients on the same machine"
     )
-    print(markdown_table(["clients", "server", "ok requests/s", "p50 ms", "p99 ms", "errors", "server RSS MB"], rows))
+    header = ["clients", "server", "ok requests/s", "p50 ms", "p99 ms", "errors", "server RSS MB"]
+    print(f"\n{conditions}\n")
+    print(markdown_table(header, rows))
+    memory_lines = [f"{name}: " + "; ".join(" -> ".join(f"{value:.0f}" for value in run) for run in runs) for name, runs in memory.items()]
     print("\nServer RSS (MB) after warm-up, then after each pass through all levels, per repeat:")
-    for name, runs in memory.items():
-        print(f"  {name}: " + "; ".join(" -> ".join(f"{value:.0f}" for value in run) for run in runs))
-    print_json(
-        {
-            "benchmark": "serve_load",
-            "preset": args.preset,
-            "threads": args.threads,
-            "requests": args.requests,
-            "max_batch_size": args.max_batch_size,
-            "max_wait_ms": args.max_wait_ms,
-            "max_queue": args.max_queue,
-            "repeats": args.repeats,
-            "passes": args.passes,
-            "rss_mb": memory,
-            "versions": versions(),
-            "results": results,
-        }
-    )
+    for line in memory_lines:
+        print(f"  {line}")
+    # The naive pipeline server is the one anchor side. The headline level is the busiest one prefine's queue holds
+    # (--max-queue clients or fewer): beyond it prefine answers 503 by design, and the naive server has no bound.
+    headlines = {
+        clients: against_strongest_anchor({side: median_of(side, clients, "ok_per_s") for side in ("prefine", "naive")}, "ok requests/s")
+        for clients in args.clients
+    }
+    for clients, level in headlines.items():
+        level["text"] += f" ({clients} clients)"
+    held = [clients for clients in args.clients if clients <= args.max_queue]
+    headline = headlines[max(held) if held else args.clients[0]]
+    record = {
+        "benchmark": "serve_load",
+        "preset": args.preset,
+        "threads": args.threads,
+        "requests": args.requests,
+        "max_batch_size": args.max_batch_size,
+        "max_wait_ms": args.max_wait_ms,
+        "max_queue": args.max_queue,
+        "repeats": args.repeats,
+        "passes": args.passes,
+        "rss_mb": memory,
+        "versions": versions(),
+        "results": results,
+        "headlines": {str(clients): level for clients, level in headlines.items()},
+    }
+    notes = ["Server RSS (MB) after warm-up, then after each pass through all levels, per repeat: " + "; ".join(memory_lines) + "."]
+    write_results(args.results, "serve_load", header, rows, record, args.threads, conditions, headline, notes=notes)
+    print_json(record)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-BLOCK = re.compile(r"(<!-- results:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.DOTALL)
+# NAME is the results file's path under benchmarks/results without .json (`archive/NAME` for tables kept from
+# before issue 33); an optional :VIEW renders part of it (`headline`: one sentence for the README).
+BLOCK = re.compile(
+    r"(<!-- results:(?P<name>[\w.-]+(?:/[\w.-]+)*)(?::(?P<view>\w+))? -->\n)(?P<body>.*?)(<!-- /results:(?P=name)(?::(?P=view))? -->)",
+    re.DOTALL,
+)
 
 
 def markdown_files(root: Path = ROOT) -> list[Path]:
@@ -60,8 +65,8 @@ def render_quickstart(results: dict, source: str) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {row['examples']} | {_mean_spread(row['pretrained'], row['pretrained_std'])} | {_mean_spread(row['scratch'], row['scratch_std'])} "
-            f"| {_points(row['gain'])} | {_interval(row)} | {row['verdict']} |"
+            f"| {row['examples']} | {_mean_spread(row['pretrained'], row['pretrained_std'])} "
+            f"| {_mean_spread(row['scratch'], row['scratch_std'])} | {_points(row['gain'])} | {_interval(row)} | {row['verdict']} |"
         )
     pretraining = results["pretraining"]
     minutes, seconds = divmod(int(results["wall_seconds"]), 60)
@@ -103,18 +108,66 @@ def render_objectives(results: dict, source: str) -> str:
         )
     lines += [
         "",
-        f"Pre-training budget {results['budget']} per variant, preset {results['preset']}; {results['seeds']} fine-tuning seeds of at least "
-        f"{results['min_finetune_steps']} steps; checkpoints chosen on a dev split of each training set, scores on its held-out test set; "
+        f"Pre-training budget {results['budget']} per variant, preset {results['preset']}; "
+        f"{results['seeds']} fine-tuning seeds of at least {results['min_finetune_steps']} steps; "
+        f"{results.get('selection', 'checkpoints chosen on a dev split of each training set, scores on its held-out test set')}; "
         f"95% Student t interval over the paired seeds. Machine: {_machine(results['machine'])}.",
         f"Command: `{results['command']}`; results file: [{source}]({source}).",
     ]
     return "\n".join(lines)
 
 
-RENDERERS: dict[str, Callable[[dict, str], str]] = {"quickstart": render_quickstart, "objectives": render_objectives}
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", *("| " + " | ".join(row) + " |" for row in rows)]
 
 
-def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR) -> str:
+def _provenance(results: dict, source: str) -> str:
+    """Command, machine, code and date of a benchmark's results file: what a reader needs to re-run it."""
+    commit = results.get("commit", "unknown")
+    code = f"commit {commit}" if "+" not in commit else f"commit {commit.split('+')[0]} with uncommitted changes"
+    archived = results.get("archived")
+    line = (
+        f"Command: `{results['command']}`; {_machine(results['machine']) if isinstance(results['machine'], dict) else results['machine']}; "
+        f"{code}, {results['date']}; results file: [{source}]({source})."
+    )
+    if archived:
+        # Older tables kept for the record: their code is what `git checkout COMMIT` gives back.
+        line += f" {archived}"
+    return line
+
+
+def render_table(results: dict, source: str) -> str:
+    """A benchmark's printed tables exactly as its run printed them, with the conditions line above each."""
+    lines: list[str] = []
+    for table in [results, *results.get("more_tables", [])]:
+        if lines:
+            lines.append("")
+        if table.get("conditions"):
+            lines += [table["conditions"], ""]
+        lines += _markdown_table(table["header"], table["rows"])
+    for note in results.get("notes", []):
+        lines += ["", note]
+    lines += ["", _provenance(results, source)]
+    return "\n".join(lines)
+
+
+def render_headline(results: dict, source: str) -> str:
+    """One sentence: prefine against the strongest anchor the benchmark measured, with its command and file."""
+    headline = results.get("headline")
+    if not headline:
+        raise SystemExit(f"{source}: no headline to render; only benchmarks that compare against an anchor have one")
+    return f"{headline['text']} (`{results['command']}`, {_machine(results['machine'])}, {results['date']}; [results]({source}))."
+
+
+RENDERERS: dict[str, Callable[[dict, str], str]] = {
+    "quickstart": render_quickstart,
+    "objectives": render_objectives,
+    "table": render_table,
+}
+VIEWS: dict[str, Callable[[dict, str], str]] = {"headline": render_headline}
+
+
+def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR, view: str | None = None) -> str:
     path = results_dir / f"{name}.json"
     if not path.is_file():
         raise SystemExit(f"{markdown_file}: block '{name}' has no results file {path}; run the command that writes it, or remove the block")
@@ -122,16 +175,23 @@ def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR
     kind = results.get("kind")
     if kind not in RENDERERS:
         raise SystemExit(f"{path}: kind {kind!r} has no renderer; add one to RENDERERS ({', '.join(RENDERERS)})")
+    if view is not None and view not in VIEWS:
+        raise SystemExit(f"{markdown_file}: block '{name}:{view}' names no view; choose from {', '.join(VIEWS)}")
     # The link is relative to the page, so it works on GitHub and in a checkout alike.
     if markdown_file.is_relative_to(ROOT) and path.is_relative_to(ROOT):
         link = Path(*([".."] * len(markdown_file.parent.relative_to(ROOT).parts))) / path.relative_to(ROOT)
     else:
         link = path
-    return RENDERERS[kind](results, link.as_posix()) + "\n"
+    renderer = VIEWS[view] if view is not None else RENDERERS[kind]
+    return renderer(results, link.as_posix()) + "\n"
 
 
 def render_text(text: str, markdown_file: Path, results_dir: Path = RESULTS_DIR) -> str:
-    return BLOCK.sub(lambda match: match.group(1) + render_block(match.group("name"), markdown_file, results_dir) + match.group(4), text)
+    def rendered(match: re.Match) -> str:
+        body = render_block(match.group("name"), markdown_file, results_dir, match.group("view"))
+        return match.group(1) + body + match.group(5)
+
+    return BLOCK.sub(rendered, text)
 
 
 def main(argv: list[str] | None = None) -> int:

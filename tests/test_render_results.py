@@ -70,3 +70,74 @@ def test_a_block_without_its_results_file_is_an_error(tmp_path):
 
 def test_every_published_table_matches_its_results_file():
     assert render_results.main(["--check"]) == 0
+
+
+def benchmark_results(examples_per_second: str) -> dict:
+    return {
+        "kind": "table",
+        "benchmark": "finetune_throughput",
+        "command": "python benchmarks/finetune_throughput.py --steps 20",
+        "commit": "abc1234",
+        "date": "2026-12-07",
+        "machine": MACHINE,
+        "conditions": "Batch 32, 20 timed steps",
+        "header": ["model", "side", "examples/s"],
+        "rows": [["mini", "prefine", examples_per_second], ["mini", "transformers grouped-sdpa", "140"]],
+        "more_tables": [{"conditions": "Whole commands", "header": ["command", "seconds"], "rows": [["prefine predict", "4.4"]]}],
+        "headline": {"anchor": "transformers grouped-sdpa", "ratio": 2.5, "text": "2.50x the examples/s of transformers grouped-sdpa"},
+        "record": {},
+    }
+
+
+def test_a_benchmark_table_and_its_headline_are_rendered_from_what_the_run_printed(tmp_path):
+    (tmp_path / "ft.json").write_text(json.dumps(benchmark_results("350")))
+    page = "<!-- results:ft -->\n<!-- /results:ft -->\n- Fine-tuning: <!-- results:ft:headline -->\nold\n<!-- /results:ft:headline -->\n"
+    rendered = render_results.render_text(page, ROOT / "benchmarks" / "README.md", results_dir=tmp_path)
+    assert "Batch 32, 20 timed steps\n\n| model | side | examples/s |\n|---|---|---|\n| mini | prefine | 350 |" in rendered
+    assert "Whole commands\n\n| command | seconds |\n|---|---|\n| prefine predict | 4.4 |" in rendered
+    assert "Command: `python benchmarks/finetune_throughput.py --steps 20`; Test CPU, 2 cores, 2 threads" in rendered
+    assert "commit abc1234, 2026-12-07" in rendered
+    headline = rendered.split("<!-- results:ft:headline -->\n")[1]
+    assert headline.startswith("2.50x the examples/s of transformers grouped-sdpa (`python benchmarks/finetune_throughput.py")
+    assert "old" not in rendered
+    assert render_results.render_text(rendered, ROOT / "benchmarks" / "README.md", results_dir=tmp_path) == rendered
+    (tmp_path / "ft.json").write_text(json.dumps(benchmark_results("360")))
+    assert "| mini | prefine | 360 |" in render_results.render_text(rendered, ROOT / "benchmarks" / "README.md", results_dir=tmp_path)
+
+
+def test_a_headline_block_on_a_results_file_without_one_is_an_error(tmp_path):
+    results = benchmark_results("350")
+    results["headline"] = None
+    (tmp_path / "ft.json").write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="no headline"):
+        render_results.render_text(
+            "<!-- results:ft:headline -->\n<!-- /results:ft:headline -->\n", ROOT / "README.md", results_dir=tmp_path
+        )
+
+
+def test_an_archived_table_is_rendered_from_the_archive_subfolder(tmp_path):
+    archived = {
+        "kind": "table",
+        "command": "python benchmarks/pretrain_throughput.py --presets mini",
+        "commit": "abc1234",
+        "date": "2026-11-30",
+        "machine": "2-core AMD EPYC (AVX-512), 23 GB, idle",
+        "conditions": "Batch 32, 10 timed steps",
+        "header": ["model", "real tokens/s"],
+        "rows": [["mini", "1,234"]],
+        "archived": "Measured before issue 33; re-run with `git checkout abc1234` and the command.",
+    }
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "old-run.json").write_text(json.dumps(archived))
+    page = "<!-- results:archive/old-run -->\n<!-- /results:archive/old-run -->\n"
+    rendered = render_results.render_text(page, ROOT / "docs" / "electra.md", results_dir=tmp_path)
+    table = "Batch 32, 10 timed steps\n\n| model | real tokens/s |\n|---|---|\n| mini | 1,234 |"
+    assert rendered.startswith("<!-- results:archive/old-run -->\n" + table)
+    assert rendered.endswith("<!-- /results:archive/old-run -->\n")
+    assert "2-core AMD EPYC (AVX-512), 23 GB, idle; commit abc1234, 2026-11-30" in rendered
+    assert "results file: [" in rendered and "archive/old-run.json" in rendered
+    assert rendered.rstrip().splitlines()[-2].endswith("Measured before issue 33; re-run with `git checkout abc1234` and the command.")
+    (tmp_path / "archive" / "old-run.json").unlink()
+    (tmp_path / "old-run.json").write_text(json.dumps(archived))  # the same name outside the subfolder is not the archived file
+    with pytest.raises(SystemExit, match="has no results file"):
+        render_results.render_text(page, ROOT / "docs" / "electra.md", results_dir=tmp_path)
