@@ -421,7 +421,8 @@ def main() -> int:
     for site, count in summary["kill_sites"].items():
         print(f"{count:4d}  {site}")
     print(
-        f"runs {report.runs}, kills {report.kills}, resumes {report.launches - report.runs}, checks passed {report.checks_passed}, failures {len(report.failures)}"
+        f"runs {report.runs}, kills {report.kills}, resumes {report.launches - report.runs}, "
+        f"checks passed {report.checks_passed}, failures {len(report.failures)}"
     )
     for failure in report.failures:
         print(f"FAILED: {failure}")
