@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from prefine.crashpoints import crash_point
 from prefine.errors import PrefineError
+from prefine.jsonio import read_json_object
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -245,23 +246,19 @@ def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def load_model_config(checkpoint: Path) -> dict[str, Any]:
-    path = checkpoint / CONFIG_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefineError(f"{checkpoint} has no {CONFIG_FILE}; point at a checkpoint folder prefine wrote") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg}); use another checkpoint") from None
+    return read_json_object(
+        checkpoint / CONFIG_FILE,
+        fix="use another checkpoint",
+        missing=f"{checkpoint} has no {CONFIG_FILE}; point at a checkpoint folder prefine wrote",
+    )
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefineError(f"{run_dir} is not a prefine run (no {RUN_FILE}); pass the folder given as --out") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg}); restore it or start a new run") from None
+    return read_json_object(
+        run_dir / RUN_FILE,
+        fix="restore it or start a new run",
+        missing=f"{run_dir} is not a prefine run (no {RUN_FILE}); pass the folder given as --out",
+    )
 
 
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:

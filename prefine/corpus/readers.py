@@ -32,6 +32,7 @@ from prefine.config import option
 from prefine.corpus.datasets_source import is_saved_dataset, load_dataset_source
 from prefine.corpus.sentences import split_sentences
 from prefine.errors import PrefineError
+from prefine.jsonio import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -317,24 +318,7 @@ def _record_text(value: Any, source: str, field: str) -> str:
 
 def _read_jsonl(path: Path, text_field: str | None) -> Iterator[list[str]]:
     field = None
-    for number, line in iter_file_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            hint = (
-                " (the file looks like one JSON array; convert it with jq -c '.[]')"
-                if number == 1 and line.lstrip().startswith("[")
-                else ""
-            )
-            raise PrefineError(f"{path} line {number} is not JSON ({error.msg}){hint}; each line must be one JSON object") from None
-        if isinstance(record, list):
-            raise PrefineError(
-                f"{path} line {number} is a JSON array, not an object; each line must be one JSON object (convert an array file with jq -c '.[]')"
-            )
-        if not isinstance(record, dict):
-            raise PrefineError(f"{path} line {number} is a JSON {type(record).__name__}, not an object; each line must be one JSON object")
+    for number, record in iter_jsonl(iter_file_lines(path), path):
         if field is None:
             strings = [key for key, value in record.items() if isinstance(value, str)]
             field = _choose_text_field(list(record), text_field, f"{path}", strings)

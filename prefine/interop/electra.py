@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from prefine.checkpoint import CONFIG_FILE, WEIGHTS_FILE, give_default_permissions, load_weights
 from prefine.errors import PrefineError
 from prefine.interop.hf_files import is_hf_model_dir, load_hf_state_dict
+from prefine.jsonio import read_json_object
 from prefine.model import BertConfig, config_from_dict
 from prefine.model.electra import (
     DISCRIMINATOR_ENCODER_PREFIX,
@@ -116,15 +117,11 @@ def export_electra_hf(checkpoint: Path, tokenizer, config_json: dict, out_dir: P
 
 def _read_config(folder: Path) -> dict:
     path = folder / CONFIG_FILE
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefineError(f"{path} not found; point at a Hugging Face ELECTRA folder (config.json + model.safetensors)") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); re-download the model") from None
-    if not isinstance(values, dict):
-        raise PrefineError(f"{path} must hold a JSON object; re-download the model")
-    return values
+    return read_json_object(
+        path,
+        fix="re-download the model",
+        missing=f"{path} not found; point at a Hugging Face ELECTRA folder (config.json + model.safetensors)",
+    )
 
 
 def electra_bert_config(values: dict, source: str) -> BertConfig:

@@ -24,7 +24,6 @@ generation_config.json with the same ids.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from prefine.errors import PrefineError
 from prefine.interop.hf_files import HFExport
 from prefine.interop.huggingface import CONFIG_FILE, ImportedCheckpoint, is_hf_model_dir, load_hf_state_dict, load_hf_tokenizer, load_into
+from prefine.jsonio import read_json_object
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.model.encoder_decoder import BertEncoderDecoder
 from prefine.tokenizer import normalizer_settings
@@ -47,11 +47,12 @@ def is_encoder_decoder_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
+    # Also a probe (is_hf_encoder_decoder_dir): an unreadable config.json only means "not an
+    # encoder-decoder", and the BERT importer that is tried next reports what is wrong with it.
     try:
-        values = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_json_object(folder / CONFIG_FILE, fix="re-download the model")
+    except PrefineError:
         return {}
-    return values if isinstance(values, dict) else {}
 
 
 def is_hf_encoder_decoder_dir(path: Path) -> bool:
@@ -68,7 +69,8 @@ def import_hf_encoder_decoder(folder: Path) -> ImportedCheckpoint:
     source = str(folder / CONFIG_FILE)
     if encoder.get("model_type") != "bert" or decoder.get("model_type") != "bert":
         raise PrefineError(
-            f"{source}: encoder and decoder must both be BERT (found {encoder.get('model_type')} and {decoder.get('model_type')}); prefine's encoder-decoder is BERT2BERT"
+            f"{source}: encoder and decoder must both be BERT (found {encoder.get('model_type')} and {decoder.get('model_type')}); "
+            "prefine's encoder-decoder is BERT2BERT"
         )
     if not decoder.get("add_cross_attention"):
         raise PrefineError(
@@ -91,7 +93,8 @@ def import_hf_encoder_decoder(folder: Path) -> ImportedCheckpoint:
     tokenizer = load_hf_tokenizer(folder)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise PrefineError(
-            f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {config.vocab_size}; the folder mixes files of different models"
+            f"{folder}: the tokenizer has {tokenizer.get_vocab_size()} tokens but the model embeds only {config.vocab_size}; "
+            "the folder mixes files of different models"
         )
     return ImportedCheckpoint(config, state, tokenizer, str(folder), normalizer_settings(tokenizer)[0])
 

@@ -7,7 +7,6 @@ describe a layout of their own (`HFExport`) here, below both the tasks and the e
 
 from __future__ import annotations
 
-import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors.torch import load_file
 
 from prefine.checkpoint import RUN_FILE
 from prefine.errors import PrefineError
+from prefine.jsonio import read_json_object
 
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -61,10 +61,9 @@ def _load_pytorch_bin(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_sharded(index_path: Path, load_shard) -> dict[str, torch.Tensor]:
-    try:
-        weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise PrefineError(f"{index_path} has no valid weight_map; re-download the model") from None
+    weight_map = read_json_object(index_path, fix="re-download the model").get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise PrefineError(f"{index_path} has no valid weight_map; re-download the model")
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
         shard_path = index_path.parent / shard

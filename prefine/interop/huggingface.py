@@ -21,7 +21,6 @@ so every mismatch that would change the outputs is an error, never a guess.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from prefine.interop.hf_files import (  # noqa: F401
     is_hf_model_dir,
     load_hf_state_dict,
 )
+from prefine.jsonio import read_json_object
 from prefine.model.config import BertConfig, config_from_dict
 from prefine.model.electra import ElectraWeights
 from prefine.tokenizer import normalizer_settings
@@ -75,14 +75,11 @@ HEAD_DESCRIPTIONS = {
 def load_hf_config(directory: Path) -> BertConfig:
     """Read a Hugging Face config.json into our BertConfig, refusing anything that is not plain BERT."""
     path = Path(directory) / CONFIG_FILE
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefineError(f"{path} not found; point at a Hugging Face BERT folder (config.json + model.safetensors)") from None
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); re-download the model") from None
-    if not isinstance(values, dict):
-        raise PrefineError(f"{path} must hold a JSON object; re-download the model")
+    values = read_json_object(
+        path,
+        fix="re-download the model",
+        missing=f"{path} not found; point at a Hugging Face BERT folder (config.json + model.safetensors)",
+    )
     for architecture in values.get("architectures") or []:
         if not architecture.startswith("Bert"):
             raise PrefineError(f"{path}: architectures '{architecture}' is not a BERT model; prefine imports BERT checkpoints only")
@@ -139,7 +136,8 @@ def _head_of(name: str) -> str:
 def _untied_decoder_error(what: str) -> PrefineError:
     return PrefineError(
         f"the checkpoint's {what} differs from the word embeddings although its config.json ties them (tie_word_embeddings true); "
-        'set "tie_word_embeddings": false in its config.json if the MLM head is meant to have its own matrix, or fine-tune from it (fine-tuning does not use the MLM head)'
+        'set "tie_word_embeddings": false in its config.json if the MLM head is meant to have its own matrix, '
+        "or fine-tune from it (fine-tuning does not use the MLM head)"
     )
 
 
@@ -236,16 +234,6 @@ def load_into(model: nn.Module, hf_state: dict[str, torch.Tensor], strict_encode
     return report
 
 
-def _read_json_object(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise PrefineError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); fix or delete it") from None
-    return values if isinstance(values, dict) else {}
-
-
 def _special_token(settings: dict, key: str, default: str) -> str:
     value = settings.get(key, default)
     # special_tokens_map.json may store {"content": "[CLS]", "lstrip": false, ...}
@@ -270,7 +258,10 @@ def bert_tokenizer_from_vocab(directory: Path) -> Tokenizer:
     whenever the checkpoint asks for it: the checkpoint's vocabulary was built on text
     normalized that way, so the same ids as transformers matter more than Hangul-friendliness.
     """
-    settings = {**_read_json_object(directory / "special_tokens_map.json"), **_read_json_object(directory / "tokenizer_config.json")}
+    settings = {
+        **read_json_object(directory / "special_tokens_map.json", fix="fix or delete it", missing_ok=True),
+        **read_json_object(directory / "tokenizer_config.json", fix="fix or delete it", missing_ok=True),
+    }
     lowercase = bool(settings.get("do_lower_case", True))
     strip_accents = settings.get("strip_accents")
     unk, cls, sep, pad, mask = (
@@ -382,7 +373,7 @@ def import_hf_checkpoint(name_or_path: str) -> ImportedCheckpoint:
         raise PrefineError(f"{name_or_path} not found: pass an existing folder or a Hugging Face Hub name such as bert-base-uncased")
 
     electra = None
-    if is_electra_config_json(_read_json_object(folder / CONFIG_FILE)):
+    if is_electra_config_json(read_json_object(folder / CONFIG_FILE, fix="re-download the model")):
         config, state_dict, electra = import_hf_electra(folder)
     else:
         config = load_hf_config(folder)

@@ -24,21 +24,27 @@ decoding and {"index": ..., "output": the input's final result, as predict_recor
 the end. `POST /v1/stream` (same body as /v1/predict) answers its events as newline-delimited
 JSON, each step run on the inference thread between batches; /v1/models marks such models
 "streams": true and the page then shows text as it is decoded. Generation runs stream.
+
+`create_app` builds the app from a `ServingState` (models, batchers, limits, metrics, readiness,
+kept on app.state) and the route groups below, one function each: the pages, the probes, the
+predictions; the run registry's routes are in prefine/serve/runs.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,7 +88,8 @@ class PredictRequest(BaseModel):
     model: str | None = Field(None, description="served model name (see /v1/models); may be left out when one model is served")
     inputs: list[str | dict[str, Any]] = Field(
         ...,
-        description='the model\'s inputs: {"text": ...}, {"text": ..., "text_pair": ...}, {"question": ..., "context": ...}, or a string for {"text": ...}',
+        description='the model\'s inputs: {"text": ...}, {"text": ..., "text_pair": ...}, {"question": ..., "context": ...}, '
+        'or a string for {"text": ...}',
     )
     options: dict[str, Any] = Field(default_factory=dict, description='options of the model\'s predictor, e.g. {"top_k": 3} for fill-mask')
 
@@ -112,7 +119,10 @@ async def _read_body(request: Request) -> bytes:
 
 
 class RequestGuard:
-    """Pure ASGI middleware: the API key, and the body-size limit (checked before a body is read when its length is given, else while it arrives)."""
+    """Pure ASGI middleware: the API key, and the body-size limit.
+
+    The size is checked before a body is read when its length is given, else while it arrives.
+    """
 
     def __init__(self, app, api_key: str, max_body_bytes: int):
         self.app = app
@@ -171,183 +181,78 @@ class RequestGuard:
         return hmac.compare_digest(given, self.api_key)
 
 
+class ServingState:
+    """What the routes share, kept on `app.state.serving`: the served models, their batchers, the
+    limits and metrics, the inference thread, and whether the server is ready."""
+
+    def __init__(self, models: list[ServedModel], limits: ServeLimits, device: Any):
+        import torch
+
+        self.models = models
+        self.by_name = {model.name: model for model in models}
+        self.limits = limits
+        self.device = torch.device(device)
+        self.metrics = ServerMetrics()
+        self.batchers: dict[str, DynamicBatcher] = {}
+        self.ready = False
+        self.executor: ThreadPoolExecutor | None = None
+
+    def predict_records(self, model: ServedModel, records: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
+        """One batched forward pass of `model`; runs on the inference thread."""
+        import torch
+
+        from prefine.training import autocast_context
+
+        with torch.inference_mode(), autocast_context(self.device, "auto"):
+            return model.predictor.predict_records(records, batch_size=self.limits.max_batch_size, **options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI):
+        """The app's lifespan: one inference thread and a batcher per model while the server runs."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefine-inference")
+        limits = self.limits
+        for model in self.models:
+            predict = functools.partial(self.predict_records, model)
+            batcher = DynamicBatcher(
+                model.name, predict, executor, self.metrics, limits.max_batch_size, limits.max_wait_ms / 1000, limits.max_queue
+            )
+            batcher.start()
+            self.batchers[model.name] = batcher
+        self.ready, self.executor = True, executor
+        try:
+            yield
+        finally:
+            self.ready = False
+            for batcher in self.batchers.values():
+                await batcher.close()
+            executor.shutdown(wait=True)
+
+
 def create_app(
     models: list[ServedModel], limits: ServeLimits, api_key: str = "", registry_path: Path | None = None, device: Any = "cpu"
 ) -> FastAPI:
     """The server for already-loaded `models`; batchers start and stop with the app's lifespan."""
-    import torch
-
-    from prefine.training import autocast_context
-
-    metrics = ServerMetrics()
-    by_name = {model.name: model for model in models}
-    state: dict[str, Any] = {"ready": False, "executor": None}
-    batchers: dict[str, DynamicBatcher] = {}
-    device = torch.device(device)
-
-    def predict_function(model: ServedModel):
-        def predict(records: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
-            with torch.inference_mode(), autocast_context(device, "auto"):
-                return model.predictor.predict_records(records, batch_size=limits.max_batch_size, **options)
-
-        return predict
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefine-inference")
-        for model in models:
-            batcher = DynamicBatcher(
-                model.name, predict_function(model), executor, metrics, limits.max_batch_size, limits.max_wait_ms / 1000, limits.max_queue
-            )
-            batcher.start()
-            batchers[model.name] = batcher
-        state["ready"], state["executor"] = True, executor
-        try:
-            yield
-        finally:
-            state["ready"] = False
-            for batcher in batchers.values():
-                await batcher.close()
-            executor.shutdown(wait=True)
-
+    serving = ServingState(models, limits, device)
     app = FastAPI(
         title="prefine serve",
         summary="Predictions from prefine runs, with dynamic batching.",
         version=_version(),
-        lifespan=lifespan,
+        lifespan=serving.lifespan,
         # FastAPI's own /docs and /redoc load their scripts from a CDN; the package's page works offline.
         docs_url=None,
         redoc_url=None,
     )
-    app.state.models = by_name
-    app.state.batchers = batchers
-    app.state.metrics = metrics
+    app.state.serving = serving
+    app.state.models = serving.by_name
+    app.state.batchers = serving.batchers
+    app.state.metrics = serving.metrics
     app.add_middleware(RequestGuard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return error.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        return _validation_failure(error.errors()).response()
-
-    @app.get("/", include_in_schema=False)
-    async def index_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html")
-
-    @app.get("/runs", include_in_schema=False)
-    async def runs_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "runs.html")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "docs.html")
-
-    @app.get("/health", summary="the process is up")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready", summary="every model is loaded and accepting requests")
-    async def ready() -> JSONResponse:
-        if not state["ready"]:
-            return JSONResponse({"status": "not ready", "models": []}, status_code=503)
-        return JSONResponse({"status": "ready", "models": list(by_name)})
-
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def prometheus_metrics() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.get("/v1/models", summary="the served models and what their inputs hold")
-    async def list_models() -> dict[str, Any]:
-        return {
-            "models": [model.describe() for model in models],
-            "limits": {"max_inputs": limits.max_inputs, "max_chars": limits.max_chars, "max_batch_size": limits.max_batch_size},
-        }
-
-    # The body is parsed here rather than by FastAPI so that JSON is accepted whatever the
-    # Content-Type (`curl -d` sends form encoding); the schema still appears in the OpenAPI docs.
-    @app.post(
-        "/v1/predict",
-        summary="predict with a served model (requests arriving together share a forward pass)",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
-    )
-    async def predict(request: Request) -> JSONResponse:
-        started = time.monotonic()
-        label = UNKNOWN_MODEL_LABEL
-        try:
-            body = _parse_predict_request(await _read_body(request))
-            model = _pick_model(body.model, by_name)
-            label = model.name
-            records = _checked_inputs(body.inputs, limits)
-            try:
-                model.check_options(body.options)
-            except PrefineError as error:
-                raise ApiError(422, "invalid_option", str(error)) from None
-            try:
-                outputs = await batchers[model.name].submit(records, body.options)
-            except QueueFull:
-                raise ApiError(
-                    503,
-                    "queue_full",
-                    f"model {model.name} has {limits.max_queue} requests waiting (--max-queue); retry shortly",
-                    "max_queue",
-                    {"Retry-After": str(limits.retry_after_seconds)},
-                ) from None
-            except ServerClosing:
-                raise ApiError(
-                    503, "shutting_down", "the server is shutting down", headers={"Retry-After": str(limits.retry_after_seconds)}
-                ) from None
-            except PrefineError as error:
-                raise ApiError(422, "invalid_input", str(error)) from None
-            except Exception as error:
-                logger.exception("prediction failed for model %s", model.name)
-                raise ApiError(
-                    500, "internal_error", f"the model failed on this request ({type(error).__name__}); see the server log"
-                ) from None
-        except ApiError as error:
-            metrics.requests.inc(label, str(error.status))
-            metrics.errors.inc(label, error.code)
-            if label in by_name:
-                metrics.latency.observe(label, value=time.monotonic() - started)
-            raise
-        metrics.requests.inc(model.name, "200")
-        metrics.examples.inc(model.name, amount=len(records))
-        metrics.latency.observe(model.name, value=time.monotonic() - started)
-        return JSONResponse({"model": model.name, "outputs": outputs})
-
-    @app.post(
-        "/v1/stream",
-        summary="stream a model's outputs as they are produced (newline-delimited JSON), for models that stream",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
-    )
-    async def stream(request: Request) -> StreamingResponse:
-        label = UNKNOWN_MODEL_LABEL
-        try:
-            body = _parse_predict_request(await _read_body(request))
-            model = _pick_model(body.model, by_name)
-            label = model.name
-            records = _checked_inputs(body.inputs, limits)
-            if not model.streams:
-                raise ApiError(
-                    422, "streaming_unsupported", f"model {model.name} ({model.task}) does not stream its outputs; use /v1/predict"
-                )
-            try:
-                model.check_options(body.options)
-            except PrefineError as error:
-                raise ApiError(422, "invalid_option", str(error)) from None
-            if not state["ready"]:
-                raise ApiError(
-                    503, "shutting_down", "the server is not accepting requests", headers={"Retry-After": str(limits.retry_after_seconds)}
-                )
-        except ApiError as error:
-            metrics.requests.inc(label, str(error.status))
-            metrics.errors.inc(label, error.code)
-            raise
-        metrics.requests.inc(model.name, "200")
-        metrics.examples.inc(model.name, amount=len(records))
-        return StreamingResponse(_stream_lines(model, records, body.options, state["executor"], device), media_type="application/x-ndjson")
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    _add_page_routes(app)
+    _add_probe_routes(app)
+    _add_prediction_routes(app)
 
     from prefine.serve.runs import add_run_routes
 
@@ -356,6 +261,181 @@ def create_app(
         served.setdefault(model.run_dir.resolve(), []).append(model.name)
     add_run_routes(app, registry_path, served)
     return app
+
+
+def _serving(request: Request) -> ServingState:
+    return request.app.state.serving
+
+
+# Registered for these exception classes only, so the casts hold.
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
+    return cast(ApiError, error).response()
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    return _validation_failure(cast(RequestValidationError, error).errors()).response()
+
+
+# ---------------------------------------------------------------------------------------------
+# The web pages (shipped as static files in the package)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    app.add_api_route("/", index_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/runs", runs_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/docs", docs_page, methods=["GET"], include_in_schema=False)
+
+
+async def index_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+async def runs_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "runs.html")
+
+
+async def docs_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "docs.html")
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes for orchestrators and monitoring: liveness, readiness, Prometheus metrics
+
+
+def _add_probe_routes(app: FastAPI) -> None:
+    app.add_api_route("/health", health, methods=["GET"], summary="the process is up")
+    app.add_api_route("/ready", ready, methods=["GET"], summary="every model is loaded and accepting requests")
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], summary="Prometheus metrics", response_class=PlainTextResponse)
+
+
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def ready(request: Request) -> JSONResponse:
+    serving = _serving(request)
+    if not serving.ready:
+        return JSONResponse({"status": "not ready", "models": []}, status_code=503)
+    return JSONResponse({"status": "ready", "models": list(serving.by_name)})
+
+
+async def prometheus_metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(_serving(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions: what is served, one batched prediction, a stream of outputs
+
+# The body is parsed by the routes rather than by FastAPI so that JSON is accepted whatever the
+# Content-Type (`curl -d` sends form encoding); the schema still appears in the OpenAPI docs.
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}}
+
+
+def _add_prediction_routes(app: FastAPI) -> None:
+    app.add_api_route("/v1/models", list_models, methods=["GET"], summary="the served models and what their inputs hold")
+    app.add_api_route(
+        "/v1/predict",
+        predict,
+        methods=["POST"],
+        summary="predict with a served model (requests arriving together share a forward pass)",
+        openapi_extra=_PREDICT_BODY,
+    )
+    app.add_api_route(
+        "/v1/stream",
+        stream,
+        methods=["POST"],
+        summary="stream a model's outputs as they are produced (newline-delimited JSON), for models that stream",
+        openapi_extra=_PREDICT_BODY,
+    )
+
+
+async def list_models(request: Request) -> dict[str, Any]:
+    serving = _serving(request)
+    limits = serving.limits
+    return {
+        "models": [model.describe() for model in serving.models],
+        "limits": {"max_inputs": limits.max_inputs, "max_chars": limits.max_chars, "max_batch_size": limits.max_batch_size},
+    }
+
+
+async def predict(request: Request) -> JSONResponse:
+    serving = _serving(request)
+    metrics, started, label = serving.metrics, time.monotonic(), UNKNOWN_MODEL_LABEL
+    try:
+        body = _parse_predict_request(await _read_body(request))
+        model = _pick_model(body.model, serving.by_name)
+        label = model.name
+        records = _checked_records(body, model, serving.limits)
+        outputs = await _run_batched(serving, model, records, body.options)
+    except ApiError as error:
+        metrics.requests.inc(label, str(error.status))
+        metrics.errors.inc(label, error.code)
+        if label in serving.by_name:
+            metrics.latency.observe(label, value=time.monotonic() - started)
+        raise
+    metrics.requests.inc(model.name, "200")
+    metrics.examples.inc(model.name, amount=len(records))
+    metrics.latency.observe(model.name, value=time.monotonic() - started)
+    return JSONResponse({"model": model.name, "outputs": outputs})
+
+
+async def stream(request: Request) -> StreamingResponse:
+    serving = _serving(request)
+    metrics, label, limits = serving.metrics, UNKNOWN_MODEL_LABEL, serving.limits
+    try:
+        body = _parse_predict_request(await _read_body(request))
+        model = _pick_model(body.model, serving.by_name)
+        label = model.name
+        records = _checked_records(body, model, serving.limits, streaming=True)
+        executor = serving.executor  # set once the server started (ready); kept while it stops
+        if not serving.ready or executor is None:
+            raise ApiError(
+                503, "shutting_down", "the server is not accepting requests", headers={"Retry-After": str(limits.retry_after_seconds)}
+            )
+    except ApiError as error:
+        metrics.requests.inc(label, str(error.status))
+        metrics.errors.inc(label, error.code)
+        raise
+    metrics.requests.inc(model.name, "200")
+    metrics.examples.inc(model.name, amount=len(records))
+    lines = _stream_lines(model, records, body.options, executor, serving.device)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+def _checked_records(body: PredictRequest, model: ServedModel, limits: ServeLimits, streaming: bool = False) -> list[dict[str, Any]]:
+    """The request's inputs as records for `model`, with its options checked; an ApiError saying what is wrong otherwise."""
+    records = _checked_inputs(body.inputs, limits)
+    if streaming and not model.streams:
+        raise ApiError(422, "streaming_unsupported", f"model {model.name} ({model.task}) does not stream its outputs; use /v1/predict")
+    try:
+        model.check_options(body.options)
+    except PrefineError as error:
+        raise ApiError(422, "invalid_option", str(error)) from None
+    return records
+
+
+async def _run_batched(serving: ServingState, model: ServedModel, records: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
+    """The model's outputs from its batcher, which shares a forward pass between requests arriving together."""
+    limits = serving.limits
+    try:
+        return await serving.batchers[model.name].submit(records, options)
+    except QueueFull:
+        raise ApiError(
+            503,
+            "queue_full",
+            f"model {model.name} has {limits.max_queue} requests waiting (--max-queue); retry shortly",
+            "max_queue",
+            {"Retry-After": str(limits.retry_after_seconds)},
+        ) from None
+    except ServerClosing:
+        raise ApiError(
+            503, "shutting_down", "the server is shutting down", headers={"Retry-After": str(limits.retry_after_seconds)}
+        ) from None
+    except PrefineError as error:
+        raise ApiError(422, "invalid_input", str(error)) from None
+    except Exception as error:
+        logger.exception("prediction failed for model %s", model.name)
+        raise ApiError(500, "internal_error", f"the model failed on this request ({type(error).__name__}); see the server log") from None
 
 
 async def _stream_lines(model: ServedModel, records: list[dict[str, Any]], options: dict[str, Any], executor: ThreadPoolExecutor, device):
@@ -393,7 +473,7 @@ async def _stream_lines(model: ServedModel, records: list[dict[str, Any]], optio
         yield json.dumps(event, ensure_ascii=False) + "\n"
 
 
-def _validation_failure(problems: list[dict[str, Any]]) -> ApiError:
+def _validation_failure(problems: Sequence[Any]) -> ApiError:
     first = problems[0] if problems else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     return ApiError(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}; see /docs for the request format")

@@ -2,11 +2,12 @@
 
 from prefine.training.config import RESUMABLE_OVERRIDES, TrainingConfig, with_time_budget
 from prefine.training.distributed import DistributedContext, init_distributed, resolve_device
-from prefine.training.loop import TrainingInterrupted, TrainingResult, TrainingTask, autocast_context, train
+from prefine.training.loop import Trainer, TrainingInterrupted, TrainingResult, TrainingTask, autocast_context, train
 
 __all__ = [
     "RESUMABLE_OVERRIDES",
     "DistributedContext",
+    "Trainer",
     "TrainingConfig",
     "TrainingInterrupted",
     "TrainingResult",

@@ -85,7 +85,8 @@ class TrainingConfig:
         budget = self.max_time_seconds  # parses --max-time: a bad duration fails here, before any work
         if not 0.0 < self.layer_lr_decay <= 1.0:
             raise PrefineError(
-                f"--layer-lr-decay {self.layer_lr_decay} must be in (0, 1]: the factor between one block's learning rate and the next one up's"
+                f"--layer-lr-decay {self.layer_lr_decay} must be in (0, 1]: "
+                "the factor between one block's learning rate and the next one up's"
             )
         if not 0.0 <= self.batch_ramp <= 1.0:
             raise PrefineError(f"--batch-ramp {self.batch_ramp} must be a fraction of the budget between 0 and 1")

@@ -1,10 +1,12 @@
-"""The one training loop that serves pre-training and every fine-tuning task.
+"""The one training loop that serves pre-training and every fine-tuning task: `train`, run by a `Trainer`.
 
 A task plugs in through three methods (see `TrainingTask`): where its data starts, the batch
 at a data position, the loss of a batch, and an evaluation. The loop owns everything else:
 AdamW and the schedule, gradient accumulation and clipping, bf16 autocast on CUDA, optional
 torch.compile, DistributedDataParallel under torchrun, periodic evaluation and best-checkpoint
 selection, early stopping, metrics.jsonl, the progress bar, atomic checkpoints, and Ctrl-C.
+`Trainer` holds a run's state as attributes and each phase (set up, step, log, evaluate, save,
+finish) as a method; `Trainer.run` shows their order and `Trainer.evaluation_due` when evaluation happens.
 
 Training stops at --max-steps, at the --max-time deadline (whichever comes first), on early
 stopping or on Ctrl-C. Under a time budget the learning-rate schedule follows the fraction of
@@ -42,7 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import torch
 from torch import nn
@@ -75,7 +77,7 @@ from prefine.training.distributed import (
     check_batch_split,
 )
 from prefine.training.optim import build_optimizer, build_scheduler, micro_batches_per_step
-from prefine.training.reporting import open_reporter
+from prefine.training.reporting import Reporter, open_reporter
 
 # The wall clock of time budgets (seconds, monotonic). `train(..., clock=...)` or replacing this
 # attribute substitutes a fake clock in tests.
@@ -164,7 +166,7 @@ class MetricsLog:
         self.path = path
         self.enabled = enabled
         self.report_to = report_to
-        self.reporter = None
+        self.reporter: Reporter | None = None
 
     def truncate_after(self, step: int) -> None:
         if self.enabled and self.reporter is None:
@@ -285,315 +287,469 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         run_lock = lock_run_dir(run_dir)
     try:
-        return _train(model, task, config, run_dir, checkpoint_config, context, resume, clock, on_progress)
+        return Trainer(model, task, config, run_dir, checkpoint_config, context, resume, clock, on_progress).run()
     finally:
         if run_lock is not None:
             run_lock.close()
 
 
-def _train(
-    model: nn.Module,
-    task: TrainingTask,
-    config: TrainingConfig,
-    run_dir: Path,
-    checkpoint_config: dict[str, Any],
-    context: DistributedContext,
-    resume: bool,
-    clock: Callable[[], float] | None,
-    on_progress: Callable[[int, Path | None], None] | None,
-) -> TrainingResult:
-    read_clock = clock if clock is not None else globals()["clock"]
-    goal = best_metric_goal(config, task)
-    budget = config.max_time_seconds
-    device = context.device
-    check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    if config.deterministic:
-        determinism.apply(device.type)
-    if context.is_main:
-        remove_stale_temporaries(run_dir)
-    model.to(device)
-    optimizer = build_optimizer(model, config, device)
-    # Training time used when the scheduler last stepped (rank 0's, shared); read by the schedule under --max-time.
-    schedule_elapsed = 0.0
-    scheduler = build_scheduler(optimizer, config, lambda: schedule_elapsed)
-    metrics_log = MetricsLog(run_dir / METRICS_FILE, enabled=context.is_main, report_to=config.report_to)
+EvaluationMoment = Literal["start", "after_step", "end"]
 
-    step = 0
-    position = task.start_position()
-    best_value: float | None = None
-    best_step = -1
-    evaluations_without_improvement = 0
-    elapsed_before = 0.0  # training time used by earlier sessions of this run
-    tokens_seen = 0
-    last_eval: dict[str, float] = {}
-    evaluated_at = -1
-    resumed_from: Path | None = None
-    resumed_window: dict[str, Any] = {"stats": {}, "steps": 0}
-    if resume:
-        checkpoint = latest_checkpoint(run_dir)
+
+class Trainer:
+    """One session of one run: `run()` sets up, takes optimizer steps until a limit, and finishes.
+
+    The phases are methods, in the order `run` calls them: `set_up` (process settings, optimizer and
+    schedule, the resumed state, the data position), `train_step` (one optimizer step: micro-batches,
+    gradient accumulation, autocast, clipping), `log_if_due`, `evaluate` (when: `evaluation_due`),
+    `save` (a checkpoint; when: `save_due`), and `finish` (final evaluation and checkpoint) or
+    `interrupt` (Ctrl-C). Everything a checkpoint must carry for an exact resume is an attribute,
+    collected by `trainer_state`. Use `train(...)`, which also holds the run folder's lock.
+    """
+
+    # Built by set_up, after the process settings they depend on (device, threads, determinism).
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    metrics_log: MetricsLog
+    training_model: nn.Module  # what the steps call: the model under DDP and torch.compile when enabled
+    ddp_model: nn.parallel.DistributedDataParallel | None = None  # the DDP wrapper, under torchrun
+    progress_bar: ProgressBar
+    last_checkpoint: Path | None = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TrainingTask,
+        config: TrainingConfig,
+        run_dir: Path,
+        checkpoint_config: dict[str, Any],
+        context: DistributedContext,
+        resume: bool = False,
+        clock: Callable[[], float] | None = None,
+        on_progress: Callable[[int, Path | None], None] | None = None,
+    ):
+        self.model = model
+        self.task = task
+        self.config = config
+        self.run_dir = run_dir
+        self.checkpoint_config = checkpoint_config
+        self.context = context
+        self.resume = resume
+        # Looked up now rather than at import, so tests that replace the module's `clock` are obeyed.
+        self.read_clock: Callable[[], float] = clock if clock is not None else globals()["clock"]
+        self.on_progress = on_progress
+        self.goal = best_metric_goal(config, task)  # a --best-metric without a direction fails before any work
+        self.budget = config.max_time_seconds
+        self.device = context.device
+        # Optional in TrainingTask (see the module docstring): whether the loss is a share of the global batch's units.
+        self.loss_units: Callable[[dict[str, Any]], dict[str, int]] | None = getattr(task, "loss_units", None)
+
+        # Where training stands; `trainer_state` saves all of it and `_restore` reads it back.
+        self.step = 0
+        self.position: Any = None
+        self.best_value: float | None = None
+        self.best_step = -1
+        self.evaluations_without_improvement = 0
+        self.elapsed_before = 0.0  # training time used by earlier sessions of this run
+        self.tokens_seen = 0
+        self.last_eval: dict[str, float] = {}
+        self.evaluated_at = -1
+        self.resumed_from: Path | None = None
+        # Training time used when the scheduler last stepped (rank 0's, shared); read by the schedule under --max-time.
+        self.schedule_elapsed = 0.0
+        # Rank 0's training time after the last step, the same on every rank: it decides the deadline and the batch ramp.
+        self.shared_elapsed = 0.0
+        self.loop_started: float | None = None
+        self.saved_at: dict[int, Path] = {}  # step -> its checkpoint, so a step is never saved twice
+        self.time_up = False
+        self.stopped_early = False
+        self.step_micro_batches = config.gradient_accumulation_steps
+        # The steps since the last log line: summed statistics, their count, tokens_seen and the wall clock when it began.
+        self.window_stats: dict[str, float] = {}
+        self.window_steps = 0
+        self.window_tokens_from = 0
+        self.window_start = 0.0
+        self.postfix: dict[str, str] = {}  # the latest loss and throughput, shown beside the progress bar
+
+    # ---- the run, phase by phase ----
+
+    def run(self) -> TrainingResult:
+        """Set up, step until max_steps, the deadline, early stopping or Ctrl-C, then finish."""
+        self.set_up()
+        with StopRequest() as stop:
+            if self.evaluation_due("start"):
+                self.evaluate()
+            while not self.limit_reached():
+                epoch_before = self.position.epoch
+                self.train_step()
+                self.log_if_due()
+                self.show_progress()
+                if self.evaluation_due("after_step", epoch_ended=self.position.epoch > epoch_before):
+                    self.evaluate()
+                    if self.patience_ran_out():
+                        break
+                if self.save_due():
+                    self.save()
+                if any_rank(stop.requested, self.context):
+                    self.interrupt()
+            self.finish()
+        return self.result()
+
+    def set_up(self) -> None:
+        """Everything before the first step: process settings, optimizer, schedule, metrics log, the resumed state, the bar."""
+        config, context = self.config, self.context
+        check_batch_split(config.batch_size, config.gradient_accumulation_steps, context.world_size)
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        if config.deterministic:
+            determinism.apply(self.device.type)
+        if context.is_main:
+            remove_stale_temporaries(self.run_dir)
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(self.model, config, self.device)
+        self.scheduler = build_scheduler(self.optimizer, config, self.schedule_clock)
+        self.metrics_log = MetricsLog(self.run_dir / METRICS_FILE, enabled=context.is_main, report_to=config.report_to)
+        self.position = self.task.start_position()
+        resumed_window: dict[str, Any] = {"stats": {}, "steps": 0}
+        if self.resume:
+            resumed_window = self._restore()
+        else:
+            self.metrics_log.truncate_after(-1)
+        self.training_model = self._wrap_for_training()
+        if self.resumed_from is not None and self.resumed_from.name == f"step-{self.step:08d}":
+            self.saved_at[self.step] = self.resumed_from  # a run that stops at once keeps this checkpoint instead of rewriting it
+        if not self.resume:
+            torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state instead
+        self.model.train()
+        # A resumed run whose time budget is already spent trains no further (it only evaluates and saves).
+        self.time_up = self.budget is not None and self.elapsed_before >= self.budget
+        self.shared_elapsed = self.elapsed_before
+        self.progress_bar = self._open_progress_bar()
+        self.window_stats = {key: float(value) for key, value in resumed_window["stats"].items()}
+        self.window_steps = int(resumed_window["steps"])
+        self.window_tokens_from = self.tokens_seen
+        self.window_start = time.perf_counter()
+        self.loop_started = self.read_clock()
+
+    def _restore(self) -> dict[str, Any]:
+        """Load the latest checkpoint's weights and trainer state; returns its unfinished log window."""
+        checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is None:
-            raise PrefineError(f"{run_dir} has no complete checkpoint to resume from; start it again without --resume")
+            raise PrefineError(f"{self.run_dir} has no complete checkpoint to resume from; start it again without --resume")
         state = load_trainer_state(checkpoint)
-        model.load_state_dict(load_weights(checkpoint))
+        self.model.load_state_dict(load_weights(checkpoint))
         try:
-            optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:
             raise PrefineError(
                 f"{checkpoint}: optimizer state does not match this model ({error}); resume with the run's own settings"
             ) from None
-        scheduler.load_state_dict(state["scheduler"])
-        _restore_rng(state["rng"], device)
-        step = int(state["step"])
-        position = type(position)(epoch=int(state["position"]["epoch"]), offset=int(state["position"]["offset"]))
-        best_value = state["best_value"] if state["best_step"] >= 0 else None
-        best_step = int(state["best_step"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _restore_rng(state["rng"], self.device)
+        self.step = int(state["step"])
+        self.position = type(self.position)(epoch=int(state["position"]["epoch"]), offset=int(state["position"]["offset"]))
+        self.best_value = state["best_value"] if state["best_step"] >= 0 else None
+        self.best_step = int(state["best_step"])
         # A kill between saving a new best checkpoint and moving `best` to it leaves the pointer
         # behind; the checkpoint's own state knows which one is best.
-        if best_step >= 0 and context.is_main and (run_dir / CHECKPOINTS_DIR / checkpoint_name(best_step)).is_dir():
-            set_pointer(run_dir, "best", run_dir / CHECKPOINTS_DIR / checkpoint_name(best_step))
-        evaluations_without_improvement = int(state["evaluations_without_improvement"])
+        best_folder = self.run_dir / CHECKPOINTS_DIR / checkpoint_name(self.best_step)
+        if self.best_step >= 0 and self.context.is_main and best_folder.is_dir():
+            set_pointer(self.run_dir, "best", best_folder)
+        self.evaluations_without_improvement = int(state["evaluations_without_improvement"])
         # Checkpoints written before time budgets existed lack these; they count from zero.
-        elapsed_before = float(state.get("elapsed_seconds", 0.0))
-        tokens_seen = int(state.get("tokens_seen", 0))
+        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.tokens_seen = int(state.get("tokens_seen", 0))
         # An evaluation logged at the checkpoint's step is kept, so it is not run (and logged) twice.
-        evaluated_at = int(state.get("evaluated_at", -1))
-        last_eval = dict(state.get("last_eval", {}))
-        resumed_from = checkpoint
-        resumed_window = state.get("log_window", resumed_window)
-        schedule_elapsed = elapsed_before
-        metrics_log.truncate_after(step)
-    else:
-        metrics_log.truncate_after(-1)
+        self.evaluated_at = int(state.get("evaluated_at", -1))
+        self.last_eval = dict(state.get("last_eval", {}))
+        self.resumed_from = checkpoint
+        self.schedule_elapsed = self.elapsed_before
+        self.metrics_log.truncate_after(self.step)
+        return state.get("log_window", {"stats": {}, "steps": 0})
 
-    training_model: nn.Module = model
-    if context.enabled:
-        # DDP broadcasts rank 0's weights at construction, so every rank starts (and stays) identical.
-        training_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        training_model = torch.compile(training_model, dynamic=True)
+    def _wrap_for_training(self) -> nn.Module:
+        """The module the steps call: the model, under DDP with several processes, compiled with --compile."""
+        training_model: nn.Module = self.model
+        if self.context.enabled:
+            # DDP broadcasts rank 0's weights at construction, so every rank starts (and stays) identical.
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            training_model = self.ddp_model
+        if self.config.compile:
+            # A compiled module is a module (OptimizedModule); torch's annotation says only "callable".
+            training_model = cast(nn.Module, torch.compile(training_model, dynamic=True))
+        return training_model
 
-    counts_units = hasattr(task, "loss_units")
-    loop_started: float | None = None
+    def limit_reached(self) -> bool:
+        """--max-steps reached or the --max-time budget spent (early stopping and Ctrl-C leave the loop themselves)."""
+        return (self.config.max_steps != 0 and self.step >= self.config.max_steps) or self.time_up
 
-    def elapsed() -> float:
-        """This rank's training time so far: earlier sessions plus this loop's wall time."""
-        return elapsed_before + (read_clock() - loop_started if loop_started is not None else 0.0)
+    def train_step(self) -> None:
+        """One optimizer step over this step's micro-batches; advances the step, the schedule, the clock and the token count."""
+        self.optimizer.zero_grad(set_to_none=True)
+        # Rank 0's clock of the last step (shared), so every rank accumulates the same count.
+        self.step_micro_batches = micro_batches_per_step(self.step, self.shared_elapsed, self.config)
+        micro_batches = []
+        step_tokens = 0
+        for _ in range(self.step_micro_batches):
+            batch, self.position = self.task.batch_at(self.position, self.context.rank, self.context.world_size)
+            step_tokens += int(batch.get("num_real_tokens", 0))
+            micro_batches.append(batch)
+        step_stats = self._accumulate_gradients(micro_batches)
+        if self.config.max_grad_norm > 0:
+            step_stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        self.optimizer.step()
+        # One collective per step: the global batch's real tokens, and rank 0's clock, which decides
+        # the time-budgeted learning rate and the deadline for every rank alike.
+        main_elapsed = self.elapsed() if self.context.is_main else 0.0
+        global_tokens, self.shared_elapsed = all_reduce_sum([float(step_tokens), main_elapsed], self.context)
+        self.tokens_seen += int(global_tokens)
+        self.schedule_elapsed = self.shared_elapsed
+        self.time_up = self.budget is not None and self.shared_elapsed >= self.budget
+        self.scheduler.step()
+        self.step += 1
+        self.window_steps += 1
+        for key, value in step_stats.items():
+            self.window_stats[key] = self.window_stats.get(key, 0.0) + value
 
-    def trainer_state() -> dict[str, Any]:
-        return {
-            "step": step,
-            "position": {"epoch": int(position.epoch), "offset": int(position.offset)},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(device),
-            "best_value": float(best_value) if best_value is not None else math.nan,
-            "best_step": best_step,
-            "evaluations_without_improvement": evaluations_without_improvement,
-            "world_size": context.world_size,
-            "elapsed_seconds": float(elapsed()),
-            "tokens_seen": int(tokens_seen),
-            "evaluated_at": evaluated_at,
-            "last_eval": {key: float(value) for key, value in last_eval.items() if isinstance(value, (int, float))},
-            # The steps since the last log line, so a resumed run logs the same means at the same steps.
-            # (Under torchrun this is rank 0's share; other ranks resume with it, for that one window.)
-            "log_window": {"stats": dict(window_stats), "steps": window_steps},
-        }
+    def _accumulate_gradients(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
+        """Forward and backward over every micro-batch under autocast; returns the step's loss statistics."""
+        loss_kwargs: dict[str, Any] = {}
+        # Per-unit losses: each micro-batch's loss is its sum over units divided by the global
+        # batch's count. DDP averages over ranks, hence the world_size; micro-batches add up.
+        scale = float(self.context.world_size) if self.loss_units is not None else 1.0 / len(micro_batches)
+        if self.loss_units is not None:
+            loss_kwargs["global_units"] = self._global_loss_units(micro_batches, self.loss_units)
+        step_stats: dict[str, float] = {}
+        for micro, batch in enumerate(micro_batches):
+            batch = _to_device(batch, self.device)
+            # Gradients of inner micro-batches stay local; DDP averages them once per step.
+            last = micro == len(micro_batches) - 1
+            gradient_sync = contextlib.nullcontext() if last or self.ddp_model is None else self.ddp_model.no_sync()
+            with gradient_sync, autocast_context(self.device, self.config.precision):
+                loss, stats = self.task.loss(self.training_model, batch, **loss_kwargs)
+            (loss * scale).backward()
+            for key, value in stats.items():
+                step_stats[key] = step_stats.get(key, 0.0) + value * scale
+        return step_stats
 
-    saved_at: dict[int, Path] = {}
-    if resumed_from is not None and resumed_from.name == f"step-{step:08d}":
-        saved_at[step] = resumed_from  # a run that stops at once keeps this checkpoint instead of rewriting it
+    def _global_loss_units(
+        self, micro_batches: list[dict[str, Any]], loss_units: Callable[[dict[str, Any]], dict[str, int]]
+    ) -> dict[str, float]:
+        """The task's loss-bearing units (masked tokens, sentence pairs...) over the global batch: all micro-batches, all ranks."""
+        local_units: dict[str, float] = {}
+        for batch in micro_batches:
+            for name, count in loss_units(batch).items():
+                local_units[name] = local_units.get(name, 0.0) + float(count)
+        names = sorted(local_units)
+        return dict(zip(names, all_reduce_sum([local_units[name] for name in names], self.context)))
 
-    def report_progress(checkpoint: Path | None = None) -> None:
-        if on_progress is not None and context.is_main:
-            on_progress(step, checkpoint)
+    def log_if_due(self) -> None:
+        """Every --log-every steps (and at the last step): the window's mean statistics to metrics.jsonl and the bar."""
+        config = self.config
+        if not (self.step % config.log_every == 0 or self.step == config.max_steps or self.time_up):
+            return
+        window_seconds = time.perf_counter() - self.window_start
+        # Each rank's statistics describe its own slice; the mean over ranks describes the global batch.
+        names = sorted(self.window_stats)
+        means = dict(zip(names, all_reduce_mean([self.window_stats[key] / self.window_steps for key in names], self.context)))
+        record: dict[str, Any] = {"step": self.step, **{f"train/{key}": value for key, value in means.items()}}
+        record["train/lr"] = self.scheduler.get_last_lr()[0]
+        if config.batch_ramp > 0:
+            record["train/batch_size"] = config.batch_size // config.gradient_accumulation_steps * self.step_micro_batches
+        record["train/tokens_per_second"] = (self.tokens_seen - self.window_tokens_from) / max(window_seconds, 1e-9)
+        record["train/elapsed_seconds"] = self.shared_elapsed
+        record["train/tokens_seen"] = self.tokens_seen
+        self.metrics_log.append(record)
+        self.report_progress()
+        self.postfix = {"loss": f"{means.get('loss', float('nan')):.3f}", "tok_s": f"{record['train/tokens_per_second']:.0f}"}
+        if self.budget is None:
+            self.progress_bar.set_postfix(self.postfix, refresh=False)
+        self.window_stats, self.window_steps, self.window_tokens_from, self.window_start = {}, 0, self.tokens_seen, time.perf_counter()
 
-    def save() -> Path | None:
-        if step in saved_at:
-            return saved_at[step]
-        if context.is_main:
-            # The best checkpoint survives pruning, also when it was saved before a resume.
-            protected = (checkpoint_name(best_step),) if best_step >= 0 else ()
-            saved_at[step] = save_checkpoint(
-                run_dir, step, model.state_dict(), checkpoint_config, trainer_state(), config.keep_last, protected
-            )
-            report_progress(saved_at[step])
-        return saved_at.get(step)
+    def evaluation_due(self, moment: EvaluationMoment, epoch_ended: bool = False) -> bool:
+        """Whether to evaluate now; the one place that decides when evaluation happens.
 
-    def evaluate() -> dict[str, float]:
-        nonlocal best_value, best_step, evaluations_without_improvement, evaluated_at, last_eval
-        model.eval()
-        with torch.no_grad(), autocast_context(device, config.precision):
-            metrics = task.evaluate(model)
-        model.train()
+        "start": before the first step, with --eval-at-start. "after_step": every --eval-every steps,
+        and with --eval-at-epoch-end when the step finished an epoch. "end": when training stops,
+        unless this step was already evaluated (also in the session before a resume).
+        """
+        config = self.config
+        if moment == "start":
+            return config.eval_at_start and self.step == 0
+        if moment == "end":
+            return self.evaluated_at != self.step
+        return bool(config.eval_every and self.step % config.eval_every == 0) or (config.eval_at_epoch_end and epoch_ended)
+
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate, log the metrics, and save a new best checkpoint when --best-metric improved."""
+        self.model.eval()
+        with torch.no_grad(), autocast_context(self.device, self.config.precision):
+            metrics = self.task.evaluate(self.model)
+        self.model.train()
         # Every rank evaluates the same held-out data with the same weights, so the metrics agree by
         # construction; taking rank 0's makes best-checkpoint and early-stopping decisions agree even
         # where GPU kernels are not bit-reproducible.
-        metrics = broadcast_from_main(metrics, context)
-        metrics_log.append({"step": step, **{f"eval/{key}": value for key, value in metrics.items()}})
+        metrics = broadcast_from_main(metrics, self.context)
+        self.metrics_log.append({"step": self.step, **{f"eval/{key}": value for key, value in metrics.items()}})
         # Set before a best-checkpoint save below, so that checkpoint records this evaluation.
-        evaluated_at, last_eval = step, metrics
-        if goal is not None:
-            if goal[0] not in metrics:
-                raise PrefineError(f"--best-metric {goal[0]} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
-            value = metrics[goal[0]]
-            if _is_improvement(value, best_value, goal[1]):
-                best_value, best_step, evaluations_without_improvement = value, step, 0
-                checkpoint = save()
-                if checkpoint is not None:
-                    set_pointer(run_dir, "best", checkpoint)
-            else:
-                evaluations_without_improvement += 1
+        self.evaluated_at, self.last_eval = self.step, metrics
+        if self.goal is not None:
+            self._track_best(metrics, *self.goal)
         summary = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items() if isinstance(value, (int, float)))
-        if context.is_main:
-            tqdm.write(f"step {step}: eval {summary}")
+        if self.context.is_main:
+            tqdm.write(f"step {self.step}: eval {summary}")
         return metrics
 
-    if not resume:
-        torch.manual_seed(config.seed)  # dropout; a resumed run restores the saved RNG state instead
-    model.train()
-    stopped_early = False
-    # A resumed run whose time budget is already spent trains no further (it only evaluates and saves).
-    time_up = budget is not None and elapsed_before >= budget
-    shared_elapsed = elapsed_before
-    show_progress = config.progress and context.is_main
-    postfix: dict[str, str] = {}
+    def _track_best(self, metrics: dict[str, float], name: str, direction: str) -> None:
+        if name not in metrics:
+            raise PrefineError(f"--best-metric {name} is not among the evaluation metrics ({', '.join(metrics)}); pick one of them")
+        value = metrics[name]
+        if _is_improvement(value, self.best_value, direction):
+            self.best_value, self.best_step, self.evaluations_without_improvement = value, self.step, 0
+            checkpoint = self.save()
+            if checkpoint is not None:
+                set_pointer(self.run_dir, "best", checkpoint)
+        else:
+            self.evaluations_without_improvement += 1
 
-    def budget_status(used: float) -> str:
-        """Under a time budget, the text after the bar: "12:03/45:00 (32:57 left), step 1234, loss 3.214, tok_s 5012"."""
-        steps = f"step {step}" + (f"/{config.max_steps}" if config.max_steps else "")
-        timing = f"{tqdm.format_interval(used)}/{tqdm.format_interval(budget)} ({tqdm.format_interval(budget - used)} left)"
-        return ", ".join([timing, steps, *(f"{key} {value}" for key, value in postfix.items())])
+    def patience_ran_out(self) -> bool:
+        """Early stopping: --early-stopping-patience evaluations in a row without a better --best-metric."""
+        patience = self.config.early_stopping_patience
+        if not (patience and self.evaluations_without_improvement >= patience):
+            return False
+        self.stopped_early = True
+        if self.context.is_main:
+            tqdm.write(f"early stopping: {self.config.best_metric} has not improved for {self.evaluations_without_improvement} evaluations")
+        return True
 
-    if budget is None:
-        progress = ProgressBar(
-            total=config.max_steps, initial=step, unit="step", disable=not show_progress, dynamic_ncols=True, mininterval=1.0
+    def save_due(self) -> bool:
+        """Every --save-every steps (the last step, a new best and Ctrl-C save on their own)."""
+        return bool(self.config.save_every and self.step % self.config.save_every == 0)
+
+    def save(self) -> Path | None:
+        """A checkpoint of this step (on rank 0; the others get None), at most once per step."""
+        if self.step in self.saved_at:
+            return self.saved_at[self.step]
+        if self.context.is_main:
+            # The best checkpoint survives pruning, also when it was saved before a resume.
+            protected = (checkpoint_name(self.best_step),) if self.best_step >= 0 else ()
+            self.saved_at[self.step] = save_checkpoint(
+                self.run_dir,
+                self.step,
+                self.model.state_dict(),
+                self.checkpoint_config,
+                self.trainer_state(),
+                self.config.keep_last,
+                protected,
+            )
+            self.report_progress(self.saved_at[self.step])
+        return self.saved_at.get(self.step)
+
+    def trainer_state(self) -> dict[str, Any]:
+        """Everything besides the weights that an exact resume needs (saved as the checkpoint's trainer state)."""
+        return {
+            "step": self.step,
+            "position": {"epoch": int(self.position.epoch), "offset": int(self.position.offset)},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(self.device),
+            "best_value": float(self.best_value) if self.best_value is not None else math.nan,
+            "best_step": self.best_step,
+            "evaluations_without_improvement": self.evaluations_without_improvement,
+            "world_size": self.context.world_size,
+            "elapsed_seconds": float(self.elapsed()),
+            "tokens_seen": int(self.tokens_seen),
+            "evaluated_at": self.evaluated_at,
+            "last_eval": {key: float(value) for key, value in self.last_eval.items() if isinstance(value, (int, float))},
+            # The steps since the last log line, so a resumed run logs the same means at the same steps.
+            # (Under torchrun this is rank 0's share; other ranks resume with it, for that one window.)
+            "log_window": {"stats": dict(self.window_stats), "steps": self.window_steps},
+        }
+
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM on any rank: save this step and raise TrainingInterrupted."""
+        checkpoint = self.save()
+        self.progress_bar.close()
+        # The others wait for rank 0's save: a rank that exits first would make torchrun stop the job mid-write.
+        barrier(self.context)
+        raise TrainingInterrupted(self.step, checkpoint)
+
+    def finish(self) -> None:
+        """After the last step: the deadline message, a final evaluation and checkpoint, and every rank waiting for them."""
+        self.progress_bar.close()
+        if self.stopped_at_deadline and self.budget is not None and self.context.is_main:
+            tqdm.write(f"time budget reached: {format_duration(self.budget)} ({self.step} steps)")
+        if self.evaluation_due("end"):
+            self.evaluate()
+        self.last_checkpoint = self.save()
+        barrier(self.context)  # callers on any rank may read the final checkpoint once train returns
+
+    def result(self) -> TrainingResult:
+        self.metrics_log.close()
+        best = best_checkpoint(self.run_dir) if self.config.best_metric and self.context.is_main else None
+        return TrainingResult(
+            self.step,
+            self.last_eval,
+            self.best_value,
+            best,
+            self.last_checkpoint or self.run_dir,
+            self.stopped_early,
+            self.stopped_at_deadline,
+            self.elapsed(),
+            self.tokens_seen,
         )
-    else:
+
+    # ---- clocks and progress ----
+
+    @property
+    def stopped_at_deadline(self) -> bool:
+        return self.time_up and not self.stopped_early
+
+    def elapsed(self) -> float:
+        """This rank's training time so far: earlier sessions plus this loop's wall time."""
+        return self.elapsed_before + (self.read_clock() - self.loop_started if self.loop_started is not None else 0.0)
+
+    def schedule_clock(self) -> float:
+        """The training time the learning-rate schedule follows under --max-time (the same on every rank)."""
+        return self.schedule_elapsed
+
+    def report_progress(self, checkpoint: Path | None = None) -> None:
+        if self.on_progress is not None and self.context.is_main:
+            self.on_progress(self.step, checkpoint)
+
+    def _open_progress_bar(self) -> ProgressBar:
+        show = self.config.progress and self.context.is_main
+        if self.budget is None:
+            return ProgressBar(
+                total=self.config.max_steps, initial=self.step, unit="step", disable=not show, dynamic_ncols=True, mininterval=1.0
+            )
         # The bar fills with the time budget rather than with steps.
-        progress = TimeBudgetBar(
-            total=budget,
-            initial=min(elapsed_before, budget),
+        bar = TimeBudgetBar(
+            total=self.budget,
+            initial=min(self.elapsed_before, self.budget),
             bar_format="{l_bar}{bar}| {status}",
-            disable=not show_progress,
+            disable=not show,
             dynamic_ncols=True,
             mininterval=1.0,
         )
-        progress.status = budget_status(progress.n)
-        progress.refresh()
+        bar.status = self._budget_status(bar.n)
+        bar.refresh()
+        return bar
 
-    def show(step_elapsed: float) -> None:
-        if budget is None:
-            progress.update(1)
+    def show_progress(self) -> None:
+        """Advance the bar by the step just taken, or under a time budget to the training time used."""
+        if self.budget is None:
+            self.progress_bar.update(1)
             return
-        used = min(step_elapsed, budget)
-        progress.status = budget_status(used)
-        progress.update(used - progress.n)
+        used = min(self.shared_elapsed, self.budget)
+        self.progress_bar.status = self._budget_status(used)
+        self.progress_bar.update(used - self.progress_bar.n)
 
-    window_stats: dict[str, float] = {key: float(value) for key, value in resumed_window["stats"].items()}
-    window_steps = int(resumed_window["steps"])
-    window_tokens_from = tokens_seen
-    window_start = time.perf_counter()
-    loop_started = read_clock()
-    with StopRequest() as stop:
-        if config.eval_at_start and step == 0:
-            last_eval = evaluate()
-        while (config.max_steps == 0 or step < config.max_steps) and not time_up:
-            epoch_before = position.epoch
-            optimizer.zero_grad(set_to_none=True)
-            step_stats: dict[str, float] = {}
-            step_tokens = 0
-            micro_batches = []
-            # Rank 0's clock of the last step (shared), so every rank accumulates the same count.
-            step_micro_batches = micro_batches_per_step(step, shared_elapsed, config)
-            for _ in range(step_micro_batches):
-                batch, position = task.batch_at(position, context.rank, context.world_size)
-                step_tokens += int(batch.get("num_real_tokens", 0))
-                micro_batches.append(batch)
-            loss_kwargs: dict[str, Any] = {}
-            # Per-unit losses: each micro-batch's loss is its sum over units divided by the global
-            # batch's count. DDP averages over ranks, hence the world_size; micro-batches add up.
-            scale = float(context.world_size) if counts_units else 1.0 / step_micro_batches
-            if counts_units:
-                local_units: dict[str, float] = {}
-                for batch in micro_batches:
-                    for name, count in task.loss_units(batch).items():
-                        local_units[name] = local_units.get(name, 0.0) + float(count)
-                names = sorted(local_units)
-                loss_kwargs["global_units"] = dict(zip(names, all_reduce_sum([local_units[name] for name in names], context)))
-            for micro, batch in enumerate(micro_batches):
-                batch = _to_device(batch, device)
-                sync = micro == step_micro_batches - 1 or not context.enabled
-                # Gradients of inner micro-batches stay local; DDP averages them once per step.
-                with contextlib.nullcontext() if sync else training_model.no_sync(), autocast_context(device, config.precision):
-                    loss, stats = task.loss(training_model, batch, **loss_kwargs)
-                (loss * scale).backward()
-                for key, value in stats.items():
-                    step_stats[key] = step_stats.get(key, 0.0) + value * scale
-            if config.max_grad_norm > 0:
-                step_stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
-            optimizer.step()
-            # One collective per step: the global batch's real tokens, and rank 0's clock, which decides
-            # the time-budgeted learning rate and the deadline for every rank alike.
-            global_tokens, shared_elapsed = all_reduce_sum([float(step_tokens), elapsed() if context.is_main else 0.0], context)
-            tokens_seen += int(global_tokens)
-            schedule_elapsed = shared_elapsed
-            time_up = budget is not None and shared_elapsed >= budget
-            scheduler.step()
-            step += 1
-            window_steps += 1
-            for key, value in step_stats.items():
-                window_stats[key] = window_stats.get(key, 0.0) + value
-
-            if step % config.log_every == 0 or step == config.max_steps or time_up:
-                window_seconds = time.perf_counter() - window_start
-                # Each rank's statistics describe its own slice; the mean over ranks describes the global batch.
-                names = sorted(window_stats)
-                means = dict(zip(names, all_reduce_mean([window_stats[key] / window_steps for key in names], context)))
-                record = {"step": step, **{f"train/{key}": value for key, value in means.items()}}
-                record["train/lr"] = scheduler.get_last_lr()[0]
-                if config.batch_ramp > 0:
-                    record["train/batch_size"] = config.batch_size // config.gradient_accumulation_steps * step_micro_batches
-                record["train/tokens_per_second"] = (tokens_seen - window_tokens_from) / max(window_seconds, 1e-9)
-                record["train/elapsed_seconds"] = shared_elapsed
-                record["train/tokens_seen"] = tokens_seen
-                metrics_log.append(record)
-                report_progress()
-                postfix = {"loss": f"{means.get('loss', float('nan')):.3f}", "tok_s": f"{record['train/tokens_per_second']:.0f}"}
-                if budget is None:
-                    progress.set_postfix(postfix, refresh=False)
-                window_stats, window_steps, window_tokens_from, window_start = {}, 0, tokens_seen, time.perf_counter()
-            show(shared_elapsed)
-
-            epoch_ended = position.epoch > epoch_before
-            if (config.eval_every and step % config.eval_every == 0) or (config.eval_at_epoch_end and epoch_ended):
-                last_eval = evaluate()
-                if config.early_stopping_patience and evaluations_without_improvement >= config.early_stopping_patience:
-                    stopped_early = True
-                    if context.is_main:
-                        tqdm.write(
-                            f"early stopping: {config.best_metric} has not improved for {evaluations_without_improvement} evaluations"
-                        )
-                    break
-            if config.save_every and step % config.save_every == 0:
-                save()
-            if any_rank(stop.requested, context):
-                checkpoint = save()
-                progress.close()
-                # The others wait for rank 0's save: a rank that exits first would make torchrun stop the job mid-write.
-                barrier(context)
-                raise TrainingInterrupted(step, checkpoint)
-        progress.close()
-        stopped_at_deadline = time_up and not stopped_early
-        if stopped_at_deadline and context.is_main:
-            tqdm.write(f"time budget reached: {format_duration(budget)} ({step} steps)")
-        if evaluated_at != step:
-            last_eval = evaluate()
-        last_checkpoint = save()
-        barrier(context)  # callers on any rank may read the final checkpoint once train returns
-    metrics_log.close()
-    best = best_checkpoint(run_dir) if config.best_metric and context.is_main else None
-    return TrainingResult(
-        step, last_eval, best_value, best, last_checkpoint or run_dir, stopped_early, stopped_at_deadline, elapsed(), tokens_seen
-    )
+    def _budget_status(self, used: float) -> str:
+        """Under a time budget, the text after the bar: "12:03/45:00 (32:57 left), step 1234, loss 3.214, tok_s 5012"."""
+        assert self.budget is not None
+        steps = f"step {self.step}" + (f"/{self.config.max_steps}" if self.config.max_steps else "")
+        budget = self.budget
+        timing = f"{tqdm.format_interval(used)}/{tqdm.format_interval(budget)} ({tqdm.format_interval(budget - used)} left)"
+        return ", ".join([timing, steps, *(f"{key} {value}" for key, value in self.postfix.items())])

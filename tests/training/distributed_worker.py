@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from prefine.model import BertForPreTraining, preset_config
+from prefine.objectives.masked_lm import PretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
-from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import load_tokenizer
 from prefine.training import TrainingConfig, init_distributed, train
 

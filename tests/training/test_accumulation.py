@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from prefine.model import IGNORE_LABEL, BertForPreTraining, preset_config
+from prefine.objectives.masked_lm import PretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
-from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 from prefine.training import DistributedContext, TrainingConfig, train
 from prefine.training.position import DataPosition

@@ -13,8 +13,8 @@ import torch
 from prefine.checkpoint import latest_checkpoint, load_trainer_state
 from prefine.errors import PrefineError
 from prefine.model import BertForPreTraining, preset_config
+from prefine.objectives.masked_lm import PretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
-from prefine.tasks.pretraining import PretrainingTask
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 from prefine.training import DistributedContext, TrainingConfig, TrainingInterrupted, train
 from prefine.training.optim import learning_rate_multiplier
