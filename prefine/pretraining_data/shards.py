@@ -35,6 +35,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from prefine.errors import PrefineError
+from prefine.jsonio import read_json_object
 from prefine.tokenizer import PlainTextEncoder
 
 FORMAT_VERSION = 1
@@ -59,10 +60,11 @@ class TokenShards:
     @classmethod
     def open(cls, directory: str | Path) -> TokenShards:
         directory = Path(directory)
-        meta_path = directory / "meta.json"
-        if not meta_path.is_file():
-            raise PrefineError(f"{directory} is not a token cache (no meta.json); delete it and rebuild")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json_object(
+            directory / "meta.json",
+            fix="delete the token cache and rebuild",
+            missing=f"{directory} is not a token cache (no meta.json); delete it and rebuild",
+        )
         if meta.get("format_version") != FORMAT_VERSION:
             raise PrefineError(f"{directory} was written by another prefine version; delete it and rebuild")
         tokens = np.memmap(directory / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["num_tokens"],))

@@ -21,6 +21,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from prefine.config import option
 from prefine.errors import PrefineError
+from prefine.jsonio import read_json_object
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every vocabulary prefine trains
@@ -211,13 +212,7 @@ def _tokenizer_from_vocabulary(directory: Path) -> Tokenizer:
 
     The ids match transformers' BertTokenizerFast for vocabularies made by BERT's own tooling.
     """
-    settings = {}
-    config_path = directory / "tokenizer_config.json"
-    if config_path.is_file():
-        try:
-            settings = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise PrefineError(f"{config_path} is not valid JSON ({error.msg} at line {error.lineno}); fix or delete it") from None
+    settings = read_json_object(directory / "tokenizer_config.json", fix="fix or delete it", missing_ok=True)
     lowercase = bool(settings.get("do_lower_case", True))
     strip_accents = settings.get("strip_accents")
     strip_accents = lowercase if strip_accents is None else bool(strip_accents)  # BERT's rule: uncased implies accent stripping
