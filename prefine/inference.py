@@ -3,7 +3,8 @@
 `load_run` turns a run (its folder, or its name in the run registry) into a ready `Predictor`:
 the hand-on checkpoint (best, else latest) loaded into the model its task builds, moved to the
 device and put in eval mode once, with the run's own tokenizer checked against the weights. A
-fine-tuned run gets its task's predictor; a pre-training run gets a `MaskedLMPredictor`, which
+fine-tuned run gets the predictor of the task its run.json records (never one guessed from the
+model's class); a pre-training run gets a `MaskedLMPredictor`, which
 fills [MASK] tokens.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, load_model_config, load_weights, model_checkpoint_of, read_run
+from prefine.checkpoint import RUN_FILE, TOKENIZER_DIR, is_run_dir, load_model_config, load_weights, model_checkpoint_of, read_run
 from prefine.errors import PrefineError
 from prefine.model import BertForPreTraining, config_from_dict
 from prefine.tasks.interface import Predictor, get_task
@@ -34,7 +35,8 @@ def resolve_run_dir(run: str, registry: str = "") -> Path:
     registry_path = find_registry(registry or None)
     if not registry_path.is_file():
         raise PrefineError(
-            f"run {run} not found: no such folder, and no run registry at {registry_path} to look its name up in; pass the run's folder or --registry PATH"
+            f"run {run} not found: no such folder, and no run registry at {registry_path} to look its name up in; "
+            "pass the run's folder or --registry PATH"
         )
     with RunRegistry(registry_path) as store:
         try:
@@ -65,7 +67,11 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
     kind = saved.get("kind")
     if kind != "finetune":
         raise PrefineError(f"{run_dir} is a {kind} run; pass a pre-training or fine-tuning run folder")
-    task = get_task(saved.get("task", "classification"))
+    # Every fine-tuning run.json prefine ever wrote names its task (the first, classification-only
+    # runs included), so a missing one is damage, not an old format: guessing would rebuild another task's head.
+    if not saved.get("task"):
+        raise PrefineError(f"{run_dir / RUN_FILE} records no task; restore the run's own {RUN_FILE}")
+    task = get_task(saved["task"])
     model = task.build_model(config, head)
     model.load_state_dict(load_weights(checkpoint))
     return task.predictor(model, tokenizer, saved, head, device)
@@ -78,7 +84,8 @@ def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
 
         if not init.electra.has_generator:
             raise PrefineError(
-                f"{init.description} is an ELECTRA discriminator without its generator; fill-mask needs the generator (a prefine ELECTRA run has it)"
+                f"{init.description} is an ELECTRA discriminator without its generator; "
+                "fill-mask needs the generator (a prefine ELECTRA run has it)"
             )
         electra = ElectraPreTrainingModel(init.electra.config, init.electra.generator_config)
         load_electra_state(electra, init.electra.state_dict)

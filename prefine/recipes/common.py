@@ -29,6 +29,9 @@ from prefine.checkpoint import (
     model_checkpoint_of,
 )
 from prefine.errors import PrefineError
+
+# Weight loading lives below the tasks, which call it too; recipes and their tests keep importing it from here.
+from prefine.interop.initial_weights import check_reinit_layers, load_initial_weights  # noqa: F401
 from prefine.model import BertConfig, config_from_dict
 from prefine.model.electra import ElectraWeights, electra_weights_from_checkpoint, is_electra_checkpoint_config
 from prefine.registry import RunRegistry, default_registry_path
@@ -213,42 +216,6 @@ def with_finetune_learning_rate(training, config: BertConfig):
     if training.learning_rate > 0:
         return training
     return dataclasses.replace(training, learning_rate=finetune_learning_rate(config))
-
-
-def check_reinit_layers(reinit_layers: int, num_blocks: int) -> None:
-    if not 0 <= reinit_layers <= num_blocks:
-        raise PrefineError(f"--reinit-layers {reinit_layers} must be between 0 and the model's {num_blocks} blocks")
-
-
-def load_initial_weights(model: torch.nn.Module, init: InitSource, from_scratch: bool, announce: bool, reinit_layers: int = 0) -> None:
-    """Fill a task model's encoder from --init (its task head stays fresh), or keep random weights.
-
-    `reinit_layers` top encoder blocks (and the pooler) keep the fresh weights the model was built
-    with instead of the loaded ones.
-    """
-    if from_scratch:
-        if announce:
-            print(f"init: random weights with the architecture of {init.description} (from scratch)")
-        return
-    from prefine.interop import load_into
-
-    blocks = model.bert.encoder.layer
-    check_reinit_layers(reinit_layers, len(blocks))
-    # Copies: loading writes into the very tensors a state_dict refers to.
-    fresh = [{key: value.clone() for key, value in block.state_dict().items()} for block in blocks[len(blocks) - reinit_layers :]]
-    pooler = (
-        {key: value.clone() for key, value in model.bert.pooler.state_dict().items()}
-        if reinit_layers and model.bert.pooler is not None
-        else None
-    )
-    report = load_into(model, init.state_dict)
-    for block, state in zip(blocks[len(blocks) - reinit_layers :], fresh):
-        block.load_state_dict(state)
-    if pooler is not None:
-        model.bert.pooler.load_state_dict(pooler)
-    if announce:
-        renewed = f"; top {reinit_layers} blocks and pooler re-initialized" if reinit_layers else ""
-        print(f"init: {init.description}; new: {', '.join(report.newly_initialized) or 'nothing'}{renewed}")
 
 
 def file_fingerprint(path: str) -> dict | None:

@@ -14,7 +14,9 @@ so a checkpoint that would not even run in prefine is never exported.
 
 An ELECTRA run exports as two folders, the discriminator and its generator (prefine.interop.electra).
 The command lives with the recipes, not in `prefine.interop`, because it dispatches on the task
-registry; the layouts it writes come from the layers below.
+registry: the task that trained the run (recorded in the checkpoint's config.json and the run's
+run.json) rebuilds the model and adds its keys, since two tasks can share one transformers class.
+The layouts it writes come from the layers below.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ from prefine.checkpoint import (
     load_model_config,
     load_weights,
     model_checkpoint_of,
+    read_run,
 )
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.model.electra import is_electra_checkpoint_config
-from prefine.tasks.interface import all_tasks, task_for_architecture
+from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
 
 PRETRAINING_ARCHITECTURE = "BertForPreTraining"
@@ -85,13 +88,46 @@ def _architecture(config_json: dict, source: Path) -> str:
     return architectures[0]
 
 
+def recorded_task_name(checkpoint: Path, config_json: dict) -> str | None:
+    """The task that trained a checkpoint: its config.json's "task", else its run's run.json "task" (a fine-tuning run)."""
+    if config_json.get("task"):
+        return str(config_json["task"])
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_DIR else None
+    if run_dir is not None and is_run_dir(run_dir):
+        saved = read_run(run_dir)
+        if saved.get("kind") == "finetune" and saved.get("task"):
+            return str(saved["task"])
+    return None
+
+
+def task_of_checkpoint(checkpoint: Path, config_json: dict, architecture: str) -> FinetuneTask | None:
+    """The task whose model and transformers keys the export uses (None: a pre-training checkpoint).
+
+    Two tasks may share an architecture (classification and any regression task a user adds both
+    export a BertForSequenceClassification), so the recorded task decides, never the architecture.
+    Only a checkpoint that records no task (one copied out of a run written before checkpoints
+    recorded it, or a hand-made folder) falls back to the first task exporting its architecture.
+    """
+    name = recorded_task_name(checkpoint, config_json)
+    if name is None:
+        return None if architecture == PRETRAINING_ARCHITECTURE else task_for_architecture(architecture)
+    task = get_task(name)
+    if task.architecture != architecture:
+        raise PrefineError(
+            f"{checkpoint / CONFIG_FILE}: architecture {architecture} is not the {task.architecture} that --task {task.name} "
+            "builds; the checkpoint does not match its run"
+        )
+    return task
+
+
 def _checked_model(
-    architecture: str, config: BertConfig, config_json: dict, weights: dict[str, torch.Tensor], source: Path
+    task: FinetuneTask | None, config: BertConfig, config_json: dict, weights: dict[str, torch.Tensor], source: Path
 ) -> torch.nn.Module:
-    if architecture == PRETRAINING_ARCHITECTURE:
+    architecture = task.architecture if task is not None else PRETRAINING_ARCHITECTURE
+    if task is None:
         model: torch.nn.Module = BertForPreTraining(config)
     else:
-        model = task_for_architecture(architecture).build_model(config, config_json)  # type: ignore[union-attr]
+        model = task.build_model(config, config_json)
     try:
         missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # shape mismatches, which strict=False does not forgive
@@ -103,7 +139,7 @@ def _checked_model(
     return model
 
 
-def hf_config_dict(config: BertConfig, architecture: str, config_json: dict) -> dict:
+def hf_config_dict(config: BertConfig, architecture: str, config_json: dict, task: FinetuneTask | None) -> dict:
     """The config.json transformers reads: every BertConfig field plus the architecture and the task's keys (labels)."""
     values = {
         "model_type": "bert",
@@ -114,7 +150,6 @@ def hf_config_dict(config: BertConfig, architecture: str, config_json: dict) -> 
         "dtype": "float32",  # transformers >= 5
         "torch_dtype": "float32",  # transformers 4
     }
-    task = task_for_architecture(architecture)
     if task is not None:
         values.update(task.hf_config(config_json))
     if "id2label" in values:
@@ -136,17 +171,18 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
             "ELECTRA-Small-style encoder), which transformers' BERT classes cannot hold; use it with prefine evaluate, predict or serve"
         )
     weights = load_weights(checkpoint)
-    model = _checked_model(architecture, config, config_json, weights, checkpoint)
+    task = task_of_checkpoint(checkpoint, config_json, architecture)
+    model = _checked_model(task, config, config_json, weights, checkpoint)
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config.vocab_size:
         raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; restore the run's own tokenizer"
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; "
+            "restore the run's own tokenizer"
         )
 
     out_dir = Path(out_dir)
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
         raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
-    task = task_for_architecture(architecture)
     custom = task.hf_export(model, config, config_json) if task is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     if custom is not None:  # a task with its own transformers layout (an EncoderDecoderModel)
@@ -156,7 +192,7 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
         tensors = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in model.state_dict().items()}
         if DECODER_WEIGHT in tensors:
             tensors[DECODER_BIAS] = tensors[MLM_BIAS].clone()
-        json_files = {CONFIG_FILE: hf_config_dict(config, architecture, config_json)}
+        json_files = {CONFIG_FILE: hf_config_dict(config, architecture, config_json, task)}
     save_file(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     give_default_permissions(out_dir / WEIGHTS_FILE)
     for name, values in json_files.items():
@@ -172,7 +208,8 @@ def _export_electra(run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Pa
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config_json.get("vocab_size", 0):
         raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; restore the run's own tokenizer"
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; "
+            "restore the run's own tokenizer"
         )
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
         raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")

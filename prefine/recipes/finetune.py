@@ -33,7 +33,7 @@ from prefine.recipes.common import (
     start_finetune,
     with_finetune_learning_rate,
 )
-from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, reject_foreign_flags
+from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, all_tasks, get_task, reject_foreign_flags
 from prefine.tasks.selection import DEV_SPLIT_FOLDER, Scoring, carve_dev_split
 from prefine.tokenizer import save_tokenizer, tokenizer_fingerprint
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, train
@@ -62,7 +62,8 @@ class FinetuneRunConfig:
     )
     dev_seed: int = option(
         0,
-        "seed of that dev split; its own seed, not --seed, so every fine-tuning seed and start of a comparison chooses on the same examples",
+        "seed of that dev split; its own seed, not --seed, so every fine-tuning seed and start of a comparison "
+        "chooses on the same examples",
     )
     out: str = option("", "run folder to create")
     resume: str = option("", "continue the interrupted fine-tuning run in this folder exactly where it stopped")
@@ -202,6 +203,8 @@ def run_finetune(
         **dataclasses.asdict(init.config),
         "model_type": "bert",
         "architectures": [task.architecture],
+        # A checkpoint folder copied out of its run still says which task reads it (export dispatches on it).
+        "task": task.name,
         "tokenizer_fingerprint": fingerprint,
         "classifier_dropout": run.classifier_dropout,
         **prepared.head,
@@ -231,7 +234,8 @@ def run_finetune(
             else (f" ({epochs_run:.3g} epochs: at least --min-steps {run.min_steps})")
         )
         print(
-            f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} at learning rate {training.learning_rate:g}"
+            f"{verb} ({task.name}) on {prepared.summary}; {training.max_steps} steps of {training.batch_size}{raised} "
+            f"at learning rate {training.learning_rate:g}"
         )
         print(scoring.line())
     pad_id = tokenizer.token_to_id("[PAD]")
@@ -248,34 +252,7 @@ def run_finetune(
         )
         if not prepared.has_eval or not context.is_main:
             return FinetuneOutcome(run_dir, result.last_eval, best_name, prepared.num_train_examples, scoring)
-        # Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it.
-        from prefine.inference import load_run
-
-        predictor = load_run(run_dir, context.device)
-        selection = task.final_evaluation(predictor, prepared, run.eval_batch_size)
-        _write_outputs(run_dir, selection.outputs, prefix="")
-        # The reported score: --test, scored once, with the checkpoint the selection data chose.
-        report = predictor.evaluate_source(scoring.report, run.eval_batch_size) if scoring.report else None
-        if report is not None:
-            _write_outputs(run_dir, report.outputs, prefix=TEST_OUTPUT_PREFIX)
-        checkpoint = model_checkpoint_of(run_dir).name
-        if full_report:
-            print(f"best checkpoint ({best_name}, chosen on {scoring.selection_how}): {checkpoint}")
-            if report is None:
-                print(
-                    f"score on the data that chose it (optimistic; pass --test FILE for a score nothing was chosen on):\n{selection.table}"
-                )
-            else:
-                print(f"on the selection data (chose the checkpoint):\n{selection.table}")
-                print(f"on {scoring.report} (the reported score: scored once, chose nothing):\n{report.table}")
-            written = [*selection.outputs, *(TEST_OUTPUT_PREFIX + name for name in (report.outputs if report else {}))]
-            if written:
-                print(f"wrote {', '.join(str(run_dir / name) for name in written)}")
-        else:
-            shown = report if report is not None else selection
-            where = "test" if report is not None else "selection data"
-            scores = "  ".join(f"{key} {value:.4g}" for key, value in shown.metrics.items())
-            print(f"best checkpoint {checkpoint} (by {best_name} on the selection data); {where}: {scores}")
+        selection, report = _score_best_checkpoint(task, run, prepared, scoring, run_dir, context.device, best_name, full_report)
         if report is None:
             handle.set_metrics(selection.metrics, (f"eval/{best_name}", float(selection.metrics[best_name])))
         else:
@@ -283,6 +260,48 @@ def run_finetune(
             handle.set_metrics(registry_metrics, (f"test/{best_name}", float(report.metrics[best_name])))
     reported = report.metrics if report is not None else selection.metrics
     return FinetuneOutcome(run_dir, reported, best_name, prepared.num_train_examples, scoring, selection.metrics)
+
+
+def _score_best_checkpoint(
+    task: FinetuneTask,
+    run: FinetuneRunConfig,
+    prepared: PreparedData,
+    scoring: Scoring,
+    run_dir: Path,
+    device: torch.device,
+    best_name: str,
+    full_report: bool,
+) -> tuple[Evaluation, Evaluation | None]:
+    """Score the checkpoint the run hands on (the best by --best-metric), loaded exactly as predict loads it, and print it.
+
+    Returns its evaluation on the selection data and on --test (scored once, the reported score; None without --test).
+    """
+    from prefine.inference import load_run
+
+    predictor = load_run(run_dir, device)
+    assert isinstance(predictor, Predictor)  # a fine-tuning run loads as its task's predictor
+    selection = task.final_evaluation(predictor, prepared, run.eval_batch_size)
+    _write_outputs(run_dir, selection.outputs, prefix="")
+    report = predictor.evaluate_source(scoring.report, run.eval_batch_size) if scoring.report else None
+    if report is not None:
+        _write_outputs(run_dir, report.outputs, prefix=TEST_OUTPUT_PREFIX)
+    checkpoint = model_checkpoint_of(run_dir).name
+    if not full_report:
+        shown = report if report is not None else selection
+        where = "test" if report is not None else "selection data"
+        scores = "  ".join(f"{key} {value:.4g}" for key, value in shown.metrics.items())
+        print(f"best checkpoint {checkpoint} (by {best_name} on the selection data); {where}: {scores}")
+        return selection, report
+    print(f"best checkpoint ({best_name}, chosen on {scoring.selection_how}): {checkpoint}")
+    if report is None:
+        print(f"score on the data that chose it (optimistic; pass --test FILE for a score nothing was chosen on):\n{selection.table}")
+    else:
+        print(f"on the selection data (chose the checkpoint):\n{selection.table}")
+        print(f"on {scoring.report} (the reported score: scored once, chose nothing):\n{report.table}")
+    written = [*selection.outputs, *(TEST_OUTPUT_PREFIX + name for name in (report.outputs if report else {}))]
+    if written:
+        print(f"wrote {', '.join(str(run_dir / name) for name in written)}")
+    return selection, report
 
 
 # Files a task writes for the --test evaluation sit beside the selection ones under this prefix.

@@ -1,5 +1,7 @@
 """`prefine generate`: write text with a fine-tuned generation run.
 
+The run's task decides whether it generates text (`FinetuneTask.generates_text`) and how its
+inputs are read and its outputs written (its `TextGenerator` predictor); this command names no task.
 `--text "..."` generates for one input and prints the tokens as they are decoded (greedy and
 sampling; a beam search prints its winner at the end). `--data FILE` generates for every input
 of a file (.jsonl/.tsv/.csv with the run's source column, or .txt with one input per line) and
@@ -18,6 +20,7 @@ from pathlib import Path
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig
+from prefine.tasks.interface import TextGenerator, all_tasks
 
 
 @dataclass
@@ -41,7 +44,6 @@ def add_command(subparsers) -> None:
 
 def generate_from_args(args: argparse.Namespace) -> int:
     from prefine.inference import load_run
-    from prefine.tasks.generation import GenerationPredictor, read_inputs, write_generations
     from prefine.training import resolve_device
 
     config = from_args(GenerateConfig, args)
@@ -53,25 +55,29 @@ def generate_from_args(args: argparse.Namespace) -> int:
     if config.batch_size < 1:
         raise PrefineError(f"--batch-size {config.batch_size} must be at least 1")
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
-    if not isinstance(predictor, GenerationPredictor):
-        kind = getattr(getattr(predictor, "task", None), "name", "pre-training")
-        raise PrefineError(f"{config.run} is a {kind} run; prefine generate needs a run fine-tuned with --task generation")
+    # The run's own task says whether it writes text; its predictor then offers the `TextGenerator` methods.
+    task = getattr(predictor, "task", None)
+    if task is None or not task.generates_text:
+        kind = getattr(task, "name", "pre-training")
+        generating = ", ".join(f"--task {each.name}" for each in all_tasks() if each.generates_text)
+        raise PrefineError(f"{config.run} is a {kind} run; prefine generate needs a run fine-tuned with {generating}")
+    generator: TextGenerator = predictor  # type: ignore[assignment]
     if config.text is not None:
-        predictor.stream(config.text, decoding, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+        generator.stream(config.text, decoding, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
         sys.stdout.write("\n")
         return 0
-    texts = read_inputs(config.data, predictor.data, predictor.columns, sys.stdin)
+    texts = generator.read_inputs(config.data, sys.stdin)
     if not texts:
         raise PrefineError(f"{config.data} holds no inputs to generate from")
-    generated = predictor.generate_texts(texts, decoding, config.batch_size)
+    generated = generator.generate_texts(texts, decoding, config.batch_size)
     if config.output == "-":
-        write_generations(texts, generated, sys.stdout, "jsonl")
+        generator.write_generations(texts, generated, sys.stdout)
         return 0
     output = Path(config.output)
     partial = output.with_name(output.name + ".partial")
     try:
         with open(partial, "w", encoding="utf-8") as handle:
-            write_generations(texts, generated, handle, "jsonl")
+            generator.write_generations(texts, generated, handle)
         partial.replace(output)  # never a half-written file under the requested name
     finally:
         partial.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from prefine.corpus import CorpusConfig
 from prefine.corpus.builtin import builtin_pretraining_documents
 from prefine.errors import PrefineError
 from prefine.machine import describe_machine
+from prefine.recipes.builtin_comparison import ComparisonSettings, run_builtin_comparison
 from prefine.recipes.fill_mask import load_masked_lm
 from prefine.recipes.pretrain import (
     PRETRAIN_DATA_DEFAULTS,
@@ -33,6 +34,7 @@ from prefine.recipes.pretrain import (
     new_model_settings,
     run_pretraining,
 )
+from prefine.tasks.interface import BuiltinComparison, FinetuneTask, builtin_comparisons
 from prefine.tokenizer import TokenizerConfig
 
 
@@ -59,26 +61,32 @@ class QuickstartConfig:
         "task (generation: ROUGE-L and example outputs), e.g. ner,generation; each adds one to a few minutes on a 2-core CPU, "
         "beyond the 10 minutes of the default run",
     )
-    extra_task_steps: int = option(0, "fine-tuning steps per model of each extra section (0: ner 300, generation 150)")
+    extra_task_steps: int = option(
+        0, "fine-tuning steps per model of each extra section (0: the steps its task declares: ner 300, generation 150)"
+    )
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise PrefineError(f"--seeds {self.seeds} must be at least 1 (3 give the gain an interval)")
         if not self.pretrain_time and self.pretrain_steps < 1:
             raise PrefineError("give the quickstart a pre-training budget: --pretrain-time (e.g. 5m) or --pretrain-steps N")
-        unknown = sorted(set(self.extra_task_list()) - set(EXTRA_TASKS))
+        extras = extra_comparisons()
+        unknown = sorted(set(self.extra_task_list()) - set(extras))
         if unknown:
-            raise PrefineError(
-                f"--extra-tasks {', '.join(unknown)} is not a built-in task comparison; choose from {', '.join(EXTRA_TASKS)}"
-            )
+            raise PrefineError(f"--extra-tasks {', '.join(unknown)} is not a built-in task comparison; choose from {', '.join(extras)}")
 
     def extra_task_list(self) -> list[str]:
         return [name.strip() for name in self.extra_tasks.split(",") if name.strip()]
 
 
-# Steps per model of the optional sections: NER's 300 took about 40 s for both models on an idle
-# 2-core EPYC; generation's 150 about 72 CPU-seconds plus decoding the test set.
-EXTRA_TASKS = {"ner": 300, "generation": 150}
+def main_comparison() -> tuple[FinetuneTask, BuiltinComparison]:
+    """The task comparison the quickstart always runs (the task that declares its comparison `main`)."""
+    return next(pair for pair in builtin_comparisons() if pair[1].main)
+
+
+def extra_comparisons() -> dict[str, tuple[FinetuneTask, BuiltinComparison]]:
+    """The optional sections (--extra-tasks), by name: every other task's built-in comparison."""
+    return {comparison.name: (task, comparison) for task, comparison in builtin_comparisons() if not comparison.main}
 
 
 FILL_MASK_EXAMPLES = (
@@ -144,7 +152,8 @@ def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float
         ""
         if set(by_verdict) == {"helped"}
         else (
-            " Pre-train longer (--pretrain-time, or prefine pretrain --max-time on your own corpus) or add seeds, and compare again with prefine compare."
+            " Pre-train longer (--pretrain-time, or prefine pretrain --max-time on your own corpus) or add seeds, "
+            "and compare again with prefine compare."
         )
     )
     return (
@@ -153,77 +162,35 @@ def interpret_comparison(rows: list[dict], pretraining: str, mlm_accuracy: float
     )
 
 
-def run_builtin_comparison(pretrain_dir: Path, out: Path, quickstart: QuickstartConfig) -> list[dict]:
-    """Fine-tune on the built-in docstring task from the pre-trained run and from scratch."""
-    from prefine.corpus.builtin import builtin_classification_task
-    from prefine.recipes.compare import run_comparison
-    from prefine.recipes.finetune import FINETUNE_TRAINING_DEFAULTS, FinetuneRunConfig
-    from prefine.tasks.classification import ClassificationDataConfig
-    from prefine.tasks.interface import get_task
-
-    train_rows, test_rows = builtin_classification_task()
-    task_dir = out / "task"
-    task_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train.jsonl", train_rows), ("test.jsonl", test_rows)):
-        with open(task_dir / name, "w", encoding="utf-8") as handle:
-            for text, label in rows:
-                handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
-    labels = sorted({label for _, label in train_rows})
-    majority = max(sum(1 for _, label in test_rows if label == name) for name in labels) / len(test_rows)
-    print(
-        f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
-        f"(pre-training never read a test docstring, a near-copy of one, or one of its sentences); majority-class accuracy {majority:.1%}"
+def run_main_comparison(pretrain_dir: Path, out: Path, config: QuickstartConfig) -> list[dict]:
+    """The quickstart's own section: fine-tune the main built-in task from the pre-trained run and from scratch."""
+    task, comparison = main_comparison()
+    print(f"== 4/4 fine-tuning: {comparison.heading}")
+    settings = ComparisonSettings(
+        steps=config.finetune_steps,
+        seed=config.seed,
+        seeds=config.seeds,
+        num_threads=config.num_threads,
+        progress=config.progress,
+        max_time=config.finetune_time,
     )
-    # --test, not --eval: the test docstrings only report; a dev split of the training docstrings chooses checkpoints.
-    run = FinetuneRunConfig(
-        init=str(pretrain_dir),
-        train=str(task_dir / "train.jsonl"),
-        test=str(task_dir / "test.jsonl"),
-        out=str(out / "finetune"),
-        registry=str(out / "registry.sqlite"),
-    )
-    training = dataclasses.replace(
-        FINETUNE_TRAINING_DEFAULTS,
-        max_steps=quickstart.finetune_steps,
-        max_time=quickstart.finetune_time,
-        batch_size=32,
-        seed=quickstart.seed,
-        num_threads=quickstart.num_threads,
-        progress=quickstart.progress,
-        eval_at_epoch_end=False,
-        eval_every=max(quickstart.finetune_steps // 3, 1),
-    )
-    data = ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label")
-    return run_comparison(get_task("classification"), run, data, training, [0.1, 1.0], explicit_steps=True, seeds=quickstart.seeds)
+    rows = run_builtin_comparison(task, comparison, pretrain_dir, out, settings)
+    assert isinstance(rows, list), "the main comparison is seeded: its rows feed interpret_comparison"
+    return rows
 
 
-def run_extra_task(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> list[dict] | dict:
+def run_extra_comparison(name: str, pretrain_dir: Path, out: Path, config: QuickstartConfig) -> list[dict] | dict:
     """One optional section (--extra-tasks): the same pre-trained-vs-random comparison on another built-in task."""
-    steps = config.extra_task_steps or EXTRA_TASKS[name]
-    if name == "ner":
-        from prefine.tasks.token_classification import run_builtin_ner_comparison
-
-        print("\n== extra: named entities in Python's docs (exceptions, functions, modules, types)")
-        rows = run_builtin_ner_comparison(
-            pretrain_dir, out, steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress, seeds=config.seeds
-        )
-        row = rows[0]
-        interval = (
-            ""
-            if row["gain_low"] is None
-            else f", 95% interval {100 * row['gain_low']:+.1f} to {100 * row['gain_high']:+.1f}: {row['verdict']}"
-        )
-        print(
-            f"entity F1: pre-trained {row['pretrained']:.3f}, from scratch {row['scratch']:.3f} ({100 * row['gain']:+.1f} points{interval})"
-        )
-        return rows
-    else:
-        from prefine.recipes.quickstart_generation import run_generation_comparison
-
-        print("\n== extra: write a docstring's one-line summary (text generation)")
-        return run_generation_comparison(
-            pretrain_dir, out, finetune_steps=steps, seed=config.seed, num_threads=config.num_threads, progress=config.progress
-        )
+    task, comparison = extra_comparisons()[name]
+    print(f"\n== extra: {comparison.heading}")
+    settings = ComparisonSettings(
+        steps=config.extra_task_steps or comparison.default_steps,
+        seed=config.seed,
+        seeds=config.seeds,
+        num_threads=config.num_threads,
+        progress=config.progress,
+    )
+    return run_builtin_comparison(task, comparison, pretrain_dir, out, settings)
 
 
 RESULTS_FILE = "results.json"
@@ -284,14 +251,13 @@ def run_quickstart(config: QuickstartConfig) -> int:
         candidates = masked_lm.fill_mask(text, top_k=3)[0]
         print(f"{text}\n    -> " + ", ".join(f"{token} ({probability:.0%})" for token, probability in candidates))
 
-    print("== 4/4 fine-tuning: which standard-library package does a docstring document?")
-    rows = run_builtin_comparison(pretrain_dir, out, config)
+    rows = run_main_comparison(pretrain_dir, out, config)
     final_accuracy = curve[-1][1] if curve else float("nan")
     pretraining = f"{result.step} pre-training steps" + (f" (time budget {config.pretrain_time})" if config.pretrain_time else "")
     # Said right under the table it reads, so it is not taken as a verdict on the extra tasks below,
     # which print their own comparison.
     print("\n" + interpret_comparison(rows, pretraining, final_accuracy))
-    extra_rows = {name: run_extra_task(name, pretrain_dir, out, config) for name in config.extra_task_list()}
+    extra_rows = {name: run_extra_comparison(name, pretrain_dir, out, config) for name in config.extra_task_list()}
     # What benchmarks/results/quickstart.json holds: the tables in README.md and docs/ are rendered from it.
     results = {
         "kind": "quickstart",

@@ -5,15 +5,15 @@ The pieces, in the order a fine-tuning run uses them:
 1. `load_classification_data` reads the training and evaluation sets (see `task_data`),
    finds the text, text-pair and label columns when they are not given, decides between
    classification and regression, fixes the label order (`LabelSet`) and tokenizes every text
-   once with the fast tokenizer (`encode_examples`). Pairs are encoded exactly like the NSP
-   inputs of pre-training: [CLS] A [SEP] B [SEP] with segment 0 up to the first [SEP].
-2. `ClassificationBatches` serves training batches from a data position (epoch, examples
+   once with the fast tokenizer (`text_inputs.encode_examples`, which every text task shares).
+   Pairs are encoded exactly like the NSP inputs of pre-training: [CLS] A [SEP] B [SEP].
+2. `ClassificationBatches` (the shared `text_inputs.ExampleBatches`) serves training batches from a data position (epoch, examples
    consumed), so a resumed run sees exactly the batches the interrupted one would have seen.
    Batches group examples of similar length and are padded only to their own longest
    example: a sentiment set where most reviews are short and a few are long pays for the long
    ones only in the few batches that hold them.
 3. `ClassificationTask` plugs into the training loop; `evaluate` scores the eval set with
-   `predict_logits`, which runs length-sorted batches and puts the outputs back in file order.
+   the shared `predict_logits`, which runs length-sorted batches and puts the outputs back in file order.
 4. `write_predictions` writes labels and class probabilities as JSONL or TSV.
 """
 
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -36,11 +35,14 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from prefine.config import option
+from prefine.corpus.builtin import builtin_classification_task
 from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.model import BertConfig
-from prefine.tasks.batching import SeekableBatches, TrainsOnBatches, length_grouped
+from prefine.tasks.batching import TrainsOnBatches
+from prefine.tasks.columns import ColumnPicker, find_column
 from prefine.tasks.interface import (
+    BuiltinComparison,
     Evaluation,
     FinetuneTask,
     Predictor,
@@ -51,8 +53,10 @@ from prefine.tasks.interface import (
     register_task,
     subsample_indices,
 )
-from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
+from prefine.tasks.prediction_output import PredictionWriter
+from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_jsonl, write_split
 from prefine.tasks.task_data import RecordTable, read_records
+from prefine.tasks.text_inputs import EncodedExamples, ExampleBatches, encode_examples, predict_logits, truncating_copy
 from prefine.training.loop import TrainingTask
 
 # Column names that obviously hold the text, in order of preference. Pair layouts are tried
@@ -68,7 +72,6 @@ TEXT_PAIR_COLUMNS = (
 )
 TEXT_COLUMNS = ("sentence", "text", "content", "document", "review", "comment", "sentence1", "premise", "question", "text_a", "text1")
 LABEL_COLUMNS = ("label", "labels", "gold_label", "class", "sentiment", "score", "target")
-ENCODE_CHUNK = 10_000  # texts per encode_batch call: big enough for Rust's parallelism, bounded memory
 
 
 @dataclass
@@ -106,59 +109,25 @@ class ClassificationColumns:
     label: str | None
 
 
-def _find(candidates: Sequence[str], available: list[str]) -> str | None:
-    by_lowercase = {name.lower(): name for name in available}
-    return next((by_lowercase[name] for name in candidates if name in by_lowercase), None)
-
-
-def _partner_column(text_column: str, available: list[str]) -> str | None:
-    for first, second in TEXT_PAIR_COLUMNS:
-        if text_column.lower() == first:
-            partner = _find([second], available)
-            if partner is not None:
-                return partner
-    return None
+def _partner_columns(text_column: str) -> list[str]:
+    """The usual second column of a pair whose first column is `text_column` (sentence2 for sentence1)."""
+    return [second for first, second in TEXT_PAIR_COLUMNS if text_column.lower() == first]
 
 
 def choose_columns(table: RecordTable, config: ClassificationDataConfig, need_label: bool = True) -> ClassificationColumns:
-    """The text, text-pair and label columns: the configured ones (checked) or detected ones (announced)."""
+    """The text, text-pair and label columns: the configured ones (checked) or detected ones (announced once)."""
     available = table.column_names
-    listing = ", ".join(available)
-    detected = []
-    if config.text_column is not None:
-        table.column(config.text_column, "text column", "--text-column")
-        text = config.text_column
-    else:
-        pair_first = [first for first, second in TEXT_PAIR_COLUMNS if _find([first], available) and _find([second], available)]
-        text = _find(pair_first[:1] or TEXT_COLUMNS, available)
-        if text is None:
-            raise PrefineError(
-                f"cannot tell which column of {table.source} holds the text (columns: {listing}); choose one with --text-column"
-            )
-        detected.append(f"text '{text}'")
-    if config.text_pair_column is not None:
-        table.column(config.text_pair_column, "text pair column", "--text-pair-column")
-        text_pair = config.text_pair_column
-    else:
-        text_pair = _partner_column(text, available)
-        if text_pair is not None:
-            detected.append(f"text pair '{text_pair}'")
-    if config.label_column is not None:
-        if need_label or config.label_column in available:
-            table.column(config.label_column, "label column", "--label-column")
-        label = config.label_column if config.label_column in available else None
-    else:
-        label = _find([name for name in LABEL_COLUMNS if name not in (text.lower(), (text_pair or "").lower())], available)
-        if label is None and need_label:
-            raise PrefineError(
-                f"cannot tell which column of {table.source} holds the label (columns: {listing}); choose one with --label-column"
-            )
-        if label is not None:
-            detected.append(f"label '{label}'")
-    if detected:
-        notice_once(
-            f"{table.source}: using {', '.join(detected)} (detected; override with --text-column, --text-pair-column, --label-column)"
-        )
+    picker = ColumnPicker(table, ("--text-column", "--text-pair-column", "--label-column"))
+    # Pair layouts are preferred: QNLI's (question, sentence) is read as a pair, not as the lone "sentence".
+    pair_first = [first for first, second in TEXT_PAIR_COLUMNS if find_column([first], available) and find_column([second], available)]
+    text = picker.pick(config.text_column, pair_first[:1] or TEXT_COLUMNS, "text", "--text-column")
+    assert text is not None  # a required role is found or raises
+    # A pair column is optional when detected, but one named with --text-pair-column must exist.
+    text_pair = picker.pick(
+        config.text_pair_column, _partner_columns(text), "text pair", "--text-pair-column", required=config.text_pair_column is not None
+    )
+    label = picker.pick(config.label_column, LABEL_COLUMNS, "label", "--label-column", required=need_label, exclude=(text, text_pair))
+    picker.announce()
     return ClassificationColumns(text, text_pair, label)
 
 
@@ -213,12 +182,14 @@ class LabelSet:
             if not all_numeric:
                 label = next(label for label in unique if numbers[label] is None)
                 raise PrefineError(
-                    f"{source} has the label '{label}' ({locate(labels.index(label))}), which is not a number; regression needs numeric labels (or use --task-type classification)"
+                    f"{source} has the label '{label}' ({locate(labels.index(label))}), which is not a number; "
+                    "regression needs numeric labels (or use --task-type classification)"
                 )
             return cls([], is_regression=True)
         if len(unique) < 2:
             raise PrefineError(
-                f"{source} has a single label value ('{unique[0] if unique else ''}'); a classifier needs at least two classes in the training data"
+                f"{source} has a single label value ('{unique[0] if unique else ''}'); "
+                "a classifier needs at least two classes in the training data"
             )
         names = sorted(unique, key=lambda label: (numbers[label], label)) if all_numeric else unique
         return cls(names)
@@ -268,113 +239,6 @@ class LabelSet:
         if sorted(by_id) != list(range(len(by_id))) or len(set(by_id.values())) != len(by_id):
             raise PrefineError(f"{source}: id2label {id2label} must map the ids 0..n-1 to distinct labels; fix the mapping")
         return cls([by_id[index] for index in range(len(by_id))])
-
-
-# ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-@dataclass
-class EncodedExamples:
-    """Tokenized examples, stored flat: example i is tokens offsets[i]:offsets[i + 1]."""
-
-    input_ids: np.ndarray  # int32, all examples back to back
-    token_type_ids: np.ndarray  # int8, same layout
-    offsets: np.ndarray  # int64, N + 1 entries
-    labels: np.ndarray | None = None  # int64 class ids or float32 targets, one per example
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def subset(self, indices: np.ndarray) -> EncodedExamples:
-        """The examples at `indices`, in that order (e.g. a fraction of the training set)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        lengths = self.lengths[indices]
-        new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        # Token k of the subset comes from old position k + (old start - new start) of its example.
-        token_positions = np.arange(int(new_offsets[-1])) + np.repeat(self.offsets[indices] - new_offsets[:-1], lengths)
-        return EncodedExamples(
-            self.input_ids[token_positions],
-            self.token_type_ids[token_positions],
-            new_offsets,
-            None if self.labels is None else self.labels[indices],
-        )
-
-    def example_ids(self, index: int) -> list[int]:
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]].tolist()
-
-    def collate(self, indices: np.ndarray, pad_id: int) -> dict[str, Any]:
-        """The examples at `indices`, padded to the longest of them, as model inputs (no per-token Python)."""
-        lengths = self.lengths[indices]
-        width = int(lengths.max(initial=1))
-        real = np.arange(width) < lengths[:, None]
-        token_positions = (self.offsets[indices][:, None] + np.arange(width))[real]  # row-major, like real's True cells
-        input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
-        token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
-        input_ids[real] = self.input_ids[token_positions]
-        token_type_ids[real] = self.token_type_ids[token_positions]
-        batch: dict[str, Any] = {
-            "input_ids": torch.from_numpy(input_ids),
-            "token_type_ids": torch.from_numpy(token_type_ids),
-            "attention_mask": torch.from_numpy(real.astype(np.int64)),
-            "num_real_tokens": int(lengths.sum()),
-        }
-        if self.labels is not None:
-            batch["labels"] = torch.from_numpy(self.labels[indices])
-        return batch
-
-
-def truncating_copy(tokenizer: Tokenizer, max_seq_length: int) -> Tokenizer:
-    # A private copy: enabling truncation on the caller's tokenizer would silently change
-    # every later use of it (saving it, pre-training shards, QA windows).
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.no_padding()
-    copy.enable_truncation(max_seq_length, strategy="longest_first")
-    return copy
-
-
-def encode_examples(
-    texts: Sequence[str],
-    text_pairs: Sequence[str] | None,
-    tokenizer: Tokenizer,
-    max_seq_length: int,
-    labels: np.ndarray | None = None,
-    prepared_encoder: bool = False,
-) -> EncodedExamples:
-    """Tokenize texts (or text pairs) with [CLS]/[SEP] and segment ids, truncated to max_seq_length.
-
-    With `prepared_encoder`, `tokenizer` already is a `truncating_copy` (a predictor makes it once).
-    """
-    if text_pairs is not None and len(text_pairs) != len(texts):
-        raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
-    encoder = tokenizer if prepared_encoder else truncating_copy(tokenizer, max_seq_length)
-    # encode_batch_fast (tokenizers >= 0.20) skips the character offsets, which classification never needs.
-    encode_batch = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
-    id_chunks, type_chunks, length_chunks = [], [], []
-    for start in range(0, len(texts), ENCODE_CHUNK):
-        inputs = texts[start : start + ENCODE_CHUNK]
-        if text_pairs is not None:
-            inputs = list(zip(inputs, text_pairs[start : start + ENCODE_CHUNK]))
-        encodings = encode_batch(list(inputs))
-        ids = [encoding.ids for encoding in encodings]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        total = int(lengths.sum())
-        id_chunks.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=total))
-        type_chunks.append(
-            np.fromiter(itertools.chain.from_iterable(encoding.type_ids for encoding in encodings), dtype=np.int8, count=total)
-        )
-        length_chunks.append(lengths)
-    lengths = np.concatenate(length_chunks) if length_chunks else np.zeros(0, dtype=np.int64)
-    return EncodedExamples(
-        input_ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, dtype=np.int32),
-        token_type_ids=np.concatenate(type_chunks) if type_chunks else np.zeros(0, dtype=np.int8),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        labels=labels,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +292,8 @@ def load_classification_data(
     at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
     if at_limit:
         notice_once(
-            f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} and may be truncated"
+            f"{train.table.source}: {at_limit} of {len(train_examples)} examples reach --max-seq-length {config.max_seq_length} "
+            "and may be truncated"
         )
     eval_examples = None
     if eval_path is not None:
@@ -441,71 +306,12 @@ def load_classification_data(
 # ---------------------------------------------------------------------------------------------
 # Batches
 
-
-class ClassificationBatches(SeekableBatches):
-    """Training batches of encoded examples, length-grouped and padded per batch (see SeekableBatches)."""
-
-    def __init__(
-        self,
-        examples: EncodedExamples,
-        batch_size: int,
-        pad_id: int,
-        seed: int,
-        group_by_length: bool = True,
-        shuffle: bool = True,
-    ):
-        if examples.labels is None:
-            raise ValueError("training examples need labels")
-        if not len(examples):
-            raise PrefineError("the training data holds no examples; point at a file with data")
-        super().__init__(len(examples), batch_size, seed, shuffle)
-        self.examples = examples
-        self.pad_id = pad_id
-        self.group_by_length = group_by_length
-
-    def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        return length_grouped(order, self.examples.lengths, self.batch_size, rng) if self.group_by_length else order
-
-    def collate(self, indices: np.ndarray) -> dict[str, Any]:
-        return self.examples.collate(indices, self.pad_id)
-
-
-def sequential_batches(examples: EncodedExamples, batch_size: int, pad_id: int) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
-    """(indices, batch) over every example once, longest first, so little padding is computed."""
-    order = np.argsort(-examples.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        yield indices, examples.collate(indices, pad_id)
+# Classification trains on the shared length-grouped batches of labelled examples.
+ClassificationBatches = ExampleBatches
 
 
 # ---------------------------------------------------------------------------------------------
 # Prediction
-
-
-def predict_logits(model: nn.Module, examples: EncodedExamples, batch_size: int, device: torch.device, pad_id: int = 0) -> np.ndarray:
-    """Logits [N, num_labels] in the order of `examples`.
-
-    The pad id only fills masked positions, which no real token attends to, so it does not
-    change the logits; it is a parameter for tidiness with vocabularies whose [PAD] is not 0.
-    The model's mode is the caller's: the loop and a loaded predictor put it in eval mode once,
-    and prediction never flips it (a server shares one model between requests).
-    """
-    order_parts, logit_parts = [], []
-    with torch.no_grad():
-        for indices, batch in sequential_batches(examples, batch_size, pad_id):
-            output = model(
-                input_ids=batch["input_ids"].to(device, non_blocking=True),
-                token_type_ids=batch["token_type_ids"].to(device, non_blocking=True),
-                attention_mask=batch["attention_mask"].to(device, non_blocking=True),
-            )
-            order_parts.append(indices)
-            logit_parts.append(output.logits.float())  # kept on the device: one transfer at the end
-    if not logit_parts:
-        return np.zeros((0, model.num_labels), dtype=np.float32)
-    sorted_logits = torch.cat(logit_parts).cpu().numpy()
-    logits = np.empty_like(sorted_logits)
-    logits[np.concatenate(order_parts)] = sorted_logits
-    return logits
 
 
 def probabilities_from_logits(logits: np.ndarray, label_set: LabelSet) -> np.ndarray:
@@ -517,11 +323,6 @@ def probabilities_from_logits(logits: np.ndarray, label_set: LabelSet) -> np.nda
     return exponentials / exponentials.sum(axis=1, keepdims=True)
 
 
-def _tsv_cell(text: str) -> str:
-    # Tabs and line breaks inside a text would shift or split the row; JSONL keeps them verbatim.
-    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
 def write_predictions(
     texts: Sequence[str],
     probabilities: np.ndarray,
@@ -531,8 +332,6 @@ def write_predictions(
     text_pairs: Sequence[str] | None = None,
 ) -> None:
     """One prediction per text, in input order: the label and every class probability (or the score)."""
-    if format not in ("jsonl", "tsv"):
-        raise PrefineError(f"unknown prediction format '{format}'; use jsonl or tsv")
     names = label_set.names
     if label_set.is_regression:
         predicted: list[str] = []
@@ -540,26 +339,22 @@ def write_predictions(
     else:
         predicted = [names[index] for index in np.asarray(probabilities).argmax(axis=1)]
         rows = np.asarray(probabilities, dtype=np.float64).round(6).tolist()
+    header = ["text"] + (["text_pair"] if text_pairs is not None else [])
+    header += ["score"] if label_set.is_regression else ["label"] + [f"prob_{name}" for name in names]
+    writer = PredictionWriter(out, format, header)
     pairs = text_pairs if text_pairs is not None else itertools.repeat(None)
-    if format == "tsv":
-        header = ["text"] + (["text_pair"] if text_pairs is not None else [])
-        header += ["score"] if label_set.is_regression else ["label"] + [f"prob_{name}" for name in names]
-        out.write("\t".join(header) + "\n")
     for index, (text, pair, row) in enumerate(zip(texts, pairs, rows)):
-        if format == "jsonl":
-            record: dict[str, Any] = {"text": text}
-            if pair is not None:
-                record["text_pair"] = pair
-            if label_set.is_regression:
-                record["score"] = row[0]
-            else:
-                record["label"] = predicted[index]
-                record["probabilities"] = dict(zip(names, row))
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        record: dict[str, Any] = {"text": text}
+        if pair is not None:
+            record["text_pair"] = pair
+        if label_set.is_regression:
+            record["score"] = row[0]
         else:
-            cells = [_tsv_cell(text)] + ([_tsv_cell(pair)] if pair is not None else [])
-            cells += [repr(row[0])] if label_set.is_regression else [predicted[index]] + [f"{value:.6f}" for value in row]
-            out.write("\t".join(cells) + "\n")
+            record["label"] = predicted[index]
+            record["probabilities"] = dict(zip(names, row))
+        cells = [text] + ([pair] if pair is not None else [])
+        cells += [repr(row[0])] if label_set.is_regression else [predicted[index]] + [f"{value:.6f}" for value in row]
+        writer.write(record, cells)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,6 +520,21 @@ class ClassificationFinetuneTask(FinetuneTask):
     def default_best_metric(self, prepared: PreparedData) -> str:
         return "pearson" if prepared.payload.label_set.is_regression else "accuracy"
 
+    def builtin_comparison(self) -> BuiltinComparison:
+        return BuiltinComparison(
+            name=self.name,
+            heading="which standard-library package does a docstring document?",
+            data_folder="task",
+            write_data=_write_builtin_docstrings,
+            data=ClassificationDataConfig(max_seq_length=128, text_column="text", label_column="label"),
+            metric="accuracy",
+            metric_label="accuracy",
+            default_steps=300,
+            run_folder="finetune",
+            main=True,
+            fractions=(0.1, 1.0),
+        )
+
     def max_length(self, data: ClassificationDataConfig) -> tuple[int, str]:
         return data.max_seq_length, "--max-seq-length"
 
@@ -785,6 +595,21 @@ class ClassificationFinetuneTask(FinetuneTask):
 
     def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
         return {key: head[key] for key in ("problem_type", "id2label", "label2id", "classifier_dropout") if key in head}
+
+
+def _write_builtin_docstrings(folder: Path) -> tuple[Path, Path, str]:
+    """The docstring-package task (`prefine.corpus.builtin`) as JSONL under `folder`, and a line about it."""
+    train_rows, test_rows = builtin_classification_task()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train.jsonl", train_rows), ("test.jsonl", test_rows)):
+        write_jsonl(folder / name, ({"text": text, "label": label} for text, label in rows))
+    labels = sorted({label for _, label in train_rows})
+    majority = max(sum(1 for _, label in test_rows if label == name) for name in labels) / len(test_rows)
+    summary = (
+        f"{len(labels)} packages ({', '.join(labels)}); {len(train_rows)} training / {len(test_rows)} test docstrings "
+        f"(pre-training never read a test docstring, a near-copy of one, or one of its sentences); majority-class accuracy {majority:.1%}"
+    )
+    return folder / "train.jsonl", folder / "test.jsonl", summary
 
 
 register_task(ClassificationFinetuneTask())

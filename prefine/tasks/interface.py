@@ -5,12 +5,21 @@ subclass registered with `register_task`. The generic recipes (`prefine finetune
 predict / compare / export`, the quickstart and `prefine serve`) only ever talk to this
 interface, so adding a task means writing one module, never editing a recipe:
 
-    finetune:  check_inputs, check_encoder -> [split_dev when no --eval but --test] -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
+    finetune:  check_inputs (before any weights load), check_encoder -> [split_dev when no --eval but --test]
+               -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
                -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
                (on the selection data) -> evaluate_source (on --test, the reported score)
-    export:    build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
+    export:    the run's recorded task -> build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
     evaluate:  load_predictor -> evaluate_source
     predict:   load_predictor -> predict_cli (files, stdin, task flags) or predict_records (JSON)
+    serve:     load_predictor -> predict_records (and stream_records where the predictor has it)
+    generate:  generates_text -> a `TextGenerator` predictor: read_inputs -> stream or generate_texts -> write_generations
+    quickstart: builtin_comparison (optional) -> the pre-trained-vs-random comparison on data prefine ships
+
+Every verb that loads a run (export, evaluate, predict, generate, serve) finds its task by the
+name the run recorded (run.json's and the checkpoint config.json's "task"), never by the model's
+class: two tasks may share a Hugging Face architecture (regression and the toy text-length task
+both export a BertForSequenceClassification) and still read, score and write differently.
 
 Everything a task needs from the command line lives in two dataclasses it declares:
 `data_config` (training/eval data and input shape, saved in run.json) and `predict_config`
@@ -28,7 +37,9 @@ import argparse
 import importlib
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 import numpy as np
@@ -38,6 +49,7 @@ from torch import nn
 
 from prefine.errors import PrefineError
 from prefine.interop.hf_files import HFExport  # noqa: F401  (tasks name it through this interface)
+from prefine.interop.initial_weights import load_initial_weights as load_encoder_weights
 from prefine.model import BertConfig
 from prefine.training.loop import TrainingTask
 
@@ -117,6 +129,56 @@ class Predictor(ABC):
         """`prefine predict`: read `source` ("-" = stdin) or the task's own flags, write to `output`; returns the count."""
 
 
+class TextGenerator(Predictor):
+    """A predictor that writes text (`generates_text` tasks): what `prefine generate` calls, whatever the task."""
+
+    @abstractmethod
+    def read_inputs(self, source: str, stdin: TextIO) -> list[str]:
+        """The texts to generate from: a file in the run's format, a .txt of one text per line, or stdin ("-")."""
+
+    @abstractmethod
+    def generate_texts(self, texts: Sequence[str], decoding: Any, batch_size: int = 64) -> list[str]:
+        """One generated text per input, in input order."""
+
+    @abstractmethod
+    def stream(self, text: str, decoding: Any, write: Callable[[str], Any]) -> str:
+        """Generate for one text, calling `write(piece)` with each newly decoded piece; returns the whole text."""
+
+    @abstractmethod
+    def write_generations(self, texts: Sequence[str], generated: Sequence[str], output: TextIO, format: str = "jsonl") -> None:
+        """One line per input, in input order."""
+
+
+@dataclass
+class BuiltinComparison:
+    """A pre-trained-vs-random comparison on data prefine ships, declared by the task that runs it (the quickstart's sections).
+
+    The recipe (`prefine.recipes.builtin_comparison`) is the same for every task: it writes the
+    data under the quickstart's folder, fine-tunes from the pre-trained run and from random
+    weights of the same shape, and prints the headline metric of both. A `seeded` comparison runs
+    `prefine compare` (every fraction and seed; a dev split of the training data chooses the
+    checkpoint and the test data reports once); otherwise it fine-tunes once per start and scores
+    the test data as the selection data, showing `examples_shown` of its predictions.
+    """
+
+    name: str  # what `prefine quickstart --extra-tasks` calls it
+    heading: str  # the section's title
+    data_folder: str  # where `write_data` puts the files, under the quickstart's folder
+    write_data: Callable[[Path], tuple[Path, Path, str]]  # folder -> (training file, test file, one line about the data)
+    data: Any  # the task's data config for these files
+    metric: str  # the metric both starts are compared on
+    metric_label: str  # how the summary line names it ("entity F1")
+    default_steps: int  # fine-tuning steps per model unless the quickstart says otherwise
+    run_folder: str  # the comparison's folder (seeded), or the prefix of one folder per start
+    main: bool = False  # the quickstart's own fine-tuning section rather than an --extra-tasks one
+    fractions: tuple[float, ...] = (1.0,)
+    seeded: bool = True
+    score_digits: int = 3  # decimals of the scores in the summary line
+    gain_scale: float = 100.0  # the gain in the summary line is (pretrained - scratch) * gain_scale ...
+    gain_unit: str = " points"  # ... followed by this
+    examples_shown: int = 0  # entries of predictions.json (reference, generated) shown per start (one fine-tune per start only)
+
+
 class FinetuneTask(ABC):
     """One fine-tuning task. Subclasses set the class attributes and implement the methods."""
 
@@ -128,6 +190,7 @@ class FinetuneTask(ABC):
     architecture: ClassVar[str]  # the transformers class an export maps to, e.g. BertForSequenceClassification
     metric_directions: ClassVar[dict[str, str]]  # metric -> "max" or "min", for every metric evaluate returns
     train_hint: ClassVar[str] = "--train FILE"  # how --train is described in errors
+    generates_text: ClassVar[bool] = False  # its predictor is a `TextGenerator`, so `prefine generate` takes its runs
 
     @abstractmethod
     def max_length(self, data: Any) -> tuple[int, str]:
@@ -135,9 +198,13 @@ class FinetuneTask(ABC):
 
     def check_inputs(self, train: str, eval: str | None, data: Any) -> None:
         """Read --train and --eval as `prepare` will (without tokenizing), so a bad path or column fails before any work."""
+        # Optional: the default accepts everything, so a task without the check still runs.
+        return None
 
     def check_encoder(self, config: BertConfig) -> None:
         """Refuse an --init encoder this task's model cannot be built from, before any data is read (the default takes any)."""
+        # Optional: the default accepts everything, so a task without the check still runs.
+        return None
 
     @abstractmethod
     def prepare(self, train: str, eval: str | None, data: Any, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
@@ -183,9 +250,7 @@ class FinetuneTask(ABC):
         task whose model holds the encoder's weights in more than one place (a decoder warm-started
         from the same checkpoint) overrides it.
         """
-        from prefine.recipes.common import load_initial_weights
-
-        load_initial_weights(model, init, from_scratch, announce, reinit_layers=reinit_layers)
+        load_encoder_weights(model, init, from_scratch, announce, reinit_layers=reinit_layers)
 
     def split_dev(self, train: str, data: Any, fraction: float, seed: int, folder: Any) -> Any:
         """Carve a seeded dev split (`prefine.tasks.selection.DevSplit`) out of --train, as two files under `folder`.
@@ -197,6 +262,10 @@ class FinetuneTask(ABC):
         from prefine.tasks.selection import PASS_DEV_AND_TEST
 
         raise PrefineError(f"--task {self.name} cannot carve a dev split out of --train; {PASS_DEV_AND_TEST}")
+
+    def builtin_comparison(self) -> BuiltinComparison | None:
+        """Optional: a comparison on data prefine ships, which `prefine quickstart` runs (None: the task has none)."""
+        return None
 
     def headline(self, metrics: dict[str, float], best_metric: str) -> tuple[str, float]:
         """The number a comparison tabulates: the metric that picked the best checkpoint."""
@@ -254,7 +323,14 @@ def task_names() -> list[str]:
 
 
 def task_for_architecture(architecture: str) -> FinetuneTask | None:
+    """The first task exporting `architecture`: only for checkpoints written before runs recorded their task (see export)."""
     return next((task for task in all_tasks() if task.architecture == architecture), None)
+
+
+def builtin_comparisons() -> list[tuple[FinetuneTask, BuiltinComparison]]:
+    """Every registered task that declares a built-in comparison, with it; the main one (the quickstart's own section) first."""
+    declared = [(task, comparison) for task in all_tasks() if (comparison := task.builtin_comparison()) is not None]
+    return sorted(declared, key=lambda pair: not pair[1].main)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from tokenizers import Tokenizer
 
 from prefine.corpus.readers import iter_file_lines
 from prefine.errors import PrefineError
+from prefine.jsonio import iter_jsonl
 from prefine.model.heads import IGNORE_LABEL
 
 Layout = Literal["words", "characters"]
@@ -168,17 +168,7 @@ def _json_lists(record: dict, token_field: str | None, tag_field: str | None, wh
 def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need_tags: bool) -> tuple[list[TaggedSentence], str]:
     sentences = []
     fields: tuple[str, str | None] | None = None
-    for number, line in iter_file_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PrefineError(
-                f"{path} line {number} is not JSON ({error.msg}); each line must be one object with token and tag lists"
-            ) from None
-        if not isinstance(record, dict):
-            raise PrefineError(f"{path} line {number} is not a JSON object; each line must be one object with token and tag lists")
+    for number, record in iter_jsonl(iter_file_lines(path), path, each_line="one object with token and tag lists"):
         if fields is None:
             fields = _json_lists(record, token_field, tag_field, f"{path} line {number}", need_tags)
         units = record.get(fields[0])

@@ -17,6 +17,7 @@ example `nyu-mll/glue:sst2:validation`.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import numpy as np
 from prefine.corpus.datasets_source import import_datasets, load_dataset_source
 from prefine.corpus.readers import delimited_rows, iter_file_lines, unquote_tsv_field
 from prefine.errors import PrefineError
+from prefine.jsonio import iter_jsonl
 
 _FILE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
@@ -122,22 +124,12 @@ def _read_delimited(path: Path, delimiter: str) -> RecordTable:
 
 
 def _read_jsonl(path: Path) -> RecordTable:
-    records: list[dict] = []
-    line_numbers: list[int] = []
-    for number, line in iter_file_lines(path):
-        if not line.strip():
-            continue
-        if not records and line.lstrip().startswith("["):
-            return _read_json_array(path)  # a whole-file JSON array (the other layout .json files use)
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PrefineError(f"{path} line {number} is not JSON ({error.msg}); each line must be one JSON object") from None
-        if not isinstance(record, dict):
-            raise PrefineError(f"{path} line {number} is a JSON {type(record).__name__}, not an object; each line must be one JSON object")
-        records.append(record)
-        line_numbers.append(number)
-    return _table_from_records(str(path), records, line_numbers, "line")
+    lines = iter_file_lines(path)
+    first = next(((number, line) for number, line in lines if line.strip()), None)
+    if first is not None and first[1].lstrip().startswith("["):
+        return _read_json_array(path)  # a whole-file JSON array (the other layout .json files use)
+    numbered = list(iter_jsonl(itertools.chain([first] if first else [], lines), path))
+    return _table_from_records(str(path), [record for _, record in numbered], [number for number, _ in numbered], "line")
 
 
 def _read_json_array(path: Path) -> RecordTable:

@@ -27,10 +27,10 @@ from prefine.tasks.classification import (
     predict_logits,
     probabilities_from_logits,
     read_classification_inputs,
-    sequential_batches,
     write_predictions,
 )
 from prefine.tasks.task_data import read_records
+from prefine.tasks.text_inputs import sequential_batches
 from prefine.training import DistributedContext, TrainingConfig, train
 from prefine.training.position import DataPosition
 

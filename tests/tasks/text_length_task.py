@@ -1,8 +1,11 @@
 """A toy fine-tuning task that lives outside the package: predict how long a text is.
 
 docs/adding-a-task.md walks through this file; tests/tasks/test_adding_a_task.py registers it and
-runs it through the generic `prefine finetune / evaluate / predict / compare` commands. Nothing
-in prefine/ knows about it: that is the point.
+runs it through the generic `prefine finetune / evaluate / predict / compare` commands, and
+tests/interop/test_export_by_task.py and tests/serve/test_serve_by_task.py export and serve it
+beside a classification run of the same transformers class. Nothing in prefine/ knows about it:
+that is the point. It encodes, batches and writes with the modules every task shares
+(`prefine.tasks.text_inputs`, `batching`, `prediction_output`), not with another task's code.
 
 Data: a .txt file with one text per line. The target is computed, not labelled: the number of
 words (or characters) of the line. The metric is the mean absolute error, which must go *down*:
@@ -11,7 +14,6 @@ the task declares that, so the best checkpoint is the one with the lowest error.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +27,10 @@ from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.model import BertForSequenceClassification
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
-from prefine.tasks.classification import EncodedExamples, encode_examples, predict_logits
 from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, register_task, subsample_indices
+from prefine.tasks.prediction_output import write_json_line
 from prefine.tasks.selection import DevSplit, stratified_dev_indices
+from prefine.tasks.text_inputs import EncodedExamples, encode_examples, predict_logits
 
 
 @dataclass
@@ -109,7 +112,7 @@ class LengthPredictor(Predictor):
     def predict_cli(self, source: str, options: Any, output: TextIO, format: str, batch_size: int) -> int:
         texts = [line.strip() for line in sys.stdin if line.strip()] if source == "-" else read_texts(source)
         for text, result in zip(texts, self.predict_records([{"text": text} for text in texts], batch_size)):
-            output.write(json.dumps({"text": text, **result}) + "\n")
+            write_json_line(output, {"text": text, **result})
         return len(texts)
 
 
@@ -182,6 +185,11 @@ class TextLengthTask(FinetuneTask):
             predictor.model, prepared.payload.eval, batch_size, predictor.device, predictor.tokenizer.token_to_id("[PAD]")
         )
         return Evaluation(metrics, f"mean absolute error {metrics['mae']:.3f} {predictor.data.length_unit}")
+
+    def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
+        # transformers reads one regression output named "length"; `prefine export` asks this task, not
+        # classification, although both export a BertForSequenceClassification.
+        return {"problem_type": "regression", "id2label": {"0": "length"}, "label2id": {"length": 0}}
 
 
 def register() -> TextLengthTask:
