@@ -112,7 +112,9 @@ def _once_per_start(
         scores[start] = outcome.metrics[comparison.metric]
         if comparison.examples_shown:
             predictions[start] = json.loads((run_dir / "predictions.json").read_text(encoding="utf-8"))
-    print("\n" + _summary_line(comparison, scores["pretrained"], scores["scratch"], scores["pretrained"] - scores["scratch"], ""))
+    # One fine-tune per start (decoding the test set is this section's cost): no interval, so no verdict either.
+    gain = scores["pretrained"] - scores["scratch"]
+    print("\n" + _summary_line(comparison, scores["pretrained"], scores["scratch"], gain, "; one seed: no interval, no verdict"))
     examples = []
     if comparison.examples_shown:
         for pretrained, scratch in list(zip(predictions["pretrained"], predictions["scratch"]))[: comparison.examples_shown]:
