@@ -87,7 +87,7 @@ class PretrainingBatches:
         self._instances: Instances | None = None
         self._eval_batches: dict[int, list[dict]] = {}
         self._train_token_counts: np.ndarray | None = None
-        if config.objective == "mlm+nsp" and (message := nsp_coverage_warning(shards, self.doc_ids)):
+        if config.sentence_pairs and (message := nsp_coverage_warning(shards, self.doc_ids)):
             warnings.warn(message, stacklevel=2)
         self.instances_per_epoch(0)  # fail now, not mid-run, if the corpus cannot fill one batch
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from prefine.model.heads import IGNORE_NSP
-from prefine.pretraining_data.config import PACKED_OBJECTIVES, PretrainingDataConfig
+from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.shards import TokenShards
 
 NSP_IS_NEXT = 0
@@ -132,7 +132,7 @@ def build_instances(shards: TokenShards, doc_ids: np.ndarray, config: Pretrainin
     """
     doc_ids = np.asarray(doc_ids, dtype=np.int64)
     built = _InstanceColumns()
-    if config.objective in PACKED_OBJECTIVES:
+    if not config.sentence_pairs:
         packable = np.ones(len(doc_ids), dtype=bool)
     else:
         packable = shards.document_sentence_counts()[doc_ids] == 1

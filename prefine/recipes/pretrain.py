@@ -1,8 +1,10 @@
-"""`prefine pretrain`: raw corpus -> tokenizer -> token shards -> BERT (or ELECTRA) pre-training run.
+"""`prefine pretrain`: raw corpus -> tokenizer -> token shards -> a pre-training run of any registered objective.
 
-A thin recipe: each stage lives in its own package; this module only wires their configs to
-flags, decides where the tokenizer and weights come from (fresh, --tokenizer, --init, --resume),
-and records the run.
+A thin recipe: each stage lives in its own package, and everything that differs between
+objectives (data layout, model, losses, metrics, checkpoint contents, --init, flags) is declared by
+the objective (`prefine.objectives`), which this module never names. It only wires the stages'
+configs to flags, decides where the tokenizer and weights come from (fresh, --tokenizer, --init,
+--resume), and records the run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,17 +26,17 @@ from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, rea
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
 from prefine.corpus import CorpusConfig, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
-from prefine.model import PRESETS, BertConfig, BertForPreTraining, count_parameters, preset_config
+from prefine.model import PRESETS, BertConfig, count_parameters, preset_config
 from prefine.model.bert import apply_mimetic_init
-from prefine.model.electra import (
-    ElectraObjectiveConfig,
-    ElectraPreTrainingModel,
-    electra_checkpoint_config,
-    electra_state_from_bert,
-    generator_config,
-    load_electra_state,
+from prefine.objectives import CHECKPOINT_OBJECTIVE_KEY, DEFAULT_OBJECTIVE, PretrainingObjective, all_objectives, get_objective
+from prefine.objectives.interface import objective_flag_config
+from prefine.pretraining_data import (
+    PretrainingBatches,
+    PretrainingDataConfig,
+    TokenShards,
+    cached_token_shards,
+    sequence_length_warning,
 )
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, cached_token_shards, sequence_length_warning
 from prefine.recipes.common import (
     InitSource,
     check_resume_overrides,
@@ -44,11 +47,10 @@ from prefine.recipes.common import (
     run_record,
 )
 from prefine.registry import RunHandle, default_registry_path, recorded_run
-from prefine.tasks.pretraining import ElectraPretrainingTask, PretrainingTask
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
 from prefine.training.config import with_time_budget
-from prefine.training.distributed import check_batch_split, wait_for_main
+from prefine.training.distributed import DistributedContext, check_batch_split, wait_for_main
 
 
 @dataclass
@@ -65,8 +67,9 @@ class PretrainRunConfig:
     name: str = option("", "name of the run in the registry (default: the run folder's name)")
     frequency_bias: bool = option(
         True,
-        "start a new model's output biases from the corpus: the MLM (or ELECTRA generator) bias at the log word frequencies, "
-        "the ELECTRA discriminator's at the log-odds of a replaced token, so training does not bend the encoder's states to learn them",
+        "start a new model's output biases from the corpus, as its objective defines them (a vocabulary bias at the log word "
+        "frequencies, a replaced-token bias at the log-odds of a replacement), so training does not bend the encoder's states "
+        "to learn them",
     )
     mimetic_init: bool = option(
         False,
@@ -93,35 +96,25 @@ PRETRAIN_TRAINING_DEFAULTS = TrainingConfig(
     log_every=10,
     eval_at_start=True,
 )
-# ELECTRA's discriminator learns from a weak, noisy signal early on (which of ~13% of tokens a
-# generator replaced); at mlm's 1e-3 it did not leave its prior (in a 45-minute SST-2 run its AUC
-# fell back to chance while the rate was at its peak), after 15 minutes it fine-tuned 6.2 points
-# below random init on SST-2, and on the built-in corpus to the majority class. At 3e-4
-# (ELECTRA-Small's 5e-4 at batch 128 is about 2.5e-4 at prefine's 32 by square-root scaling) the
-# same 15 minutes fine-tuned 4.4 points higher on SST-2 and 12 / 41 points higher on the built-in
-# task with 10% / all of its labels (docs/electra.md, "Learning rate"). Still below mlm there.
-ELECTRA_LEARNING_RATE = 3e-4
 
 
 def pretraining_defaults(objective: str) -> TrainingConfig:
     """What a plain `prefine pretrain --objective OBJECTIVE` trains with when no flag says otherwise."""
-    if objective == "electra":
-        return dataclasses.replace(PRETRAIN_TRAINING_DEFAULTS, learning_rate=ELECTRA_LEARNING_RATE)
+    learning_rate = get_objective(objective).learning_rate
+    if learning_rate is not None:
+        return dataclasses.replace(PRETRAIN_TRAINING_DEFAULTS, learning_rate=learning_rate)
     return PRETRAIN_TRAINING_DEFAULTS
 
 
-# RoBERTa's FULL-SENTENCES packing: every position of every sequence is text to learn from, where
-# BERT's sentence pairs shorten 10% of sequences and truncate the rest; RoBERTa found next-sentence
-# prediction does not help downstream, and most corpora of reviews are one sentence per document,
-# where NSP gets no examples at all. --objective mlm+nsp gives BERT's original recipe.
-PRETRAIN_DATA_DEFAULTS = PretrainingDataConfig(objective="mlm")
+# The objective a plain `prefine pretrain` trains (prefine.objectives.interface.DEFAULT_OBJECTIVE says why).
+PRETRAIN_DATA_DEFAULTS = PretrainingDataConfig(objective=DEFAULT_OBJECTIVE)
 # Dropout regularises models trained for many epochs; a CPU budget of minutes to hours sees each
 # text a few times at most, and there dropout only slows learning (cramming). Model flags
 # (--hidden-dropout-prob ...) override these; fine-tuning restores BERT's 0.1 (finetune --dropout).
 # The MLM head gets a vocabulary matrix of its own: tied to the input embeddings, the early
 # softmax gradient drags every rare word's embedding into one shared direction, and those
 # embeddings cost fine-tuning on SST-2 (docs/pretraining-defaults.md, "The MLM head: untied").
-# ELECTRA keeps its generator tied to the shared embeddings (its paper's design).
+# An objective may adjust these for its model (`PretrainingObjective.new_model_settings`).
 PRETRAIN_MODEL_DEFAULTS = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, "tie_word_embeddings": False}
 TOKENIZER_DEFAULTS = TokenizerConfig()
 CORPUS_FLAGS = {"paths": "corpus"}
@@ -131,12 +124,12 @@ MODEL_FIELDS_NOT_OVERRIDABLE = ("vocab_size", "type_vocab_size", "pad_token_id",
 
 
 def add_command(subparsers) -> None:
+    choices = ", ".join(objective.name for objective in all_objectives())
     parser = subparsers.add_parser(
         "pretrain",
-        help="pre-train a BERT encoder on a raw text corpus (masked LM; BERT's MLM + NSP with --objective mlm+nsp; ELECTRA with --objective electra)",
+        help=f"pre-train a BERT encoder on a raw text corpus (--objective {choices}; default {PRETRAIN_DATA_DEFAULTS.objective})",
         description="Pre-train a BERT encoder from a raw corpus: trains a WordPiece tokenizer, tokenizes into cached "
-        "memory-mapped shards, and trains with masked-LM (plus next-sentence prediction with --objective mlm+nsp; "
-        "ELECTRA's generator and replaced-token discriminator with --objective electra).",
+        f"memory-mapped shards, and trains with the objective --objective names ({choices}).",
     )
     add_dataclass_arguments(parser.add_argument_group("run"), PretrainRunConfig)
     add_dataclass_arguments(parser.add_argument_group("corpus"), CorpusConfig, flags=CORPUS_FLAGS)
@@ -149,10 +142,23 @@ def add_command(subparsers) -> None:
         skip=MODEL_FIELDS_NOT_OVERRIDABLE,
         show_defaults=False,
     )
-    add_dataclass_arguments(parser.add_argument_group("pre-training data"), PretrainingDataConfig, defaults=PRETRAIN_DATA_DEFAULTS)
-    add_dataclass_arguments(parser.add_argument_group("ELECTRA (with --objective electra)"), ElectraObjectiveConfig)
+    data_group = parser.add_argument_group("pre-training data")
+    add_dataclass_arguments(data_group, objective_flag_config(PRETRAIN_DATA_DEFAULTS.objective))
+    add_dataclass_arguments(data_group, PretrainingDataConfig, defaults=PRETRAIN_DATA_DEFAULTS)
+    add_objective_arguments(parser)
     add_dataclass_arguments(parser.add_argument_group("training"), TrainingConfig, defaults=PRETRAIN_TRAINING_DEFAULTS)
     parser.set_defaults(func=run_from_args)
+
+
+def add_objective_arguments(parser: argparse.ArgumentParser) -> None:
+    """One group of flags per objective that has settings of its own; a field two objectives share becomes one flag."""
+    seen: set[str] = set()
+    for objective in all_objectives():
+        if objective.settings_config is None:
+            continue
+        group = parser.add_argument_group(f"{objective.name} objective (with --objective {objective.name})")
+        add_dataclass_arguments(group, objective.settings_config, skip=tuple(seen))
+        seen.update(field.name for field in dataclasses.fields(objective.settings_config))
 
 
 @dataclass
@@ -163,15 +169,39 @@ class PretrainSetup:
     data: PretrainingDataConfig
     training: TrainingConfig
     model_overrides: dict = dataclasses.field(default_factory=dict)  # BertConfig fields that replace the preset's
-    electra: ElectraObjectiveConfig = dataclasses.field(default_factory=ElectraObjectiveConfig)  # used with --objective electra
+    # The settings_config instance of the objective data.objective names; None: its defaults.
+    objective_settings: Any = None
 
 
-def _electra_settings(args: argparse.Namespace, data: PretrainingDataConfig) -> ElectraObjectiveConfig:
-    requested = explicit_overrides(args, ElectraObjectiveConfig)
-    if requested and data.objective != "electra":
-        flag = "--" + next(iter(requested)).replace("_", "-")
-        raise PrefineError(f"{flag} applies to ELECTRA only; add --objective electra or drop the flag")
-    return ElectraObjectiveConfig(**requested)
+def resolved_settings(objective: PretrainingObjective, given: Any) -> Any:
+    """The objective's settings: `given`, or its defaults when None; None for an objective without settings."""
+    if objective.settings_config is None:
+        return None
+    if given is None:
+        return objective.settings_config()
+    if not isinstance(given, objective.settings_config):
+        raise PrefineError(f"--objective {objective.name} takes {objective.settings_config.__name__} settings, not {type(given).__name__}")
+    return given
+
+
+def _reject_foreign_settings(args: argparse.Namespace, objective: PretrainingObjective) -> None:
+    """A flag only another objective reads would be silently ignored; say so instead."""
+    own = {field.name for field in dataclasses.fields(objective.settings_config)} if objective.settings_config else set()
+    for other in all_objectives():
+        if other.settings_config is None or other is objective:
+            continue
+        foreign = [name for name in explicit_overrides(args, other.settings_config) if name not in own]
+        if foreign:
+            flag = "--" + foreign[0].replace("_", "-")
+            raise PrefineError(f"{flag} applies to --objective {other.name} only; add --objective {other.name} or drop the flag")
+
+
+def _settings_from_args(args: argparse.Namespace, objective: PretrainingObjective) -> Any:
+    """The chosen objective's settings from its flags (None for an objective without settings)."""
+    _reject_foreign_settings(args, objective)
+    if objective.settings_config is None:
+        return None
+    return objective.settings_config(**explicit_overrides(args, objective.settings_config))
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
@@ -181,14 +211,8 @@ def _model_overrides(args: argparse.Namespace) -> dict:
 
 
 def new_model_settings(overrides: dict, data: PretrainingDataConfig) -> dict:
-    """The preset's replacements for a new model: pre-training's defaults, then the user's flags."""
-    if data.objective != "electra":
-        return {**PRETRAIN_MODEL_DEFAULTS, **overrides}
-    if overrides.get("tie_word_embeddings") is False:
-        raise PrefineError(
-            "--no-tie-word-embeddings does not apply to --objective electra: its generator scores the vocabulary with the shared embedding table; drop the flag"
-        )
-    return {**PRETRAIN_MODEL_DEFAULTS, "tie_word_embeddings": True, **overrides}
+    """The preset's replacements for a new model: pre-training's defaults (as the objective adjusts them), then the user's flags."""
+    return get_objective(data.objective).new_model_settings(PRETRAIN_MODEL_DEFAULTS, overrides)
 
 
 def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
@@ -204,9 +228,11 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     if run.init and run.mimetic_init:
         raise PrefineError(f"--mimetic-init sets a new model's starting weights; --init {run.init} brings its own, so drop one of them")
     data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
+    objective = get_objective(data.objective)
     training = with_time_budget(
         from_args(TrainingConfig, args, base=pretraining_defaults(data.objective)), explicit_steps=args.max_steps is not None
     )
+    settings = _settings_from_args(args, objective)
     corpus = from_args(CorpusConfig, args)
     check_new_run(run, corpus)
     return PretrainSetup(
@@ -217,7 +243,7 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         training=training,
         # --init brings its own architecture; the defaults shape only a new model.
         model_overrides=_model_overrides(args) if run.init else new_model_settings(_model_overrides(args), data),
-        electra=_electra_settings(args, data),
+        objective_settings=settings,
     )
 
 
@@ -272,18 +298,17 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         ("data", PretrainingDataConfig, frozenset()),
         ("training", TrainingConfig, RESUMABLE_OVERRIDES),
     ):
-        check_resume_overrides(
-            saved[group],
-            explicit_overrides(
-                args,
-                cls,
-            ),
-            allowed,
-            f"the {group}",
-        )
+        check_resume_overrides(saved[group], explicit_overrides(args, cls), allowed, f"the {group}")
     check_resume_overrides(saved["model"], _model_overrides(args), frozenset(), "the model")
-    saved_electra = saved.get("electra") or {}
-    check_resume_overrides(saved_electra, explicit_overrides(args, ElectraObjectiveConfig), frozenset(), "the ELECTRA objective")
+    data = from_dict(PretrainingDataConfig, saved["data"], "data")
+    objective = get_objective(data.objective)
+    _reject_foreign_settings(args, objective)
+    settings: Any = None
+    if objective.settings_config is not None:
+        saved_settings = objective.saved_settings(saved)
+        requested_settings = explicit_overrides(args, objective.settings_config)
+        check_resume_overrides(saved_settings, requested_settings, frozenset(), f"the {objective.name} objective")
+        settings = from_dict(objective.settings_config, saved_settings, objective.name)
     training = dataclasses.replace(
         from_dict(TrainingConfig, saved["training"], "training"),
         **{key: value for key, value in explicit_overrides(args, TrainingConfig).items() if key in RESUMABLE_OVERRIDES},
@@ -298,10 +323,10 @@ def _resumed_setup(run: PretrainRunConfig, args: argparse.Namespace) -> Pretrain
         run=saved_run,
         corpus=from_dict(CorpusConfig, saved["corpus"], "corpus"),
         tokenizer=from_dict(TokenizerConfig, saved["tokenizer"], "tokenizer"),
-        data=from_dict(PretrainingDataConfig, saved["data"], "data"),
+        data=data,
         training=training,
         model_overrides=saved.get("model_overrides", {}),
-        electra=from_dict(ElectraObjectiveConfig, saved_electra, "electra"),
+        objective_settings=settings,
     )
 
 
@@ -331,34 +356,22 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
     return load_tokenizer(tokenizer_dir)
 
 
-def _electra_from_init(setup: PretrainSetup, init: InitSource) -> ElectraPreTrainingModel:
-    """ELECTRA from --init: the source's whole ELECTRA state where it has one (its generator's shape
-    wins over --generator-size); otherwise its encoder becomes the discriminator and the generator starts fresh."""
-    saved = init.electra
-    if saved is not None and saved.has_generator:
-        generator, state = saved.generator_config, saved.state_dict
-    else:
-        generator = generator_config(init.config, setup.electra.generator_size)
-        state = saved.state_dict if saved is not None else electra_state_from_bert(init.state_dict)
-    model = ElectraPreTrainingModel(init.config, generator, setup.electra)
-    fresh = load_electra_state(model, state)
-    if fresh:
-        print(f"init: loaded {init.description}; newly initialized: ELECTRA {', '.join(fresh)}")
-    return model
-
-
-def _new_model(setup: PretrainSetup, config: BertConfig, saved_generator: BertConfig | None) -> torch.nn.Module:
-    if setup.data.objective != "electra":
-        return BertForPreTraining(config)
-    # A resumed run rebuilds the generator it recorded (it may have come from an --init).
-    generator = saved_generator or generator_config(config, setup.electra.generator_size)
-    return ElectraPreTrainingModel(config, generator, setup.electra)
+def _on_main_first(context: DistributedContext, first, then=None):
+    """`first()` on rank 0; once it is done, `then()` (default: `first()`) on the other ranks, which read what rank 0 wrote."""
+    built = first() if context.is_main else None
+    wait_for_main(context)
+    return built if context.is_main else (then or first)()
 
 
 def _build_model(
-    setup: PretrainSetup, vocab_size: int, init: InitSource | None, saved_generator: BertConfig | None = None
+    setup: PretrainSetup,
+    objective: PretrainingObjective,
+    settings: Any,
+    vocab_size: int,
+    init: InitSource | None,
+    saved_run: dict | None,
 ) -> tuple[torch.nn.Module, BertConfig]:
-    """The model to train (BertForPreTraining, or ElectraPreTrainingModel under --objective electra) and its encoder's config."""
+    """The objective's model, from --init's weights or new (a resumed run's `saved_run` shapes it), and its encoder's config."""
     torch.manual_seed(setup.training.seed)
     if init is not None:
         if setup.model_overrides:
@@ -366,24 +379,33 @@ def _build_model(
         config = init.config
         if setup.data.max_seq_length > config.max_position_embeddings:
             raise PrefineError(
-                f"--max-seq-length {setup.data.max_seq_length} exceeds the {config.max_position_embeddings} positions of {init.description}; lower it"
+                f"--max-seq-length {setup.data.max_seq_length} exceeds the {config.max_position_embeddings} positions of "
+                f"{init.description}; lower it"
             )
-        if setup.data.objective == "electra":
-            return _electra_from_init(setup, init), config
-        model = BertForPreTraining(config)
-        from prefine.interop import load_into
-
-        report = load_into(model, init.state_dict)
-        if report.newly_initialized:
-            print(f"init: loaded {init.description}; newly initialized: {', '.join(report.newly_initialized)}")
-        return model, config
+        return objective.model_from_init(init, settings), config
     shape = {"vocab_size": vocab_size, "max_position_embeddings": max(512, setup.data.max_seq_length), **setup.model_overrides}
     config = preset_config(setup.run.preset, **shape)
     if setup.data.max_seq_length > config.max_position_embeddings:
         raise PrefineError(
-            f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; raise the latter"
+            f"--max-seq-length {setup.data.max_seq_length} exceeds --max-position-embeddings {config.max_position_embeddings}; "
+            "raise the latter"
         )
-    return _new_model(setup, config, saved_generator), config
+    return objective.build_model(config, settings, saved_run), config
+
+
+def _start_new_model(
+    setup: PretrainSetup, objective: PretrainingObjective, model: torch.nn.Module, config: BertConfig, batches: PretrainingBatches
+) -> None:
+    """A new model's starting weights beyond its initialisation: biases from the corpus, mimetic attention."""
+    if setup.run.frequency_bias:
+        # Every rank computes the same counts from the same shards (and a resumed run's
+        # checkpoint replaces these weights anyway).
+        objective.start_from_token_frequencies(model, torch.from_numpy(batches.train_token_counts()), setup.data.mlm_probability)
+    if setup.run.mimetic_init and not setup.run.resume:
+        # Its own generator, seeded like the run: every rank starts from the same weights, and
+        # the global random stream the rest of the run draws from is left as it was. A resumed
+        # run's checkpoint replaces these weights, so it skips the SVD per head.
+        apply_mimetic_init(model, config.initializer_range, torch.Generator().manual_seed(setup.training.seed))
 
 
 def run_pretraining(setup: PretrainSetup) -> TrainingResult:
@@ -401,6 +423,8 @@ def run_pretraining(setup: PretrainSetup) -> TrainingResult:
 
 def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     resuming = bool(setup.run.resume)
+    objective = get_objective(setup.data.objective)
+    settings = resolved_settings(objective, setup.objective_settings)
     context = init_distributed(setup.training.device)
     check_batch_split(setup.training.batch_size, setup.training.gradient_accumulation_steps, context.world_size)
     # A run killed before its first checkpoint resumes from step 0: same seed, same weights.
@@ -408,73 +432,40 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if resuming and not from_checkpoint and context.is_main:
         print(f"resume: {run_dir} has no checkpoint yet; training it from step 0")
     init = resolve_init(setup.run.init) if setup.run.init and not from_checkpoint else None
-    if init is not None and init.config.embedding_size and setup.data.objective != "electra":
-        # BERT's masked-LM head scores the vocabulary from hidden_size-wide states with the
-        # embedding table; ELECTRA's generator head maps back to the embedding width first.
-        raise PrefineError(
-            f"--init {setup.run.init} projects {init.config.embedding_size}-wide embeddings up to {init.config.hidden_size} "
-            f"(ELECTRA-Small's layout), which --objective {setup.data.objective}'s head cannot score the vocabulary with; "
-            "continue it with --objective electra, or fine-tune it"
-        )
+    if init is not None:
+        objective.check_init(init.config, setup.run.init)
 
     # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
     # reproducible, so every other rank must read the very files rank 0 wrote.
-    tokenizer = _prepare_tokenizer(setup, run_dir, init, resuming) if context.is_main else None
-    wait_for_main(context)
-    if tokenizer is None:
-        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+    tokenizer = _on_main_first(
+        context, lambda: _prepare_tokenizer(setup, run_dir, init, resuming), lambda: load_tokenizer(run_dir / TOKENIZER_DIR)
+    )
     tokenizer_hash = tokenizer_fingerprint(tokenizer)
     fingerprint = corpus_fingerprint(setup.corpus)
     cache_root = Path(setup.run.cache_dir) if setup.run.cache_dir else default_cache_dir()
-
-    def open_shards():
-        return cached_token_shards(
-            lambda: iter_documents(setup.corpus),
-            tokenizer,
-            cache_root / "token_shards",
-            {"corpus": fingerprint, "tokenizer": tokenizer_hash, "max_sentences": setup.corpus.max_sentences_per_document},
-        )
-
+    key_parts = {"corpus": fingerprint, "tokenizer": tokenizer_hash, "max_sentences": setup.corpus.max_sentences_per_document}
     # Rank 0 builds the token cache when it is missing; the others then open what it built.
-    shards = open_shards() if context.is_main else None
-    wait_for_main(context)
-    if shards is None:
-        shards = open_shards()
+    shards = _on_main_first(
+        context, lambda: cached_token_shards(lambda: iter_documents(setup.corpus), tokenizer, cache_root / "token_shards", key_parts)
+    )
     micro_batch = setup.training.batch_size // setup.training.gradient_accumulation_steps
     train_batches = PretrainingBatches.from_tokenizer(shards, tokenizer, setup.data, setup.training.seed, micro_batch)
     eval_batches = train_batches.eval_batches(micro_batch)
     if context.is_main and not resuming and (message := sequence_length_warning(shards, train_batches.doc_ids, setup.data.max_seq_length)):
         print(f"warning: {message}")
 
-    saved_generator = None
-    if resuming and read_run(run_dir).get("generator"):
-        saved_generator = from_dict(BertConfig, read_run(run_dir)["generator"], "generator")
-    model, model_config = _build_model(setup, tokenizer.get_vocab_size(), init, saved_generator)
-    if init is None and setup.run.frequency_bias:
-        # Every rank computes the same counts from the same shards (and a resumed run's
-        # checkpoint replaces these weights anyway).
-        counts = torch.from_numpy(train_batches.train_token_counts())
-        model.start_from_token_frequencies(counts, setup.data.mlm_probability)
-    if init is None and setup.run.mimetic_init and not resuming:
-        # Its own generator, seeded like the run: every rank starts from the same weights, and
-        # the global random stream the rest of the run draws from is left as it was. A resumed
-        # run's checkpoint replaces these weights, so it skips the SVD per head.
-        apply_mimetic_init(model, model_config.initializer_range, torch.Generator().manual_seed(setup.training.seed))
-    if resuming:
-        # Read through BertConfig, so a run saved before a field existed compares with its default.
-        saved_model = from_dict(BertConfig, read_run(run_dir)["model"], f"{run_dir}/run.json")
-        if saved_model != model_config:
-            raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
-    is_electra = isinstance(model, ElectraPreTrainingModel)
-    if is_electra:
-        checkpoint_config = {**electra_checkpoint_config(model), "tokenizer_fingerprint": tokenizer_hash}
-    else:
-        checkpoint_config = {
-            **dataclasses.asdict(model_config),
-            "model_type": "bert",
-            "architectures": ["BertForPreTraining"],
-            "tokenizer_fingerprint": tokenizer_hash,
-        }
+    saved_run = read_run(run_dir) if resuming else None
+    model, model_config = _build_model(setup, objective, settings, tokenizer.get_vocab_size(), init, saved_run)
+    if init is None:
+        _start_new_model(setup, objective, model, model_config, train_batches)
+    # Read through BertConfig, so a run saved before a field existed compares with its default.
+    if saved_run is not None and from_dict(BertConfig, saved_run["model"], f"{run_dir}/run.json") != model_config:
+        raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
+    checkpoint_config = {
+        **objective.checkpoint_config(model),
+        CHECKPOINT_OBJECTIVE_KEY: objective.name,
+        "tokenizer_fingerprint": tokenizer_hash,
+    }
     record = run_record(
         "pretrain",
         run=setup.run,
@@ -484,35 +475,15 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         training=setup.training,
         model=model_config,
         model_overrides=setup.model_overrides,
-        electra=setup.electra if is_electra else None,
-        generator=model.generator_config if is_electra else None,
+        **objective.run_sections(model, settings),
         init=init.description if init else None,
         corpus_fingerprint=fingerprint,
         tokenizer_fingerprint=tokenizer_hash,
     )
     if context.is_main:
         write_run(run_dir, record)
-        if is_electra:
-            print(
-                f"ELECTRA: discriminator {count_parameters(model.electra) / 1e6:.1f}M parameters (what fine-tuning starts from), "
-                f"generator {model.generator_config.hidden_size} wide ({count_parameters(model.generator) / 1e6:.2f}M parameters "
-                "besides the shared embeddings)"
-            )
-        print(
-            f"model: {setup.run.preset if init is None else 'from --init'} ({count_parameters(model) / 1e6:.1f}M parameters), "
-            f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
-            f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
-            f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
-            + (
-                f", growing from {micro_batch} over the first {setup.training.batch_ramp:.0%} of the budget"
-                if setup.training.batch_ramp > 0
-                else ""
-            )
-        )
-    if is_electra:
-        task = ElectraPretrainingTask(train_batches, eval_batches, context.device, setup.electra)
-    else:
-        task = PretrainingTask(train_batches, eval_batches, context.device)
+        _announce(setup, objective, model, init, shards, micro_batch, context)
+    task = objective.training_task(train_batches, eval_batches, context.device, settings)
     registry = open_registry(setup.run.registry, run_dir) if context.is_main else None
     with (
         recorded_run(
@@ -532,42 +503,32 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         result = train(
             model, task, setup.training, run_dir, checkpoint_config, context, resume=from_checkpoint, on_progress=handle.heartbeat
         )
-        key = ("mlm_accuracy", result.last_eval["mlm_accuracy"]) if "mlm_accuracy" in result.last_eval else None
-        handle.set_metrics(result.last_eval, key)
+        metric = objective.headline_metric
+        handle.set_metrics(result.last_eval, (metric, result.last_eval[metric]) if metric in result.last_eval else None)
     if context.is_main:
         print(f"done: {result.step} steps; checkpoint {result.last_checkpoint}")
-        # A reference for the held-out loss: masked LM first learns word frequencies, and only a
-        # loss well below theirs says the encoder has learned something about context.
-        if "mlm_loss" in result.last_eval and (baseline := train_batches.unigram_baseline(eval_batches)) is not None:
-            print(
-                f"held-out masked LM: loss {result.last_eval['mlm_loss']:.2f} nats, accuracy {result.last_eval['mlm_accuracy']:.1%} "
-                f"(word frequencies alone: {baseline[0]:.2f} nats, {baseline[1]:.1%})"
-            )
-        for line in discriminator_summary(result.last_eval, run_dir):
+        for line in objective.summary(result.last_eval, run_dir, train_batches, eval_batches):
             print(line)
     return result
 
 
-# Every 15-minute ELECTRA run with BERT's init in docs/electra.md (a mini on a 2-core CPU) ended
-# below this held-out AUC, at 0.54-0.62, and each fine-tuned below random init with all the task's
-# labels: the blocks had not yet learned anything that transfers. Passing it is no promise: the
-# 45-minute run (0.67) stayed behind masked LM, and a --mimetic-init run (0.72) fine-tuned no
-# better than the default ELECTRA run.
-FIRST_PHASE_AUC = 0.65
-
-
-def discriminator_summary(last_eval: dict, run_dir: Path) -> list[str]:
-    """The end-of-run lines for an ELECTRA run: how well the discriminator spots replacements,
-    and a note when it is still in the phase whose weights fine-tuned worse than random ones."""
-    if "replaced_auc" not in last_eval:
-        return []
-    auc = last_eval["replaced_auc"]
-    lines = [f"held-out replaced-token detection: ROC AUC {auc:.2f} (0.50 is chance), recall {last_eval.get('replaced_recall', 0.0):.1%}"]
-    if auc < FIRST_PHASE_AUC:
-        lines.append(
-            f"note: the discriminator has barely started telling replaced tokens apart (AUC below {FIRST_PHASE_AUC}); in prefine's "
-            "benchmarks such weights fine-tuned below random init when labels were plentiful. Train longer "
-            f"(prefine pretrain --resume {run_dir} --max-time ...) or use --objective mlm, and check with "
-            f"prefine compare --init {run_dir} --checkpoints all"
-        )
-    return lines
+def _announce(
+    setup: PretrainSetup,
+    objective: PretrainingObjective,
+    model: torch.nn.Module,
+    init: InitSource | None,
+    shards: TokenShards,
+    micro_batch: int,
+    context: DistributedContext,
+) -> None:
+    """The start-up lines: what the objective says about its model, then size, corpus and how the batch is split."""
+    for line in objective.describe_model(model):
+        print(line)
+    ramp = setup.training.batch_ramp
+    print(
+        f"model: {setup.run.preset if init is None else 'from --init'} ({count_parameters(model) / 1e6:.1f}M parameters), "
+        f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
+        f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
+        f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"
+        + (f", growing from {micro_batch} over the first {ramp:.0%} of the budget" if ramp > 0 else "")
+    )

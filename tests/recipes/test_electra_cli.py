@@ -14,9 +14,10 @@ import torch
 from prefine.cli import main
 from prefine.model import preset_config
 from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config
+from prefine.objectives import electra as electra_objective
+from prefine.objectives.electra import ElectraPretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig
 from prefine.recipes import pretrain as pretrain_recipe
-from prefine.tasks.pretraining import ElectraPretrainingTask
 from prefine.training import TrainingConfig, TrainingInterrupted, train
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.recipes.test_cli_pretrain import sentiment_rows, write_sentiment
@@ -124,7 +125,7 @@ def test_pretrain_electra_records_both_networks_and_logs_their_metrics(electra_r
     assert saved["model"]["hidden_size"] == 128 and saved["generator"]["hidden_size"] == 64
     assert (
         saved["training"]["learning_rate"]
-        == pretrain_recipe.ELECTRA_LEARNING_RATE
+        == electra_objective.ELECTRA_LEARNING_RATE
         != pretrain_recipe.PRETRAIN_TRAINING_DEFAULTS.learning_rate
     )
     config = json.loads((run / "checkpoints" / "step-00000006" / "config.json").read_text())
@@ -147,13 +148,13 @@ def test_an_electra_run_ends_by_reporting_its_discriminator_and_warns_while_it_i
     ]
     # Six tiny steps leave the discriminator near chance (AUC 0.64 here), so a note says what that means and what to do.
     following = printed[printed.index(summary[0]) + 1 :]
-    if last["eval/replaced_auc"] < pretrain_recipe.FIRST_PHASE_AUC:
+    if last["eval/replaced_auc"] < electra_objective.FIRST_PHASE_AUC:
         assert following[0].startswith("note: the discriminator has barely started") and f"--resume {electra_run / 'pre'}" in following[0]
     else:
         assert not any(line.startswith("note:") for line in following)
     # A discriminator past that phase gets the summary alone; a masked-LM run has no discriminator lines.
-    assert len(pretrain_recipe.discriminator_summary({"replaced_auc": 0.9, "replaced_recall": 0.4}, Path("run"))) == 1
-    assert pretrain_recipe.discriminator_summary({"mlm_accuracy": 0.2}, Path("run")) == []
+    assert len(electra_objective.discriminator_summary({"replaced_auc": 0.9, "replaced_recall": 0.4}, Path("run"))) == 1
+    assert electra_objective.discriminator_summary({"mlm_accuracy": 0.2}, Path("run")) == []
 
 
 def test_finetune_starts_from_the_discriminator(electra_run, capsys):

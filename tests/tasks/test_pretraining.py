@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from prefine.tasks.pretraining import roc_auc
+from prefine.objectives.electra import roc_auc
 
 
 def test_auc_hand_computed_with_ties_counting_half():
