@@ -112,8 +112,12 @@ def render_objectives(results: dict, source: str) -> str:
         f"{results['seeds']} fine-tuning seeds of at least {results['min_finetune_steps']} steps; "
         f"{results.get('selection', 'checkpoints chosen on a dev split of each training set, scores on its held-out test set')}; "
         f"95% Student t interval over the paired seeds. Machine: {_machine(results['machine'])}.",
-        f"Command: `{results['command']}`; results file: [{source}]({source}).",
+        f"Command: `{results['command']}`"
+        + (f" (commit {results['commit']}, {results['date']})" if results.get("commit") else "")
+        + f"; results file: [{source}]({source}).",
     ]
+    if results.get("provenance"):
+        lines.append(results["provenance"])
     return "\n".join(lines)
 
 

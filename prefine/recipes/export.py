@@ -12,7 +12,9 @@ bias under the decoder's name too, since an untied transformers head scores with
 Before writing, the weights are loaded strictly into the prefine class named by the checkpoint,
 so a checkpoint that would not even run in prefine is never exported.
 
-An ELECTRA run exports as two folders, the discriminator and its generator (prefine.interop.electra).
+A pre-training run exports the way its objective says (an ELECTRA run as two folders, the
+discriminator and its generator).
+
 The command lives with the recipes, not in `prefine.interop`, because it dispatches on the task
 registry: the task that trained the run (recorded in the checkpoint's config.json and the run's
 run.json) rebuilds the model and adds its keys, since two tasks can share one transformers class.
@@ -47,7 +49,7 @@ from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
-from prefine.model.electra import is_electra_checkpoint_config
+from prefine.objectives import PretrainingObjective, objective_of_checkpoint
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
 
@@ -161,8 +163,13 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     """Write a transformers-loadable folder (config.json, model.safetensors, tokenizer files) to `out_dir`."""
     checkpoint, tokenizer_dir = _locate(run_or_checkpoint)
     config_json = load_model_config(checkpoint)
-    if is_electra_checkpoint_config(config_json):
-        return _export_electra(run_or_checkpoint, checkpoint, tokenizer_dir, config_json, Path(out_dir))
+    objective = objective_of_checkpoint(config_json)
+    if objective is not None:
+        # A pre-training run: its objective may have a layout of its own (ELECTRA's two folders); None
+        # leaves it to the plain BERT export below.
+        exported = _export_pretraining(objective, run_or_checkpoint, checkpoint, tokenizer_dir, config_json, Path(out_dir))
+        if exported is not None:
+            return exported
     architecture = _architecture(config_json, checkpoint)
     config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
     if config.embedding_size:
@@ -201,10 +208,10 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _export_electra(run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Path, config_json: dict, out_dir: Path) -> Path:
-    """An ELECTRA run: the discriminator to `out_dir`, the generator to `out_dir/generator` (prefine.interop.electra)."""
-    from prefine.interop.electra import export_electra_hf
-
+def _export_pretraining(
+    objective: PretrainingObjective, run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Path, config_json: dict, out_dir: Path
+) -> Path | None:
+    """The objective's own Hugging Face export of a pre-training run, after the checks every export makes."""
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > config_json.get("vocab_size", 0):
         raise PrefineError(
@@ -213,7 +220,7 @@ def _export_electra(run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Pa
         )
     if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
         raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
-    return export_electra_hf(checkpoint, tokenizer, config_json, out_dir)
+    return objective.export_hf(checkpoint, tokenizer, config_json, out_dir)
 
 
 @dataclass
