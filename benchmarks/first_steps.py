@@ -67,7 +67,7 @@ def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     if kind == "pretrain":
         from prefine.objectives.masked_lm import PretrainingTask
         from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
-        from prefine.training.position import DataPosition
+        from prefine.data_position import DataPosition
 
         batches = PretrainingBatches.from_tokenizer(
             TokenShards.open(args.shard_dir),

@@ -63,7 +63,7 @@ from prefine.tasks.generation import EncodedPairs, GenerationBatches, collate_pa
 from prefine.tokenizer import save_tokenizer  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
-from prefine.training.position import DataPosition  # noqa: E402
+from prefine.data_position import DataPosition  # noqa: E402
 
 
 def exported_model(tokenizer, work_dir: Path, preset: str, seed: int) -> tuple[BertEncoderDecoder, Path]:

@@ -68,7 +68,7 @@ from prefine.objectives.masked_lm import PretrainingTask  # noqa: E402
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
-from prefine.training.position import DataPosition  # noqa: E402
+from prefine.data_position import DataPosition  # noqa: E402
 
 IGNORE = -100
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prefine import __version__
+from prefine import __version__, determinism
 from prefine.errors import PrefineError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command needs them
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command nee
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, after main() has set the environment torch reads when it loads (--deterministic).
     from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart
     from prefine.recipes import serve as serve_recipe
     from prefine.recipes.export import add_export_command
@@ -51,7 +52,7 @@ def _resume_hint(interrupt: TrainingInterrupted, args: argparse.Namespace) -> st
     Only `pretrain` and `finetune` take --resume; the quickstart and compare start their runs
     afresh, so for them the saved checkpoint is all there is to say.
     """
-    from prefine.recipes.common import run_dir_of_checkpoint
+    from prefine.recipes.common import run_dir_of_checkpoint  # loaded by then; a module-level import would load torch early
 
     if interrupt.checkpoint is None:
         return ""
@@ -63,11 +64,10 @@ def _resume_hint(interrupt: TrainingInterrupted, args: argparse.Namespace) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from prefine import determinism
-    from prefine.training import TrainingInterrupted
-
     if determinism.requested(sys.argv[1:] if argv is None else list(argv)):
         determinism.prepare_environment()  # before torch loads: some settings are read only then
+    from prefine.training import TrainingInterrupted  # torch loads here, after the environment above is set
+
     # Stage modules report their choices (detected corpus format, text column) through logging.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -17,7 +17,12 @@ import torch
 
 from prefine.checkpoint import RUN_FILE, TOKENIZER_DIR, is_run_dir, load_model_config, load_weights, model_checkpoint_of, read_run
 from prefine.errors import PrefineError
+from prefine.interop import load_into
+from prefine.interop.initial_weights import check_tokenizer_matches, resolve_init
 from prefine.model import BertForPreTraining, config_from_dict
+from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
+from prefine.registry import RunRegistry
+from prefine.registry.store import find_registry
 from prefine.tasks.interface import Predictor, get_task
 from prefine.tokenizer import load_tokenizer
 
@@ -29,8 +34,6 @@ def resolve_run_dir(run: str, registry: str = "") -> Path:
         if not is_run_dir(path):
             raise PrefineError(f"{path} is not a prefine run (no run.json); pass the folder given as --out")
         return path
-    from prefine.registry import RunRegistry
-    from prefine.registry.store import find_registry
 
     registry_path = find_registry(registry or None)
     if not registry_path.is_file():
@@ -50,14 +53,10 @@ def resolve_run_dir(run: str, registry: str = "") -> Path:
 
 def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str = "") -> Predictor | MaskedLMPredictor:
     """The run's model ready for inference, with its task's predictor (or a fill-mask predictor for pre-training)."""
-    from prefine.recipes.common import check_tokenizer_matches
-
     run_dir = resolve_run_dir(str(run), registry)
     device = torch.device(device)
     saved = read_run(run_dir)
     if saved.get("kind") == "pretrain":
-        from prefine.recipes.common import resolve_init
-
         return masked_lm_from_init(resolve_init(str(run_dir)), device)
     checkpoint = model_checkpoint_of(run_dir)
     head = load_model_config(checkpoint)
@@ -80,8 +79,6 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
 def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
     """The masked LM of loaded pre-trained weights (`resolve_init`): BERT's MLM head, or an ELECTRA run's generator."""
     if init.electra is not None:
-        from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
-
         if not init.electra.has_generator:
             raise PrefineError(
                 f"{init.description} is an ELECTRA discriminator without its generator; "
@@ -90,7 +87,6 @@ def masked_lm_from_init(init, device: torch.device) -> MaskedLMPredictor:
         electra = ElectraPreTrainingModel(init.electra.config, init.electra.generator_config)
         load_electra_state(electra, init.electra.state_dict)
         return MaskedLMPredictor(electra, init.tokenizer, device, electra.generator_dense_logits)
-    from prefine.interop import load_into
 
     model = BertForPreTraining(init.config)
     load_into(model, init.state_dict)

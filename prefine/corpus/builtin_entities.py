@@ -33,7 +33,7 @@ import hashlib
 import re
 import sys
 
-from prefine.corpus.builtin import _parsed_stdlib_docstrings, builtin_split, normalise_sentence, strip_rest_markup
+from prefine.corpus.builtin import _parsed_stdlib_docstrings, _stdlib_sources, builtin_split, normalise_sentence, strip_rest_markup
 
 ENTITY_TYPES = ("EXC", "FUNC", "MOD", "TYPE")
 _ROLE_TYPES = {"exc": "EXC", "func": "FUNC", "meth": "FUNC", "mod": "MOD", "class": "TYPE"}
@@ -52,7 +52,6 @@ def _builtin_exceptions() -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1)
 def _stdlib_modules() -> frozenset[str]:
-    from prefine.corpus.builtin import _stdlib_sources
 
     dotted = {".".join(parts) for _, parts in _stdlib_sources()}
     return frozenset(dotted | set(sys.stdlib_module_names) | {"os.path"})

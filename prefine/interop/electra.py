@@ -43,6 +43,7 @@ from prefine.model.electra import (
     ElectraWeights,
     electra_weights_from_checkpoint,
 )
+from prefine.tokenizer import save_tokenizer
 
 GENERATOR_DIR = "generator"
 DISCRIMINATOR_ARCHITECTURE = "ElectraForPreTraining"
@@ -91,7 +92,6 @@ def electra_export_states(model: ElectraPreTrainingModel) -> tuple[dict[str, tor
 
 def export_electra_hf(checkpoint: Path, tokenizer, config_json: dict, out_dir: Path) -> Path:
     """Write the discriminator to `out_dir` and the generator to `out_dir/generator` (see the module docstring)."""
-    from prefine.tokenizer import save_tokenizer
 
     weights = electra_weights_from_checkpoint(config_json, load_weights(checkpoint), str(checkpoint / CONFIG_FILE))
     model = ElectraPreTrainingModel(weights.config, weights.generator_config)

@@ -43,9 +43,10 @@ from torch import nn
 
 from prefine.config import option
 from prefine.errors import PrefineError
+from prefine.labels import IGNORE_LABEL
 from prefine.model.bert import AttentionLayout, BertEncoder, BertModel, activation, init_bert_weights
 from prefine.model.config import BertConfig, config_from_dict
-from prefine.model.heads import IGNORE_LABEL, log_frequencies
+from prefine.pretraining_data.frequencies import log_frequencies
 
 # Below this width a generator head of 64 dimensions would be wider than the generator itself.
 GENERATOR_HEAD_DIM = 64

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prefine.labels import IGNORE_LABEL
 from prefine.model.bert import (
     BertAttention,
     BertEmbeddings,
@@ -44,7 +45,7 @@ from prefine.model.bert import (
     init_bert_weights,
 )
 from prefine.model.config import BertConfig
-from prefine.model.heads import IGNORE_LABEL, BertLMPredictionHead
+from prefine.model.heads import BertLMPredictionHead
 
 
 class BertDecoderLayer(nn.Module):

@@ -20,13 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prefine.labels import IGNORE_LABEL, IGNORE_NSP
 from prefine.model.bert import BertModel, BertPooler, activation, init_bert_weights
 from prefine.model.config import BertConfig
-
-IGNORE_LABEL = (
-    -100
-)  # label of positions a token-level loss skips: unmasked MLM positions, untrained pieces, target padding (Hugging Face's convention)
-IGNORE_NSP = -1  # NSP label of instances with no sentence pair (single-segment instances)
+from prefine.pretraining_data.frequencies import log_frequencies
 
 
 def _mean_over_counted(summed: torch.Tensor, count: int) -> torch.Tensor:
@@ -145,12 +142,6 @@ class BertForPreTraining(nn.Module):
         ELECTRA's discriminator needs it.)
         """
         self.cls.predictions.bias.copy_(log_frequencies(counts))
-
-
-def log_frequencies(counts: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """log((count + 1) / (total + vocabulary)): add-one smoothed log frequencies, one per id."""
-    counts = counts.to(torch.float64)
-    return (torch.log(counts + 1.0) - torch.log(counts.sum() + len(counts))).to(dtype)
 
 
 @dataclass

@@ -19,11 +19,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from prefine.data_position import DataPosition
 from prefine.interop import load_into
 from prefine.model import IGNORE_LABEL, IGNORE_NSP, BertConfig, BertForPreTraining
 from prefine.objectives.interface import InitWeights, PretrainingObjective
 from prefine.pretraining_data import PretrainingBatches
-from prefine.training.position import DataPosition
 
 
 class PretrainingTask:

@@ -2,7 +2,7 @@
 
 shards = cached_token_shards(lambda: documents, tokenizer, cache_root, key_parts)
 batches = PretrainingBatches.from_tokenizer(shards, tokenizer, PretrainingDataConfig(), seed=0, global_batch_size=32)
-batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.training.position
+batch, position = batches.batch_at(DataPosition(0, 0))  # prefine.data_position
 """
 
 from prefine.pretraining_data.batches import PretrainingBatches, collate

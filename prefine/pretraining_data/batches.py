@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
-from prefine.model.heads import IGNORE_LABEL, log_frequencies
+from prefine.labels import IGNORE_LABEL
 from prefine.pretraining_data.config import PretrainingDataConfig
+from prefine.pretraining_data.frequencies import log_frequencies
 from prefine.pretraining_data.instances import (
     Instances,
     build_instances,
@@ -39,7 +41,6 @@ from prefine.pretraining_data.instances import (
 from prefine.pretraining_data.masking import continuation_lookup, mask_tokens
 from prefine.pretraining_data.shards import TokenShards, split_documents, token_counts
 from prefine.tokenizer import SpecialTokenIds, special_token_ids
-from prefine.training.position import DataPosition
 
 # Seed-sequence tags that keep training and evaluation random streams apart.
 TRAIN_STREAM = 0

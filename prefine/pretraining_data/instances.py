@@ -52,7 +52,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from prefine.model.heads import IGNORE_NSP
+from prefine.labels import IGNORE_NSP
 from prefine.pretraining_data.config import PretrainingDataConfig
 from prefine.pretraining_data.shards import TokenShards
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from prefine.model.heads import IGNORE_LABEL
+from prefine.labels import IGNORE_LABEL
 from prefine.pretraining_data.config import PretrainingDataConfig
 
 

@@ -1,121 +1,42 @@
-"""What every recipe shares: where weights come from (--init), run records, and resume checks.
+"""What every recipe shares: run records, the registry, resume checks and the learning-rate rule.
 
-`--init` accepts three kinds of source, resolved here once for all recipes:
-a prefine run folder (its best or latest checkpoint and its tokenizer), a prefine checkpoint
-folder inside a run, or a Hugging Face BERT (or ELECTRA) folder / Hub name (through `prefine.interop`).
-An ELECTRA source is handed on as its discriminator's encoder under BERT's names, so every
-recipe that starts from a BERT encoder starts from it unchanged; `InitSource.electra` keeps the
-whole pre-training state for the recipes that need the generator (continued pre-training, fill-mask).
+Where `--init` weights come from and how they load (`resolve_init`, `InitSource`,
+`load_initial_weights`) lives below, in prefine.interop.initial_weights, since inference and the
+tasks need it too; the recipes import it from here as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
 import prefine
 from prefine.checkpoint import (
-    CHECKPOINTS_DIR,
-    TOKENIZER_DIR,
     is_run_dir,
-    load_model_config,
-    load_weights,
-    model_checkpoint_of,
 )
 from prefine.errors import PrefineError
 
-# Weight loading lives below the tasks, which call it too; recipes and their tests keep importing it from here.
-from prefine.interop.initial_weights import check_reinit_layers, load_initial_weights  # noqa: F401
-from prefine.model import BertConfig, config_from_dict
-from prefine.model.electra import ElectraWeights, electra_weights_from_checkpoint, is_electra_checkpoint_config
-from prefine.registry import RunRegistry, default_registry_path
-from prefine.tokenizer import load_tokenizer, tokenizer_fingerprint
-
-
-@dataclass
-class InitSource:
-    """Weights, config and tokenizer to start a run from, and where they came from."""
-
-    config: BertConfig
-    state_dict: dict[str, torch.Tensor]
-    tokenizer: Tokenizer
-    description: str
-    run_dir: Path | None  # the prefine run that produced the weights, if any
-    checkpoint: Path | None
-    model_config_json: dict[str, Any]
-    imported_from_hf: bool = False
-    # An ELECTRA source: its whole pre-training state (config and state_dict above are its discriminator as BERT).
-    electra: ElectraWeights | None = None
+# --init lives below the tasks and inference, which call it too; recipes and their tests keep importing it from here.
+from prefine.interop.initial_weights import (  # noqa: F401
+    InitSource,
+    check_reinit_layers,
+    check_tokenizer_matches,
+    load_initial_weights,
+    resolve_init,
+    run_dir_of_checkpoint,
+)
+from prefine.model import BertConfig
+from prefine.registry import RunHandle, RunRegistry, default_registry_path, recorded_run
+from prefine.tokenizer import tokenizer_fingerprint
+from prefine.training import init_distributed
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("PREFINE_CACHE") or Path.home() / ".cache" / "prefine")
-
-
-def run_dir_of_checkpoint(path: Path) -> Path | None:
-    if path.parent.name == CHECKPOINTS_DIR and is_run_dir(path.parent.parent):
-        return path.parent.parent
-    return None
-
-
-def resolve_init(source: str) -> InitSource:
-    """Load the weights named by --init: a prefine run, a prefine checkpoint, or a Hugging Face model."""
-    path = Path(source)
-    if path.is_dir() and is_run_dir(path):
-        checkpoint = model_checkpoint_of(path)
-        return _from_prefine_checkpoint(checkpoint, path)
-    if path.is_dir() and run_dir_of_checkpoint(path) is not None:
-        return _from_prefine_checkpoint(path, run_dir_of_checkpoint(path))
-    from prefine.interop import import_hf_checkpoint
-    from prefine.interop.encoder_decoder import import_hf_encoder_decoder, is_hf_encoder_decoder_dir
-
-    imported = import_hf_encoder_decoder(path) if is_hf_encoder_decoder_dir(path) else import_hf_checkpoint(source)
-    return InitSource(
-        config=imported.config,
-        state_dict=imported.state_dict,
-        tokenizer=imported.tokenizer,
-        description=f"Hugging Face checkpoint {imported.source}",
-        run_dir=None,
-        checkpoint=None,
-        model_config_json=dataclasses.asdict(imported.config),
-        imported_from_hf=True,
-        electra=imported.electra,
-    )
-
-
-def _from_prefine_checkpoint(checkpoint: Path, run_dir: Path) -> InitSource:
-    config_json = load_model_config(checkpoint)
-    weights = load_weights(checkpoint)
-    electra = None
-    if is_electra_checkpoint_config(config_json):
-        # Fine-tuning starts from the discriminator (ELECTRA's rule), given as a plain BERT encoder.
-        electra = electra_weights_from_checkpoint(config_json, weights, str(checkpoint / "config.json"))
-        config, weights = electra.config, electra.bert_encoder_state()
-    else:
-        config = config_from_dict(config_json, str(checkpoint / "config.json"))
-    tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
-    check_tokenizer_matches(tokenizer, config, run_dir / TOKENIZER_DIR, checkpoint)
-    return InitSource(config, weights, tokenizer, f"prefine checkpoint {checkpoint}", run_dir, checkpoint, config_json, electra=electra)
-
-
-def check_tokenizer_matches(tokenizer: Tokenizer, config: BertConfig, tokenizer_dir: Path, checkpoint: Path) -> None:
-    if tokenizer.get_vocab_size() != config.vocab_size:
-        raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but checkpoint {checkpoint} was built for "
-            f"{config.vocab_size}; use the tokenizer saved with that checkpoint"
-        )
-    recorded = load_model_config(checkpoint).get("tokenizer_fingerprint")
-    if recorded and recorded != tokenizer_fingerprint(tokenizer):
-        raise PrefineError(
-            f"tokenizer {tokenizer_dir} is not the one checkpoint {checkpoint} was trained with (fingerprints differ); "
-            "restore the run's own tokenizer folder"
-        )
 
 
 def open_registry(explicit: str, run_dir: Path | None) -> RunRegistry:
@@ -170,7 +91,6 @@ def start_finetune(run, device: str, max_length: int, length_flag: str, train_hi
 
     Returns the run folder, the distributed context and the loaded --init weights.
     """
-    from prefine.training import init_distributed
 
     if not run.init:
         raise PrefineError("pass --init with a pre-trained run (or Hugging Face folder) to fine-tune from")
@@ -230,8 +150,6 @@ def file_fingerprint(path: str) -> dict | None:
 def recorded_finetune(run, run_dir: Path, init: InitSource, record: dict, tokenizer_hash: str, is_main: bool, resume: bool = False):
     """The registry record of a fine-tuning run (on rank 0; other ranks get a handle that records nothing)."""
     import contextlib
-
-    from prefine.registry import RunHandle, recorded_run
 
     if not is_main:
         return contextlib.nullcontext(RunHandle(record=None))

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 
+from prefine.checkpoint import is_run_dir
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
-from prefine.inference import MaskedLMPredictor, masked_lm_from_init
+from prefine.inference import MaskedLMPredictor, load_run, masked_lm_from_init
+from prefine.recipes.common import resolve_init
 
 
 @dataclass
@@ -35,8 +37,6 @@ def add_command(subparsers) -> None:
 
 def load_masked_lm(model_source: str, registry: str = "") -> MaskedLMPredictor:
     """A prefine pre-training run (folder or registry name) or an outside BERT checkpoint, ready to fill masks."""
-    from prefine.checkpoint import is_run_dir
-    from prefine.inference import load_run
 
     path = Path(model_source)
     if not (path.is_dir() and not is_run_dir(path)):
@@ -44,7 +44,6 @@ def load_masked_lm(model_source: str, registry: str = "") -> MaskedLMPredictor:
         if not isinstance(predictor, MaskedLMPredictor):
             raise PrefineError(f"{model_source} is a fine-tuned run without its masked-LM head; pass the pre-training run it started from")
         return predictor
-    from prefine.recipes.common import resolve_init
 
     return masked_lm_from_init(resolve_init(model_source), torch.device("cpu"))
 

@@ -26,6 +26,7 @@ import torch
 from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, model_checkpoint_of, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
 from prefine.errors import PrefineError
+from prefine.inference import load_run
 from prefine.recipes.common import (
     check_resume_overrides,
     recorded_finetune,
@@ -276,7 +277,6 @@ def _score_best_checkpoint(
 
     Returns its evaluation on the selection data and on --test (scored once, the reported score; None without --test).
     """
-    from prefine.inference import load_run
 
     predictor = load_run(run_dir, device)
     assert isinstance(predictor, Predictor)  # a fine-tuning run loads as its task's predictor

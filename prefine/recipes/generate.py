@@ -20,7 +20,9 @@ from pathlib import Path
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig
+from prefine.inference import load_run
 from prefine.tasks.interface import TextGenerator, all_tasks
+from prefine.training import resolve_device
 
 
 @dataclass
@@ -43,8 +45,6 @@ def add_command(subparsers) -> None:
 
 
 def generate_from_args(args: argparse.Namespace) -> int:
-    from prefine.inference import load_run
-    from prefine.training import resolve_device
 
     config = from_args(GenerateConfig, args)
     decoding = from_args(DecodingConfig, args)

@@ -17,7 +17,9 @@ from typing import Literal
 
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
+from prefine.inference import load_run
 from prefine.tasks.interface import all_tasks, reject_foreign_flags
+from prefine.training import resolve_device
 
 
 @dataclass
@@ -58,8 +60,6 @@ def add_commands(subparsers) -> None:
 
 
 def evaluate_from_args(args: argparse.Namespace) -> int:
-    from prefine.inference import load_run
-    from prefine.training import resolve_device
 
     config = from_args(EvaluateConfig, args)
     if not config.data:
@@ -104,8 +104,6 @@ def _selection_of(saved: dict, data: str) -> str:
 
 
 def predict_from_args(args: argparse.Namespace) -> int:
-    from prefine.inference import load_run
-    from prefine.training import resolve_device
 
     config = from_args(PredictConfig, args)
     predictor = load_run(config.run, resolve_device("auto"), config.registry)

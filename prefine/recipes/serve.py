@@ -21,6 +21,9 @@ from pathlib import Path
 
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
+from prefine.registry import default_registry_path
+from prefine.serve.models import RunReference, check_unique_names, load_served_model
+from prefine.training import resolve_device
 
 API_KEY_ENV_VAR = "PREFINE_API_KEY"
 
@@ -109,9 +112,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve_from_args(args: argparse.Namespace) -> int:
     config = from_args(ServeConfig, args)
     require_serve_extra()
-    from prefine.registry import default_registry_path
-    from prefine.serve.models import RunReference, check_unique_names, load_served_model
-    from prefine.training import resolve_device
 
     references = [RunReference.parse(argument, config.registry) for argument in config.runs]
     check_unique_names(references)
@@ -144,6 +144,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 
 async def _serve(models, config: ServeConfig, api_key: str, registry_path: Path, device, sock: socket.socket) -> int:
+    # The optional serve extra (FastAPI, uvicorn): imported only once the command has checked it is installed.
     import uvicorn
 
     from prefine.serve.app import ServeLimits, create_app

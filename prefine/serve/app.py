@@ -52,10 +52,13 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, ValidationError
 
+from prefine import __version__
 from prefine.errors import PrefineError
 from prefine.serve.batching import DynamicBatcher, QueueFull, ServerClosing
 from prefine.serve.metrics import ServerMetrics
 from prefine.serve.models import ServedModel
+from prefine.serve.runs import add_run_routes
+from prefine.training import autocast_context
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +204,6 @@ class ServingState:
         """One batched forward pass of `model`; runs on the inference thread."""
         import torch
 
-        from prefine.training import autocast_context
-
         with torch.inference_mode(), autocast_context(self.device, "auto"):
             return model.predictor.predict_records(records, batch_size=self.limits.max_batch_size, **options)
 
@@ -253,8 +254,6 @@ def create_app(
     _add_page_routes(app)
     _add_probe_routes(app)
     _add_prediction_routes(app)
-
-    from prefine.serve.runs import add_run_routes
 
     served: dict[Path, list[str]] = {}
     for model in models:
@@ -443,8 +442,6 @@ async def _stream_lines(model: ServedModel, records: list[dict[str, Any]], optio
     so a stream takes turns with the batched forward passes instead of competing with them."""
     import torch
 
-    from prefine.training import autocast_context
-
     events = iter(model.predictor.stream_records(records, **options))
     finished = object()
 
@@ -529,6 +526,5 @@ def _checked_inputs(inputs: list[str | dict[str, Any]], limits: ServeLimits) -> 
 
 
 def _version() -> str:
-    from prefine import __version__
 
     return __version__

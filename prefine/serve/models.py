@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from prefine.checkpoint import read_run
 from prefine.errors import PrefineError
+from prefine.inference import load_run, resolve_run_dir
 
 # Parameters of predict_records that the server sets itself, never a client.
 _SERVER_PARAMETERS = {"self", "records", "batch_size"}
@@ -32,7 +34,6 @@ class RunReference:
 
     @classmethod
     def parse(cls, argument: str, registry: str) -> RunReference:
-        from prefine.inference import resolve_run_dir
 
         alias = ""
         target = argument
@@ -102,8 +103,6 @@ def predictor_options(predictor: Any) -> dict[str, Any]:
 
 def load_served_model(reference: RunReference, device: torch.device) -> ServedModel:
     """Load one run for serving (eval mode, on `device`) and describe it."""
-    from prefine.checkpoint import read_run
-    from prefine.inference import load_run
 
     predictor = load_run(reference.run_dir, device)
     saved = read_run(reference.run_dir)

@@ -14,6 +14,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from prefine.errors import PrefineError
+from prefine.registry import RunRegistry
+from prefine.registry.plot import METRICS_FILENAME, read_metrics_log
 
 # A curve of a long run can have tens of thousands of logged steps; the page draws at most this
 # many points per metric, evenly spaced, always keeping the last one.
@@ -49,8 +51,6 @@ def thin_curve(records: list[dict[str, Any]], limit: int = MAX_CURVE_POINTS) -> 
 
 
 def add_run_routes(app: FastAPI, registry_path: Path | None, served: dict[Path, list[str]]) -> None:
-    from prefine.registry import RunRegistry
-    from prefine.registry.plot import METRICS_FILENAME, read_metrics_log
 
     def open_registry() -> RunRegistry | None:
         if registry_path is None or not registry_path.is_file():

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
-from prefine.training.position import DataPosition
 
 # Every length-grouped chunk holds this many batches: large enough that batches come out of
 # similar lengths, small enough that the order stays random (Hugging Face's LengthGroupedSampler uses 50).

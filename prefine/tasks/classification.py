@@ -38,7 +38,7 @@ from prefine.config import option
 from prefine.corpus.builtin import builtin_classification_task
 from prefine.errors import PrefineError
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
-from prefine.model import BertConfig
+from prefine.model import BertConfig, BertForSequenceClassification
 from prefine.tasks.batching import TrainsOnBatches
 from prefine.tasks.columns import ColumnPicker, find_column
 from prefine.tasks.interface import (
@@ -574,7 +574,6 @@ class ClassificationFinetuneTask(FinetuneTask):
         )
 
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
-        from prefine.model import BertForSequenceClassification
 
         label_set = LabelSet.from_json(head)
         dropout = run.classifier_dropout if run is not None else head.get("classifier_dropout", 0.1)

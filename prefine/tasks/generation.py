@@ -39,8 +39,10 @@ from tqdm import tqdm
 
 from prefine.config import option
 from prefine.corpus.builtin_generation import write_builtin_generation_task
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate
+from prefine.interop.encoder_decoder import encoder_decoder_export, warm_start
 from prefine.metrics.generation import format_generation_table, generation_metrics, require_bleu
 from prefine.model import IGNORE_LABEL, BertConfig
 from prefine.model.encoder_decoder import BertEncoderDecoder
@@ -64,7 +66,6 @@ from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_spli
 from prefine.tasks.task_data import RecordTable, read_records
 from prefine.tasks.text_inputs import EncodedExamples, encode_examples, truncating_copy
 from prefine.training.loop import TrainingTask, autocast_context
-from prefine.training.position import DataPosition
 
 # Column names that obviously hold each side of a pair, in order of preference.
 SOURCE_COLUMNS = ("source", "document", "article", "text", "input", "context", "passage", "content", "body", "question", "src")
@@ -652,7 +653,6 @@ class GenerationFinetuneTask(FinetuneTask):
         return BertEncoderDecoder(config, share_encoder_decoder=bool(head.get("share_encoder_decoder", False)))
 
     def load_initial_weights(self, model: nn.Module, init: Any, from_scratch: bool, announce: bool, reinit_layers: int = 0) -> None:
-        from prefine.interop.encoder_decoder import warm_start
 
         if reinit_layers:
             raise PrefineError("--reinit-layers is not supported for --task generation (the decoder is a copy of the same blocks); drop it")
@@ -680,7 +680,6 @@ class GenerationFinetuneTask(FinetuneTask):
         return _as_evaluation(score_generation(predictor.model, predictor.tokenizer, data.eval, data.data, batch_size, predictor.device))  # type: ignore[arg-type]
 
     def hf_export(self, model: nn.Module, config: BertConfig, head: dict[str, Any]) -> HFExport:
-        from prefine.interop.encoder_decoder import encoder_decoder_export
 
         return encoder_decoder_export(model, config, head)  # type: ignore[arg-type]
 

@@ -47,10 +47,12 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from prefine.config import explicit_overrides
 from prefine.errors import PrefineError
 from prefine.interop.hf_files import HFExport  # noqa: F401  (tasks name it through this interface)
 from prefine.interop.initial_weights import load_initial_weights as load_encoder_weights
 from prefine.model import BertConfig
+from prefine.tasks.selection import PASS_DEV_AND_TEST
 from prefine.training.loop import TrainingTask
 
 # Modules holding the tasks that ship with prefine; each calls register_task when imported.
@@ -259,7 +261,6 @@ class FinetuneTask(ABC):
         (see `prefine.tasks.selection`). The default refuses, naming the way out; a task that can
         read its training data as records writes them back with `selection.write_split`.
         """
-        from prefine.tasks.selection import PASS_DEV_AND_TEST
 
         raise PrefineError(f"--task {self.name} cannot carve a dev split out of --train; {PASS_DEV_AND_TEST}")
 
@@ -387,7 +388,6 @@ def notice_once(message: str) -> None:
 
 def reject_foreign_flags(args: argparse.Namespace, chosen: type | None, others: list[type], what: str) -> None:
     """A flag that belongs to another task's config would be silently ignored; say so instead."""
-    from prefine.config import explicit_overrides
 
     own = {f for f in getattr(chosen, "__dataclass_fields__", {})}
     foreign: list[str] = []

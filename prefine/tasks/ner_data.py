@@ -32,10 +32,12 @@ from typing import Any, Literal
 import numpy as np
 from tokenizers import Tokenizer
 
+from prefine.corpus.datasets_source import load_dataset_source
 from prefine.corpus.readers import iter_file_lines
 from prefine.errors import PrefineError
 from prefine.jsonio import iter_jsonl
-from prefine.model.heads import IGNORE_LABEL
+from prefine.labels import IGNORE_LABEL
+from prefine.metrics.entities import lenient_chunks
 
 Layout = Literal["words", "characters"]
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -192,7 +194,6 @@ def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need
 def _read_dataset(
     name: str, split: str, token_field: str | None, tag_field: str | None, need_tags: bool
 ) -> tuple[list[TaggedSentence], str, str]:
-    from prefine.corpus.datasets_source import load_dataset_source
 
     # The same loader and name[:config][:split] syntax as corpora and the other tasks' data.
     dataset, source = load_dataset_source(name, split, streaming=False)
@@ -609,7 +610,6 @@ def encode_corpus(
 
 def _entities_split_by_pieces(corpus: TaggedCorpus, alignments: Sequence[Alignment]) -> tuple[int, int]:
     """(entities with an edge inside a word piece, all entities): those the piece-level model cannot get exactly right."""
-    from prefine.metrics.entities import lenient_chunks
 
     split = total = 0
     for sentence, alignment in zip(corpus.sentences, alignments):

@@ -34,7 +34,7 @@ from torch import nn
 from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.metrics.squad import Flavor, evaluate_predictions
-from prefine.model import BertConfig
+from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, notice_once, register_task, subsample_indices
 from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features, read_questions
@@ -454,7 +454,6 @@ class QAFinetuneTask(FinetuneTask):
         )
 
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
-        from prefine.model import BertForQuestionAnswering
 
         return BertForQuestionAnswering(config)
 

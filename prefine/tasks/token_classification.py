@@ -34,9 +34,11 @@ from torch import nn
 
 from prefine.config import option
 from prefine.corpus.builtin_entities import ENTITY_TYPES, builtin_entity_task
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.metrics.entities import EntityScores, entity_scores, format_entity_table, lenient_chunks, tag_macro_f1, token_accuracy
 from prefine.model import IGNORE_LABEL, BertConfig
+from prefine.model.heads import BertForTokenClassification
 from prefine.tasks.batching import SeekableBatches, length_grouped
 from prefine.tasks.interface import (
     BuiltinComparison,
@@ -68,7 +70,6 @@ from prefine.tasks.ner_data import (
 from prefine.tasks.prediction_output import write_json_line
 from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
 from prefine.training.loop import TrainingTask
-from prefine.training.position import DataPosition
 
 EVAL_METRICS_FILE = "eval_metrics.json"
 EVAL_PREDICTIONS_FILE = "eval_predictions.json"
@@ -608,7 +609,6 @@ class TokenClassificationFinetuneTask(FinetuneTask):
         )
 
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
-        from prefine.model.heads import BertForTokenClassification
 
         tag_set = TagSet.from_json(head)
         dropout = run.classifier_dropout if run is not None else head.get("classifier_dropout", 0.1)

@@ -26,7 +26,7 @@ from prefine.interop import load_into
 from prefine.model import IGNORE_LABEL, BertConfig
 from prefine.model.bert import BertModel, init_bert_weights
 from prefine.objectives import PretrainingObjective, register_objective
-from prefine.training.position import DataPosition
+from prefine.data_position import DataPosition
 
 
 @dataclass

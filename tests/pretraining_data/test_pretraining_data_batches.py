@@ -15,7 +15,7 @@ from prefine.pretraining_data.instances import build_instances
 from prefine.pretraining_data.masking import continuation_lookup
 from prefine.pretraining_data.shards import build_token_shards
 from prefine.tokenizer import SpecialTokenIds
-from prefine.training.position import DataPosition
+from prefine.data_position import DataPosition
 
 PAD, CLS, SEP = 0, 2, 3
 GLOBAL_BATCH = 8

@@ -32,7 +32,7 @@ from prefine.tasks.classification import (
 from prefine.tasks.task_data import read_records
 from prefine.tasks.text_inputs import sequential_batches
 from prefine.training import DistributedContext, TrainingConfig, train
-from prefine.training.position import DataPosition
+from prefine.data_position import DataPosition
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FILLER_WORDS = "the movie was plot actors story film really quite very some scenes music ending director script".split()

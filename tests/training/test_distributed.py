@@ -25,7 +25,7 @@ from prefine.registry import RunRegistry
 from prefine.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from prefine.training import DistributedContext, train
 from prefine.training.distributed import check_batch_split
-from prefine.training.position import DataPosition
+from prefine.data_position import DataPosition
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.training.distributed_worker import INJECTED_FAILURE, RecordingTask, build_run, example_hashes
 
