@@ -65,9 +65,9 @@ def child(case: str, mode: str, args: argparse.Namespace) -> dict:
     kind, preset = case.split("-")
     torch.manual_seed(args.seed)
     if kind == "pretrain":
+        from prefine.data_position import DataPosition
         from prefine.objectives.masked_lm import PretrainingTask
         from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, TokenShards
-        from prefine.data_position import DataPosition
 
         batches = PretrainingBatches.from_tokenizer(
             TokenShards.open(args.shard_dir),

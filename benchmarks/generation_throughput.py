@@ -54,6 +54,7 @@ import torch  # noqa: E402
 
 from prefine.checkpoint import TOKENIZER_DIR, save_checkpoint  # noqa: E402
 from prefine.corpus.builtin_generation import builtin_generation_task  # noqa: E402
+from prefine.data_position import DataPosition  # noqa: E402
 from prefine.generation.decoding import DecodingConfig, SpecialIds, generate  # noqa: E402
 from prefine.model import preset_config  # noqa: E402
 from prefine.model.encoder_decoder import BertEncoderDecoder  # noqa: E402
@@ -63,7 +64,6 @@ from prefine.tasks.generation import EncodedPairs, GenerationBatches, collate_pa
 from prefine.tokenizer import save_tokenizer  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
-from prefine.data_position import DataPosition  # noqa: E402
 
 
 def exported_model(tokenizer, work_dir: Path, preset: str, seed: int) -> tuple[BertEncoderDecoder, Path]:

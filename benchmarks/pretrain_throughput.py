@@ -61,6 +61,7 @@ require_bench_dependencies("transformers")
 
 import torch  # noqa: E402
 
+from prefine.data_position import DataPosition  # noqa: E402
 from prefine.model import BertForPreTraining, encoder_flops_per_token, preset_config  # noqa: E402
 from prefine.model.electra import ElectraObjectiveConfig, ElectraPreTrainingModel, generator_config  # noqa: E402
 from prefine.objectives.electra import ElectraPretrainingTask  # noqa: E402
@@ -68,7 +69,6 @@ from prefine.objectives.masked_lm import PretrainingTask  # noqa: E402
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards  # noqa: E402
 from prefine.training.config import TrainingConfig  # noqa: E402
 from prefine.training.optim import build_optimizer  # noqa: E402
-from prefine.data_position import DataPosition  # noqa: E402
 
 IGNORE = -100
 

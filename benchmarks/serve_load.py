@@ -77,7 +77,10 @@ async def ready():
 @app.post("/v1/predict")
 async def predict(body: dict):
     results = classifier(body["inputs"], truncation=True, max_length=128)
-    return {"outputs": [{"label": max(r, key=lambda x: x["score"])["label"], "probabilities": {x["label"]: x["score"] for x in r}} for r in results]}
+    outputs = []
+    for r in results:
+        outputs.append({"label": max(r, key=lambda x: x["score"])["label"], "probabilities": {x["label"]: x["score"] for x in r}})
+    return {"outputs": outputs}
 
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """

@@ -9,5 +9,5 @@ if "TORCHELASTIC_RUN_ID" in os.environ:
     # Under torchrun, record() puts a failing rank's error into torchrun's "Root Cause" summary.
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    main = record(main)
+    sys.exit(record(main)())
 sys.exit(main())

@@ -13,11 +13,14 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
 from prefine.errors import PrefineError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def option(default: Any, help: str, **metadata: Any) -> Any:
@@ -75,12 +78,15 @@ def add_dataclass_arguments(
         annotation, _ = _unwrap_optional(hints[field.name])
         if defaults is not None:
             default = getattr(defaults, field.name)
+        elif field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         else:
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+            raise TypeError(f"{cls.__name__}.{field.name} has no default; pass `defaults` to show one")
         if field.metadata.get("positional"):
-            parser.add_argument(
-                field.name, help=field.metadata.get("help", ""), **({"nargs": "+"} if get_origin(annotation) is list else {})
-            )
+            positional: dict[str, Any] = {"nargs": "+"} if get_origin(annotation) is list else {}
+            parser.add_argument(field.name, help=field.metadata.get("help", ""), **positional)
             continue
         if flags and field.name in flags:
             field = _renamed(field, flags[field.name])
@@ -125,8 +131,8 @@ def from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, pre
     """Build `cls` from parsed flags, starting from `base` (a preset or saved config) when given."""
     overrides = explicit_overrides(args, cls, prefix)
     if base is None:
-        return cls(**overrides)  # type: ignore[call-arg]
-    return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
+        return cls(**overrides)
+    return dataclasses.replace(base, **overrides)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -135,8 +141,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
     """Rebuild a dataclass from saved JSON; unknown keys are an error so typos do not vanish."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise PrefineError(f"{source}: unknown field(s) {', '.join(unknown)} for {cls.__name__}; remove them or upgrade prefine")
-    return cls(**values)  # type: ignore[call-arg]
+    return cls(**values)

@@ -10,6 +10,7 @@ fills [MASK] tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,20 @@ class MaskedLMPredictor:
 
     input_fields = ("text",)
 
-    def __init__(self, model: torch.nn.Module, tokenizer, device: torch.device, dense_logits=None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        device: torch.device,
+        dense_logits: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.model = model.to(device).eval()
+        if dense_logits is None:
+            if not isinstance(model, BertForPreTraining):
+                raise TypeError(f"a {type(model).__name__} has no MLM head of its own; pass its dense_logits")
+            dense_logits = model.dense_prediction_logits
         # (input_ids, token_type_ids, attention_mask) -> vocabulary logits at every position.
-        self.dense_logits = dense_logits or model.dense_prediction_logits
+        self.dense_logits = dense_logits
         self.tokenizer = tokenizer
         self.device = device
         self.mask_id = tokenizer.token_to_id("[MASK]")

@@ -1,4 +1,4 @@
-"""Fixtures shared across the test suite: a small synthetic corpus and environment isolation."""
+"""Fixtures shared across the test suite: a small synthetic corpus, a tokenizer and shards built from one, and environment isolation."""
 
 from __future__ import annotations
 
@@ -35,6 +35,20 @@ def write_bert_text(path: Path, documents: list[list[str]]) -> Path:
 @pytest.fixture
 def tiny_corpus(tmp_path: Path) -> Path:
     return write_bert_text(tmp_path / "corpus.txt", synthetic_documents(120))
+
+
+@pytest.fixture(scope="module")
+def pretraining_parts(tmp_path_factory: pytest.TempPathFactory):
+    """A tokenizer and token shards over a small synthetic corpus, for training-loop tests in several folders."""
+    from prefine.pretraining_data import build_token_shards
+    from prefine.tokenizer import TokenizerConfig, train_tokenizer
+
+    documents = synthetic_documents(150, seed=3)
+    tokenizer = train_tokenizer(
+        (sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False
+    )
+    shards = build_token_shards(documents, tokenizer, tmp_path_factory.mktemp("shards") / "shards")
+    return tokenizer, shards
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("render_results", ROOT / "scripts" / "render_results.py")
+assert _spec is not None and _spec.loader is not None, "scripts/render_results.py is a Python file"
 render_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(render_results)  # type: ignore[union-attr]
+_spec.loader.exec_module(render_results)
 
 MACHINE = {"cpu": "Test CPU", "cores": 2, "threads": 2, "system": "Linux", "python": "3.11", "torch": "2.13.0"}
 

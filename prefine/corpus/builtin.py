@@ -258,8 +258,10 @@ def _stdlib_sources() -> list[tuple[Path, tuple[str, ...]]]:
     return sorted(sources)
 
 
-def _docstrings_in(tree: ast.AST, qualified_name: str) -> Iterator[tuple[str, str]]:
-    docstring = ast.get_docstring(tree, clean=True)  # type: ignore[arg-type]
+def _docstrings_in(
+    tree: ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef, qualified_name: str
+) -> Iterator[tuple[str, str]]:
+    docstring = ast.get_docstring(tree, clean=True)
     if docstring:
         yield qualified_name, docstring
     for node in ast.iter_child_nodes(tree):
@@ -293,7 +295,8 @@ def _parsed_stdlib_docstrings() -> tuple[tuple[Docstring, tuple[str, ...]], ...]
                 docstrings.append((Docstring(module_parts[0], qualified_name, text), sentences))
     if not docstrings:
         raise PrefineError(
-            f"found no standard-library sources under {sysconfig.get_paths()['stdlib']}; this Python install ships without .py files, so pass your own corpus"
+            f"found no standard-library sources under {sysconfig.get_paths()['stdlib']}; "
+            "this Python install ships without .py files, so pass your own corpus"
         )
     return tuple(docstrings)
 
@@ -368,7 +371,8 @@ def builtin_classification_task(
     labels = [package for package in ranked if test_counts[package] >= min_test_per_label][:num_labels]
     if len(labels) < num_labels:
         raise PrefineError(
-            f"the built-in task has only {len(labels)} packages with {min_test_per_label}+ test docstrings; ask for at most that many labels"
+            f"the built-in task has only {len(labels)} packages with {min_test_per_label}+ test docstrings; "
+            "ask for at most that many labels"
         )
     # Sorting by a hash spreads each package's examples over its modules instead of taking the
     # first modules alphabetically, and stays identical from run to run.

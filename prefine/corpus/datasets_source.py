@@ -48,7 +48,8 @@ def load_dataset_source(name: str, default_split: str, streaming: bool) -> tuple
     if folder.is_dir():
         if not is_saved_dataset(folder):
             raise PrefineError(
-                f"{folder} is a folder but not a dataset saved with save_to_disk (no dataset_info.json or dataset_dict.json); pass its files instead"
+                f"{folder} is a folder but not a dataset saved with save_to_disk (no dataset_info.json or dataset_dict.json); "
+                "pass its files instead"
             )
         dataset = datasets.load_from_disk(str(folder))
         if isinstance(dataset, datasets.DatasetDict):
@@ -65,5 +66,6 @@ def load_dataset_source(name: str, default_split: str, streaming: bool) -> tuple
     except Exception as error:  # datasets raises many types (network, unknown name, missing split or config)
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PrefineError(
-            f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); check the path or the name[:config][:split]"
+            f"'{name}' is no file here, and loading it as a Hugging Face dataset failed ({first_line}); "
+            "check the path or the name[:config][:split]"
         ) from None

@@ -179,10 +179,10 @@ def check_corpus(config: CorpusConfig) -> None:
     Reads the first few kilobytes of each file and the corpus up to its first document (a
     Hugging Face dataset is only checked when it is read).
     """
-    sources = _sources(config)
     if config.format == "dataset":
+        _sources(config)  # names at least one dataset
         return
-    for file in sources:
+    for file in resolve_paths(config.paths):
         if file.is_dir():
             continue  # a saved dataset folder, checked when read
         try:

@@ -94,7 +94,10 @@ def export_electra_hf(checkpoint: Path, tokenizer, config_json: dict, out_dir: P
     """Write the discriminator to `out_dir` and the generator to `out_dir/generator` (see the module docstring)."""
 
     weights = electra_weights_from_checkpoint(config_json, load_weights(checkpoint), str(checkpoint / CONFIG_FILE))
-    model = ElectraPreTrainingModel(weights.config, weights.generator_config)
+    generator_config = weights.generator_config
+    if generator_config is None:
+        raise PrefineError(f"{checkpoint} has no ELECTRA generator config; export a checkpoint written by prefine pretrain")
+    model = ElectraPreTrainingModel(weights.config, generator_config)
     try:
         model.load_state_dict(weights.state_dict, strict=True)
     except RuntimeError as error:
@@ -104,7 +107,7 @@ def export_electra_hf(checkpoint: Path, tokenizer, config_json: dict, out_dir: P
     embedding_size = weights.config.embedding_width
     for folder, state, config, architecture in (
         (out_dir, discriminator, weights.config, DISCRIMINATOR_ARCHITECTURE),
-        (out_dir / GENERATOR_DIR, generator, weights.generator_config, GENERATOR_ARCHITECTURE),
+        (out_dir / GENERATOR_DIR, generator, generator_config, GENERATOR_ARCHITECTURE),
     ):
         folder.mkdir(parents=True, exist_ok=True)
         save_file(_float32(state), folder / WEIGHTS_FILE, metadata={"format": "pt"})
@@ -126,11 +129,11 @@ def _read_config(folder: Path) -> dict:
 
 def electra_bert_config(values: dict, source: str) -> BertConfig:
     """An ELECTRA config.json as the BertConfig of the same encoder (`embedding_size` kept when it is not the hidden size)."""
-    embedding_size = values.get("embedding_size") or values.get("hidden_size")
     for flag in ("is_decoder", "add_cross_attention"):
         if values.get(flag):
             raise PrefineError(f"{source}: {flag} is true; prefine imports bidirectional encoders only")
     config = config_from_dict({key: value for key, value in values.items() if key not in IGNORED_ELECTRA_KEYS}, source)
+    embedding_size = values.get("embedding_size") or config.hidden_size
     if embedding_size != config.hidden_size:
         config = dataclasses.replace(config, embedding_size=embedding_size)
     return config

@@ -139,7 +139,7 @@ def _bert_config(config: BertConfig, **extra: Any) -> dict[str, Any]:
     return {"model_type": "bert", **bert_config_fields(config), "position_embedding_type": "absolute", **extra}
 
 
-def encoder_decoder_export(model: BertEncoderDecoder, config: BertConfig, head: dict[str, Any]) -> HFExport:
+def encoder_decoder_export(model: torch.nn.Module, config: BertConfig, head: dict[str, Any]) -> HFExport:
     """Tensors and JSON files of a transformers EncoderDecoderModel folder."""
     if not isinstance(model, BertEncoderDecoder):
         raise PrefineError("only an encoder-decoder run exports as EncoderDecoderModel; this checkpoint has no decoder")

@@ -96,8 +96,9 @@ def resolve_init(source: str) -> InitSource:
     if path.is_dir() and is_run_dir(path):
         checkpoint = model_checkpoint_of(path)
         return _from_prefine_checkpoint(checkpoint, path)
-    if path.is_dir() and run_dir_of_checkpoint(path) is not None:
-        return _from_prefine_checkpoint(path, run_dir_of_checkpoint(path))
+    run_dir = run_dir_of_checkpoint(path) if path.is_dir() else None
+    if run_dir is not None:
+        return _from_prefine_checkpoint(path, run_dir)
     imported = import_hf_encoder_decoder(path) if is_hf_encoder_decoder_dir(path) else import_hf_checkpoint(source)
     return InitSource(
         config=imported.config,

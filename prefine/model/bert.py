@@ -14,7 +14,9 @@ product is near the identity, and sinusoidal position rows, in place of BERT's r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -165,12 +167,18 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
+    @property
+    def blocks(self) -> Sequence[BertLayer]:
+        # nn.ModuleList hands a type checker plain Modules; every item here is a BertLayer.
+        return cast("Sequence[BertLayer]", self.layer)
+
     def forward(self, hidden: torch.Tensor, layout: AttentionLayout, first_token_only: bool = False) -> torch.Tensor:
-        last = len(self.layer) - 1 if first_token_only else len(self.layer)
-        for block in self.layer[:last]:
+        blocks = self.blocks
+        last = len(blocks) - 1 if first_token_only else len(blocks)
+        for block in blocks[:last]:
             hidden = block(hidden, layout)
         if first_token_only:
-            return self.layer[-1].forward_first_token(hidden, layout)
+            return blocks[-1].forward_first_token(hidden, layout)
         return hidden
 
 
@@ -232,17 +240,19 @@ class AttentionLayout:
 
     @classmethod
     def from_mask(
-        cls, attention_mask: torch.Tensor | None, shape: tuple[int, int], dtype: torch.dtype, causal: bool = False
+        cls, attention_mask: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, causal: bool = False
     ) -> AttentionLayout:
+        """The layout of a [batch, length] batch (`shape`; a torch.Size will do)."""
         bias = attention_bias_from_mask(attention_mask, dtype, causal)
-        if bias is None:
+        if attention_mask is None or bias is None:
             return cls(None, causal)
+        batch, length = shape
         real_positions = attention_mask.flatten().nonzero().flatten()
-        layout = cls(bias, causal, real_positions, *shape)
-        layout._split_into_groups(attention_mask, dtype)
+        layout = cls(bias, causal, real_positions, batch, length)
+        layout._split_into_groups(attention_mask, real_positions, dtype)
         return layout
 
-    def _split_into_groups(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> None:
+    def _split_into_groups(self, attention_mask: torch.Tensor, real_positions: torch.Tensor, dtype: torch.dtype) -> None:
         batch, length = attention_mask.shape
         columns = torch.arange(1, length + 1, device=attention_mask.device)
         widths = (attention_mask * columns).amax(dim=1).clamp(min=1)  # each row's last real column + 1
@@ -252,7 +262,7 @@ class AttentionLayout:
         if len(boundaries) == 2:
             return  # one group: the whole batch's grid is as narrow as it gets
         packed_of = torch.full((batch * length,), -1, dtype=torch.long, device=attention_mask.device)
-        packed_of[self.real_positions] = torch.arange(len(self.real_positions), device=attention_mask.device)
+        packed_of[real_positions] = torch.arange(len(real_positions), device=attention_mask.device)
         self.groups = []
         for first, end in zip(boundaries[:-1], boundaries[1:]):
             rows, width = order[first:end], sorted_widths[first]
@@ -280,6 +290,8 @@ class AttentionLayout:
         """The inverse of `grids`: attention outputs back in the blocks' layout."""
         if self.groups is None:
             return self.unpad(grids[0])
+        if self.ungroup_index is None:
+            raise ValueError("an AttentionLayout with groups needs their ungroup_index")
         tokens = [grid.flatten(0, 1).index_select(0, group.grid_index) for grid, group in zip(grids, self.groups)]
         return torch.cat(tokens).index_select(0, self.ungroup_index)
 
@@ -291,6 +303,8 @@ class AttentionLayout:
         """Per-row results of each group [rows, D] -> [B, D] in batch order."""
         if self.groups is None:
             return per_group[0]
+        if self.unsort_rows is None:
+            raise ValueError("an AttentionLayout with groups needs their unsort_rows")
         return torch.cat(per_group).index_select(0, self.unsort_rows)
 
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
@@ -300,7 +314,9 @@ class AttentionLayout:
         return padded.flatten(0, 1).index_select(0, self.real_positions)
 
     def first_token_rows(self) -> torch.Tensor:
-        """Rows of the packed [N, D] tensor that hold each sequence's first token."""
+        """Rows of the packed [N, D] tensor that hold each sequence's first token (only for an unpadded batch)."""
+        if self.real_positions is None:
+            raise ValueError("first_token_rows is for a packed (unpadded) batch; without real_positions the first tokens are at position 0")
         return (self.real_positions % self.length == 0).nonzero().flatten()
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
@@ -360,6 +376,12 @@ class BertModel(nn.Module):
         )
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def required_pooler(self) -> BertPooler:
+        """The pooler, for heads that read [CLS] through it (they build their BertModel with one)."""
+        if self.pooler is None:
+            raise ValueError("this BertModel was built without a pooling layer (add_pooling_layer=False)")
+        return self.pooler
 
     def forward(
         self,

@@ -28,7 +28,9 @@ decoder's own. The shared tensors are stored once, under the encoder's names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,7 @@ from prefine.model.bert import (
     BertIntermediate,
     BertModel,
     BertOutput,
+    BertSelfOutput,
     attention_bias_from_mask,
     init_bert_weights,
 )
@@ -63,6 +66,11 @@ class BertDecoderStack(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.layer = nn.ModuleList(BertDecoderLayer(config) for _ in range(config.num_hidden_layers))
+
+    @property
+    def blocks(self) -> Sequence[BertDecoderLayer]:
+        # nn.ModuleList hands a type checker plain Modules; every item here is a BertDecoderLayer.
+        return cast("Sequence[BertDecoderLayer]", self.layer)
 
 
 class BertDecoderModel(nn.Module):
@@ -157,7 +165,7 @@ def _step_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     return F.linear(x, weight, bias)
 
 
-def _add_and_norm(sublayer: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+def _add_and_norm(sublayer: BertSelfOutput | BertOutput, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """A BERT output sub-layer (dense, residual, LayerNorm) without dropout, through `_step_linear`."""
     return sublayer.LayerNorm(_step_linear(x, sublayer.dense.weight, sublayer.dense.bias) + residual)
 
@@ -247,7 +255,7 @@ class BertEncoderDecoder(nn.Module):
         init_bert_weights(self, config.initializer_range)
         # Generation never reads the pooler; it stays because transformers' encoder (a BertModel) has
         # one. Frozen, so the optimizer skips it and DistributedDataParallel waits for no gradient of it.
-        self.encoder.pooler.requires_grad_(False)
+        self.encoder.required_pooler().requires_grad_(False)
         if share_encoder_decoder:
             self._share_encoder_weights()
 
@@ -262,7 +270,7 @@ class BertEncoderDecoder(nn.Module):
         decoder = self.decoder.bert
         decoder.embeddings = self.encoder.embeddings
         self.decoder.cls.predictions._word_embeddings = [self.encoder.embeddings.word_embeddings]
-        for ours, theirs in zip(decoder.encoder.layer, self.encoder.encoder.layer):
+        for ours, theirs in zip(decoder.encoder.blocks, self.encoder.encoder.blocks):
             ours.attention, ours.intermediate, ours.output = theirs.attention, theirs.intermediate, theirs.output
 
     def shared_weight_names(self) -> dict[str, str]:
@@ -311,7 +319,7 @@ class BertEncoderDecoder(nn.Module):
 
     def _cross_key_values(self, memory: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         keys, values = [], []
-        for block in self.decoder.bert.encoder.layer:
+        for block in self.decoder.bert.encoder.blocks:
             attention = block.crossattention.self
             key, value = _split_heads(F.linear(memory, *_fused(attention.key, attention.value)), 2, self.config.num_attention_heads)
             keys.append(key)
@@ -332,7 +340,7 @@ class BertEncoderDecoder(nn.Module):
         cross_keys, cross_values = self._cross_key_values(memory)
         cross_bias = attention_bias_from_mask(memory_mask, memory.dtype if memory.is_floating_point() else torch.float32)
         hidden = _embed(self.decoder.bert.embeddings, decoder_input_ids, 0)
-        for index, block in enumerate(self.decoder.bert.encoder.layer):
+        for index, block in enumerate(self.decoder.bert.encoder.blocks):
             attention = block.attention.self
             query, key, value = _split_heads(F.linear(hidden, *_fused(attention.query, attention.key, attention.value)), 3, heads)
             context = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout, is_causal=True)
@@ -374,7 +382,7 @@ class BertEncoderDecoder(nn.Module):
 
     def _decoding_weight_sources(self) -> list[torch.Tensor]:
         sources = []
-        for block in self.decoder.bert.encoder.layer:
+        for block in self.decoder.bert.encoder.blocks:
             for layer in (
                 block.attention.self.query,
                 block.attention.self.key,
@@ -394,7 +402,7 @@ class BertEncoderDecoder(nn.Module):
             return cached
         # Ordinary tensors even when called under inference_mode, so a later call with autograd on can read them.
         with torch.inference_mode(False), torch.no_grad():
-            blocks = self.decoder.bert.encoder.layer
+            blocks = self.decoder.bert.encoder.blocks
             predictions = self.decoder.cls.predictions
             weights = DecodingWeights(
                 sources=[(parameter, parameter.data_ptr(), parameter._version) for parameter in sources],
@@ -437,9 +445,9 @@ class BertEncoderDecoder(nn.Module):
             value.transpose(1, 2)[source_rows, source_positions] = projected[:, 1]
             cross_keys.append(key)
             cross_values.append(value)
-        bias = attention_bias_from_mask(memory_mask, cross_keys[0].dtype)
+        cross_bias = attention_bias_from_mask(memory_mask, cross_keys[0].dtype)
         return DecoderCache(
-            [], [], cross_keys, cross_values, bias, capacity=max_new_tokens + 1, rows_per_input=rows_per_input, weights=weights
+            [], [], cross_keys, cross_values, cross_bias, capacity=max_new_tokens + 1, rows_per_input=rows_per_input, weights=weights
         )
 
     def decode_step(self, cache: DecoderCache, input_ids: torch.Tensor) -> torch.Tensor:
@@ -450,11 +458,13 @@ class BertEncoderDecoder(nn.Module):
         position = cache.length
         if position >= cache.capacity:
             raise ValueError(f"the decoder cache holds {cache.capacity} positions; start_decoding with a larger max_new_tokens")
-        weights: DecodingWeights = cache.weights  # type: ignore[assignment]
+        weights = cache.weights
+        if weights is None:
+            raise ValueError("decode_step needs a cache from start_decoding, which carries the decoding weights")
         heads, head_dim, group = self.config.num_attention_heads, self.config.head_dim, cache.rows_per_input
         rows = input_ids.shape[0]
         hidden = _embed(self.decoder.bert.embeddings, input_ids[:, None], position)[:, 0]  # [R, H]
-        for index, block in enumerate(self.decoder.bert.encoder.layer):
+        for index, block in enumerate(self.decoder.bert.encoder.blocks):
             query, key, value = _step_linear(hidden, *weights.self_qkv[index]).view(rows, 3, heads, head_dim).unbind(1)
             if len(cache.self_keys) <= index:
                 shape = (rows, heads, cache.capacity, head_dim)

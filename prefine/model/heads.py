@@ -110,7 +110,7 @@ class BertForPreTraining(nn.Module):
         next_sentence_label: torch.Tensor | None = None,
     ) -> PreTrainingOutput:
         sequence_output = self.bert(input_ids, token_type_ids, attention_mask)
-        nsp_logits = self.cls.seq_relationship(self.bert.pooler(sequence_output))
+        nsp_logits = self.cls.seq_relationship(self.bert.required_pooler()(sequence_output))
         if mlm_labels is None:
             mlm_labels = torch.full_like(input_ids, IGNORE_LABEL)
         predicted = (mlm_labels != IGNORE_LABEL).flatten()
@@ -163,7 +163,7 @@ class BertForSequenceClassification(nn.Module):
         init_bert_weights(self, config.initializer_range)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> ClassificationOutput:
-        pooled = self.bert.pooler.pool(self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True))
+        pooled = self.bert.required_pooler().pool(self.bert(input_ids, token_type_ids, attention_mask, first_token_only=True))
         logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:

@@ -47,6 +47,14 @@ TRAIN_STREAM = 0
 EVAL_STREAM = 1
 
 
+def _tensor(batch: dict[str, torch.Tensor | int], name: str) -> torch.Tensor:
+    """A batch's tensor field (batches also carry int counts such as num_real_tokens)."""
+    value = batch[name]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"batch field {name!r} is a {type(value).__name__}, not a tensor")
+    return value
+
+
 def torch_generator(*seed_parts: int) -> torch.Generator:
     """A torch generator whose state is a hash of the given integers (no correlated nearby seeds)."""
     words = np.random.SeedSequence([int(part) for part in seed_parts]).generate_state(2, dtype=np.uint32)
@@ -175,7 +183,8 @@ class PretrainingBatches:
         held-out MLM loss still close to it means the encoder has learned little about context
         yet. None when the batches mask nothing.
         """
-        targets = torch.cat([batch["mlm_labels"][batch["mlm_labels"] != IGNORE_LABEL] for batch in eval_batches]) if eval_batches else None
+        labels = [_tensor(batch, "mlm_labels") for batch in eval_batches]
+        targets = torch.cat([batch_labels[batch_labels != IGNORE_LABEL] for batch_labels in labels]) if labels else None
         if targets is None or not len(targets):
             return None
         counts = self.train_token_counts()
@@ -207,8 +216,7 @@ class PretrainingBatches:
         )
         collated["input_ids"] = masked_ids
         collated["mlm_labels"] = mlm_labels
-        collated["num_real_tokens"] = int(collated["attention_mask"].sum())
-        return collated
+        return {**collated, "num_real_tokens": int(collated["attention_mask"].sum())}
 
 
 def _rows(batch: dict[str, torch.Tensor | int], instances: slice) -> dict[str, torch.Tensor | int]:
@@ -219,11 +227,11 @@ def _rows(batch: dict[str, torch.Tensor | int], instances: slice) -> dict[str, t
     """
     rows: slice | torch.Tensor = instances
     if "row_instance" in batch:
-        row_instance = batch["row_instance"]
+        row_instance = _tensor(batch, "row_instance")
         rows = (row_instance >= instances.start) & (row_instance < instances.stop)
-    attention_mask = batch["attention_mask"][rows]
+    attention_mask = _tensor(batch, "attention_mask")[rows]
     length = int(attention_mask.sum(dim=1).max())
-    sliced = {
+    sliced: dict[str, torch.Tensor | int] = {
         name: value[rows, :length] if value.dim() == 2 else value[rows] for name, value in batch.items() if isinstance(value, torch.Tensor)
     }
     sliced["num_real_tokens"] = int(attention_mask.sum())

@@ -82,7 +82,7 @@ def check_resume_overrides(saved: dict[str, Any], requested: dict[str, Any], all
 def run_record(kind: str, **sections: Any) -> dict[str, Any]:
     record: dict[str, Any] = {"kind": kind, "prefine_version": prefine.__version__, "torch_version": torch.__version__}
     for name, value in sections.items():
-        record[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        record[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
     return record
 
 

@@ -153,7 +153,8 @@ def run_comparison(
     scoring = comparison_scoring(task, run, data, out)
     seed_values = seed_list(training, seeds)
     print(
-        f"comparison: {scoring.line()} per fine-tune; {len(seed_values)} seed(s) ({', '.join(map(str, seed_values))}) per start and fraction"
+        f"comparison: {scoring.line()} per fine-tune; "
+        f"{len(seed_values)} seed(s) ({', '.join(map(str, seed_values))}) per start and fraction"
     )
     rows = []
     total, done = len(fractions) * 2 * len(seed_values), 0
@@ -318,7 +319,8 @@ def format_comparison(rows: list[dict]) -> str:
     """The comparison table: each start's mean ± spread over seeds, every per-seed value, the gain and its interval."""
     metric = rows[0]["metric"] if rows else "metric"
     lines = [
-        f"| fraction | examples | pretrained {metric} | scratch {metric} | gain | 95% interval | verdict | per seed (pretrained / scratch) |",
+        f"| fraction | examples | pretrained {metric} | scratch {metric} | gain | 95% interval | verdict "
+        "| per seed (pretrained / scratch) |",
         "|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:

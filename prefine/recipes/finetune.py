@@ -317,7 +317,8 @@ def check_data_before_work(task: FinetuneTask, run: FinetuneRunConfig, data: Any
     """Read --train, --eval and --test as fine-tuning will, so a wrong path, column or label fails before any weights load."""
     if not run.train:
         return  # start_finetune names the missing flag
-    for held_out in [source for source in (run.eval, run.test) if source] or [None]:
+    held_out_sources: list[str | None] = [source for source in (run.eval, run.test) if source]
+    for held_out in held_out_sources or [None]:
         task.check_inputs(run.train, held_out, data)
 
 

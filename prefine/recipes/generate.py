@@ -61,7 +61,9 @@ def generate_from_args(args: argparse.Namespace) -> int:
         kind = getattr(task, "name", "pre-training")
         generating = ", ".join(f"--task {each.name}" for each in all_tasks() if each.generates_text)
         raise PrefineError(f"{config.run} is a {kind} run; prefine generate needs a run fine-tuned with {generating}")
-    generator: TextGenerator = predictor  # type: ignore[assignment]
+    if not isinstance(predictor, TextGenerator):
+        raise TypeError(f"a {task.name} run generates text, so its predictor should be a TextGenerator, not a {type(predictor).__name__}")
+    generator = predictor
     if config.text is not None:
         generator.stream(config.text, decoding, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
         sys.stdout.write("\n")

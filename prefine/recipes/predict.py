@@ -18,7 +18,7 @@ from typing import Literal
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.inference import load_run
-from prefine.tasks.interface import all_tasks, reject_foreign_flags
+from prefine.tasks.interface import Predictor, all_tasks, reject_foreign_flags
 from prefine.training import resolve_device
 
 
@@ -65,7 +65,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     if not config.data:
         raise PrefineError("pass --data FILE with labelled examples to score the run on")
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
-    if not hasattr(predictor, "evaluate_source"):
+    if not isinstance(predictor, Predictor):
         raise PrefineError(
             f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})"
         )
@@ -107,7 +107,7 @@ def predict_from_args(args: argparse.Namespace) -> int:
 
     config = from_args(PredictConfig, args)
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
-    if not hasattr(predictor, "predict_cli"):
+    if not isinstance(predictor, Predictor):
         raise PrefineError(f'{config.run} is a pre-training run; try it with prefine fill-mask {config.run} "text with a [MASK]"')
     task = predictor.task
     reject_foreign_flags(

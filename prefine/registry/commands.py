@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +90,7 @@ def add_registry_commands(subparsers: argparse._SubParsersAction) -> None:
     plot_parser.set_defaults(func=plot_command)
 
 
-def open_existing_registry(args: argparse.Namespace, references: list[str] = ()) -> RunRegistry:
+def open_existing_registry(args: argparse.Namespace, references: Sequence[str] = ()) -> RunRegistry:
     """The registry a reading command should use (`find_registry`); never creates one where none was recorded.
 
     `references` are the runs the command names; one that is a run folder locates the registry beside it.

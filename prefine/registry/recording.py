@@ -28,7 +28,7 @@ HEARTBEAT_INTERVAL_SECONDS = 30.0
 class RunHandle:
     """What the running command sees: its id and (possibly suffixed) name, and a metrics slot."""
 
-    record: RunRecord
+    record: RunRecord | None  # None: a handle that records nothing (the ranks other than 0)
     metrics: dict | None = None
     key_metric: tuple[str, float] | None = None
     registry: RunRegistry | None = None
@@ -36,11 +36,16 @@ class RunHandle:
 
     @property
     def id(self) -> int:
-        return self.record.id
+        return self._recorded().id
 
     @property
     def name(self) -> str:
-        return self.record.name
+        return self._recorded().name
+
+    def _recorded(self) -> RunRecord:
+        if self.record is None:
+            raise ValueError("this run handle records nothing (only rank 0 records the run), so it has no id or name")
+        return self.record
 
     def heartbeat(self, step: int, checkpoint: Path | None = None) -> None:
         """The training loop's sign of life (at log, evaluation and save time); cheap to call often.

@@ -438,6 +438,8 @@ class RunRegistry:
                 ),
             )
             run_id = cursor.lastrowid
+        if run_id is None:
+            raise sqlite3.DatabaseError("the registry recorded the new run without giving its row id")
         return self.get(run_id)
 
     @staticmethod

@@ -178,7 +178,9 @@ class LabelSet:
         unique = sorted(set(labels))
         numbers = {label: _as_number(label) for label in unique}
         all_numeric = all(value is not None for value in numbers.values())
-        if task_type == "regression" or (task_type == "auto" and all_numeric and any(not value.is_integer() for value in numbers.values())):
+        if task_type == "regression" or (
+            task_type == "auto" and all_numeric and any(value is not None and not value.is_integer() for value in numbers.values())
+        ):
             if not all_numeric:
                 label = next(label for label in unique if numbers[label] is None)
                 raise PrefineError(
@@ -255,6 +257,12 @@ class ClassificationInputs:
     table: RecordTable
     columns: ClassificationColumns
 
+    def required_labels(self) -> list[str]:
+        """The raw labels, for reading that needs them (training and scoring)."""
+        if self.raw_labels is None:
+            raise PrefineError(f"{self.table.source} has no label column; name it with --label-column")
+        return self.raw_labels
+
 
 def read_classification_inputs(
     source: str,
@@ -286,8 +294,8 @@ def load_classification_data(
 ) -> tuple[EncodedExamples, EncodedExamples | None, LabelSet, ClassificationColumns]:
     """Read, label and tokenize the training set and (with the same columns) the evaluation set."""
     train = read_classification_inputs(train_path, config, config.dataset_split)
-    label_set = LabelSet.from_training_labels(train.raw_labels, config.task_type, train.table.source, train.table.where)  # type: ignore[arg-type]
-    train_labels = label_set.encode(train.raw_labels, train.table.source, train.table.where)  # type: ignore[arg-type]
+    label_set = LabelSet.from_training_labels(train.required_labels(), config.task_type, train.table.source, train.table.where)
+    train_labels = label_set.encode(train.required_labels(), train.table.source, train.table.where)
     train_examples = encode_examples(train.texts, train.text_pairs, tokenizer, config.max_seq_length, train_labels)
     at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
     if at_limit:
@@ -298,7 +306,7 @@ def load_classification_data(
     eval_examples = None
     if eval_path is not None:
         held_out = read_classification_inputs(eval_path, config, "validation", columns=train.columns)
-        eval_labels = label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
+        eval_labels = label_set.encode(held_out.required_labels(), held_out.table.source, held_out.table.where)
         eval_examples = encode_examples(held_out.texts, held_out.text_pairs, tokenizer, config.max_seq_length, eval_labels)
     return train_examples, eval_examples, label_set, train.columns
 
@@ -328,7 +336,7 @@ def write_predictions(
     probabilities: np.ndarray,
     label_set: LabelSet,
     out: TextIO,
-    format: Literal["jsonl", "tsv"] = "jsonl",
+    format: str = "jsonl",
     text_pairs: Sequence[str] | None = None,
 ) -> None:
     """One prediction per text, in input order: the label and every class probability (or the score)."""
@@ -368,6 +376,8 @@ class ClassificationTask(TrainsOnBatches):
     report (per-class scores, confusion matrix) of the latest evaluation is kept in
     `last_full_metrics` for the recipe to save and print.
     """
+
+    train_batches: ClassificationBatches  # the base's SeekableBatches; evaluation pads with its pad id
 
     metric_directions = {
         "loss": "min",
@@ -413,9 +423,15 @@ class ClassificationTask(TrainsOnBatches):
         if self.eval_examples is None:
             return {}
         logits = predict_logits(model, self.eval_examples, self.eval_batch_size, self.device, self.train_batches.pad_id)
-        self.last_full_metrics = evaluation_metrics(logits, self.eval_examples.labels, self.label_set)  # type: ignore[arg-type]
+        self.last_full_metrics = evaluation_metrics(logits, _labels_of(self.eval_examples), self.label_set)
         headline = ("loss", "mse", "pearson", "spearman") if self.label_set.is_regression else ("loss", "accuracy", "macro_f1", "binary_f1")
         return {key: float(self.last_full_metrics[key]) for key in headline if key in self.last_full_metrics}
+
+
+def _labels_of(examples: EncodedExamples) -> np.ndarray:
+    if examples.labels is None:
+        raise ValueError("evaluation examples need labels")
+    return examples.labels
 
 
 def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> dict[str, Any]:
@@ -463,7 +479,8 @@ class ClassificationPredictor(Predictor):
         return probabilities_from_logits(predict_logits(self.model, examples, batch_size, self.device, self.pad_id), self.label_set)
 
     def predict_records(self, records: list[dict[str, Any]], batch_size: int = 64) -> list[dict[str, Any]]:
-        texts, pairs = [], []
+        texts: list[str] = []
+        pairs: list[str] = []  # complete when the run classifies pairs (checked below); unused otherwise
         for index, record in enumerate(records):
             text, pair = record.get("text"), record.get("text_pair")
             if not isinstance(text, str):
@@ -471,7 +488,8 @@ class ClassificationPredictor(Predictor):
             if self.columns.text_pair and not isinstance(pair, str):
                 raise PrefineError(f'input {index + 1}: this model classifies text pairs; give "text" and "text_pair"')
             texts.append(text)
-            pairs.append(pair)
+            if isinstance(pair, str):
+                pairs.append(pair)
         probabilities = self.probabilities(texts, pairs if self.columns.text_pair else None, batch_size)
         if self.label_set.is_regression:
             return [{"score": float(score)} for score in probabilities]
@@ -483,13 +501,13 @@ class ClassificationPredictor(Predictor):
 
     def evaluate_source(self, source: str, batch_size: int) -> Evaluation:
         inputs = read_classification_inputs(source, self.data, "validation", columns=self.columns)
-        labels = self.label_set.encode(inputs.raw_labels, inputs.table.source, inputs.table.where)  # type: ignore[arg-type]
+        labels = self.label_set.encode(inputs.required_labels(), inputs.table.source, inputs.table.where)
         examples = encode_examples(inputs.texts, inputs.text_pairs, self.encoder, self.data.max_seq_length, labels, prepared_encoder=True)
         return self.evaluate_examples(examples, batch_size)
 
     def evaluate_examples(self, examples: EncodedExamples, batch_size: int) -> Evaluation:
         logits = predict_logits(self.model, examples, batch_size, self.device, self.pad_id)
-        metrics = evaluation_metrics(logits, examples.labels, self.label_set)  # type: ignore[arg-type]
+        metrics = evaluation_metrics(logits, _labels_of(examples), self.label_set)
         flat = {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))}
         return Evaluation(flat, format_metrics_table(metrics), {"eval_metrics.json": metrics})
 
@@ -498,7 +516,7 @@ class ClassificationPredictor(Predictor):
         if not texts:
             raise PrefineError("no texts to label; pass --data FILE or pipe one text per line")
         probabilities = self.probabilities(texts, pairs, batch_size)
-        write_predictions(texts, probabilities, self.label_set, output, format, pairs)  # type: ignore[arg-type]
+        write_predictions(texts, probabilities, self.label_set, output, format, pairs)
         return len(texts)
 
 
@@ -541,15 +559,15 @@ class ClassificationFinetuneTask(FinetuneTask):
     def check_inputs(self, train: str, eval: str | None, data: ClassificationDataConfig) -> None:
         train_inputs = read_classification_inputs(train, data, data.dataset_split)
         label_set = LabelSet.from_training_labels(
-            train_inputs.raw_labels, data.task_type, train_inputs.table.source, train_inputs.table.where
-        )  # type: ignore[arg-type]
+            train_inputs.required_labels(), data.task_type, train_inputs.table.source, train_inputs.table.where
+        )
         if eval:
             held_out = read_classification_inputs(eval, data, "validation", columns=train_inputs.columns)
-            label_set.encode(held_out.raw_labels, held_out.table.source, held_out.table.where)  # type: ignore[arg-type]
+            label_set.encode(held_out.required_labels(), held_out.table.source, held_out.table.where)
 
     def split_dev(self, train: str, data: ClassificationDataConfig, fraction: float, seed: int, folder: Path) -> DevSplit:
         inputs = read_classification_inputs(train, data, data.dataset_split)
-        label_set = LabelSet.from_training_labels(inputs.raw_labels, data.task_type, inputs.table.source, inputs.table.where)  # type: ignore[arg-type]
+        label_set = LabelSet.from_training_labels(inputs.required_labels(), data.task_type, inputs.table.source, inputs.table.where)
         # Regression scores are not classes: their split is plain random.
         labels = None if label_set.is_regression else inputs.raw_labels
         records = list(inputs.table)
@@ -590,7 +608,9 @@ class ClassificationFinetuneTask(FinetuneTask):
         return ClassificationPredictor(self, model, tokenizer, saved, head, device)
 
     def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
-        return predictor.evaluate_examples(prepared.payload.eval, batch_size)  # type: ignore[attr-defined]
+        if not isinstance(predictor, ClassificationPredictor):
+            raise TypeError(f"a classification run's predictor is a ClassificationPredictor, not a {type(predictor).__name__}")
+        return predictor.evaluate_examples(prepared.payload.eval, batch_size)
 
     def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
         return {key: head[key] for key in ("problem_type", "id2label", "label2id", "classifier_dropout") if key in head}

@@ -234,9 +234,11 @@ class GenerationBatches(SeekableBatches):
         if not len(pairs):
             raise PrefineError("the training data holds no pairs; point at a file with data")
         super().__init__(len(pairs), batch_size, seed)
+        if pairs.targets is None:
+            raise ValueError("training pairs need their targets (encode_pairs with the target column)")
         self.pairs = pairs
         self.pad_id = pad_id
-        self.lengths = pairs.sources.lengths + pairs.targets.lengths  # type: ignore[union-attr]
+        self.lengths = pairs.sources.lengths + pairs.targets.lengths
 
     def arrange(self, order: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
         return length_grouped(order, self.lengths, self.batch_size, rng)
@@ -246,10 +248,18 @@ class GenerationBatches(SeekableBatches):
 
 
 def special_ids(tokenizer: Tokenizer) -> SpecialIds:
-    ids = [tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]")]
-    if None in ids:
+    cls, sep, pad = (tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
+    if cls is None or sep is None or pad is None:
         raise PrefineError("the tokenizer lacks [CLS], [SEP] or [PAD]; generation starts at [CLS], ends at [SEP] and pads with [PAD]")
-    return SpecialIds(*ids)  # type: ignore[arg-type]
+    return SpecialIds(cls, sep, pad)
+
+
+def _encoder_decoder(model: nn.Module) -> BertEncoderDecoder:
+    """The BertEncoderDecoder that generation runs (DDP wraps it as `.module`): generation needs its own methods."""
+    unwrapped = getattr(model, "module", model)
+    if not isinstance(unwrapped, BertEncoderDecoder):
+        raise TypeError(f"generation needs a BertEncoderDecoder, not a {type(unwrapped).__name__}")
+    return unwrapped
 
 
 def _sequential(pairs: EncodedPairs, batch_size: int, pad_id: int):
@@ -315,15 +325,17 @@ def score_generation(
     model: BertEncoderDecoder, tokenizer: Tokenizer, pairs: EncodedPairs, data: GenerationDataConfig, batch_size: int, device: torch.device
 ) -> ScoredGeneration:
     """Generate for every eval input (greedy, or --eval-num-beams) and score against the references, plus the eval loss."""
+    if pairs.target_texts is None:
+        raise ValueError("scoring generation needs the reference targets of the pairs")
     ids = special_ids(tokenizer)
     decoding = DecodingConfig(num_beams=data.eval_num_beams)
     generated = decode_texts(tokenizer, generate_ids(model, pairs, decoding, data.max_new_tokens, ids, batch_size, device))
-    scores = generation_metrics(generated, pairs.target_texts)  # type: ignore[arg-type]
+    scores = generation_metrics(generated, pairs.target_texts)
     scores["loss"] = teacher_forced_loss(model, pairs, batch_size, ids.pad, device)
     metrics = {key: float(value) for key, value in scores.items() if not isinstance(value, str)}
     predictions = [
         {"source": source, "reference": reference, "generated": text}
-        for source, reference, text in zip(pairs.source_texts, pairs.target_texts, generated)  # type: ignore[arg-type]
+        for source, reference, text in zip(pairs.source_texts, pairs.target_texts, generated)
     ]
     return ScoredGeneration(metrics, format_generation_table(scores, len(generated)), predictions, str(scores["bleu_signature"]))
 
@@ -369,8 +381,9 @@ class GenerationTask:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         if self.eval_pairs is None:
             return {}
-        unwrapped = getattr(model, "module", model)  # DDP wraps the model; generation needs its own methods
-        return score_generation(unwrapped, self.tokenizer, self.eval_pairs, self.data, self.eval_batch_size, self.device).metrics
+        return score_generation(
+            _encoder_decoder(model), self.tokenizer, self.eval_pairs, self.data, self.eval_batch_size, self.device
+        ).metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,8 +432,14 @@ class GenerationPredictor(TextGenerator):
 
     def generate_texts(self, texts: Sequence[str], decoding: DecodingConfig, batch_size: int = 64) -> list[str]:
         generated = generate_ids(
-            self.model, self.encode_inputs(texts), decoding, self.max_new_tokens(decoding), self.ids, batch_size, self.device
-        )  # type: ignore[arg-type]
+            _encoder_decoder(self.model),
+            self.encode_inputs(texts),
+            decoding,
+            self.max_new_tokens(decoding),
+            self.ids,
+            batch_size,
+            self.device,
+        )
         return decode_texts(self.tokenizer, generated)
 
     def stream(self, text: str, decoding: DecodingConfig, write: Callable[[str], Any]) -> str:
@@ -534,7 +553,7 @@ class GenerationPredictor(TextGenerator):
         pairs = read_pairs(source, self.data, "validation", columns=self.columns)
         require_bleu()
         encoded = encode_pairs(pairs, self.tokenizer, self.data)
-        return _as_evaluation(score_generation(self.model, self.tokenizer, encoded, self.data, batch_size, self.device))  # type: ignore[arg-type]
+        return _as_evaluation(score_generation(_encoder_decoder(self.model), self.tokenizer, encoded, self.data, batch_size, self.device))
 
     def predict_cli(self, source: str, options: DecodingConfig, output: TextIO, format: str, batch_size: int) -> int:
         texts = self.read_inputs(source, sys.stdin)
@@ -660,7 +679,7 @@ class GenerationFinetuneTask(FinetuneTask):
             if announce:
                 print(f"init: random weights with the architecture of {init.description} (from scratch)")
             return
-        report = warm_start(model, init.state_dict)  # type: ignore[arg-type]
+        report = warm_start(_encoder_decoder(model), init.state_dict)
         if announce:
             print(f"init: {init.description} into the encoder and the decoder; new: {', '.join(report)}")
 
@@ -677,11 +696,14 @@ class GenerationFinetuneTask(FinetuneTask):
 
     def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
         data: PreparedGeneration = prepared.payload
-        return _as_evaluation(score_generation(predictor.model, predictor.tokenizer, data.eval, data.data, batch_size, predictor.device))  # type: ignore[arg-type]
+        if data.eval is None:
+            raise ValueError("final_evaluation needs prepared data with held-out pairs (fine-tuning calls it only then)")
+        model = _encoder_decoder(predictor.model)
+        return _as_evaluation(score_generation(model, predictor.tokenizer, data.eval, data.data, batch_size, predictor.device))
 
     def hf_export(self, model: nn.Module, config: BertConfig, head: dict[str, Any]) -> HFExport:
 
-        return encoder_decoder_export(model, config, head)  # type: ignore[arg-type]
+        return encoder_decoder_export(model, config, head)
 
 
 # The built-in comparison's pairs: enough for a tiny model's minute of fine-tuning, bounded so the section's time is too.

@@ -40,7 +40,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from prefine.interop.initial_weights import load_initial_weights as load_encoder
 from prefine.model import BertConfig
 from prefine.tasks.selection import PASS_DEV_AND_TEST
 from prefine.training.loop import TrainingTask
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # Modules holding the tasks that ship with prefine; each calls register_task when imported.
 BUILTIN_TASK_MODULES = (
@@ -188,7 +191,7 @@ class FinetuneTask(ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     help: ClassVar[str]  # one line for `--task`'s help
     data_config: ClassVar[type]  # dataclass of the task's data flags (saved in run.json as "data")
-    predict_config: ClassVar[type | None] = None  # dataclass of flags only `prefine predict` uses
+    predict_config: ClassVar[type[DataclassInstance] | None] = None  # dataclass of flags only `prefine predict` uses
     architecture: ClassVar[str]  # the transformers class an export maps to, e.g. BertForSequenceClassification
     metric_directions: ClassVar[dict[str, str]]  # metric -> "max" or "min", for every metric evaluate returns
     train_hint: ClassVar[str] = "--train FILE"  # how --train is described in errors

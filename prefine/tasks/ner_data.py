@@ -38,6 +38,7 @@ from prefine.errors import PrefineError
 from prefine.jsonio import iter_jsonl
 from prefine.labels import IGNORE_LABEL
 from prefine.metrics.entities import lenient_chunks
+from prefine.tokenizer import special_token_id
 
 Layout = Literal["words", "characters"]
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -86,6 +87,15 @@ def sentence_text(units: Sequence[str], layout: Layout) -> tuple[str, np.ndarray
     return joiner(layout).join(units), spans
 
 
+def as_layout(value: str) -> Layout:
+    """A layout named in a config or a saved head, checked."""
+    if value == "words":
+        return "words"
+    if value == "characters":
+        return "characters"
+    raise PrefineError(f"unknown layout '{value}'; use words or characters")
+
+
 def detect_layout(units: Sequence[Sequence[str]]) -> Layout:
     """Characters when every unit is exactly one character (KLUE-NER, Chinese NER sets), words otherwise."""
     lengths = {len(unit) for sentence in units for unit in sentence}
@@ -115,7 +125,9 @@ def _read_columns(path: Path, tag_column: int, need_tags: bool = True) -> tuple[
     def close() -> None:
         if units:
             sentences.append(TaggedSentence(units.copy(), tags.copy() if len(tags) == len(units) else None, lines.copy()))
-            units.clear(), tags.clear(), lines.clear()
+            units.clear()
+            tags.clear()
+            lines.clear()
 
     for number, line in iter_file_lines(path):
         if not line.strip():
@@ -135,13 +147,15 @@ def _read_columns(path: Path, tag_column: int, need_tags: bool = True) -> tuple[
             continue
         if len(fields) < 2:
             raise PrefineError(
-                f"{path} line {number} has one column ('{line.strip()[:40]}'); each line needs a token and its tag separated by a tab or space"
+                f"{path} line {number} has one column ('{line.strip()[:40]}'); "
+                "each line needs a token and its tag separated by a tab or space"
             )
         widest = max(widest, len(fields))
         column = tag_column - 1 if tag_column > 0 else len(fields) - 1
         if column >= len(fields) or column == 0:
             raise PrefineError(
-                f"{path} line {number} has {len(fields)} columns, so --tag-column {tag_column} points at no tag column; the token is column 1"
+                f"{path} line {number} has {len(fields)} columns, so --tag-column {tag_column} points at no tag column; "
+                "the token is column 1"
             )
         separators.add("tab" if tabbed else "space")
         token = fields[0]
@@ -182,7 +196,8 @@ def _read_jsonl(path: Path, token_field: str | None, tag_field: str | None, need
                 raise PrefineError(f"{path} line {number}: '{fields[1]}' must be a list with one tag per token ({len(units)})")
             if any(not isinstance(tag, str) for tag in tags):
                 raise PrefineError(
-                    f"{path} line {number}: the tags are numbers, not names; write tag names such as B-PER (a Hugging Face dataset folder keeps its names)"
+                    f"{path} line {number}: the tags are numbers, not names; "
+                    "write tag names such as B-PER (a Hugging Face dataset folder keeps its names)"
                 )
         if units:
             sentences.append(TaggedSentence(units, tags, [number] * len(units)))
@@ -249,7 +264,7 @@ def read_tagged(
         raise PrefineError(f"{path} does not exist; check the path")
     if not sentences:
         raise PrefineError(f"{name} holds no tagged sentences; point at a file with data")
-    chosen: Layout = detect_layout([sentence.units for sentence in sentences]) if layout == "auto" else layout  # type: ignore[assignment]
+    chosen = detect_layout([sentence.units for sentence in sentences]) if layout == "auto" else as_layout(layout)
     return TaggedCorpus(name, sentences, chosen, description, location)
 
 
@@ -287,7 +302,8 @@ def check_tags(corpus: TaggedCorpus, scheme: str) -> None:
                 continue
             if len(tag) < 3 or tag[1] != "-" or tag[0] not in allowed:
                 raise PrefineError(
-                    f"{corpus.source} {corpus.where(number, index)} has the tag '{tag}', which is not O or {'/'.join(allowed.replace('O', ''))}-TYPE "
+                    f"{corpus.source} {corpus.where(number, index)} has the tag '{tag}', "
+                    f"which is not O or {'/'.join(allowed.replace('O', ''))}-TYPE "
                     f"({scheme}); fix the tag or choose the scheme with --tag-scheme"
                 )
 
@@ -317,11 +333,12 @@ class TagSet:
         index = {name: number for number, name in enumerate(self.names)}
         result = []
         for number, sentence in enumerate(corpus.sentences):
-            ids = [index.get(tag, -1) for tag in sentence.tags or []]
+            tags = sentence.tags or []
+            ids = [index.get(tag, -1) for tag in tags]
             if -1 in ids:
                 unit = ids.index(-1)
                 raise PrefineError(
-                    f"{corpus.source} {corpus.where(number, unit)} has the tag '{sentence.tags[unit]}', which the training data never uses "  # type: ignore[index]
+                    f"{corpus.source} {corpus.where(number, unit)} has the tag '{tags[unit]}', which the training data never uses "
                     f"(tags: {', '.join(self.names)}); add such examples to the training data or fix the tag"
                 )
             result.append(np.asarray(ids, dtype=np.int64))
@@ -413,8 +430,8 @@ def unit_tags(alignment: Alignment, piece_tags: Sequence[str | None], scheme: st
         if anchor >= 0:
             tags[unit] = piece_tags[anchor] or "O"
     glued_runs: dict[int, list[int]] = {}
-    for unit in np.flatnonzero(alignment.unit_glued_to >= 0):
-        glued_runs.setdefault(int(alignment.unit_glued_to[unit]), []).append(int(unit))
+    for glued in np.flatnonzero(alignment.unit_glued_to >= 0):
+        glued_runs.setdefault(int(alignment.unit_glued_to[glued]), []).append(int(glued))
     closing = {"IOBES": ("S", "E"), "BILOU": ("U", "L")}.get(scheme)
     for head, rest in glued_runs.items():
         tag = tags[head] or "O"
@@ -431,22 +448,24 @@ def unit_tags(alignment: Alignment, piece_tags: Sequence[str | None], scheme: st
                 tags[head] = f"B-{kind}" if tag[0] == single else f"I-{kind}"
                 tags[rest[-1]] = f"{end}-{kind}"
     continuing = {"IOB1": "I", "IOB2": "I", "IOBES": "IE", "BILOU": "IL"}[scheme]
+    filled: list[str] = []
     for unit in range(count):
-        if tags[unit] is not None:
-            continue
-        previous = tags[unit - 1] if unit else "O"
-        following = next((tags[later] for later in range(unit + 1, count) if tags[later] is not None), "O")
-        inside = (
-            previous is not None
-            and previous != "O"
-            and previous[0] in "BI"
-            and following is not None
-            and following != "O"
-            and following[0] in continuing
-            and entity_type(following) == entity_type(previous)
-        )
-        tags[unit] = f"I-{entity_type(previous)}" if inside else "O"  # type: ignore[arg-type]
-    return tags  # type: ignore[return-value]
+        unit_tag = tags[unit]
+        if unit_tag is None:
+            # The previous unit is already filled; the following ones are not yet.
+            previous = filled[unit - 1] if unit else "O"
+            following = next((tags[later] for later in range(unit + 1, count) if tags[later] is not None), "O")
+            inside = (
+                previous != "O"
+                and previous[0] in "BI"
+                and following is not None
+                and following != "O"
+                and following[0] in continuing
+                and entity_type(following) == entity_type(previous)
+            )
+            unit_tag = f"I-{entity_type(previous)}" if inside else "O"
+        filled.append(unit_tag)
+    return filled
 
 
 def piece_labels(alignment: Alignment, unit_ids: np.ndarray, tag_set: TagSet, label_all_pieces: bool) -> np.ndarray:
@@ -587,10 +606,11 @@ def encode_corpus(
     unit_ids = tag_set.ids(corpus) if tag_set is not None and corpus.sentences[0].tags is not None else None
     labels = (
         [piece_labels(alignment, ids, tag_set, label_all_pieces) for alignment, ids in zip(alignments, unit_ids)]
-        if unit_ids is not None
+        if unit_ids is not None and tag_set is not None
         else None
-    )  # type: ignore[arg-type]
-    windows = make_windows(alignments, max_seq_length, stride, tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]"), labels)
+    )
+    cls_id, sep_id = special_token_id(tokenizer, "[CLS]"), special_token_id(tokenizer, "[SEP]")
+    windows = make_windows(alignments, max_seq_length, stride, cls_id, sep_id, labels)
     notes = []
     per_sentence = np.bincount(windows.sentence, minlength=len(alignments))
     if (per_sentence > 1).any():

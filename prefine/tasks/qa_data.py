@@ -78,6 +78,20 @@ def _require(mapping: object, key: str, where: str) -> object:
     return mapping[key]
 
 
+def _require_list(mapping: object, key: str, where: str) -> list[object]:
+    value = _require(mapping, key, where)
+    if not isinstance(value, list):
+        raise PrefineError(f"{where}: {key!r} must be a list, not a JSON {type(value).__name__}; the file is not in SQuAD format.")
+    return value
+
+
+def _require_str(mapping: object, key: str, where: str) -> str:
+    value = _require(mapping, key, where)
+    if not isinstance(value, str):
+        raise PrefineError(f"{where}: {key!r} must be a string, not a JSON {type(value).__name__}; the file is not in SQuAD format.")
+    return value
+
+
 def _parse_answer(answer: object, where: str) -> dict:
     text = _require(answer, "text", where)
     start = _require(answer, "answer_start", where)
@@ -128,17 +142,18 @@ def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCh
     examples: list[QAExample] = []
     report = AnswerCheckReport()
     for article_number, article in enumerate(articles):
-        paragraphs = _require(article, "paragraphs", f"{path}: data[{article_number}]")
+        paragraphs = _require_list(article, "paragraphs", f"{path}: data[{article_number}]")
         for paragraph_number, paragraph in enumerate(paragraphs):
             where = f"{path}: data[{article_number}].paragraphs[{paragraph_number}]"
-            context = _require(paragraph, "context", where)
-            for qa_number, qa in enumerate(_require(paragraph, "qas", where)):
+            context = _require_str(paragraph, "context", where)
+            for qa_number, qa in enumerate(_require_list(paragraph, "qas", where)):
                 qa_where = f"{where}.qas[{qa_number}]"
                 question_id = str(_require(qa, "id", qa_where))
-                question = _require(qa, "question", qa_where)
-                raw_answers = _require(qa, "answers", qa_where)
+                question = _require_str(qa, "question", qa_where)
+                raw_answers = _require_list(qa, "answers", qa_where)
                 answers = [_parse_answer(a, f"{qa_where}.answers[{i}]") for i, a in enumerate(raw_answers)]
-                is_impossible = bool(qa.get("is_impossible", False))
+                # Always a dict here (_require found its keys); the check tells the type checker so.
+                is_impossible = isinstance(qa, dict) and bool(qa.get("is_impossible", False))
                 if is_impossible:
                     answers = []  # v2 keeps its "plausible" answers elsewhere; none is a gold answer
                 elif not answers:

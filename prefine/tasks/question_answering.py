@@ -263,7 +263,8 @@ class QADataConfig:
     )
     metric: Literal["auto", "squad", "squad_v2", "korquad"] = option(
         "auto",
-        "QA: official script to score with; auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)",
+        "QA: official script to score with; "
+        "auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)",
     )
 
     def __post_init__(self) -> None:
@@ -289,8 +290,8 @@ class QAPredictConfig:
     nbest: int = option(0, "QA runs: also show the N best answers with probabilities (with --data: write them instead of the answers)")
 
 
-def resolve_flavor(configured: str, detected: Flavor) -> Flavor:
-    return detected if configured == "auto" else configured  # type: ignore[return-value]
+def resolve_flavor(configured: Literal["auto", "squad", "squad_v2", "korquad"], detected: Flavor) -> Flavor:
+    return detected if configured == "auto" else configured
 
 
 def load_qa_file(path: str, what: str) -> tuple[list[QAExample], Flavor]:
@@ -307,7 +308,8 @@ def format_qa_scores(scores: dict[str, float], flavor: str) -> str:
     for group, meaning in (("HasAns", "answerable"), ("NoAns", "unanswerable")):
         if f"{group}_total" in scores:
             lines.append(
-                f"  {meaning} ({int(scores[group + '_total'])}): exact match {scores[group + '_exact_match']:.2f}  F1 {scores[group + '_f1']:.2f}"
+                f"  {meaning} ({int(scores[group + '_total'])}): "
+                f"exact match {scores[group + '_exact_match']:.2f}  F1 {scores[group + '_f1']:.2f}"
             )
     if scores.get("missing_predictions"):
         lines.append(f"  {int(scores['missing_predictions'])} questions got no prediction (scored 0)")
@@ -323,7 +325,7 @@ def _as_evaluation(evaluation: QAEvaluation, flavor: str) -> Evaluation:
 class QAPredictor(Predictor):
     input_fields = ("question", "context")
 
-    def __init__(self, task, model, tokenizer, saved, head, device):
+    def __init__(self, task, model, tokenizer, saved, head, device) -> None:
         super().__init__(task, model, tokenizer, saved, head, device)
         self.flavor: Flavor = saved["flavor"]  # how the run's own eval set was scored
         self.allows_no_answer = bool(saved["allows_no_answer"])
@@ -353,7 +355,9 @@ class QAPredictor(Predictor):
         _, n_best = self.answer(examples, batch_size)
         results = []
         for example in examples:
-            best = n_best[example.id][0] if n_best.get(example.id) else {"text": "", "probability": 0.0, "start_char": -1, "end_char": -1}
+            best: dict[str, Any] = (
+                n_best[example.id][0] if n_best.get(example.id) else {"text": "", "probability": 0.0, "start_char": -1, "end_char": -1}
+            )
             results.append(
                 {
                     "answer": best["text"],
@@ -449,7 +453,8 @@ class QAFinetuneTask(FinetuneTask):
             has_eval=eval_examples is not None,
             head={"max_seq_length": data.max_length, "qa_data": dataclasses.asdict(data), "allows_no_answer": allows_no_answer},
             record={"flavor": flavor, "allows_no_answer": allows_no_answer, "num_train_windows": len(train_features.input_ids)},
-            summary=f"{len(train_examples)} questions ({len(train_features.input_ids)} windows of up to {data.max_length} tokens); scored as {flavor}",
+            summary=f"{len(train_examples)} questions ({len(train_features.input_ids)} windows of up to {data.max_length} tokens); "
+            f"scored as {flavor}",
             payload=PreparedQA(train_features, eval_examples, eval_features, flavor, data.decoding(allows_no_answer)),
         )
 
@@ -469,9 +474,11 @@ class QAFinetuneTask(FinetuneTask):
 
     def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
         data: PreparedQA = prepared.payload
+        if data.eval_examples is None or data.eval_features is None:
+            raise ValueError("final_evaluation needs prepared data with held-out questions (fine-tuning calls it only then)")
         evaluation = evaluate_qa(
             predictor.model, data.eval_examples, data.eval_features, data.flavor, data.decoding, batch_size, predictor.device
-        )  # type: ignore[arg-type]
+        )
         return _as_evaluation(evaluation, data.flavor)
 
 

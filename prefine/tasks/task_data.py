@@ -67,11 +67,12 @@ class RecordTable:
 
     def text_column(self, name: str, role: str = "column", flag: str = "") -> list[str]:
         """`column`, but every record must have a value (a missing one is an error naming its line)."""
-        values = self.column(name, role, flag)
-        for index, value in enumerate(values):
+        texts: list[str] = []
+        for index, value in enumerate(self.column(name, role, flag)):
             if value is None:
                 raise PrefineError(f"{self.source} {self.where(index)} has no '{name}' value; every record needs one")
-        return values  # type: ignore[return-value]
+            texts.append(value)
+        return texts
 
 
 def _value_as_text(value: Any) -> str | None:
@@ -107,7 +108,7 @@ def _read_delimited(path: Path, delimiter: str) -> RecordTable:
     header = [name.strip() for name in header]
     if len(set(header)) != len(header):
         raise PrefineError(f"{path} has repeated column names in its header ({', '.join(header)}); give every column its own name")
-    values: list[list[str]] = [[] for _ in header]
+    values: list[list[str | None]] = [[] for _ in header]
     line_numbers: list[int] = []
     for number, row in rows:
         if not row or (len(row) == 1 and not row[0].strip()):

@@ -185,7 +185,10 @@ def predict_logits(model: nn.Module, examples: EncodedExamples, batch_size: int,
             order_parts.append(indices)
             logit_parts.append(output.logits.float())  # kept on the device: one transfer at the end
     if not logit_parts:
-        return np.zeros((0, int(model.num_labels)), dtype=np.float32)
+        num_labels = model.num_labels
+        if not isinstance(num_labels, int):
+            raise TypeError(f"{type(model).__name__} has no integer num_labels; predict_logits needs a sequence-level head")
+        return np.zeros((0, num_labels), dtype=np.float32)
     sorted_logits = torch.cat(logit_parts).cpu().numpy()
     logits = np.empty_like(sorted_logits)
     logits[np.concatenate(order_parts)] = sorted_logits

@@ -58,6 +58,7 @@ from prefine.tasks.ner_data import (
     TagSet,
     Windows,
     align,
+    as_layout,
     check_tags,
     detect_scheme,
     encode_corpus,
@@ -69,6 +70,7 @@ from prefine.tasks.ner_data import (
 )
 from prefine.tasks.prediction_output import write_json_line
 from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_split
+from prefine.tokenizer import special_token_id
 from prefine.training.loop import TrainingTask
 
 EVAL_METRICS_FILE = "eval_metrics.json"
@@ -437,14 +439,13 @@ class NerPredictor(Predictor):
     def __init__(self, task, model, tokenizer, saved, head, device):
         super().__init__(task, model, tokenizer, saved, head, device)
         self.tag_set = TagSet.from_json(head)
-        self.layout = head.get("layout", "words")
+        self.layout = as_layout(head.get("layout", "words"))
         self.pad_id = tokenizer.token_to_id("[PAD]")
 
     def _tag(self, texts: list[str], spans: list[np.ndarray], batch_size: int) -> list[TaggedOutput]:
         alignments = align(texts, spans, self.tokenizer)
-        windows = make_windows(
-            alignments, self.data.max_seq_length, self.data.stride, self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
-        )
+        cls_id, sep_id = special_token_id(self.tokenizer, "[CLS]"), special_token_id(self.tokenizer, "[SEP]")
+        windows = make_windows(alignments, self.data.max_seq_length, self.data.stride, cls_id, sep_id)
         return tag_sentences(self.model, texts, spans, alignments, windows, self.tag_set, batch_size, self.device, self.pad_id)[0]
 
     def tag_texts(self, texts: list[str], batch_size: int = 64) -> list[TaggedOutput]:
@@ -455,7 +456,7 @@ class NerPredictor(Predictor):
         for index, record in enumerate(records):
             if isinstance(record.get("tokens"), list):
                 units = [str(unit) for unit in record["tokens"]]
-                text, unit_spans = sentence_text(units, self.layout)  # type: ignore[arg-type]
+                text, unit_spans = sentence_text(units, self.layout)
                 given_units.append(True)
             elif isinstance(record.get("text"), str):
                 text, unit_spans = record["text"], raw_text_units(record["text"], self.layout, self.tokenizer)
@@ -624,7 +625,9 @@ class TokenClassificationFinetuneTask(FinetuneTask):
         return NerPredictor(self, model, tokenizer, saved, head, device)
 
     def final_evaluation(self, predictor: Predictor, prepared: PreparedData, batch_size: int) -> Evaluation:
-        return predictor.evaluate_encoded(prepared.payload.eval, batch_size)  # type: ignore[attr-defined]
+        if not isinstance(predictor, NerPredictor):
+            raise TypeError(f"an NER run's predictor is an NerPredictor, not a {type(predictor).__name__}")
+        return predictor.evaluate_encoded(prepared.payload.eval, batch_size)
 
     def hf_config(self, head: dict[str, Any]) -> dict[str, Any]:
         return {key: head[key] for key in ("id2label", "label2id", "classifier_dropout") if key in head}

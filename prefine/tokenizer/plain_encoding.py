@@ -100,11 +100,11 @@ class PlainTextEncoder:
         if not texts:
             return []
         shortcut = self._shortcut_rows(texts)
-        if not shortcut:
+        if self.unnormalized is None or not shortcut:
             return [encoding.ids for encoding in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
         # One lower() over the batch instead of one per text; printable texts hold no "\n".
-        plain = "\n".join(texts[row] for row in shortcut)
-        plain = (plain.lower() if self.ascii_lowercase else plain).split("\n")
+        joined = "\n".join(texts[row] for row in shortcut)
+        plain = (joined.lower() if self.ascii_lowercase else joined).split("\n")
         fast = [encoding.ids for encoding in self.unnormalized.encode_batch_fast(plain, add_special_tokens=False)]
         if len(shortcut) == len(texts):
             return fast

@@ -275,11 +275,20 @@ class SpecialTokenIds:
 
 def special_token_ids(tokenizer: Tokenizer) -> SpecialTokenIds:
     """The ids of [PAD] [UNK] [CLS] [SEP] [MASK]; PrefineError naming any that is missing."""
-    ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
-    missing = [token for token, token_id in ids.items() if token_id is None]
+    found = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+    missing = [token for token, token_id in found.items() if token_id is None]
     if missing:
         raise PrefineError(f"the tokenizer has no {' '.join(missing)} token; add it to vocab.txt or train a new tokenizer with prefine")
+    ids = {token: token_id for token, token_id in found.items() if token_id is not None}
     return SpecialTokenIds(pad=ids[PAD], unk=ids[UNK], cls=ids[CLS], sep=ids[SEP], mask=ids[MASK])
+
+
+def special_token_id(tokenizer: Tokenizer, token: str) -> int:
+    """The id of one special token; PrefineError when the tokenizer lacks it."""
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise PrefineError(f"the tokenizer has no {token} token; add it to vocab.txt or train a new tokenizer with prefine")
+    return token_id
 
 
 def continuation_mask(tokenizer: Tokenizer) -> np.ndarray:

@@ -109,7 +109,10 @@ def test_auto_detection(tmp_path, caplog):
     assert detect_text_format(write(tmp_path / "a.txt", LINES)) == "lines"
     assert detect_text_format(write(tmp_path / "b.txt", PARAGRAPHS)) == "paragraphs"
     assert detect_text_format(write(tmp_path / "c.txt", LINE_DOCUMENTS)) == "line-documents"
-    wrapped = "This paragraph is wrapped at a fixed\nwidth so lines stop mid sentence and\ncontinue on the next one.\n\nAnother short\nparagraph here.\n"
+    wrapped = (
+        "This paragraph is wrapped at a fixed\nwidth so lines stop mid sentence and\ncontinue on the next one.\n\n"
+        "Another short\nparagraph here.\n"
+    )
     assert detect_text_format(write(tmp_path / "d.txt", wrapped)) == "paragraphs"
     korean = "영화가 정말 재미있어요.\n배우들이 좋았다.\n\n다시 볼까요?\n"
     assert detect_text_format(write(tmp_path / "e.txt.gz", korean, compress=True)) == "lines"
@@ -124,7 +127,10 @@ def test_folders_globs_and_order(tmp_path):
     write(tmp_path / "corpus" / "c.txt.gz", "Third file.\n", compress=True)
     write(tmp_path / "corpus" / ".hidden", "Never read.\n")
     expected = ["b.txt", "c.txt.gz", "nested/a.txt"]
-    as_names = lambda paths: [p.relative_to(tmp_path / "corpus").as_posix() for p in paths]
+
+    def as_names(paths):
+        return [p.relative_to(tmp_path / "corpus").as_posix() for p in paths]
+
     assert as_names(resolve_paths([str(tmp_path / "corpus")])) == expected
     assert as_names(resolve_paths([str(tmp_path / "corpus" / "**" / "*.txt*"), str(tmp_path / "corpus" / "b.txt")])) == expected
     assert list(iter_sentences(CorpusConfig(paths=[str(tmp_path / "corpus")]))) == ["Second file.", "Third file.", "Nested file."]
@@ -170,7 +176,7 @@ def test_streaming_memory_stays_far_below_file_size(tmp_path):
     path = tmp_path / "big.txt"
     sentence = "This generated sentence is long enough to make the file large quickly. "
     with open(path, "w", encoding="utf-8") as handle:
-        for document in range(4000):
+        for _ in range(4000):
             handle.write("".join(f"{sentence}{i}.\n" for i in range(20)) + "\n")
     size = path.stat().st_size
     assert size > 5_000_000

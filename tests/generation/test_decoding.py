@@ -165,7 +165,7 @@ def test_finished_rows_stop_costing_work():
         rows_per_step.append(tokens.shape[0])
         return original(cache, tokens)
 
-    model.decode_step = counting_step  # type: ignore[method-assign]
+    model.decode_step = counting_step
     outputs = generate(model, ids, mask, DecodingConfig(no_repeat_ngram_size=1), 20, IDS)
     still_running = [sum(1 for tokens in outputs if len(tokens) >= step) for step in range(len(rows_per_step))]
     assert rows_per_step == still_running and rows_per_step[-1] < 16

@@ -278,7 +278,9 @@ import json, torch
 from prefine.model import BertConfig, BertForPreTraining
 torch.set_num_threads(2)
 torch.manual_seed(0)
-config = BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=64)
+config = BertConfig(
+    vocab_size=300, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, max_position_embeddings=64
+)
 model = BertForPreTraining(config).train()
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
 generator = torch.Generator().manual_seed(1)

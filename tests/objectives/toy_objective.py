@@ -21,12 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from prefine.config import option
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.interop import load_into
 from prefine.model import IGNORE_LABEL, BertConfig
 from prefine.model.bert import BertModel, init_bert_weights
 from prefine.objectives import PretrainingObjective, register_objective
-from prefine.data_position import DataPosition
 
 
 @dataclass
@@ -129,4 +129,6 @@ class SwappedTokensObjective(PretrainingObjective):
 
 
 def register() -> SwappedTokensObjective:
-    return register_objective(SwappedTokensObjective())  # type: ignore[return-value]
+    objective = SwappedTokensObjective()
+    register_objective(objective)
+    return objective

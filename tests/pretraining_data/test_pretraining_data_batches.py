@@ -7,6 +7,7 @@ import pytest
 import torch
 from pretraining_data_helpers import random_documents
 
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.model import IGNORE_LABEL
 from prefine.pretraining_data.batches import TRAIN_STREAM, PretrainingBatches, collate
@@ -15,7 +16,6 @@ from prefine.pretraining_data.instances import build_instances
 from prefine.pretraining_data.masking import continuation_lookup
 from prefine.pretraining_data.shards import build_token_shards
 from prefine.tokenizer import SpecialTokenIds
-from prefine.data_position import DataPosition
 
 PAD, CLS, SEP = 0, 2, 3
 GLOBAL_BATCH = 8

@@ -158,7 +158,7 @@ def test_mlm_packs_every_training_token_once_with_document_separators(shards):
     assert (2 + instances.a_end - instances.a_start + separators <= config.max_seq_length).all()
     assert (separators > 0).any(), "segments run across document boundaries"
     # Every document a segment touches is a training document (no held-out text leaks in).
-    touched = np.concatenate([np.arange(f, l + 1) for f, l in zip(first_document, last_document)])
+    touched = np.concatenate([np.arange(first, last + 1) for first, last in zip(first_document, last_document)])
     assert np.isin(touched, train).all()
     # Packing loses nothing: the segments tile the training documents' tokens exactly.
     covered = np.zeros(shards.num_tokens, dtype=np.int64)

@@ -21,7 +21,7 @@ from prefine.recipes import pretrain as pretrain_recipe
 from prefine.training import TrainingConfig, TrainingInterrupted, train
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.recipes.test_cli_pretrain import sentiment_rows, write_sentiment
-from tests.training.test_loop import CPU, InterruptingTask, pretraining_parts, train_losses  # noqa: F401  (pretraining_parts is a fixture)
+from tests.training.test_loop import CPU, InterruptingTask, train_losses
 
 TINY = [
     "--preset",
@@ -144,7 +144,8 @@ def test_an_electra_run_ends_by_reporting_its_discriminator_and_warns_while_it_i
     last = metrics_lines(electra_run / "pre")[-1]
     summary = [line for line in printed if line.startswith("held-out replaced-token detection")]
     assert summary == [
-        f"held-out replaced-token detection: ROC AUC {last['eval/replaced_auc']:.2f} (0.50 is chance), recall {last['eval/replaced_recall']:.1%}"
+        f"held-out replaced-token detection: ROC AUC {last['eval/replaced_auc']:.2f} (0.50 is chance), "
+        f"recall {last['eval/replaced_recall']:.1%}"
     ]
     # Six tiny steps leave the discriminator near chance (AUC 0.64 here), so a note says what that means and what to do.
     following = printed[printed.index(summary[0]) + 1 :]

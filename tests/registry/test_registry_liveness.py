@@ -23,7 +23,8 @@ def record_in_a_process_that_is_then_killed(registry_path: Path, artifact: Path)
     script = (
         "import os, signal\nfrom pathlib import Path\nfrom prefine.registry import RunRegistry\n"
         f"registry = RunRegistry(Path({str(registry_path)!r}))\n"
-        f"run = registry.start_run(name='killed', kind='pretrain', config={{}}, data_fingerprints=None, tokenizer_hash=None, artifact_path=Path({str(artifact)!r}))\n"
+        "run = registry.start_run(name='killed', kind='pretrain', config={}, data_fingerprints=None, tokenizer_hash=None, "
+        f"artifact_path=Path({str(artifact)!r}))\n"
         f"registry.heartbeat(run.id, 120, Path({str(artifact / 'checkpoints' / 'step-00000100')!r}))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -301,7 +301,8 @@ def test_a_writer_killed_inside_its_transaction_loses_nothing_of_the_others(tmp_
     script = (
         "from pathlib import Path\nfrom prefine.registry import RunRegistry\n"
         f"registry = RunRegistry(Path({str(path)!r}))\n"
-        f"registry.start_run(name='victim', kind='pretrain', config={{}}, data_fingerprints=None, tokenizer_hash=None, artifact_path=Path({str(tmp_path / 'v')!r}))\n"
+        "registry.start_run(name='victim', kind='pretrain', config={}, data_fingerprints=None, tokenizer_hash=None, "
+        f"artifact_path=Path({str(tmp_path / 'v')!r}))\n"
     )
     env = {**os.environ, "PREFINE_CRASH_AT": "registry-write:1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     victim = subprocess.run([sys.executable, "-c", script], env=env)

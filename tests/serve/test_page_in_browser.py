@@ -55,7 +55,8 @@ def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
             assert f"{100 * top:.1f}%" in shown
             bar_percent = browser.evaluate(
                 "(() => { const bar = document.querySelector('#results .bars li.top'); "
-                "return 100 * bar.querySelector('.fill').getBoundingClientRect().width / bar.querySelector('.track').getBoundingClientRect().width; })()"
+                "return 100 * bar.querySelector('.fill').getBoundingClientRect().width "
+                "/ bar.querySelector('.track').getBoundingClientRect().width; })()"
             )
             assert abs(bar_percent - 100 * top) < 1.5  # the bar is drawn as long as the probability
             screenshot = browser.screenshot(tmp_path / "serve-page.png")
@@ -82,7 +83,8 @@ def test_a_person_can_try_the_models_and_browse_the_runs(served_runs, tmp_path):
             served_as = browser.evaluate("document.querySelector('#runs tr[data-name=\"sentiment\"] td:last-child').innerText")
             assert served_as == "sentiment, second-look"
             lineage = browser.wait_for(
-                "!document.getElementById('detail').hidden && document.getElementById('lineage').innerText.includes('sentiment') && document.getElementById('lineage').innerText"
+                "!document.getElementById('detail').hidden && document.getElementById('lineage').innerText.includes('sentiment') "
+                "&& document.getElementById('lineage').innerText"
             )
             assert lineage.index("tiny-pre") < lineage.index("sentiment")
             browser.evaluate("[...document.querySelectorAll('#runs button.link')].find((b) => b.textContent === 'tiny-pre').click()")

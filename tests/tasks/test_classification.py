@@ -13,6 +13,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from prefine.checkpoint import METRICS_FILE, best_checkpoint
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.model.config import BertConfig
 from prefine.model.heads import BertForSequenceClassification
@@ -32,7 +33,6 @@ from prefine.tasks.classification import (
 from prefine.tasks.task_data import read_records
 from prefine.tasks.text_inputs import sequential_batches
 from prefine.training import DistributedContext, TrainingConfig, train
-from prefine.data_position import DataPosition
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 FILLER_WORDS = "the movie was plot actors story film really quite very some scenes music ending director script".split()

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.model import IGNORE_LABEL
 from prefine.tasks.generation import GenerationBatches, GenerationDataConfig, collate_pairs, encode_pairs, read_pairs
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
-from prefine.data_position import DataPosition
 
 
 @pytest.fixture(scope="module")

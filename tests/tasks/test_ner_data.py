@@ -144,7 +144,7 @@ def test_word_alignment_round_trips_every_tag_including_unknown_and_vanishing_un
     for _ in range(100):
         units = rng.choices(words, k=rng.randint(1, 12))
         tags = []
-        for index, _ in enumerate(units):
+        for _ in units:
             previous = tags[-1] if tags else "O"
             options = ["O", "B-PER", "B-LOC"] + ([f"I-{previous[2:]}"] if previous != "O" else [])
             tags.append(rng.choice(options))
@@ -203,7 +203,7 @@ def test_iobes_pieces_covering_several_characters_stay_well_formed(tokenizer):
 
 
 def test_label_all_pieces_labels_later_pieces_inside_never_with_a_copied_b(tokenizer):
-    units, tags = ["Blackstoner", "rejects"], ["B-PER", "O"]
+    units = ["Blackstoner", "rejects"]  # tagged B-PER O: the unit labels [1, 0] below
     text, spans = sentence_text(units, "words")
     alignment = align([text], [spans], tokenizer)[0]
     assert len(alignment.piece_ids) > 2, "the test needs a word split into several pieces"

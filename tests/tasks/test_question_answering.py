@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.model.heads import SpanOutput
 from prefine.tasks.qa_data import QAExample, QAFeatures, prepare_features
 from prefine.tasks.question_answering import PADDING_LOGIT, DecodingConfig, QABatches, QATask, predict_span_logits, window_lengths
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
-from prefine.data_position import DataPosition
 
 MAX_LENGTH = 32
 

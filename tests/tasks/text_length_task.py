@@ -193,4 +193,6 @@ class TextLengthTask(FinetuneTask):
 
 
 def register() -> TextLengthTask:
-    return register_task(TextLengthTask())  # type: ignore[return-value]
+    task = TextLengthTask()
+    register_task(task)
+    return task

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from prefine.data_position import DataPosition
 from prefine.model import IGNORE_LABEL, BertForPreTraining, preset_config
 from prefine.objectives.masked_lm import PretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 from prefine.training import DistributedContext, TrainingConfig, train
-from prefine.data_position import DataPosition
 from tests.conftest import synthetic_documents
 
 CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))

@@ -11,7 +11,7 @@ import torch
 from prefine import determinism
 from prefine.checkpoint import latest_checkpoint, load_weights
 from prefine.training import TrainingInterrupted, train
-from tests.training.test_loop import CPU, InterruptingTask, make_run, pretraining_parts  # noqa: F401 - fixture
+from tests.training.test_loop import CPU, InterruptingTask, make_run
 
 
 @pytest.fixture

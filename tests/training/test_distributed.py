@@ -19,13 +19,13 @@ import pytest
 import torch
 
 from prefine.checkpoint import latest_checkpoint, load_trainer_state, load_weights
+from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
 from prefine.pretraining_data import build_token_shards
 from prefine.registry import RunRegistry
 from prefine.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
 from prefine.training import DistributedContext, train
 from prefine.training.distributed import check_batch_split
-from prefine.data_position import DataPosition
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.training.distributed_worker import INJECTED_FAILURE, RecordingTask, build_run, example_hashes
 

@@ -14,23 +14,11 @@ from prefine.checkpoint import latest_checkpoint, load_trainer_state
 from prefine.errors import PrefineError
 from prefine.model import BertForPreTraining, preset_config
 from prefine.objectives.masked_lm import PretrainingTask
-from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig, build_token_shards
-from prefine.tokenizer import TokenizerConfig, train_tokenizer
+from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig
 from prefine.training import DistributedContext, TrainingConfig, TrainingInterrupted, train
 from prefine.training.optim import learning_rate_multiplier
-from tests.conftest import synthetic_documents
 
 CPU = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-
-
-@pytest.fixture(scope="module")
-def pretraining_parts(tmp_path_factory):
-    documents = synthetic_documents(150, seed=3)
-    tokenizer = train_tokenizer(
-        (sentence for document in documents for sentence in document), TokenizerConfig(vocab_size=300, min_frequency=1), show_progress=False
-    )
-    shards = build_token_shards(documents, tokenizer, tmp_path_factory.mktemp("shards") / "shards")
-    return tokenizer, shards
 
 
 def make_run(parts, model_overrides=None, **training_overrides):

@@ -10,7 +10,7 @@ import pytest
 from prefine.cli import build_parser
 from prefine.errors import PrefineError
 from prefine.training import TrainingConfig, train
-from tests.training.test_loop import CPU, make_run, pretraining_parts  # noqa: F401  (the fixture is shared)
+from tests.training.test_loop import CPU, make_run
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is part of the test extra")
 
