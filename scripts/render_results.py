@@ -151,6 +151,8 @@ def render_table(results: dict, source: str) -> str:
         lines += _markdown_table(table["header"], table["rows"])
     for note in results.get("notes", []):
         lines += ["", note]
+    if results.get("headline"):
+        lines += ["", f"Against the fastest anchor this run measured: {results['headline']['text']}."]
     lines += ["", _provenance(results, source)]
     return "\n".join(lines)
 
