@@ -356,6 +356,11 @@ def attention_bias_from_mask(attention_mask: torch.Tensor | None, dtype: torch.d
     """
     if attention_mask is None or bool(attention_mask.all()):
         return None
+    return padding_bias(attention_mask, dtype, causal)
+
+
+def padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype, causal: bool = False) -> torch.Tensor:
+    """Additive [B, 1, 1, L] bias hiding padded keys (and future ones when causal), even where nothing is padded."""
     bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
     if causal:
         length = attention_mask.shape[1]
@@ -365,6 +370,12 @@ def attention_bias_from_mask(attention_mask: torch.Tensor | None, dtype: torch.d
 
 
 class BertModel(nn.Module):
+    # True while a graph is traced for export (`prefine export --format onnx`): the forward then
+    # takes the plain padded path, whose every step is a tensor operation, instead of the layout
+    # above, which branches on the mask's values (no padding, the unpadded rows, the length groups)
+    # and would freeze the traced batch's shape and padding into the graph.
+    padded_forward: bool = False
+
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
         self.config = config
@@ -401,11 +412,25 @@ class BertModel(nn.Module):
         hidden = self.embeddings(input_ids, token_type_ids)
         if self.embeddings_project is not None:
             hidden = self.embeddings_project(hidden)
+        if self.padded_forward:
+            return self._padded_forward(hidden, attention_mask, causal, first_token_only)
         layout = AttentionLayout.from_mask(attention_mask, input_ids.shape, hidden.dtype, causal)
         if first_token_only:
             return self.encoder(layout.unpad(hidden), layout, first_token_only=True)
         # Positions that are padding come back as zeros: nothing may read them.
         return layout.pad(self.encoder(layout.unpad(hidden), layout))
+
+    def _padded_forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor | None, causal: bool, first_token_only: bool
+    ) -> torch.Tensor:
+        """The forward on the whole [B, L] grid with the mask always applied: what `padded_forward` traces."""
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        layout = AttentionLayout(padding_bias(attention_mask, hidden.dtype, causal), causal)
+        if first_token_only:
+            return self.encoder(hidden, layout, first_token_only=True)
+        # Zeros at padding, as the unpadded path returns them, so every output matches it there too.
+        return self.encoder(hidden, layout) * attention_mask[:, :, None].to(hidden.dtype)
 
 
 def init_bert_weights(module: nn.Module, initializer_range: float) -> None:

@@ -15,6 +15,14 @@ so a checkpoint that would not even run in prefine is never exported.
 A pre-training run exports the way its objective says (an ELECTRA run as two folders, the
 discriminator and its generator).
 
+`--format onnx` writes model.onnx (the task's forward on input_ids, attention_mask and
+token_type_ids, dynamic batch and sequence axes; the outputs the task's `onnx_outputs` names),
+the tokenizer files and the config.json keys the task adds (labels), for every task whose model
+answers in one encoder forward; the graph is checked in ONNX Runtime against prefine's own
+outputs before anything is written. A generation run (its task refuses) and a pre-training run are
+refused in one line. The files go to a temporary folder beside --out and are moved in only once
+all of them are written and checked.
+
 The command lives with the recipes, not in `prefine.interop`, because it dispatches on the task
 registry: the task that trained the run (recorded in the checkpoint's config.json and the run's
 run.json) rebuilds the model and adds its keys, since two tasks can share one transformers class.
@@ -25,6 +33,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,6 +59,7 @@ from prefine.checkpoint import (
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
+from prefine.interop.onnx_export import MODEL_FILE, ONNX_OPSET, example_batches, require_onnx, write_onnx
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.objectives import PretrainingObjective, objective_of_checkpoint
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
@@ -208,6 +220,82 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+@dataclass
+class OnnxExport:
+    """What `export_onnx` wrote, and how closely ONNX Runtime reproduced prefine on the check batches."""
+
+    out_dir: Path
+    outputs: tuple[str, ...]
+    max_difference: float
+
+
+def export_onnx(run_or_checkpoint: Path, out_dir: Path) -> OnnxExport:
+    """Write model.onnx, the tokenizer files and config.json (with the task's labels) to `out_dir`, checked in ONNX Runtime."""
+    checkpoint, tokenizer_dir = _locate(run_or_checkpoint)
+    config_json = load_model_config(checkpoint)
+    if objective_of_checkpoint(config_json) is not None:
+        raise PrefineError(
+            f"{run_or_checkpoint} is a pre-training run; --format onnx exports fine-tuned runs (classification, regression, NER, QA). "
+            "Use --format hf for a pre-trained encoder"
+        )
+    architecture = _architecture(config_json, checkpoint)
+    task = task_of_checkpoint(checkpoint, config_json, architecture)
+    if task is None:
+        raise PrefineError(f"{checkpoint} records no fine-tuning task; --format onnx exports fine-tuned runs. Use --format hf")
+    outputs = task.onnx_outputs()  # a task that has no single forward refuses here, in one line
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
+        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    require_onnx()
+    config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
+    model = _checked_model(task, config, config_json, load_weights(checkpoint), checkpoint)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.get_vocab_size() > config.vocab_size:
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; "
+            "restore the run's own tokenizer"
+        )
+    # Built in a temporary folder beside --out (same file system, so the move is a rename): a
+    # failed trace or parity check leaves nothing behind.
+    existing = out_dir.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=existing))
+    try:
+        batches = example_batches(config.vocab_size, config.type_vocab_size, config.max_position_embeddings)
+        worst = write_onnx(model, staging / MODEL_FILE, outputs, batches)
+        values = {
+            "model_type": "bert",
+            "architectures": [architecture],
+            "task": task.name,
+            "onnx_opset": ONNX_OPSET,
+            "onnx_inputs": ["input_ids", "attention_mask", "token_type_ids"],
+            "onnx_outputs": list(outputs),
+            **bert_config_fields(config),
+            **task.hf_config(config_json),
+        }
+        if "id2label" in values:
+            values["num_labels"] = len(values["id2label"])
+        (staging / CONFIG_FILE).write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        save_tokenizer(tokenizer, staging, model_max_length=config.max_position_embeddings)
+        for path in staging.iterdir():
+            give_default_permissions(path)
+        if out_dir.exists():
+            for path in staging.iterdir():
+                os.replace(path, out_dir / path.name)
+            staging.rmdir()
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # mkdtemp's folder is private; an export is not
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return OnnxExport(out_dir, outputs, worst)
+
+
 def _export_pretraining(
     objective: PretrainingObjective, run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Path, config_json: dict, out_dir: Path
 ) -> Path | None:
@@ -226,13 +314,15 @@ def _export_pretraining(
 @dataclass
 class ExportConfig:
     run: str = option("", "a prefine run (its best, else latest checkpoint) or a checkpoint folder", positional=True)
-    format: Literal["hf"] = option("hf", "output format: hf (transformers' from_pretrained folder)")
+    format: Literal["hf", "onnx"] = option(
+        "hf", "output format: hf (transformers' from_pretrained folder) or onnx (model.onnx for ONNX Runtime; the onnx extra)"
+    )
     out: str = option("", "folder to write (created if missing)")
 
 
 def add_export_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register `prefine export RUN --format hf --out DIR`."""
-    parser = subparsers.add_parser("export", help="write a run's model in Hugging Face transformers format")
+    """Register `prefine export RUN --format hf|onnx --out DIR`."""
+    parser = subparsers.add_parser("export", help="write a run's model in Hugging Face transformers or ONNX format")
     add_dataclass_arguments(parser, ExportConfig)
     parser.set_defaults(func=export_command)
 
@@ -241,6 +331,13 @@ def export_command(args: argparse.Namespace) -> int:
     config = from_args(ExportConfig, args)
     if not config.out:
         raise PrefineError("pass --out FOLDER to write the exported model into")
+    if config.format == "onnx":
+        exported = export_onnx(Path(config.run), Path(config.out))
+        print(
+            f"exported to {exported.out_dir}/{MODEL_FILE} (opset {ONNX_OPSET}; outputs {', '.join(exported.outputs)}; ONNX Runtime "
+            f"matches prefine within {exported.max_difference:.1e}) with the tokenizer files; run it with onnxruntime.InferenceSession"
+        )
+        return 0
     out_dir = export_hf(Path(config.run), Path(config.out))
     print(f"exported to {out_dir}; load it with transformers' AutoModel*.from_pretrained('{out_dir}') and AutoTokenizer")
     return 0

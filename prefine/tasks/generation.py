@@ -668,6 +668,13 @@ class GenerationFinetuneTask(FinetuneTask):
                 "Start --task generation from a BERT or an ELECTRA with equal sizes"
             )
 
+    def onnx_outputs(self) -> tuple[str, ...]:
+        # Generating is a loop of decoder steps around a cache, not the one forward the ONNX export traces.
+        raise PrefineError(
+            "--format onnx exports tasks that answer in one encoder forward (classification, regression, NER, QA); "
+            "a generation run is an encoder-decoder that decodes step by step: use --format hf (transformers' EncoderDecoderModel)"
+        )
+
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
         return BertEncoderDecoder(config, share_encoder_decoder=bool(head.get("share_encoder_decoder", False)))
 

@@ -9,7 +9,8 @@ interface, so adding a task means writing one module, never editing a recipe:
                -> prepare (read, encode, subsample) -> build_model -> load_initial_weights
                -> training_task -> the shared loop -> load_predictor on the best checkpoint -> final_evaluation
                (on the selection data) -> evaluate_source (on --test, the reported score)
-    export:    the run's recorded task -> build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config
+    export:    the run's recorded task -> build_model -> hf_export (optional: a layout other than BERT with a head) or hf_config;
+               --format onnx: onnx_outputs (the graph's outputs, or a refusal) and hf_config for the labels
     evaluate:  load_predictor -> evaluate_source
     predict:   load_predictor -> predict_cli (files, stdin, task flags) or predict_records (JSON)
     serve:     load_predictor -> predict_records (and stream_records where the predictor has it)
@@ -247,6 +248,16 @@ class FinetuneTask(ABC):
         (an EncoderDecoderModel) returns its own files instead.
         """
         return None
+
+    def onnx_outputs(self) -> tuple[str, ...]:
+        """The outputs of `prefine export --format onnx`'s graph, named as the fields of the model's forward output.
+
+        The graph is the model's forward on (input_ids, attention_mask, token_type_ids), so any
+        task whose model answers in one encoder pass exports as is; the default is a head's
+        `logits`. A task whose model is no single forward (a decoding loop) raises a PrefineError
+        saying so in one line.
+        """
+        return ("logits",)
 
     def load_initial_weights(self, model: nn.Module, init: Any, from_scratch: bool, announce: bool, reinit_layers: int = 0) -> None:
         """Fill a freshly built task model from --init (an `InitSource`), or keep it random with --from-scratch.

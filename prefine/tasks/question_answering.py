@@ -462,6 +462,9 @@ class QAFinetuneTask(FinetuneTask):
 
         return BertForQuestionAnswering(config)
 
+    def onnx_outputs(self) -> tuple[str, ...]:
+        return ("start_logits", "end_logits")
+
     def training_task(
         self, prepared: PreparedData, micro_batch_size: int, pad_id: int, seed: int, eval_batch_size: int, device: torch.device
     ) -> TrainingTask:
