@@ -10,8 +10,22 @@ One random-init classifier of --preset is saved as a prefine checkpoint and expo
 sorted by length (and restores their order), so batches pad little; `eager`/`sdpa` picks
 `attn_implementation`. The default runs the plain pipeline and both tuned variants.
 
-Timing includes tokenization on both sides. The script also checks that both sides predict
-the same labels (they must: same weights, same tokenizer).
+--ort-variants adds ONNX Runtime sides on the same weights: `fp32` runs the classifier written
+by prefine's own ONNX export (`write_onnx`, the function behind `prefine export --format onnx`,
+checked against prefine's logits) in an `onnxruntime.InferenceSession` with ORT_ENABLE_ALL graph
+optimizations, intra-op threads = --threads, one inter-op thread and sequential execution; `int8`
+runs the same graph after `quantize_dynamic(..., weight_type=QuantType.QInt8, per_channel=...)`
+(--ort-per-channel; per tensor by default: per channel measured no faster here, and neither
+ORT's quantization pre-processing nor its offline transformers optimizer sped this graph up, so
+the plain export is what runs) under the same session settings. Both tokenize with the export's fast
+tokenizer, sort the texts by length into batches of --batch-size (order restored afterwards) and
+pad per batch. int8 is another precision, so the headline compares prefine with the fastest fp32
+anchor only; int8's ratio to prefine's fp32 goes in a note.
+
+Timing includes tokenization on every side. The script reports how often each side predicts the
+label prefine predicts (fp32 sides must agree: same weights, same tokenizer), and each side's
+accuracy on SST-2 dev; the weights are random, so that accuracy is chance and says nothing about
+what int8 costs on a fine-tuned model.
 
 A second table times the whole commands a user runs, each in a fresh process, so Python
 start-up, imports and model loading count too: `prefine predict RUN --data FILE --output OUT`
@@ -19,7 +33,7 @@ on a real run folder (made by `prefine finetune --from-scratch` for one step on 
 above), against a script that builds the same `pipeline` on that run's `prefine export` and
 writes one JSON line per text. Both get OMP_NUM_THREADS=--threads.
 
-    python benchmarks/inference_throughput.py --steps 3 --repeats 3
+    python benchmarks/inference_throughput.py --steps 3 --repeats 3 [--ort-variants fp32,int8]
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from common import (  # noqa: E402
     add_common_arguments,
     against_strongest_anchor,
     benchmark_tokenizer,
+    hf_tokenizer,
     markdown_table,
     median,
     print_json,
@@ -105,6 +120,65 @@ def hf_predict(
     predicted = np.empty(len(texts), dtype=np.int64)
     predicted[order] = [label2id[output["label"]] for output in outputs]
     return seconds, predicted
+
+
+def onnxruntime_sessions(model, work_dir: Path, variants: list[str], threads: int, max_seq_length: int, per_channel: bool) -> dict:
+    """ONNX Runtime sessions on the model's weights, one per variant (fp32, int8), set up as a careful user would."""
+    if not variants:
+        return {}
+    try:
+        import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        print("skipped the onnxruntime sides: onnxruntime is not installed (pip install -e .[onnx])", file=sys.stderr)
+        return {}
+    from prefine.interop.onnx_export import example_batches, write_onnx
+
+    unknown = set(variants) - {"fp32", "int8"}
+    if unknown:
+        sys.exit(f"unknown --ort-variants {', '.join(sorted(unknown))}; choose from fp32, int8")
+    onnx_dir = work_dir / "inference-onnx"
+    shutil.rmtree(onnx_dir, ignore_errors=True)
+    onnx_dir.mkdir(parents=True)
+    paths = {"fp32": onnx_dir / "model.onnx"}
+    config = model.config
+    difference = write_onnx(model, paths["fp32"], ["logits"], example_batches(config.vocab_size, config.type_vocab_size, max_seq_length))
+    print(f"onnx export: {paths['fp32']} (logits within {difference:.1e} of prefine's)", file=sys.stderr)
+    if "int8" in variants:
+        paths["int8"] = onnx_dir / "model-int8.onnx"
+        quantize_dynamic(paths["fp32"], paths["int8"], weight_type=QuantType.QInt8, per_channel=per_channel)
+    sessions = {}
+    for variant in variants:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        sessions[variant] = onnxruntime.InferenceSession(str(paths[variant]), options, providers=["CPUExecutionProvider"])
+    return sessions
+
+
+def onnxruntime_predict(session, tokenizer, texts: list[str], batch_size: int, max_seq_length: int) -> tuple[float, np.ndarray]:
+    """Tokenize once with the fast tokenizer, run length-sorted batches padded per batch, restore the order."""
+    start = time.perf_counter()
+    encoded = tokenizer(texts, truncation=True, max_length=max_seq_length, return_attention_mask=False)
+    input_ids, token_type_ids = encoded["input_ids"], encoded["token_type_ids"]
+    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")
+    predicted = np.empty(len(texts), dtype=np.int64)
+    pad_id = tokenizer.pad_token_id
+    for begin in range(0, len(texts), batch_size):
+        rows = order[begin : begin + batch_size]
+        width = int(lengths[rows[0]])
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        for row, index in enumerate(rows):
+            ids[row, : lengths[index]] = input_ids[index]
+            types[row, : lengths[index]] = token_type_ids[index]
+        mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+        (logits,) = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        predicted[rows] = logits.argmax(-1)
+    return time.perf_counter() - start, predicted
 
 
 # What a transformers user runs: read the file, build the pipeline, write one JSON line per text.
@@ -227,6 +301,17 @@ def main() -> None:
         help="transformers sides: default (plain pipeline), sorted-ATTN (inputs sorted by length, attn_implementation ATTN)",
     )
     parser.add_argument(
+        "--ort-variants",
+        default="fp32,int8",
+        help="ONNX Runtime sides on prefine's ONNX export: fp32, int8 (dynamic quantization); an empty string skips them",
+    )
+    parser.add_argument(
+        "--ort-per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="quantize the int8 side's weights per output channel (default: per tensor)",
+    )
+    parser.add_argument(
         "--no-whole-command",
         dest="whole_command",
         action="store_false",
@@ -245,6 +330,9 @@ def main() -> None:
     texts, labels = texts * args.steps, np.tile(labels, args.steps)  # --steps passes over dev per timed run
     model, export_dir = exported_classifier(tokenizer, args.work_dir, args.preset, args.seed)
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
+    ort_variants = [name.strip() for name in args.ort_variants.split(",") if name.strip()]
+    sessions = onnxruntime_sessions(model, args.work_dir, ort_variants, args.threads, args.max_seq_length, args.ort_per_channel)
+    fast_tokenizer = hf_tokenizer(export_dir) if sessions else None
     classifiers = {}
     for variant in variants:
         attention = variant.split("-", 1)[1] if "-" in variant else ""
@@ -255,12 +343,17 @@ def main() -> None:
     def run_side(side: str, batch_texts: list[str]) -> tuple[float, np.ndarray]:
         if side == "prefine":
             return prefine_predict(model, tokenizer, batch_texts, args.batch_size, args.max_seq_length)
+        if side.startswith("onnxruntime "):
+            return onnxruntime_predict(
+                sessions[side.removeprefix("onnxruntime ")], fast_tokenizer, batch_texts, args.batch_size, args.max_seq_length
+            )
         variant = side.removeprefix("transformers ")
         return hf_predict(
             classifiers[variant], batch_texts, args.batch_size, args.max_seq_length, sort_by_length=variant.startswith("sorted")
         )
 
-    sides = ["prefine"] + [f"transformers {variant}" for variant in variants]
+    sides = ["prefine"] + [f"transformers {variant}" for variant in variants] + [f"onnxruntime {variant}" for variant in sessions]
+    fp32_sides = [side for side in sides if side != "onnxruntime int8"]
     for _ in range(args.warmup):  # one small untimed call each: lazy initialisation, allocator warm-up
         for side in sides:
             run_side(side, texts[: args.batch_size])
@@ -271,25 +364,55 @@ def main() -> None:
             seconds, predictions[side] = run_side(side, texts)
             measured[side].append(seconds)
         print(f"repeat {repeat}: " + "  ".join(f"{side} {times[-1]:.1f}s" for side, times in measured.items()), file=sys.stderr)
-    agreement = min(float((predictions["prefine"] == predictions[side]).mean()) for side in sides[1:])
+    agreements = {side: float((predictions["prefine"] == predictions[side]).mean()) for side in sides}
+    accuracies = {side: float((predictions[side] == labels).mean()) for side in sides}
+    # fp32 sides must predict what prefine predicts; int8's agreement is reported, not required.
+    agreement = min((agreements[side] for side in fp32_sides[1:]), default=1.0)
 
     rows, results = [], []
     for side, times in measured.items():
-        record = {"side": side, "examples_per_s": len(texts) / median(times), "seconds": times}
+        record = {
+            "side": side,
+            "examples_per_s": len(texts) / median(times),
+            "seconds": times,
+            "label_agreement": agreements[side],
+            "dev_accuracy": accuracies[side],
+        }
         results.append(record)
-        rows.append([f"{args.preset} SST-2 dev", side, record["examples_per_s"]])
-    for side in sides[1:]:
         rows.append(
-            [f"{args.preset} SST-2 dev", f"**speed-up vs {side}**", f"**{median(measured[side]) / median(measured['prefine']):.2f}x**"]
+            [f"{args.preset} SST-2 dev", side, record["examples_per_s"], f"{100 * agreements[side]:.1f}%", f"{100 * accuracies[side]:.1f}%"]
         )
+    for side in fp32_sides[1:]:
+        rows.append(
+            [
+                f"{args.preset} SST-2 dev",
+                f"**speed-up vs {side}**",
+                f"**{median(measured[side]) / median(measured['prefine']):.2f}x**",
+                "",
+                "",
+            ]
+        )
+    int8_text = ""
+    if "int8" in sessions:
+        int8_text = f", int8 {'per-channel' if args.ort_per_channel else 'per-tensor'} dynamic quantization"
     conditions = (
-        f"{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads, "
-        f"predicted labels agree on {100 * agreement:.1f}%"
+        f"{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads{int8_text}; "
+        f"fp32 sides' labels agree with prefine's on >= {100 * agreement:.1f}%; "
+        "weights are random, so dev accuracy is chance: int8's accuracy cost must be measured on a fine-tuned model"
     )
-    header = ["model", "side", "examples/s"]
+    header = ["model", "side", "examples/s", "labels as prefine", "dev accuracy"]
     print(f"\n{conditions}\n")
     print(markdown_table(header, rows))
-    headline = against_strongest_anchor({record["side"]: record["examples_per_s"] for record in results}, "examples/s")
+    rates = {record["side"]: record["examples_per_s"] for record in results}
+    headline = against_strongest_anchor({side: rates[side] for side in fp32_sides}, "examples/s") if len(fp32_sides) > 1 else None
+    notes = []
+    if "onnxruntime int8" in rates:
+        notes.append(
+            f"onnxruntime int8 (not in the headline: another precision) runs at {rates['onnxruntime int8'] / rates['prefine']:.2f}x "
+            f"prefine fp32's examples/s and predicts prefine's label on {100 * agreements['onnxruntime int8']:.1f}% of texts "
+            f"(random weights: accuracy cost not measured here)"
+        )
+        print(notes[-1])
     record = {
         "benchmark": "inference_throughput",
         "preset": args.preset,
@@ -297,6 +420,8 @@ def main() -> None:
         "repeats": args.repeats,
         "threads": args.threads,
         "label_agreement": agreement,
+        "onnxruntime": {"variants": list(sessions), "int8_per_channel": args.ort_per_channel} if sessions else None,
+        "random_weights": True,
         "versions": versions(),
         "results": results,
         "headline": headline,
@@ -319,7 +444,7 @@ def main() -> None:
         print(markdown_table(command_header, command_rows))
         record["whole_command"] = {"label_agreement": command_agreement, "seconds": commands}
         more_tables.append((command_conditions, command_header, command_rows))
-    write_results(args.results, "inference_throughput", header, rows, record, args.threads, conditions, headline, more_tables)
+    write_results(args.results, "inference_throughput", header, rows, record, args.threads, conditions, headline, more_tables, notes)
     print_json(record)
 
 
