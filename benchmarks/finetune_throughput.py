@@ -11,8 +11,11 @@ to --max-seq-length:
 
 --hf-variants adds transformers sides tuned as a user would tune them: `grouped` batches the way
 the Trainer's `group_by_length` does (megabatches of 50 batches sorted by length, so a batch pads
-to similar lengths), and `eager`/`sdpa` picks `attn_implementation`. The default runs the plain
-loop (`default`) and both tuned variants, so the table shows the old anchor and the best one.
+to similar lengths), `eager`/`sdpa` picks `attn_implementation`, and an optional third part picks
+torch's AdamW implementation: `fused` (one kernel per step, torch >= 2.4 on CPU) or `foreach`
+(batched per-tensor ops); without it AdamW runs its per-parameter loop, torch's default on CPU. The
+default runs the plain loop (`default`) and the tuned variants, so the table shows the old anchor
+and the best one, and the headline is against the fastest.
 
 Timed steps are spread over the whole epoch (the same randomly chosen batch indices every
 repeat), so neither side is timed only on short or only on long batches. The mean padded
@@ -86,8 +89,20 @@ def prefine_run(
     )
 
 
+# torch.optim.AdamW's implementation a variant's third part names; none: torch's default (the per-parameter loop on CPU).
+ADAMW_IMPLEMENTATIONS = {"": {}, "fused": {"fused": True}, "foreach": {"foreach": True}}
+
+
 def hf_run(
-    features: list[dict], collator, batch_rows: list[np.ndarray], warmup: int, preset: str, vocab_size: int, seed: int, attention: str
+    features: list[dict],
+    collator,
+    batch_rows: list[np.ndarray],
+    warmup: int,
+    preset: str,
+    vocab_size: int,
+    seed: int,
+    attention: str,
+    adamw: str = "",
 ) -> tuple[float, int, float]:
     from transformers import BertConfig
     from transformers import BertForSequenceClassification as HFBertForSequenceClassification
@@ -105,7 +120,7 @@ def hf_run(
     )
     model = HFBertForSequenceClassification(hf_config)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01, **ADAMW_IMPLEMENTATIONS[adamw])
     return _timed_loop(
         model,
         optimizer,
@@ -147,8 +162,9 @@ def main() -> None:
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's train.tsv")
     parser.add_argument(
         "--hf-variants",
-        default="default,grouped-sdpa,grouped-eager",
-        help="transformers sides: default (random batches, default attention), grouped-ATTN (length-grouped, attn_implementation ATTN)",
+        default="default,grouped-sdpa,grouped-eager,grouped-sdpa-fused,grouped-sdpa-foreach",
+        help="transformers sides: default (random batches, default attention), grouped-ATTN[-ADAMW] (length-grouped, "
+        "attn_implementation ATTN, torch AdamW fused or foreach)",
     )
     args = parser.parse_args()
     train_file = args.sst2_dir / "train.tsv"
@@ -177,6 +193,9 @@ def main() -> None:
     permutation = rng.permutation(len(examples))
     grouped = length_grouped(permutation, examples.lengths, args.batch_size)
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
+    unknown = [name for name in variants if len(name.split("-")) > 2 and name.split("-")[2] not in ADAMW_IMPLEMENTATIONS]
+    if unknown:
+        sys.exit(f"--hf-variants {', '.join(unknown)}: the third part names torch's AdamW implementation, fused or foreach")
     hf_rows = {
         variant: [
             (grouped if variant.startswith("grouped") else permutation)[i * args.batch_size : (i + 1) * args.batch_size]
@@ -193,9 +212,11 @@ def main() -> None:
                 measured[side].append(prefine_run(batches, prefine_offsets, args.warmup, args.preset, vocab_size, args.seed))
             else:
                 variant = side.removeprefix("transformers ")
-                attention = variant.split("-", 1)[1] if "-" in variant else ""
+                parts = variant.split("-")
+                attention = parts[1] if len(parts) > 1 else ""
+                adamw = parts[2] if len(parts) > 2 else ""
                 measured[side].append(
-                    hf_run(features, collator, hf_rows[variant], args.warmup, args.preset, vocab_size, args.seed, attention)
+                    hf_run(features, collator, hf_rows[variant], args.warmup, args.preset, vocab_size, args.seed, attention, adamw)
                 )
         print(f"repeat {repeat}: " + "  ".join(f"{side} {runs[-1][0]:.1f}s" for side, runs in measured.items()), file=sys.stderr)
 
