@@ -7,6 +7,23 @@ from pathlib import Path
 
 import pytest
 
+# The flags every CLI test's tiny pre-training run shares: a few hundred pieces, short rows, one thread.
+TINY_PRETRAIN_FLAGS = [
+    "--preset",
+    "tiny",
+    "--vocab-size",
+    "300",
+    "--min-frequency",
+    "1",
+    "--max-seq-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--num-threads",
+    "1",
+    "--no-progress",
+]
+
 SUBJECTS = ["the cat", "a dog", "my friend", "the teacher", "our team", "the old man", "a small bird", "the river"]
 VERBS = ["sees", "likes", "finds", "follows", "watches", "helps", "remembers", "builds"]
 OBJECTS = ["the garden", "a red ball", "the new house", "an open door", "the quiet lake", "a long road", "the bright moon"]

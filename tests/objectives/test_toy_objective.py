@@ -18,24 +18,9 @@ from prefine.checkpoint import load_weights, model_checkpoint_of, read_run
 from prefine.cli import main
 from prefine.model import BertForSequenceClassification
 from prefine.recipes.common import load_initial_weights, resolve_init
+from tests.conftest import TINY_PRETRAIN_FLAGS as TINY
 from tests.conftest import synthetic_documents, write_bert_text, write_review_tsv
 from tests.objectives import toy_objective
-
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-]
 
 
 @pytest.fixture(autouse=True)

@@ -13,23 +13,8 @@ from pathlib import Path
 import pytest
 
 from prefine.cli import main
+from tests.conftest import TINY_PRETRAIN_FLAGS as TINY
 from tests.conftest import synthetic_documents, write_bert_text
-
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-]
 
 
 def pretrain(tmp_path: Path, corpus: Path, out: str, *extra: str) -> int:

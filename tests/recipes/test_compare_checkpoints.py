@@ -13,23 +13,9 @@ from prefine.checkpoint import TRAINER_STATE_FILE, load_trainer_state
 from prefine.cli import main
 from prefine.recipes import finetune as finetune_recipe
 from prefine.recipes.checkpoint_curve import format_checkpoint_table, plot_checkpoint_curve, plot_panels, select_checkpoints
+from tests.conftest import TINY_PRETRAIN_FLAGS as TINY
 from tests.conftest import synthetic_documents, write_bert_text
 
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-]
 FINETUNE = [
     "--text-column",
     "document",

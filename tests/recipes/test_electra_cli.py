@@ -19,25 +19,10 @@ from prefine.objectives.electra import ElectraPretrainingTask
 from prefine.pretraining_data import PretrainingBatches, PretrainingDataConfig
 from prefine.recipes import pretrain as pretrain_recipe
 from prefine.training import TrainingConfig, TrainingInterrupted, train
+from tests.conftest import TINY_PRETRAIN_FLAGS as TINY
 from tests.conftest import synthetic_documents, write_bert_text
 from tests.recipes.test_cli_pretrain import sentiment_rows, write_sentiment
 from tests.training.test_loop import CPU, InterruptingTask, train_losses
-
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-]
 
 
 def make_electra_run(parts):
