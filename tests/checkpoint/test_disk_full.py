@@ -9,29 +9,9 @@ from pathlib import Path
 import prefine.checkpoint as checkpoint_module
 from prefine.cli import main
 from prefine.registry import RunRegistry
-from tests.conftest import synthetic_documents, write_bert_text
+from tests.conftest import TINY_PRETRAIN_FLAGS, synthetic_documents, write_bert_text
 
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-    "--max-steps",
-    "6",
-    "--save-every",
-    "3",
-    "--eval-every",
-    "3",
-]
+TINY = [*TINY_PRETRAIN_FLAGS, "--max-steps", "6", "--save-every", "3", "--eval-every", "3"]
 
 
 def test_disk_full_during_a_checkpoint_keeps_the_previous_one_and_says_so_in_one_line(tmp_path: Path, monkeypatch, capsys):

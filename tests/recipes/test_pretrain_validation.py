@@ -9,25 +9,9 @@ import pytest
 import prefine.recipes.pretrain as pretrain_recipe
 from prefine.cli import main
 from prefine.errors import PrefineError
-from tests.conftest import synthetic_documents, write_bert_text
+from tests.conftest import TINY_PRETRAIN_FLAGS, synthetic_documents, write_bert_text
 
-TINY = [
-    "--preset",
-    "tiny",
-    "--vocab-size",
-    "300",
-    "--min-frequency",
-    "1",
-    "--max-seq-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--num-threads",
-    "1",
-    "--no-progress",
-    "--max-steps",
-    "2",
-]
+TINY = [*TINY_PRETRAIN_FLAGS, "--max-steps", "2"]
 
 
 def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
