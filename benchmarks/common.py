@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 DEFAULT_WORK_DIR = Path("/tmp/prefine-bench")
@@ -82,6 +83,12 @@ def model_vocab_size(tokenizer, requested: int) -> int:
     vocabulary padded to a round size.
     """
     return max(requested, tokenizer.get_vocab_size(with_added_tokens=True))
+
+
+def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, megabatch_batches: int = 50) -> np.ndarray:
+    """transformers' LengthGroupedSampler: chunks of 50 batches, each sorted by length, longest first."""
+    chunk = batch_size * megabatch_batches
+    return np.concatenate([part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))])
 
 
 def set_threads(threads: int) -> None:

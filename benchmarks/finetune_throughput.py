@@ -40,6 +40,7 @@ from common import (  # noqa: E402
     against_strongest_anchor,
     benchmark_tokenizer,
     hf_tokenizer,
+    length_grouped,
     markdown_table,
     median,
     model_vocab_size,
@@ -263,12 +264,6 @@ def main() -> None:
     }
     write_results(args.results, "finetune_throughput", header, rows, record, args.threads, conditions, headline)
     print_json(record)
-
-
-def length_grouped(order: np.ndarray, lengths: np.ndarray, batch_size: int, megabatch_batches: int = 50) -> np.ndarray:
-    """transformers' LengthGroupedSampler: chunks of 50 batches, each sorted by length, longest first."""
-    chunk = batch_size * megabatch_batches
-    return np.concatenate([part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, len(order), chunk))])
 
 
 def _hf_features(hf_tok, texts: list[str], max_length: int) -> list[dict]:
