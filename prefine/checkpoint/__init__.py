@@ -60,14 +60,15 @@ def _fsync_dir(path: Path) -> None:
 
 
 def give_default_permissions(path: Path) -> None:
-    """Mode 0666 less the umask (0644 usually), like any file open() creates.
+    """Mode 0666 (0777 for a folder) less the umask, like any file open() or folder mkdir() creates.
 
-    safetensors writes through a private temporary file (mode 0600) and renames it, so without this
-    weights would be the only files of a run or export that others sharing the folder cannot read.
+    safetensors writes through a private temporary file (mode 0600) and renames it, and
+    tempfile.mkdtemp makes private folders, so without this they would be the only parts of a run
+    or export that others sharing the folder cannot read.
     """
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ from typing import Literal
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer
 
 from prefine.checkpoint import (
     CHECKPOINTS_DIR,
@@ -171,6 +172,22 @@ def hf_config_dict(config: BertConfig, architecture: str, config_json: dict, tas
     return values
 
 
+def _run_tokenizer(tokenizer_dir: Path, vocab_size: int) -> Tokenizer:
+    """The run's tokenizer, refused when it has pieces the model has no embedding rows for."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.get_vocab_size() > vocab_size:
+        raise PrefineError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {vocab_size}; "
+            "restore the run's own tokenizer"
+        )
+    return tokenizer
+
+
+def _check_not_a_run_folder(out_dir: Path, run_or_checkpoint: Path) -> None:
+    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
+        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+
+
 def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     """Write a transformers-loadable folder (config.json, model.safetensors, tokenizer files) to `out_dir`."""
     checkpoint, tokenizer_dir = _locate(run_or_checkpoint)
@@ -192,16 +209,10 @@ def export_hf(run_or_checkpoint: Path, out_dir: Path) -> Path:
     weights = load_weights(checkpoint)
     task = task_of_checkpoint(checkpoint, config_json, architecture)
     model = _checked_model(task, config, config_json, weights, checkpoint)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if tokenizer.get_vocab_size() > config.vocab_size:
-        raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; "
-            "restore the run's own tokenizer"
-        )
+    tokenizer = _run_tokenizer(tokenizer_dir, config.vocab_size)
 
     out_dir = Path(out_dir)
-    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
-        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    _check_not_a_run_folder(out_dir, run_or_checkpoint)
     custom = task.hf_export(model, config, config_json) if task is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)
     if custom is not None:  # a task with its own transformers layout (an EncoderDecoderModel)
@@ -244,17 +255,11 @@ def export_onnx(run_or_checkpoint: Path, out_dir: Path) -> OnnxExport:
         raise PrefineError(f"{checkpoint} records no fine-tuning task; --format onnx exports fine-tuned runs. Use --format hf")
     outputs = task.onnx_outputs()  # a task that has no single forward refuses here, in one line
     out_dir = Path(out_dir)
-    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
-        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    _check_not_a_run_folder(out_dir, run_or_checkpoint)
     require_onnx()
     config = config_from_dict(config_json, str(checkpoint / CONFIG_FILE))
     model = _checked_model(task, config, config_json, load_weights(checkpoint), checkpoint)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if tokenizer.get_vocab_size() > config.vocab_size:
-        raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config.vocab_size}; "
-            "restore the run's own tokenizer"
-        )
+    tokenizer = _run_tokenizer(tokenizer_dir, config.vocab_size)
     # Built in a temporary folder beside --out (same file system, so the move is a rename): a
     # failed trace or parity check leaves nothing behind.
     existing = out_dir.resolve()
@@ -285,9 +290,7 @@ def export_onnx(run_or_checkpoint: Path, out_dir: Path) -> OnnxExport:
                 os.replace(path, out_dir / path.name)
             staging.rmdir()
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)  # mkdtemp's folder is private; an export is not
+            give_default_permissions(staging)  # mkdtemp's folder is private; an export is not
             out_dir.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging, out_dir)
     finally:
@@ -300,14 +303,8 @@ def _export_pretraining(
     objective: PretrainingObjective, run_or_checkpoint: Path, checkpoint: Path, tokenizer_dir: Path, config_json: dict, out_dir: Path
 ) -> Path | None:
     """The objective's own Hugging Face export of a pre-training run, after the checks every export makes."""
-    tokenizer = load_tokenizer(tokenizer_dir)
-    if tokenizer.get_vocab_size() > config_json.get("vocab_size", 0):
-        raise PrefineError(
-            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model embeds {config_json.get('vocab_size')}; "
-            "restore the run's own tokenizer"
-        )
-    if out_dir.resolve() == Path(run_or_checkpoint).resolve() or (out_dir / RUN_FILE).exists():
-        raise PrefineError(f"--out {out_dir} is a prefine run folder; export into a new folder")
+    tokenizer = _run_tokenizer(tokenizer_dir, config_json.get("vocab_size", 0))
+    _check_not_a_run_folder(out_dir, run_or_checkpoint)
     return objective.export_hf(checkpoint, tokenizer, config_json, out_dir)
 
 
