@@ -63,6 +63,7 @@ from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
 from prefine.interop.onnx_export import MODEL_FILE, ONNX_OPSET, example_batches, require_onnx, write_onnx
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.objectives import PretrainingObjective, objective_of_checkpoint
+from prefine.registry.store import process_start_time
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
 from prefine.tokenizer import load_tokenizer, save_tokenizer
 
@@ -265,7 +266,8 @@ def export_onnx(run_or_checkpoint: Path, out_dir: Path) -> OnnxExport:
     existing = out_dir.resolve()
     while not existing.exists():
         existing = existing.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=existing))
+    _remove_dead_stagings(existing, out_dir.name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=existing))
     try:
         batches = example_batches(config.vocab_size, config.type_vocab_size, config.max_position_embeddings)
         worst = write_onnx(model, staging / MODEL_FILE, outputs, batches)
@@ -297,6 +299,17 @@ def export_onnx(run_or_checkpoint: Path, out_dir: Path) -> OnnxExport:
         if staging.exists():
             shutil.rmtree(staging)
     return OnnxExport(out_dir, outputs, worst)
+
+
+def _remove_dead_stagings(parent: Path, name: str) -> None:
+    """Staging folders an earlier export to the same --out left when it was killed (kill -9 skips its cleanup).
+
+    Each carries its process id, so a concurrent export's folder, whose process is alive, is kept.
+    """
+    for path in parent.glob(f".{name}.partial-*-*"):
+        pid = path.name.removeprefix(f".{name}.partial-").split("-", 1)[0]
+        if pid.isdigit() and process_start_time(int(pid)) is None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _export_pretraining(

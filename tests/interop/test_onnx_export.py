@@ -10,6 +10,7 @@ runs are refused in one line with nothing written, and so is a missing onnx extr
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -159,6 +160,17 @@ def test_a_graph_that_disagrees_with_prefine_is_not_written(runs, tmp_path, monk
     with pytest.raises(PrefineError, match="differ from prefine's"):
         export_onnx(runs["classification"], tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_staging_folder_a_killed_export_left_is_removed_and_a_live_one_kept(runs, tmp_path):
+    # What kill -9 during an earlier export leaves beside --out: its staging folder, named with its pid.
+    dead = tmp_path / ".out.partial-999999999-abc"  # above any pid the kernel hands out
+    live = tmp_path / f".out.partial-{os.getpid()}-def"  # a concurrent export still writing
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"partial")
+    export_onnx(runs["classification"], tmp_path / "out")
+    assert not dead.exists() and live.exists() and (tmp_path / "out" / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize(
