@@ -24,11 +24,23 @@ Corpora and labelled setups:
   of its labels (`--sst2-labels`) for fine-tuning (a dev split of them chooses checkpoints),
   scored on SST-2's dev set, which chooses nothing. Needs `--sst2 DIR` with
   train.tsv and dev.tsv (../shared/data/sst2 on the project's machines; never committed).
+- `korean-comments`: Korean news comments (kocohub/korean-hate-speech): the 33,893 unlabelled
+  comments plus the 7,896 training comments' text as the corpus; the 3-class `hate` label
+  (none/offensive/hate) at 10% and 100% of the training labels, scored by macro F1 on the
+  published dev set (471 comments), which chooses nothing. Needs `--korean-comments DIR`
+  (../shared/data/korean-comments on the project's machines; never committed).
+
+The model and vocabulary are a grid too (`--presets tiny,mini --vocab-sizes 8000,30522`): each
+(preset, vocabulary) pair pre-trains every variant for the same budget, and gets its own
+random-init baseline of the same shape, so the table answers "for this corpus and these minutes,
+which size and vocabulary fine-tune best?".
 
     python benchmarks/objectives.py --budget 15m --corpora builtin --variants default --seeds 3 \\
         --results benchmarks/results/objectives-builtin-15m.json
     python benchmarks/objectives.py --budget 15m --variants default,mlm+nsp,seq128 --seeds 3
     python benchmarks/objectives.py --budget 45m --corpora builtin --variants mlm,electra --reuse
+    python benchmarks/objectives.py --budget 15m --corpora korean-comments --presets tiny,mini \
+        --vocab-sizes 8000,30522 --variants default --seeds 3
 
 Variants are defined in VARIANTS below: each is a set of flags on top of `prefine pretrain`'s
 defaults, so "default" always measures what a user who changes nothing gets.
@@ -146,6 +158,9 @@ class LabelledSetup:
     test: Path  # scored once per fine-tune; a dev split of `train` chooses the checkpoint
     fraction: float
     corpus: str
+    metric: str = "accuracy"  # what the table reports: the setup's usual score
+    text_column: str | None = None
+    label_column: str | None = None
 
 
 def prepare_builtin(work: Path) -> tuple[Path, list[LabelledSetup]]:
@@ -186,7 +201,32 @@ def prepare_sst2(work: Path, sst2_dir: Path, labels: int) -> tuple[Path, list[La
     return corpus, [LabelledSetup(f"sst2 {labels // 1000}k", train, sst2_dir / "dev.tsv", 1.0, "sst2")]
 
 
-def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
+def prepare_korean_comments(work: Path, source: Path) -> tuple[Path, list[LabelledSetup]]:
+    directory = work / "korean-comments"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(source / "train.tsv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    corpus = directory / "corpus.txt"
+    with open(corpus, "w", encoding="utf-8") as handle:
+        # One comment a line; the training comments' text (never their labels, never a dev
+        # comment) joins the unlabelled ones, as a user with this data would pre-train.
+        for line in (source / "unlabeled.txt").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                handle.write(line.strip() + "\n")
+        for row in rows:
+            handle.write(row["comments"].strip() + "\n")
+    return corpus, [
+        LabelledSetup(name, source / "train.tsv", source / "dev.tsv", fraction, "korean-comments", "macro_f1", "comments", "hate")
+        for name, fraction in (("korean-comments 10%", 0.1), ("korean-comments 100%", 1.0))
+    ]
+
+
+def corpus_format(corpus: Path) -> str:
+    # One document a line in every corpus this benchmark writes (a docstring, a review, a comment).
+    return "lines" if corpus.parent.name in ("builtin", "korean-comments") else "auto"
+
+
+def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_size: int) -> dict:
     data_overrides, model_overrides, training_overrides, *rest = VARIANTS[variant]
     run_overrides = rest[0] if rest else {}
     electra_overrides = rest[1] if len(rest) > 1 else {}
@@ -204,19 +244,20 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
         seed=args.seed,
         **training_overrides,
     )
+    # Every variant of one corpus and vocabulary size shares the first variant's tokenizer
+    # (WordPiece training is not reproducible), so differences come from the recipe alone.
+    tokenizer_copy = args.work_dir / f"tokenizer-{corpus.parent.name}-{vocab_size}"
     setup = pretrain_recipe.PretrainSetup(
         run=pretrain_recipe.PretrainRunConfig(
             out=str(out),
-            preset=args.preset,
+            preset=preset,
             cache_dir=str(args.work_dir / "cache"),
             registry=str(args.work_dir / "registry.sqlite"),
-            tokenizer=str(args.work_dir / f"tokenizer-{corpus.parent.name}")
-            if (args.work_dir / f"tokenizer-{corpus.parent.name}").exists()
-            else "",
+            tokenizer=str(tokenizer_copy) if tokenizer_copy.exists() else "",
             **run_overrides,
         ),
-        corpus=CorpusConfig(paths=[str(corpus)], format="lines" if corpus.parent.name == "builtin" else "auto"),
-        tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=args.vocab_size),
+        corpus=CorpusConfig(paths=[str(corpus)], format=corpus_format(corpus)),
+        tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=vocab_size),
         # The recipe's own data defaults (packed mlm), not the dataclass's (mlm+nsp): "default" must be what `prefine pretrain` does.
         data=data,
         training=training,
@@ -227,10 +268,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args) -> dict:
     started = time.perf_counter()
     result = pretrain_recipe.run_pretraining(setup)
     wall = time.perf_counter() - started
-    tokenizer_copy = args.work_dir / f"tokenizer-{corpus.parent.name}"
     if not tokenizer_copy.exists():
-        # Every variant of one corpus shares the first variant's tokenizer (WordPiece training is
-        # not reproducible), so differences come from the recipe alone.
         shutil.copytree(out / "tokenizer", tokenizer_copy)
     tokens_per_second = []
     for line in (out / METRICS_FILE).read_text(encoding="utf-8").splitlines():
@@ -264,11 +302,10 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
     shutil.rmtree(out, ignore_errors=True)
     # The default epochs, but at least --min-steps, so 10% of a small task is not 15 updates
     # that teach neither start anything.
-    outcome = finetune_recipe.run_finetune(
-        get_task("classification"), run, ClassificationDataConfig(), training, explicit_steps=False, full_report=False
-    )
+    data = ClassificationDataConfig(text_column=setup.text_column, label_column=setup.label_column)
+    outcome = finetune_recipe.run_finetune(get_task("classification"), run, data, training, explicit_steps=False, full_report=False)
     shutil.rmtree(out, ignore_errors=True)
-    return float(outcome.metrics["accuracy"])
+    return float(outcome.metrics[setup.metric])
 
 
 def finished_pretraining(run_dir: Path) -> dict | None:
@@ -286,13 +323,20 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", default="5m", help="pre-training wall-clock budget per variant (prefine's --max-time)")
-    parser.add_argument("--preset", default="mini")
+    parser.add_argument("--presets", "--preset", dest="presets", default="mini", help="comma-separated model presets: tiny, mini, ...")
     parser.add_argument("--variants", default="default,bert-2019", help=f"comma-separated, from: {', '.join(VARIANTS)}")
-    parser.add_argument("--corpora", default="builtin,sst2", help="builtin and/or sst2")
+    parser.add_argument("--corpora", default="builtin,sst2", help="comma-separated, from: builtin, sst2, korean-comments")
     parser.add_argument("--sst2", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2")
+    parser.add_argument("--korean-comments", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "korean-comments")
     parser.add_argument("--sst2-labels", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per setup")
-    parser.add_argument("--vocab-size", type=int, default=pretrain_recipe.TOKENIZER_DEFAULTS.vocab_size)
+    parser.add_argument(
+        "--vocab-sizes",
+        "--vocab-size",
+        dest="vocab_sizes",
+        default=str(pretrain_recipe.TOKENIZER_DEFAULTS.vocab_size),
+        help="comma-separated WordPiece vocabulary sizes",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42, help="pre-training seed")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/prefine-objectives"))
@@ -315,6 +359,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
+    presets = [name for name in args.presets.split(",") if name]
+    try:
+        vocab_sizes = [int(size) for size in args.vocab_sizes.split(",") if size]
+    except ValueError:
+        sys.exit(f"--vocab-sizes {args.vocab_sizes}: give whole numbers separated by commas, e.g. 8000,30522")
+    from prefine.model import PRESETS
+
+    if any(name not in PRESETS for name in presets):
+        sys.exit(f"unknown preset in --presets {args.presets}; choose from {', '.join(PRESETS)}")
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -333,65 +386,74 @@ def main() -> None:
             if not (args.sst2 / "train.tsv").exists():
                 sys.exit(f"{args.sst2} has no train.tsv; pass --sst2 DIR with SST-2's train.tsv and dev.tsv, or --corpora builtin")
             corpora[name] = prepare_sst2(args.work_dir, args.sst2, args.sst2_labels)
+        elif name == "korean-comments":
+            if not (args.korean_comments / "unlabeled.txt").exists():
+                sys.exit(f"{args.korean_comments} has no unlabeled.txt; pass --korean-comments DIR (train.tsv, dev.tsv, unlabeled.txt)")
+            corpora[name] = prepare_korean_comments(args.work_dir, args.korean_comments)
         else:
-            sys.exit(f"unknown corpus {name}; use builtin and/or sst2")
+            sys.exit(f"unknown corpus {name}; use builtin, sst2 and/or korean-comments")
 
     results: list[dict] = []
+    shapes = [(preset, vocab_size) for preset in presets for vocab_size in vocab_sizes]
     for corpus_name, (corpus, setups) in corpora.items():
         pretrained = {}
-        for variant in variants:
-            run_dir = args.work_dir / "runs" / f"{corpus_name}-{args.budget}-{variant}"
-            reused = finished_pretraining(run_dir) if args.reuse else None
-            if reused is not None:
-                print(f"\n=== reusing {run_dir} ({reused['steps']} steps)", flush=True)
-                pretrained[variant] = (run_dir, reused)
-                continue
-            print(f"\n=== pre-training {variant} on {corpus_name} for {args.budget}", flush=True)
-            pretrained[variant] = (run_dir, pretrain(variant, corpus, run_dir, args))
-        for setup in setups:
-            scratch_cache: dict[str, list[float]] = {}
+        for preset, vocab_size in shapes:
             for variant in variants:
-                run_dir, stats = pretrained[variant]
-                accuracies, scratch = [], []
-                for seed in range(args.seeds):
-                    print(f"--- {setup.name}: {variant} seed {seed}", flush=True)
-                    accuracies.append(finetune(run_dir, setup, False, seed, args.work_dir / "ft", args))
-                    # Fine-tuning sets its own dropout and every variant of a corpus shares the
-                    # preset and tokenizer, so one random-init baseline per seed serves them all.
-                    key = "random init"
-                    if key not in scratch_cache or len(scratch_cache[key]) <= seed:
-                        scratch_cache.setdefault(key, []).append(finetune(run_dir, setup, True, seed, args.work_dir / "ft", args))
-                    scratch.append(scratch_cache[key][seed])
-                gain = paired_gain(accuracies, scratch)
-                pretrained_mean, pretrained_std = mean_and_spread(accuracies)
-                scratch_mean, scratch_std = mean_and_spread(scratch)
-                results.append(
-                    {
-                        "setup": setup.name,
-                        "variant": variant,
-                        "budget": args.budget,
-                        "preset": args.preset,
-                        "pretrained": accuracies,
-                        "scratch": scratch,
-                        "pretrained_mean": pretrained_mean,
-                        "pretrained_std": pretrained_std,
-                        "scratch_mean": scratch_mean,
-                        "scratch_std": scratch_std,
-                        "gain": gain.mean,
-                        "gain_low": gain.low,
-                        "gain_high": gain.high,
-                        "verdict": gain.verdict,
-                        "gain_points": gain.mean * 100,
-                        **stats,
-                    }
-                )
-                print(json.dumps(results[-1]), flush=True)
+                run_dir = args.work_dir / "runs" / f"{corpus_name}-{args.budget}-{preset}-v{vocab_size}-{variant}"
+                reused = finished_pretraining(run_dir) if args.reuse else None
+                if reused is not None:
+                    print(f"\n=== reusing {run_dir} ({reused['steps']} steps)", flush=True)
+                    pretrained[preset, vocab_size, variant] = (run_dir, reused)
+                    continue
+                print(f"\n=== pre-training {variant} ({preset}, vocabulary {vocab_size}) on {corpus_name} for {args.budget}", flush=True)
+                pretrained[preset, vocab_size, variant] = (run_dir, pretrain(variant, corpus, run_dir, args, preset, vocab_size))
+        for setup in setups:
+            for preset, vocab_size in shapes:
+                # Fine-tuning sets its own dropout and every variant of one shape shares the
+                # architecture and tokenizer, so one random-init baseline per seed serves them all.
+                scratch_cache: list[float] = []
+                for variant in variants:
+                    run_dir, stats = pretrained[preset, vocab_size, variant]
+                    scores, scratch = [], []
+                    for seed in range(args.seeds):
+                        print(f"--- {setup.name}: {variant} ({preset}, vocabulary {vocab_size}) seed {seed}", flush=True)
+                        scores.append(finetune(run_dir, setup, False, seed, args.work_dir / "ft", args))
+                        if len(scratch_cache) <= seed:
+                            scratch_cache.append(finetune(run_dir, setup, True, seed, args.work_dir / "ft", args))
+                        scratch.append(scratch_cache[seed])
+                    gain = paired_gain(scores, scratch)
+                    pretrained_mean, pretrained_std = mean_and_spread(scores)
+                    scratch_mean, scratch_std = mean_and_spread(scratch)
+                    results.append(
+                        {
+                            "setup": setup.name,
+                            "metric": setup.metric,
+                            "variant": variant,
+                            "budget": args.budget,
+                            "preset": preset,
+                            "vocab_size": vocab_size,
+                            "pretrained": scores,
+                            "scratch": scratch,
+                            "pretrained_mean": pretrained_mean,
+                            "pretrained_std": pretrained_std,
+                            "scratch_mean": scratch_mean,
+                            "scratch_std": scratch_std,
+                            "gain": gain.mean,
+                            "gain_low": gain.low,
+                            "gain_high": gain.high,
+                            "verdict": gain.verdict,
+                            "gain_points": gain.mean * 100,
+                            **stats,
+                        }
+                    )
+                    print(json.dumps(results[-1]), flush=True)
 
     header = [
         "setup",
+        "model",
         "variant",
-        "pre-trained acc %",
-        "random init acc %",
+        "pre-trained %",
+        "random init %",
         "gain (points)",
         "95% interval",
         "verdict",
@@ -401,7 +463,8 @@ def main() -> None:
     ]
     rows = [
         [
-            r["setup"],
+            f"{r['setup']} ({r['metric'].replace('_', ' ')})",
+            f"{r['preset']}, vocabulary {r['vocab_size']}",
             r["variant"],
             summary(r["pretrained"]),
             summary(r["scratch"]),
@@ -415,7 +478,7 @@ def main() -> None:
         for r in results
     ]
     print(
-        f"\npre-training budget {args.budget} per variant, preset {args.preset}, "
+        f"\npre-training budget {args.budget} per variant, presets {args.presets}, vocabularies {args.vocab_sizes}, "
         f"{args.seeds} fine-tuning seeds of at least {args.min_steps} steps, {args.threads} threads"
     )
     print(markdown_table(header, rows))
@@ -423,7 +486,8 @@ def main() -> None:
         "benchmark": "objectives",
         "kind": "objectives",
         "budget": args.budget,
-        "preset": args.preset,
+        "preset": args.presets,
+        "vocab_sizes": vocab_sizes,
         "min_finetune_steps": args.min_steps,
         "seeds": args.seeds,
         "command": invoked_command(),

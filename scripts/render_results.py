@@ -96,20 +96,43 @@ def _selection(rows: list[dict]) -> str:
 
 
 def render_objectives(results: dict, source: str) -> str:
-    lines = [
-        "| setup | variant | pre-trained acc % | random init acc % | gain (points) | 95% interval | verdict | MLM acc | tokens/s | steps |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
-    ]
-    for row in results["results"]:
-        lines.append(
-            f"| {row['setup']} | {row['variant']} | {_mean_spread(row['pretrained_mean'], row['pretrained_std'])} "
-            f"| {_mean_spread(row['scratch_mean'], row['scratch_std'])} | {_points(row['gain'])} | {_interval(row)} | {row['verdict']} "
-            f"| {row['mlm_accuracy'] * 100:.1f}% | {row['tokens_per_second']:,.0f} | {row['steps']} |"
-        )
+    rows = results["results"]
+    if rows and "vocab_size" in rows[0]:
+        # Grids over model size and vocabulary (issue 37) name both, and each setup's own score.
+        lines = [
+            "| setup (score) | model | variant | pre-trained % | random init % "
+            "| gain (points) | 95% interval | verdict | MLM acc | tokens/s | steps |",
+            "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['setup']} ({row['metric'].replace('_', ' ')}) "
+                f"| {row['preset']}, vocabulary {row['vocab_size']:,} | {row['variant']} "
+                f"| {_mean_spread(row['pretrained_mean'], row['pretrained_std'])} "
+                f"| {_mean_spread(row['scratch_mean'], row['scratch_std'])} "
+                f"| {_points(row['gain'])} | {_interval(row)} | {row['verdict']} "
+                f"| {row['mlm_accuracy'] * 100:.1f}% | {row['tokens_per_second']:,.0f} | {row['steps']} |"
+            )
+    else:
+        lines = [
+            "| setup | variant | pre-trained acc % | random init acc % "
+            "| gain (points) | 95% interval | verdict | MLM acc | tokens/s | steps |",
+            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['setup']} | {row['variant']} | {_mean_spread(row['pretrained_mean'], row['pretrained_std'])} "
+                f"| {_mean_spread(row['scratch_mean'], row['scratch_std'])} | {_points(row['gain'])} | {_interval(row)} | {row['verdict']} "
+                f"| {row['mlm_accuracy'] * 100:.1f}% | {row['tokens_per_second']:,.0f} | {row['steps']} |"
+            )
     lines += [
         "",
-        f"Pre-training budget {results['budget']} per variant, preset {results['preset']}; "
-        f"{results['seeds']} fine-tuning seeds of at least {results['min_finetune_steps']} steps; "
+        (
+            f"Pre-training budget {results['budget']} per model and variant; "
+            if "vocab_sizes" in results
+            else f"Pre-training budget {results['budget']} per variant, preset {results['preset']}; "
+        )
+        + f"{results['seeds']} fine-tuning seeds of at least {results['min_finetune_steps']} steps; "
         f"{results.get('selection', 'checkpoints chosen on a dev split of each training set, scores on its held-out test set')}; "
         f"95% Student t interval over the paired seeds. Machine: {_machine(results['machine'])}.",
         f"Command: `{results['command']}`"
