@@ -46,18 +46,32 @@ from prefine.recipes.common import (
     resolve_init,
     run_record,
 )
+from prefine.recipes.pretrain_budget import (
+    AUTO_PRESET,
+    choice_record,
+    choose_preset,
+    choose_vocab_size,
+    count_words,
+    measure_tokens_per_second,
+    presets_worth_measuring,
+)
 from prefine.registry import RunHandle, default_registry_path, recorded_run
 from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
 from prefine.training.config import with_time_budget
-from prefine.training.distributed import DistributedContext, check_batch_split, wait_for_main
+from prefine.training.distributed import DistributedContext, broadcast_from_main, check_batch_split, wait_for_main
 
 
 @dataclass
 class PretrainRunConfig:
     out: str = option("", "run folder to create (e.g. runs/ko-mini)")
     resume: str = option("", "continue the run in this folder exactly where it stopped")
-    preset: str = option("mini", "model size: tiny, mini, small, medium, base or large")
+    preset: str = option(
+        AUTO_PRESET,
+        "model size: tiny, mini, small, medium, base or large; auto (the default) picks, under --max-time, the largest preset "
+        "this machine can train on enough tokens in the budget and a vocabulary sized to the corpus (unless --vocab-size or "
+        "--tokenizer says), and prints why; without --max-time auto means mini",
+    )
     init: str = option(
         "", "start from these weights instead of random ones (continued pre-training): a prefine run or a Hugging Face BERT folder/name"
     )
@@ -171,6 +185,8 @@ class PretrainSetup:
     model_overrides: dict = dataclasses.field(default_factory=dict)  # BertConfig fields that replace the preset's
     # The settings_config instance of the objective data.objective names; None: its defaults.
     objective_settings: Any = None
+    # --preset auto under --max-time without --vocab-size/--tokenizer: size the vocabulary to the corpus.
+    vocabulary_from_budget: bool = False
 
 
 def resolved_settings(objective: PretrainingObjective, given: Any) -> Any:
@@ -223,8 +239,8 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         raise PrefineError("pass --out FOLDER for the new run (or --resume FOLDER to continue one)")
     if is_run_dir(Path(run.out)):
         raise PrefineError(f"{run.out} already holds a run; continue it with --resume {run.out} or choose another --out")
-    if run.preset not in PRESETS and not run.init:
-        raise PrefineError(f"unknown preset '{run.preset}'; choose one of {', '.join(PRESETS)}")
+    if run.preset not in PRESETS and run.preset != AUTO_PRESET and not run.init:
+        raise PrefineError(f"unknown preset '{run.preset}'; choose one of auto, {', '.join(PRESETS)}")
     if run.init and run.mimetic_init:
         raise PrefineError(f"--mimetic-init sets a new model's starting weights; --init {run.init} brings its own, so drop one of them")
     data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
@@ -234,6 +250,17 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
     )
     settings = _settings_from_args(args, objective)
     corpus = from_args(CorpusConfig, args)
+    vocabulary_from_budget = False
+    if run.preset == AUTO_PRESET and not run.init:
+        if training.max_time_seconds is None:
+            # Without a budget there is nothing to size against: the preset prefine always defaulted to.
+            run = dataclasses.replace(run, preset="mini")
+        else:
+            shape_flags = [name for name in _model_overrides(args) if name in PRESETS["tiny"]]
+            if shape_flags:
+                flag = "--" + shape_flags[0].replace("_", "-")
+                raise PrefineError(f"{flag} shapes a named preset; add --preset tiny/mini/... (--preset auto chooses the whole shape)")
+            vocabulary_from_budget = not run.tokenizer and "vocab_size" not in explicit_overrides(args, TokenizerConfig)
     check_new_run(run, corpus)
     return PretrainSetup(
         run=run,
@@ -244,6 +271,7 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         # --init brings its own architecture; the defaults shape only a new model.
         model_overrides=_model_overrides(args) if run.init else new_model_settings(_model_overrides(args), data),
         objective_settings=settings,
+        vocabulary_from_budget=vocabulary_from_budget,
     )
 
 
@@ -393,6 +421,34 @@ def _build_model(
     return objective.build_model(config, settings, saved_run), config
 
 
+def _choose_preset(
+    setup: PretrainSetup,
+    objective: PretrainingObjective,
+    settings: Any,
+    vocab_size: int,
+    train_batches: PretrainingBatches,
+    eval_batches: list,
+    shards: TokenShards,
+    context: DistributedContext,
+) -> dict:
+    """--preset auto: time each candidate preset on this run's batches (rank 0), then apply the rule of `pretrain_budget`."""
+    budget = setup.training.max_time_seconds
+    assert budget is not None  # setup_from_args resolves auto without --max-time to mini
+    micro_batch = setup.training.batch_size // setup.training.gradient_accumulation_steps
+    tokens_per_step = micro_batch * setup.data.max_seq_length
+
+    def measure(preset: str) -> float:
+        candidate = dataclasses.replace(setup, run=dataclasses.replace(setup.run, preset=preset))
+        model, _ = _build_model(candidate, objective, settings, vocab_size, None, None)
+        task = objective.training_task(train_batches, eval_batches, context.device, settings)
+        return measure_tokens_per_second(model, task, setup.training, context.device, tokens_per_step)
+
+    rates = presets_worth_measuring(budget, shards.num_tokens, measure) if context.is_main else {}
+    rates = broadcast_from_main(rates, context)
+    choice = choose_preset(budget, shards.num_tokens, rates)
+    return choice_record(None, vocab_size, "", budget, shards.num_tokens, rates, choice)
+
+
 def _start_new_model(
     setup: PretrainSetup, objective: PretrainingObjective, model: torch.nn.Module, config: BertConfig, batches: PretrainingBatches
 ) -> None:
@@ -435,6 +491,11 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if init is not None:
         objective.check_init(init.config, setup.run.init)
 
+    corpus_words, vocab_reason = None, ""
+    if setup.vocabulary_from_budget and not resuming and init is None:
+        corpus_words = count_words(iter_sentences(setup.corpus))
+        vocab_size, vocab_reason = choose_vocab_size(corpus_words)
+        setup.tokenizer = dataclasses.replace(setup.tokenizer, vocab_size=vocab_size)
     # Only rank 0 trains (or copies) and saves the tokenizer: WordPiece training is not
     # reproducible, so every other rank must read the very files rank 0 wrote.
     tokenizer = _on_main_first(
@@ -453,6 +514,16 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     eval_batches = train_batches.eval_batches(micro_batch)
     if context.is_main and not resuming and (message := sequence_length_warning(shards, train_batches.doc_ids, setup.data.max_seq_length)):
         print(f"warning: {message}")
+
+    budget_choice = None
+    if setup.run.preset == AUTO_PRESET and init is None and not resuming:
+        budget_choice = _choose_preset(setup, objective, settings, tokenizer.get_vocab_size(), train_batches, eval_batches, shards, context)
+        budget_choice["inputs"]["corpus_words"] = corpus_words
+        budget_choice["vocab_reason"] = vocab_reason or "the vocabulary given (--vocab-size or --tokenizer)"
+        setup.run = dataclasses.replace(setup.run, preset=budget_choice["preset"])
+        if context.is_main:
+            vocabulary = f"vocabulary {tokenizer.get_vocab_size():,}" + (f" for {vocab_reason}" if vocab_reason else "")
+            print(f"auto: preset {budget_choice['preset']}, {vocabulary}: {budget_choice['reason']}")
 
     saved_run = read_run(run_dir) if resuming else None
     model, model_config = _build_model(setup, objective, settings, tokenizer.get_vocab_size(), init, saved_run)
@@ -479,6 +550,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         init=init.description if init else None,
         corpus_fingerprint=fingerprint,
         tokenizer_fingerprint=tokenizer_hash,
+        **({"budget_choice": budget_choice} if budget_choice is not None else {}),
     )
     if context.is_main:
         write_run(run_dir, record)
