@@ -30,7 +30,8 @@ Corpora and labelled setups:
   published dev set (471 comments), which chooses nothing. Needs `--korean-comments DIR`
   (../shared/data/korean-comments on the project's machines; never committed).
 
-The model and vocabulary are a grid too (`--presets tiny,mini --vocab-sizes 8000,30522`): each
+The model and vocabulary are a grid too (`--presets tiny,mini --vocab-sizes 8000,30522`; `auto` for
+either is what `prefine pretrain --max-time` chooses when the user names neither): each
 (preset, vocabulary) pair pre-trains every variant for the same budget, and gets its own
 random-init baseline of the same shape, so the table answers "for this corpus and these minutes,
 which size and vocabulary fine-tune best?".
@@ -227,7 +228,7 @@ def corpus_format(corpus: Path) -> str:
     return "lines" if corpus.parent.name == "builtin" else "auto"
 
 
-def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_size: int) -> dict:
+def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_size: int | str) -> dict:
     data_overrides, model_overrides, training_overrides, *rest = VARIANTS[variant]
     run_overrides = rest[0] if rest else {}
     electra_overrides = rest[1] if len(rest) > 1 else {}
@@ -258,7 +259,11 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
             **run_overrides,
         ),
         corpus=CorpusConfig(paths=[str(corpus)], format=corpus_format(corpus)),
-        tokenizer=dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=vocab_size),
+        tokenizer=pretrain_recipe.TOKENIZER_DEFAULTS
+        if vocab_size == "auto"
+        else dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=vocab_size),
+        # "auto": what `prefine pretrain --max-time T` does when no --vocab-size is given.
+        vocabulary_from_budget=vocab_size == "auto" and not tokenizer_copy.exists(),
         # The recipe's own data defaults (packed mlm), not the dataclass's (mlm+nsp): "default" must be what `prefine pretrain` does.
         data=data,
         training=training,
@@ -276,7 +281,11 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
         record = json.loads(line)
         if "train/tokens_per_second" in record and record["step"] > 10:  # past the first, slower steps
             tokens_per_second.append(record["train/tokens_per_second"])
+    record = json.loads((out / "run.json").read_text(encoding="utf-8"))
     stats = {
+        # What --preset auto chose (the named preset otherwise), and the vocabulary the model has.
+        "chosen_preset": record["run"]["preset"],
+        "model_vocab_size": record["model"]["vocab_size"],
         "steps": result.step,
         "mlm_accuracy": result.last_eval.get("mlm_accuracy", float("nan")),
         "tokens_per_second": statistics.median(tokens_per_second) if tokens_per_second else float("nan"),
@@ -362,13 +371,13 @@ def main() -> None:
     variants = [name for name in args.variants.split(",") if name]
     presets = [name for name in args.presets.split(",") if name]
     try:
-        vocab_sizes = [int(size) for size in args.vocab_sizes.split(",") if size]
+        vocab_sizes: list[int | str] = [size if size == "auto" else int(size) for size in args.vocab_sizes.split(",") if size]
     except ValueError:
-        sys.exit(f"--vocab-sizes {args.vocab_sizes}: give whole numbers separated by commas, e.g. 8000,30522")
+        sys.exit(f"--vocab-sizes {args.vocab_sizes}: give whole numbers or auto separated by commas, e.g. 8000,30522")
     from prefine.model import PRESETS
 
-    if any(name not in PRESETS for name in presets):
-        sys.exit(f"unknown preset in --presets {args.presets}; choose from {', '.join(PRESETS)}")
+    if any(name not in PRESETS and name != "auto" for name in presets):
+        sys.exit(f"unknown preset in --presets {args.presets}; choose from auto, {', '.join(PRESETS)}")
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -465,7 +474,7 @@ def main() -> None:
     rows = [
         [
             f"{r['setup']} ({r['metric'].replace('_', ' ')})",
-            f"{r['preset']}, vocabulary {r['vocab_size']}",
+            f"{r['preset']} ({r['chosen_preset']}), vocabulary {r['vocab_size']} ({r['model_vocab_size']})",
             r["variant"],
             summary(r["pretrained"]),
             summary(r["scratch"]),

@@ -95,6 +95,13 @@ def _selection(rows: list[dict]) -> str:
     return re.sub(r" of \S+/([^/\s]+) \(", r" of \1 (", how)
 
 
+def _model(row: dict) -> str:
+    """The model a grid row pre-trained: named, or what --preset auto / an automatic vocabulary chose."""
+    preset = row["preset"] if row["preset"] != "auto" else f"auto: {row['chosen_preset']}"
+    vocabulary = f"{row['vocab_size']:,}" if row["vocab_size"] != "auto" else f"auto: {row['model_vocab_size']:,}"
+    return f"{preset}, vocabulary {vocabulary}"
+
+
 def render_objectives(results: dict, source: str) -> str:
     rows = results["results"]
     if rows and "vocab_size" in rows[0]:
@@ -107,7 +114,7 @@ def render_objectives(results: dict, source: str) -> str:
         for row in rows:
             lines.append(
                 f"| {row['setup']} ({row['metric'].replace('_', ' ')}) "
-                f"| {row['preset']}, vocabulary {row['vocab_size']:,} | {row['variant']} "
+                f"| {_model(row)} | {row['variant']} "
                 f"| {_mean_spread(row['pretrained_mean'], row['pretrained_std'])} "
                 f"| {_mean_spread(row['scratch_mean'], row['scratch_std'])} "
                 f"| {_points(row['gain'])} | {_interval(row)} | {row['verdict']} "
