@@ -195,10 +195,75 @@ def render_headline(results: dict, source: str) -> str:
     return f"{headline['text']} (`{results['command']}`, {_machine(results['machine'])}, {results['date']}; [results]({source}))."
 
 
+def _cell_number(text: str) -> float:
+    """The number in a printed table cell ("7,856", "3.85 MB/s", "**219**")."""
+    match = re.search(r"[\d,]*\.?\d+", text.replace("*", ""))
+    if match is None:
+        raise SystemExit(f"no number in table cell {text!r}")
+    return float(match.group(0).replace(",", ""))
+
+
+def _find_row(results: dict, column: str, key: list[str], source: str) -> str:
+    """The cell under `column` of the row whose first cells are `key`, in any of a results file's tables."""
+    for table in [results, *results.get("more_tables", [])]:
+        if column not in table["header"]:
+            continue
+        index = table["header"].index(column)
+        for row in table["rows"]:
+            if row[: len(key)] == key:
+                return row[index]
+    raise SystemExit(f"{source}: no row {key} with a column {column!r}; the speed table's row definition is out of date")
+
+
+def render_speed(results: dict, source: str) -> str:
+    """One row per workload: prefine's ratio against the fastest anchor that workload's own results file measured.
+
+    The workloads' results files sit beside the speed table's own (render_block says where).
+    """
+    results_dir = Path(results["directory"])
+    lines = [
+        "| workload | prefine | strongest anchor measured | anchor | prefine / anchor | target | measured |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
+    notes = []
+    for row in results["rows"]:
+        name = row["results"]
+        measured = json.loads((results_dir / f"{name}.json").read_text(encoding="utf-8"))
+        ours = _cell_number(_find_row(measured, row["column"], row["prefine"], name))
+        anchor_column = row.get("anchor_column", row["column"])
+        anchors = [(_cell_number(_find_row(measured, anchor_column, key, name)), key) for key in row["anchors"]]
+        lower_is_better = row.get("lower_is_better", False)
+        value, key = min(anchors) if lower_is_better else max(anchors)
+        ratio = value / ours if lower_is_better else ours / value
+        anchor_name = row.get("anchor_name", key[-1])
+        if row.get("anchor_note"):
+            if row["anchor_note"] not in notes:
+                notes.append(row["anchor_note"])
+            anchor_name += f" [{notes.index(row['anchor_note']) + 1}]"
+        unit = row.get("unit", row["column"]) + (", lower is better" if lower_is_better else "")
+        if "target" not in row:
+            target = "-"
+        elif row.get("target_anchor_missing"):
+            target = f"{row['target']:.1f}x against another anchor"
+        else:
+            target = f"{row['target']:.1f}x" + (" (met)" if ratio >= row["target"] else " (missed)")
+        link = Path(source).parent / f"{name}.json"
+        lines.append(
+            f"| {row['workload']} ({unit}) | {ours:,.4g} | {anchor_name} | {value:,.4g} | **{ratio:.2f}x** | {target} "
+            f"| {measured['date']}, [results]({link.as_posix()}) |"
+        )
+    machines = sorted({_machine(json.loads((results_dir / f"{row['results']}.json").read_text())["machine"]) for row in results["rows"]})
+    lines += ["", results["note"], ""]
+    lines += [f"[{number}] {note}" for number, note in enumerate(notes, 1)]
+    lines += ["", f"Machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}. Each row's command is in its results file."]
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[dict, str], str]] = {
     "quickstart": render_quickstart,
     "objectives": render_objectives,
     "table": render_table,
+    "speed": render_speed,
 }
 VIEWS: dict[str, Callable[[dict, str], str]] = {"headline": render_headline}
 
@@ -208,6 +273,7 @@ def render_block(name: str, markdown_file: Path, results_dir: Path = RESULTS_DIR
     if not path.is_file():
         raise SystemExit(f"{markdown_file}: block '{name}' has no results file {path}; run the command that writes it, or remove the block")
     results = json.loads(path.read_text(encoding="utf-8"))
+    results["directory"] = str(path.parent)  # for a table that reads its neighbours (speed)
     kind = results.get("kind")
     if kind not in RENDERERS:
         raise SystemExit(f"{path}: kind {kind!r} has no renderer; add one to RENDERERS ({', '.join(RENDERERS)})")

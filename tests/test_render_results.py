@@ -142,3 +142,37 @@ def test_an_archived_table_is_rendered_from_the_archive_subfolder(tmp_path):
     (tmp_path / "old-run.json").write_text(json.dumps(archived))  # the same name outside the subfolder is not the archived file
     with pytest.raises(SystemExit, match="has no results file"):
         render_results.render_text(page, ROOT / "docs" / "electra.md", results_dir=tmp_path)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> dict:
+    return {"kind": "table", "header": header, "rows": rows, "command": "python benchmarks/x.py", "date": "2026-12-07", "machine": MACHINE}
+
+
+def test_the_speed_table_takes_each_ratio_against_the_fastest_anchor_its_run_measured(tmp_path):
+    header = ["model", "side", "examples/s", "peak RSS MB"]
+    rows = [["mini", "prefine", "300", "400"], ["mini", "slow anchor", "100", "900"], ["mini", "fast anchor", "1,200", "500"]]
+    (tmp_path / "ft.json").write_text(json.dumps(_table(rows, header)))
+    speed = {
+        "kind": "speed",
+        "note": "Ratios against the fastest anchor.",
+        "rows": [
+            {"workload": "Fine-tuning", "results": "ft", "column": "examples/s", "prefine": ["mini", "prefine"],
+             "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]], "target": 2.0},
+            {"workload": "Memory", "results": "ft", "column": "peak RSS MB", "lower_is_better": True, "prefine": ["mini", "prefine"],
+             "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]], "anchor_note": "a note"},
+        ],
+    }
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    page = "<!-- results:speed -->\n<!-- /results:speed -->\n"
+    rendered = render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
+    assert "| Fine-tuning (examples/s) | 300 | fast anchor | 1,200 | **0.25x** | 2.0x (missed) |" in rendered
+    # Lower is better: the anchor using least memory is the strongest, and the ratio is anchor / prefine.
+    assert "| Memory (peak RSS MB, lower is better) | 400 | fast anchor [1] | 500 | **1.25x** | - |" in rendered
+    assert "[1] a note" in rendered
+    rows[2][2] = "50"  # the fast anchor got slow: the other one is now the strongest
+    (tmp_path / "ft.json").write_text(json.dumps(_table(rows, header)))
+    assert "| 300 | slow anchor | 100 | **3.00x** | 2.0x (met) |" in render_results.render_text(rendered, ROOT / "README.md", results_dir=tmp_path)
+    speed["rows"][0]["anchors"] = [["mini", "gone"]]
+    (tmp_path / "speed.json").write_text(json.dumps(speed))
+    with pytest.raises(SystemExit, match="no row"):
+        render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
