@@ -156,10 +156,23 @@ def test_the_speed_table_takes_each_ratio_against_the_fastest_anchor_its_run_mea
         "kind": "speed",
         "note": "Ratios against the fastest anchor.",
         "rows": [
-            {"workload": "Fine-tuning", "results": "ft", "column": "examples/s", "prefine": ["mini", "prefine"],
-             "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]], "target": 2.0},
-            {"workload": "Memory", "results": "ft", "column": "peak RSS MB", "lower_is_better": True, "prefine": ["mini", "prefine"],
-             "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]], "anchor_note": "a note"},
+            {
+                "workload": "Fine-tuning",
+                "results": "ft",
+                "column": "examples/s",
+                "prefine": ["mini", "prefine"],
+                "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]],
+                "target": 2.0,
+            },
+            {
+                "workload": "Memory",
+                "results": "ft",
+                "column": "peak RSS MB",
+                "lower_is_better": True,
+                "prefine": ["mini", "prefine"],
+                "anchors": [["mini", "slow anchor"], ["mini", "fast anchor"]],
+                "anchor_note": "a note",
+            },
         ],
     }
     (tmp_path / "speed.json").write_text(json.dumps(speed))
@@ -171,7 +184,9 @@ def test_the_speed_table_takes_each_ratio_against_the_fastest_anchor_its_run_mea
     assert "[1] a note" in rendered
     rows[2][2] = "50"  # the fast anchor got slow: the other one is now the strongest
     (tmp_path / "ft.json").write_text(json.dumps(_table(rows, header)))
-    assert "| 300 | slow anchor | 100 | **3.00x** | 2.0x (met) |" in render_results.render_text(rendered, ROOT / "README.md", results_dir=tmp_path)
+    assert "| 300 | slow anchor | 100 | **3.00x** | 2.0x (met) |" in render_results.render_text(
+        rendered, ROOT / "README.md", results_dir=tmp_path
+    )
     speed["rows"][0]["anchors"] = [["mini", "gone"]]
     (tmp_path / "speed.json").write_text(json.dumps(speed))
     with pytest.raises(SystemExit, match="no row"):
