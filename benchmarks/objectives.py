@@ -78,7 +78,8 @@ from prefine.tasks.classification import ClassificationDataConfig  # noqa: E402
 from prefine.tasks.interface import get_task  # noqa: E402
 
 # name -> (data overrides, model overrides, training overrides[, run overrides[, ELECTRA objective
-# overrides]]), applied on top of the defaults of `prefine pretrain` as a user would pass flags.
+# overrides[, tokenizer overrides]]]), applied on top of the defaults of `prefine pretrain` as a
+# user would pass flags.
 # "default" is exactly what a plain command does.
 VARIANTS: dict[str, tuple[dict, ...]] = {
     "default": ({}, {}, {}),
@@ -144,6 +145,9 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     "batch-ramp": ({}, {}, {"batch_size": 64, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
     # The same ramp ending at the default batch (8 -> 32): more, smaller steps early.
     "batch-ramp32": ({}, {}, {"batch_size": 32, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
+    # Korean words cut into morphemes by kiwipiepy before WordPiece (issue 37; KLUE's tokenizers
+    # cut morphemes first): particles and endings become pieces of their own ("##를").
+    "morphemes": ({}, {}, {}, {}, {}, {"morphemes": "kiwi"}),
 }
 
 
@@ -232,6 +236,7 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
     data_overrides, model_overrides, training_overrides, *rest = VARIANTS[variant]
     run_overrides = rest[0] if rest else {}
     electra_overrides = rest[1] if len(rest) > 1 else {}
+    tokenizer_overrides = rest[2] if len(rest) > 2 else {}
     data = dataclasses.replace(pretrain_recipe.PRETRAIN_DATA_DEFAULTS, **data_overrides)
     defaults = pretrain_recipe.pretraining_defaults(data.objective)
     training = dataclasses.replace(
@@ -248,7 +253,8 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
     )
     # Every variant of one corpus and vocabulary size shares the first variant's tokenizer
     # (WordPiece training is not reproducible), so differences come from the recipe alone.
-    tokenizer_copy = args.work_dir / f"tokenizer-{corpus.parent.name}-{vocab_size}"
+    # A variant with tokenizer settings of its own (morphemes) gets its own tokenizer.
+    tokenizer_copy = args.work_dir / "-".join(["tokenizer", corpus.parent.name, str(vocab_size), *map(str, tokenizer_overrides.values())])
     setup = pretrain_recipe.PretrainSetup(
         run=pretrain_recipe.PretrainRunConfig(
             out=str(out),
@@ -259,9 +265,9 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
             **run_overrides,
         ),
         corpus=CorpusConfig(paths=[str(corpus)], format=corpus_format(corpus)),
-        tokenizer=pretrain_recipe.TOKENIZER_DEFAULTS
-        if vocab_size == "auto"
-        else dataclasses.replace(pretrain_recipe.TOKENIZER_DEFAULTS, vocab_size=vocab_size),
+        tokenizer=dataclasses.replace(
+            pretrain_recipe.TOKENIZER_DEFAULTS, **tokenizer_overrides, **({} if vocab_size == "auto" else {"vocab_size": vocab_size})
+        ),
         # "auto": what `prefine pretrain --max-time T` does when no --vocab-size is given.
         vocabulary_from_budget=vocab_size == "auto" and not tokenizer_copy.exists(),
         # The recipe's own data defaults (packed mlm), not the dataclass's (mlm+nsp): "default" must be what `prefine pretrain` does.

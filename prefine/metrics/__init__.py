@@ -1,4 +1,4 @@
-"""Task metrics: classification/regression scores and the official SQuAD/KorQuAD QA scores."""
+"""Task metrics: classification/regression scores (MCC, F1 at a threshold included) and the official SQuAD/KorQuAD/KLUE-MRC QA scores."""
 
 from prefine.metrics.classification import classification_metrics, format_metrics_table, regression_metrics
 from prefine.metrics.squad import (

@@ -3,8 +3,11 @@
 Everything is derived from one confusion matrix built with `np.bincount`, so a million
 predictions cost one vectorised pass and no per-example Python. The numbers follow
 scikit-learn's conventions (`precision_recall_fscore_support(labels=all classes,
-zero_division=0)`, `scipy.stats.pearsonr`, `scipy.stats.spearmanr`) so that scores reported by
-prefine can be compared with papers and other tools without either dependency.
+zero_division=0)`, `matthews_corrcoef`, `scipy.stats.pearsonr`, `scipy.stats.spearmanr`) so
+that scores reported by prefine can be compared with papers and other tools without either
+dependency. The suites' official numbers are among them: Matthews correlation (GLUE CoLA) and,
+for a regression, the F1 of the scores binarised at a threshold (KLUE-STS: `>= 3.0` on both
+sides, as KLUE's `klue_sts_f1` computes it).
 """
 
 from __future__ import annotations
@@ -47,7 +50,10 @@ def classification_metrics(
     macro-F1 cannot be inflated by dropping classes the model ignores. With exactly two classes
     `binary_f1` is the F1 of class index 1 (the positive class, as in GLUE's MRPC/QQP).
 
-    Returns {"accuracy", "macro_f1", ["binary_f1"], "per_class": {name: {precision, recall,
+    `mcc` is the Matthews correlation coefficient in its multi-class form (Gorodkin's R_K, as
+    scikit-learn's `matthews_corrcoef`; 0 when either side holds a single class).
+
+    Returns {"accuracy", "macro_f1", "mcc", ["binary_f1"], "per_class": {name: {precision, recall,
     f1, support}}, "confusion_matrix": [[...]] (rows = true class, columns = predicted),
     "label_names", "num_examples"}.
     """
@@ -83,6 +89,7 @@ def classification_metrics(
     metrics: dict = {
         "accuracy": float(true_positives.sum() / true.size),
         "macro_f1": float(f1.mean()),
+        "mcc": _matthews(confusion),
     }
     if num_classes == 2:
         metrics["binary_f1"] = float(f1[1])
@@ -99,6 +106,31 @@ def classification_metrics(
     metrics["label_names"] = list(label_names)
     metrics["num_examples"] = int(true.size)
     return metrics
+
+
+def _matthews(confusion: np.ndarray) -> float:
+    """Matthews correlation from a confusion matrix (rows true, columns predicted), K classes."""
+    confusion = confusion.astype(np.float64)
+    true_counts, predicted_counts = confusion.sum(axis=1), confusion.sum(axis=0)
+    total, correct = confusion.sum(), np.trace(confusion)
+    covariance = correct * total - predicted_counts @ true_counts
+    spread = (total**2 - predicted_counts @ predicted_counts) * (total**2 - true_counts @ true_counts)
+    return float(covariance / np.sqrt(spread)) if spread > 0 else 0.0
+
+
+def f1_at_threshold(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray, threshold: float) -> float:
+    """F1 of (y_pred >= threshold) against (y_true >= threshold): a regression scored as a binary decision.
+
+    KLUE-STS reports it with threshold 3.0 on the real-valued similarity (scikit-learn's binary
+    F1, 0 when no pair is positive on either side).
+    """
+    true = np.asarray(y_true, dtype=np.float64).reshape(-1) >= threshold
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(-1) >= threshold
+    if true.shape != pred.shape:
+        raise PrefineError(f"Got {true.size} true values but {pred.size} predictions; they must be the same length.")
+    both = int(np.sum(true & pred))
+    denominator = int(true.sum() + pred.sum())
+    return 2 * both / denominator if denominator else 0.0
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -119,13 +151,16 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.clip((x_centered * y_centered).sum() / denominator, -1.0, 1.0))
 
 
-def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray) -> dict:
+def regression_metrics(
+    y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray, binary_threshold: float | None = None
+) -> dict:
     """Mean squared error, Pearson and Spearman correlation (as used for STS-B).
 
     Spearman is Pearson on average ranks, so ties are handled like `scipy.stats.spearmanr`.
     A correlation with a constant side is undefined and reported as NaN rather than 0,
     because 0 would read as "no relation" when the truth is "no variation".
-    Returns {"mse", "pearson", "spearman", "num_examples"}.
+    Returns {"mse", "pearson", "spearman", ["f1_at_threshold"], "num_examples"};
+    the F1 (see `f1_at_threshold`) only when `binary_threshold` is given.
     """
     true = np.asarray(y_true, dtype=np.float64).reshape(-1)
     pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
@@ -135,12 +170,15 @@ def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[fl
         raise PrefineError("No examples to evaluate: the evaluation set is empty.")
     if not (np.isfinite(true).all() and np.isfinite(pred).all()):
         raise PrefineError("Regression targets or predictions contain NaN or infinity; check the label column.")
-    return {
+    metrics: dict = {
         "mse": float(np.mean((true - pred) ** 2)),
         "pearson": _pearson(true, pred),
         "spearman": _pearson(_average_ranks(true), _average_ranks(pred)),
-        "num_examples": int(true.size),
     }
+    if binary_threshold is not None:
+        metrics["f1_at_threshold"] = f1_at_threshold(true, pred, binary_threshold)
+    metrics["num_examples"] = int(true.size)
+    return metrics
 
 
 def _format_number(value: float) -> str:

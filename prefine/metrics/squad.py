@@ -1,4 +1,4 @@
-"""Extractive-QA scores that reproduce the official SQuAD v1.1, SQuAD v2.0 and KorQuAD 1.0 scripts.
+"""Extractive-QA scores that reproduce the official SQuAD v1.1, SQuAD v2.0, KorQuAD 1.0 and KLUE-MRC scorers.
 
 Leaderboard numbers are only comparable when they come from the dataset's own evaluation
 script, and the three scripts disagree in small ways that move scores by points:
@@ -18,6 +18,10 @@ script, and the three scripts disagree in small ways that move scores by points:
   does NOT remove the double curly quotes “ ” (they are not in `string.punctuation` either);
   we keep that quirk so our numbers equal the official ones.
 
+KLUE-MRC (flavor `klue`) is scored by KLUE's own rules (`prefine.metrics.klue_mrc`): exact
+match and character "ROUGE-W" (`rouge_w`) on KLUE's normalisation, unanswerable questions
+included (with the HasAns / NoAns breakdown, as for v2.0).
+
 Every script averages per-question scores, multiplies by 100, and scores an unanswered
 question 0 in the denominator (v2.0's script would drop it instead; we keep the v1.1 rule
 everywhere so a model cannot improve its score by skipping questions, and report the count).
@@ -32,9 +36,12 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from prefine.errors import PrefineError
+from prefine.metrics.klue_mrc import normalize_klue_answer, score_klue_question
 
-Flavor = Literal["squad", "squad_v2", "korquad"]
-FLAVORS: tuple[str, ...] = ("squad", "squad_v2", "korquad")
+Flavor = Literal["squad", "squad_v2", "korquad", "klue"]
+FLAVORS: tuple[str, ...] = ("squad", "squad_v2", "korquad", "klue")
+# Flavors whose files hold unanswerable questions (is_impossible) that the model may answer with "".
+NO_ANSWER_FLAVORS: tuple[str, ...] = ("squad_v2", "klue")
 
 _PUNCTUATION = set(string.punctuation)
 _ENGLISH_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -68,6 +75,8 @@ def _check_flavor(flavor: str) -> None:
 def normalize_answer(text: str, flavor: Flavor = "squad") -> str:
     """The answer string as the official script of `flavor` compares it."""
     _check_flavor(flavor)
+    if flavor == "klue":
+        return normalize_klue_answer(text)
     return _korquad_normalize(text) if flavor == "korquad" else _squad_normalize(text)
 
 
@@ -87,6 +96,8 @@ def _overlap_f1(prediction_units: list[str], truth_units: list[str]) -> float:
 
 def f1_score(prediction: str, ground_truth: str, flavor: Flavor = "squad") -> float:
     """Overlap F1 of one prediction against one gold answer, as the official script of `flavor`."""
+    if flavor == "klue":
+        return score_klue_question(prediction, [ground_truth])[2]
     if flavor == "korquad":
         # Characters of the space-joined tokens, i.e. the normalised string without its spaces.
         prediction_chars = list(normalize_answer(prediction, flavor).replace(" ", ""))
@@ -103,10 +114,13 @@ def f1_score(prediction: str, ground_truth: str, flavor: Flavor = "squad") -> fl
 def detect_flavor(dataset_json: dict) -> Flavor:
     """Which official script a SQuAD-format file belongs to, from its "version" and its questions.
 
-    "KorQuAD_v1.0_*" -> korquad; "v2.0" -> squad_v2; otherwise squad_v2 if any question is
-    marked is_impossible, else squad (v1.1 and unknown versions).
+    "KorQuAD_v1.0_*" -> korquad; "klue*" or questions identified by "guid" with a
+    "question_type" (KLUE-MRC's layout) -> klue; "v2.0" -> squad_v2; otherwise squad_v2 if any
+    question is marked is_impossible, else squad (v1.1 and unknown versions).
     """
     version = str(dataset_json.get("version", ""))
+    if version.lower().startswith("klue") or _has_klue_questions(dataset_json):
+        return "klue"
     if version.lower().startswith("korquad"):
         if not re.match(r"korquad_?v?1", version.lower()):
             raise PrefineError(
@@ -123,6 +137,14 @@ def detect_flavor(dataset_json: dict) -> Flavor:
     return "squad"
 
 
+def _has_klue_questions(dataset_json: dict) -> bool:
+    for article in dataset_json.get("data") or []:
+        for paragraph in (article.get("paragraphs") or []) if isinstance(article, dict) else []:
+            for qa in (paragraph.get("qas") or []) if isinstance(paragraph, dict) else []:
+                return isinstance(qa, dict) and "guid" in qa and "question_type" in qa and "id" not in qa
+    return False
+
+
 def _gold_questions(examples_or_dataset: Any) -> Iterable[tuple[str, list[str]]]:
     """(question id, gold answer texts) from QAExample-like objects, a SQuAD JSON dict or its "data" list."""
     if isinstance(examples_or_dataset, dict):
@@ -133,13 +155,18 @@ def _gold_questions(examples_or_dataset: Any) -> Iterable[tuple[str, list[str]]]
         if isinstance(item, dict):  # an article of the official JSON
             for paragraph in item["paragraphs"]:
                 for qa in paragraph["qas"]:
-                    yield qa["id"], [answer["text"] for answer in qa.get("answers", [])]
+                    answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                    yield qa.get("id", qa.get("guid")), [answer["text"] for answer in answers]
         else:  # a QAExample (duck-typed so this module does not depend on prefine.tasks)
             answers = [] if getattr(item, "is_impossible", False) else item.answers
             yield item.id, [answer["text"] for answer in answers]
 
 
-def _score_question(prediction: str, gold_texts: list[str], flavor: Flavor) -> tuple[float, float]:
+def _score_question(prediction: str, gold_texts: list[str], flavor: Flavor) -> tuple[float, ...]:
+    """(exact match, F1) of one question; for klue (exact match, F1, ROUGE-W)."""
+    if flavor == "klue":
+        exact, rouge, f1 = score_klue_question(prediction, gold_texts)
+        return exact, f1, rouge
     if flavor == "squad_v2":
         # v2.0 drops gold answers that normalise to nothing; none left means "unanswerable".
         gold_texts = [text for text in gold_texts if normalize_answer(text, flavor)]
@@ -152,39 +179,36 @@ def _score_question(prediction: str, gold_texts: list[str], flavor: Flavor) -> t
 def evaluate_predictions(examples_or_dataset: Any, predictions: dict[str, str], flavor: Flavor) -> dict:
     """Official-script EM and F1 (in percent) of `predictions` {question id: answer text}.
 
-    Returns {"exact_match", "f1", "total", "missing_predictions"}; for squad_v2 also
-    "HasAns_exact_match", "HasAns_f1", "HasAns_total" and the same for "NoAns" (a group is
-    left out when it has no question, as the official script does).
+    Returns {"exact_match", "f1", "total", "missing_predictions"}; for klue also "rouge_w"
+    (KLUE-MRC's character ROUGE-W); for squad_v2 and klue also "HasAns_exact_match",
+    "HasAns_f1", "HasAns_total" and the same for "NoAns" (plus "HasAns_rouge_w" / "NoAns_rouge_w"
+    for klue; a group is left out when it has no question, as the official v2.0 script does).
     """
     _check_flavor(flavor)
-    totals = {True: [0.0, 0.0, 0], False: [0.0, 0.0, 0]}  # has_answer -> [exact, f1, count]
+    names = ("exact_match", "f1", "rouge_w") if flavor == "klue" else ("exact_match", "f1")
+    sums = {True: [0.0] * len(names), False: [0.0] * len(names)}  # has_answer -> summed scores
+    counts = {True: 0, False: 0}
     missing = 0
     for question_id, gold_texts in _gold_questions(examples_or_dataset):
         # Like the v2.0 script, the breakdown groups by whether the file lists any answer at all.
-        has_answer = bool(gold_texts) or flavor != "squad_v2"
-        group = totals[has_answer]
-        group[2] += 1
+        has_answer = bool(gold_texts) or flavor not in NO_ANSWER_FLAVORS
+        counts[has_answer] += 1
         if question_id not in predictions:
             missing += 1
             continue
-        exact, f1 = _score_question(predictions[question_id], gold_texts, flavor)
-        group[0] += exact
-        group[1] += f1
+        for index, score in enumerate(_score_question(predictions[question_id], gold_texts, flavor)):
+            sums[has_answer][index] += score
 
-    total = totals[True][2] + totals[False][2]
+    total = counts[True] + counts[False]
     if total == 0:
         raise PrefineError("The evaluation set has no questions; check the dataset file.")
-    result: dict = {
-        "exact_match": 100.0 * (totals[True][0] + totals[False][0]) / total,
-        "f1": 100.0 * (totals[True][1] + totals[False][1]) / total,
-        "total": total,
-        "missing_predictions": missing,
-    }
-    if flavor == "squad_v2":
+    result: dict = {name: 100.0 * (sums[True][index] + sums[False][index]) / total for index, name in enumerate(names)}
+    result["total"] = total
+    result["missing_predictions"] = missing
+    if flavor in NO_ANSWER_FLAVORS:
         for prefix, has_answer in (("HasAns", True), ("NoAns", False)):
-            exact_sum, f1_sum, count = totals[has_answer]
-            if count:
-                result[f"{prefix}_exact_match"] = 100.0 * exact_sum / count
-                result[f"{prefix}_f1"] = 100.0 * f1_sum / count
-                result[f"{prefix}_total"] = count
+            if counts[has_answer]:
+                for index, name in enumerate(names):
+                    result[f"{prefix}_{name}"] = 100.0 * sums[has_answer][index] / counts[has_answer]
+                result[f"{prefix}_total"] = counts[has_answer]
     return result

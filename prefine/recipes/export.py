@@ -20,8 +20,10 @@ token_type_ids, dynamic batch and sequence axes; the outputs the task's `onnx_ou
 the tokenizer files and the config.json keys the task adds (labels), for every task whose model
 answers in one encoder forward; the graph is checked in ONNX Runtime against prefine's own
 outputs before anything is written. A generation run (its task refuses) and a pre-training run are
-refused in one line. The files go to a temporary folder beside --out and are moved in only once
-all of them are written and checked.
+refused in one line. So, in either format, is a run whose tokenizer cuts Korean morphemes
+(`--morphemes kiwi`): tokenizer.json has no way to express that step, and a folder that silently
+tokenizes differently from training would give wrong predictions. The files go to a temporary
+folder beside --out and are moved in only once all of them are written and checked.
 
 The command lives with the recipes, not in `prefine.interop`, because it dispatches on the task
 registry: the task that trained the run (recorded in the checkpoint's config.json and the run's
@@ -65,7 +67,7 @@ from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, co
 from prefine.objectives import PretrainingObjective, objective_of_checkpoint
 from prefine.registry.store import process_start_time
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
-from prefine.tokenizer import load_tokenizer, save_tokenizer
+from prefine.tokenizer import load_tokenizer, recorded_morphemes, save_tokenizer
 
 PRETRAINING_ARCHITECTURE = "BertForPreTraining"
 
@@ -76,7 +78,20 @@ def supported_architectures() -> list[str]:
 
 
 def _locate(run_or_checkpoint: Path) -> tuple[Path, Path]:
-    """(checkpoint folder, tokenizer folder) for a run folder or a checkpoint folder."""
+    """(checkpoint folder, tokenizer folder) for a run folder or a checkpoint folder, refused when
+    its tokenizer cuts morphemes, which no exported tokenizer file can reproduce."""
+    checkpoint, tokenizer_dir = _find_checkpoint(run_or_checkpoint)
+    analyser = recorded_morphemes(tokenizer_dir)
+    if analyser is not None:
+        raise PrefineError(
+            f"{run_or_checkpoint}'s tokenizer cuts Korean words into morphemes with {analyser} (--morphemes {analyser}), which a "
+            "tokenizer.json cannot express, so transformers or ONNX users would get other pieces than the model learned; "
+            "use the run with prefine predict, evaluate or serve, or pre-train with --morphemes none to export"
+        )
+    return checkpoint, tokenizer_dir
+
+
+def _find_checkpoint(run_or_checkpoint: Path) -> tuple[Path, Path]:
     path = Path(run_or_checkpoint)
     if not path.is_dir():
         raise PrefineError(f"{path} not found; pass a prefine run folder (the --out of pretrain or finetune) or one of its checkpoints")

@@ -56,7 +56,7 @@ from prefine.recipes.pretrain_budget import (
     presets_worth_measuring,
 )
 from prefine.registry import RunHandle, default_registry_path, recorded_run
-from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, tokenizer_fingerprint, train_tokenizer
+from prefine.tokenizer import TokenizerConfig, load_tokenizer, morpheme_analyser, save_tokenizer, tokenizer_fingerprint, train_tokenizer
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
 from prefine.training.config import with_time_budget
 from prefine.training.distributed import DistributedContext, broadcast_from_main, check_batch_split, wait_for_main
@@ -374,10 +374,18 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
         tokenizer = load_tokenizer(Path(setup.run.tokenizer))
         print(f"tokenizer: reusing {setup.run.tokenizer}")
     else:
-        print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}) on the corpus")
+        morphemes = f", Korean morphemes cut by {setup.tokenizer.morphemes}" if setup.tokenizer.morphemes != "none" else ""
+        print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}{morphemes}) on the corpus")
         # The tokenizers library's bar only draws on a terminal; elsewhere it prints blank lines.
         show_progress = setup.training.progress and sys.stderr.isatty()
         tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer, show_progress=show_progress)
+    if setup.tokenizer.morphemes != "none" and morpheme_analyser(tokenizer) != setup.tokenizer.morphemes:
+        # A reused tokenizer keeps its own pieces; cutting morphemes now would encode differently from its vocabulary.
+        source = "--init" if init is not None else "--tokenizer"
+        raise PrefineError(
+            f"--morphemes {setup.tokenizer.morphemes} applies to a tokenizer prefine trains, and the {source} tokenizer does not cut "
+            f"morphemes; drop --morphemes to keep that tokenizer, or drop {source} to train one"
+        )
     if tokenizer_dir.exists():
         shutil.rmtree(tokenizer_dir)
     save_tokenizer(tokenizer, tokenizer_dir, model_max_length=setup.data.max_seq_length)

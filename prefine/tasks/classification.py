@@ -55,7 +55,7 @@ from prefine.tasks.interface import (
 )
 from prefine.tasks.prediction_output import PredictionWriter
 from prefine.tasks.selection import DevSplit, stratified_dev_indices, write_jsonl, write_split
-from prefine.tasks.task_data import RecordTable, read_records
+from prefine.tasks.task_data import RecordTable, check_column_names, read_records
 from prefine.tasks.text_inputs import EncodedExamples, ExampleBatches, encode_examples, predict_logits, truncating_copy
 from prefine.training.loop import TrainingTask
 
@@ -80,7 +80,20 @@ class ClassificationDataConfig:
     text_pair_column: str | None = option(
         None, "column holding the second text of a pair task (default: the partner of a detected pair column, e.g. sentence2 or hypothesis)"
     )
-    label_column: str | None = option(None, "column holding the label (default: detected, e.g. label, class, sentiment, score)")
+    label_column: str | None = option(
+        None,
+        "column holding the label (default: detected, e.g. label, class, sentiment, score); "
+        "in JSON a dotted path reaches into objects (KLUE-STS: labels.real-label)",
+    )
+    columns: str | None = option(
+        None,
+        "the TSV/CSV files have no header line: these are their column names, in order, comma-separated "
+        "(GLUE CoLA: --columns source,label,mark,sentence); every row must have exactly that many fields",
+    )
+    binary_threshold: float | None = option(
+        None,
+        "regression: also report f1_at_threshold, the F1 of (prediction >= T) against (gold >= T) (KLUE-STS reports it with 3.0)",
+    )
     max_seq_length: int = option(
         128,
         "longest input in tokens, [CLS] and [SEP] included; classification truncates longer texts (the longer text of a pair first), "
@@ -96,6 +109,32 @@ class ClassificationDataConfig:
     def __post_init__(self) -> None:
         if self.max_seq_length < 4:
             raise PrefineError(f"--max-seq-length {self.max_seq_length} leaves no room for text beside [CLS] and [SEP]; use 64 or more")
+        if self.columns is not None:
+            check_column_names(self.columns.split(","))
+        if self.binary_threshold is not None and not math.isfinite(self.binary_threshold):
+            raise PrefineError(f"--binary-threshold {self.binary_threshold} must be a finite number (KLUE-STS uses 3.0)")
+        if self.binary_threshold is not None and self.task_type == "classification":
+            raise PrefineError("--binary-threshold scores a regression; drop it or use --task-type regression (or auto)")
+
+    @property
+    def column_names(self) -> list[str] | None:
+        """The names --columns gives a headerless TSV/CSV file, or None when the files have a header line."""
+        return check_column_names(self.columns.split(",")) if self.columns is not None else None
+
+
+@dataclass
+class ClassificationPredictConfig:
+    columns: str | None = option(
+        None,
+        "classification runs: the column names of a --data TSV/CSV without a header line, comma-separated "
+        "(default: as the run was trained; 'header' when --data has a header line although the training files had none)",
+    )
+
+    def column_names(self, trained: list[str] | None) -> list[str] | None:
+        """The names to read --data with: these flags' (`header`: none, read the header) or the run's own."""
+        if self.columns is None:
+            return trained
+        return None if self.columns.strip() == "header" else check_column_names(self.columns.split(","))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,12 +309,14 @@ def read_classification_inputs(
     split: str | None = None,
     columns: ClassificationColumns | None = None,
     need_label: bool = True,
+    column_names: list[str] | None | Literal["config"] = "config",
 ) -> ClassificationInputs:
     """Read a source with the given columns (those of training, for eval and prediction) or detected ones.
 
-    With `need_label=False` (prediction) a source without the label column is fine.
+    With `need_label=False` (prediction) a source without the label column is fine. A headerless
+    TSV/CSV is read with `column_names`, by default those of `config` (--columns).
     """
-    table = read_records(source, split)
+    table = read_records(source, split, config.column_names if column_names == "config" else column_names)
     if columns is None:
         columns = choose_columns(table, config, need_label)
     texts = table.text_column(columns.text, "text column", "--text-column")
@@ -284,6 +325,16 @@ def read_classification_inputs(
     if columns.label is not None and (need_label or columns.label in table.columns):
         raw_labels = table.text_column(columns.label, "label column", "--label-column")
     return ClassificationInputs(texts, text_pairs, raw_labels, table, columns)
+
+
+def check_binary_threshold(config: ClassificationDataConfig, label_set: LabelSet, source: str) -> None:
+    """--binary-threshold binarises regression scores; on class labels it would mean nothing."""
+    if config.binary_threshold is not None and not label_set.is_regression:
+        raise PrefineError(
+            f"--binary-threshold scores a regression, but {source} holds class labels ({', '.join(label_set.names[:5])}"
+            f"{', ...' if len(label_set.names) > 5 else ''}); drop it, or pick a numeric label column "
+            "(add --task-type regression if every score is whole)"
+        )
 
 
 def load_classification_data(
@@ -295,6 +346,7 @@ def load_classification_data(
     """Read, label and tokenize the training set and (with the same columns) the evaluation set."""
     train = read_classification_inputs(train_path, config, config.dataset_split)
     label_set = LabelSet.from_training_labels(train.required_labels(), config.task_type, train.table.source, train.table.where)
+    check_binary_threshold(config, label_set, train.table.source)
     train_labels = label_set.encode(train.required_labels(), train.table.source, train.table.where)
     train_examples = encode_examples(train.texts, train.text_pairs, tokenizer, config.max_seq_length, train_labels)
     at_limit = int((train_examples.lengths >= config.max_seq_length).sum())
@@ -384,9 +436,11 @@ class ClassificationTask(TrainsOnBatches):
         "accuracy": "max",
         "macro_f1": "max",
         "binary_f1": "max",
+        "mcc": "max",
         "mse": "min",
         "pearson": "max",
         "spearman": "max",
+        "f1_at_threshold": "max",
     }
 
     def __init__(
@@ -396,9 +450,11 @@ class ClassificationTask(TrainsOnBatches):
         label_set: LabelSet,
         eval_batch_size: int,
         device: torch.device,
+        binary_threshold: float | None = None,
     ):
         if eval_examples is not None and eval_examples.labels is None:
             raise ValueError("evaluation examples need labels")
+        self.binary_threshold = binary_threshold  # regression: also score f1_at_threshold
         self.train_batches = train_batches
         self.eval_examples = eval_examples
         self.label_set = label_set
@@ -423,8 +479,12 @@ class ClassificationTask(TrainsOnBatches):
         if self.eval_examples is None:
             return {}
         logits = predict_logits(model, self.eval_examples, self.eval_batch_size, self.device, self.train_batches.pad_id)
-        self.last_full_metrics = evaluation_metrics(logits, _labels_of(self.eval_examples), self.label_set)
-        headline = ("loss", "mse", "pearson", "spearman") if self.label_set.is_regression else ("loss", "accuracy", "macro_f1", "binary_f1")
+        self.last_full_metrics = evaluation_metrics(logits, _labels_of(self.eval_examples), self.label_set, self.binary_threshold)
+        headline = (
+            ("loss", "mse", "pearson", "spearman", "f1_at_threshold")
+            if self.label_set.is_regression
+            else ("loss", "accuracy", "macro_f1", "binary_f1", "mcc")
+        )
         return {key: float(self.last_full_metrics[key]) for key in headline if key in self.last_full_metrics}
 
 
@@ -434,10 +494,12 @@ def _labels_of(examples: EncodedExamples) -> np.ndarray:
     return examples.labels
 
 
-def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelSet) -> dict[str, Any]:
-    """The eval loss (the training objective on held-out data) and the task's metrics."""
+def evaluation_metrics(
+    logits: np.ndarray, labels: np.ndarray, label_set: LabelSet, binary_threshold: float | None = None
+) -> dict[str, Any]:
+    """The eval loss (the training objective on held-out data) and the task's metrics (`f1_at_threshold` with a threshold)."""
     if label_set.is_regression:
-        metrics = regression_metrics(labels, logits[:, 0])
+        metrics = regression_metrics(labels, logits[:, 0], binary_threshold)
         return {"loss": metrics["mse"], **metrics}  # MSE is the regression objective itself
     loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
     return {"loss": loss, **classification_metrics(labels, logits.argmax(axis=1), label_set.names)}
@@ -448,9 +510,16 @@ def evaluation_metrics(logits: np.ndarray, labels: np.ndarray, label_set: LabelS
 
 
 def read_prediction_texts(
-    source: str, config: ClassificationDataConfig, columns: ClassificationColumns, stdin: TextIO
+    source: str,
+    config: ClassificationDataConfig,
+    columns: ClassificationColumns,
+    stdin: TextIO,
+    column_names: list[str] | None | Literal["config"] = "config",
 ) -> tuple[list[str], list[str] | None]:
-    """Texts (and pairs) to label: stdin or a plain .txt file hold one text per line ('text<TAB>pair' for pair runs)."""
+    """Texts (and pairs) to label: stdin or a plain .txt file hold one text per line ('text<TAB>pair' for pair runs).
+
+    A TSV/CSV is read with `column_names` when it has no header line (by default the run's --columns).
+    """
     if is_line_input(source):
         texts = read_text_lines(source, stdin)
         if not columns.text_pair:
@@ -459,7 +528,9 @@ def read_prediction_texts(
         if any(len(parts) != 2 for parts in split):
             raise PrefineError("this run classifies text pairs; give one 'text<TAB>pair' per line")
         return [parts[0] for parts in split], [parts[1] for parts in split]
-    inputs = read_classification_inputs(source, config, "test", columns=dataclasses.replace(columns, label=None), need_label=False)
+    inputs = read_classification_inputs(
+        source, config, "test", columns=dataclasses.replace(columns, label=None), need_label=False, column_names=column_names
+    )
     return inputs.texts, inputs.text_pairs
 
 
@@ -507,12 +578,13 @@ class ClassificationPredictor(Predictor):
 
     def evaluate_examples(self, examples: EncodedExamples, batch_size: int) -> Evaluation:
         logits = predict_logits(self.model, examples, batch_size, self.device, self.pad_id)
-        metrics = evaluation_metrics(logits, _labels_of(examples), self.label_set)
+        metrics = evaluation_metrics(logits, _labels_of(examples), self.label_set, self.data.binary_threshold)
         flat = {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))}
         return Evaluation(flat, format_metrics_table(metrics), {"eval_metrics.json": metrics})
 
-    def predict_cli(self, source: str, options: Any, output: TextIO, format: str, batch_size: int) -> int:
-        texts, pairs = read_prediction_texts(source, self.data, self.columns, sys.stdin)
+    def predict_cli(self, source: str, options: ClassificationPredictConfig | None, output: TextIO, format: str, batch_size: int) -> int:
+        column_names = (options or ClassificationPredictConfig()).column_names(self.data.column_names)
+        texts, pairs = read_prediction_texts(source, self.data, self.columns, sys.stdin, column_names)
         if not texts:
             raise PrefineError("no texts to label; pass --data FILE or pipe one text per line")
         probabilities = self.probabilities(texts, pairs, batch_size)
@@ -525,6 +597,7 @@ class PreparedClassification:
     train: EncodedExamples
     eval: EncodedExamples | None
     label_set: LabelSet
+    binary_threshold: float | None = None
 
 
 class ClassificationFinetuneTask(FinetuneTask):
@@ -532,6 +605,7 @@ class ClassificationFinetuneTask(FinetuneTask):
     aliases = ("regression",)
     help = "classification or regression of texts and text pairs (.tsv, .csv, .jsonl or a Hugging Face dataset)"
     data_config = ClassificationDataConfig
+    predict_config = ClassificationPredictConfig
     architecture = "BertForSequenceClassification"
     metric_directions = ClassificationTask.metric_directions
 
@@ -561,6 +635,7 @@ class ClassificationFinetuneTask(FinetuneTask):
         label_set = LabelSet.from_training_labels(
             train_inputs.required_labels(), data.task_type, train_inputs.table.source, train_inputs.table.where
         )
+        check_binary_threshold(data, label_set, train_inputs.table.source)
         if eval:
             held_out = read_classification_inputs(eval, data, "validation", columns=train_inputs.columns)
             label_set.encode(held_out.required_labels(), held_out.table.source, held_out.table.where)
@@ -588,7 +663,7 @@ class ClassificationFinetuneTask(FinetuneTask):
             head={**label_set.to_json(), "max_seq_length": data.max_seq_length},
             record={"columns": dataclasses.asdict(columns), "labels": label_set.to_json()},
             summary=f"{len(train_examples)} examples ({names}); columns: {shown_columns}",
-            payload=PreparedClassification(train_examples, eval_examples, label_set),
+            payload=PreparedClassification(train_examples, eval_examples, label_set, data.binary_threshold),
         )
 
     def build_model(self, config: BertConfig, head: dict[str, Any], run: Any = None) -> nn.Module:
@@ -602,7 +677,7 @@ class ClassificationFinetuneTask(FinetuneTask):
     ) -> TrainingTask:
         data: PreparedClassification = prepared.payload
         batches = ClassificationBatches(data.train, micro_batch_size, pad_id, seed)
-        return ClassificationTask(batches, data.eval, data.label_set, eval_batch_size, device)
+        return ClassificationTask(batches, data.eval, data.label_set, eval_batch_size, device, data.binary_threshold)
 
     def predictor(self, model, tokenizer, saved, head, device) -> ClassificationPredictor:
         return ClassificationPredictor(self, model, tokenizer, saved, head, device)

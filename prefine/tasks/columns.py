@@ -2,9 +2,10 @@
 
 Every task that reads tables (.tsv, .csv, .jsonl, a Hugging Face dataset) picks its columns the
 same way. A `ColumnPicker` takes one role at a time (text, label, source, target, ...): a column
-named by a flag must exist, otherwise the first of the role's usual names the table has is taken,
-and every detected choice is announced in one line the first time it comes up (a comparison reads
-the same files for many fine-tunes, and the line is worth reading once, not once per fine-tune).
+named by a flag must exist, otherwise the first of the role's usual names the table has is taken
+(never a column of JSON objects: their dotted fields are named instead), and every detected
+choice is announced in one line the first time it comes up (a comparison reads the same files for
+many fine-tunes, and the line is worth reading once, not once per fine-tune).
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ class ColumnPicker:
             if required or configured in self.table.columns:
                 self.table.column(configured, f"{role} column", flag)
             return configured if configured in self.table.columns else None
-        found = find_column(candidates, self.table.column_names, exclude)
+        # A JSON object (KLUE-STS's "labels") is never the text or the label itself; its fields may be (labels.real-label).
+        found = find_column(candidates, self.table.column_names, (*exclude, *self.table.object_columns))
         if found is None and required:
             raise PrefineError(
                 f"cannot tell which column of {self.table.source} holds {holds or 'the ' + role} "
-                f"(columns: {', '.join(self.table.column_names)}); choose one with {flag}"
+                f"(columns: {', '.join(self.table.column_names)}); choose one with {flag}{self.table.header_hint}"
             )
         if found is not None:
             self.detected.append(f"{role} '{found}'")

@@ -65,6 +65,7 @@ BUILTIN_TASK_MODULES = (
     "prefine.tasks.question_answering",
     "prefine.tasks.token_classification",
     "prefine.tasks.generation",
+    "prefine.tasks.relation_extraction",
 )
 
 

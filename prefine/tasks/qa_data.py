@@ -2,7 +2,8 @@
 
 The pipeline has three steps:
 
-1. `load_squad_json` reads SQuAD v1.1, SQuAD v2.0 or KorQuAD 1.0 files into `QAExample`s and
+1. `load_squad_json` reads SQuAD v1.1, SQuAD v2.0, KorQuAD 1.0 or KLUE-MRC files (the SQuAD
+   layout with a question's id under "guid" and unanswerable questions) into `QAExample`s and
    checks every gold answer against its context. Public QA sets contain answers whose
    `answer_start` points at the wrong place; training on them teaches the model wrong spans,
    so they are counted in an `AnswerCheckReport` and left out of training, never repaired by
@@ -27,7 +28,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from prefine.errors import PrefineError
-from prefine.metrics.squad import Flavor, detect_flavor
+from prefine.metrics.squad import NO_ANSWER_FLAVORS, Flavor, detect_flavor
+from prefine.tokenizer import copy_tokenizer
 
 # How many mismatched answers the report quotes; the count covers all of them.
 _REPORTED_MISMATCHES = 5
@@ -78,6 +80,15 @@ def _require(mapping: object, key: str, where: str) -> object:
     return mapping[key]
 
 
+def _question_id(qa: object, where: str) -> str:
+    """A question's id: SQuAD's "id", or KLUE-MRC's "guid"."""
+    if isinstance(qa, dict) and "id" not in qa and "guid" in qa:
+        return str(qa["guid"])
+    if isinstance(qa, dict) and "id" not in qa:
+        raise PrefineError(f"{where} has no 'id' key (nor KLUE-MRC's 'guid'); every question needs an id, as in SQuAD or KLUE-MRC files.")
+    return str(_require(qa, "id", where))
+
+
 def _require_list(mapping: object, key: str, where: str) -> list[object]:
     value = _require(mapping, key, where)
     if not isinstance(value, list):
@@ -120,7 +131,8 @@ def read_questions(path: str | Path) -> list[QAExample]:
         for article in dataset["data"]:
             for paragraph in article["paragraphs"]:
                 for qa in paragraph["qas"]:
-                    examples.append(QAExample(str(qa["id"]), str(qa["question"]), str(paragraph["context"]), []))
+                    question_id = qa["id"] if "id" in qa or "guid" not in qa else qa["guid"]
+                    examples.append(QAExample(str(question_id), str(qa["question"]), str(paragraph["context"]), []))
     except (KeyError, TypeError) as error:
         raise PrefineError(f"{path} is not in SQuAD format (data[].paragraphs[].context and .qas[].id/question; missing {error})") from None
     if not examples:
@@ -129,7 +141,7 @@ def read_questions(path: str | Path) -> list[QAExample]:
 
 
 def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCheckReport]:
-    """Read a SQuAD v1.1 / v2.0 or KorQuAD 1.0 file; returns examples, its flavor and the answer check."""
+    """Read a SQuAD v1.1 / v2.0, KorQuAD 1.0 or KLUE-MRC file; returns examples, its flavor and the answer check."""
     path = Path(path)
     dataset_json = read_json_file(path)
     if not isinstance(dataset_json, dict):
@@ -148,7 +160,7 @@ def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCh
             context = _require_str(paragraph, "context", where)
             for qa_number, qa in enumerate(_require_list(paragraph, "qas", where)):
                 qa_where = f"{where}.qas[{qa_number}]"
-                question_id = str(_require(qa, "id", qa_where))
+                question_id = _question_id(qa, qa_where)
                 question = _require_str(qa, "question", qa_where)
                 raw_answers = _require_list(qa, "answers", qa_where)
                 answers = [_parse_answer(a, f"{qa_where}.answers[{i}]") for i, a in enumerate(raw_answers)]
@@ -157,7 +169,7 @@ def load_squad_json(path: str | Path) -> tuple[list[QAExample], Flavor, AnswerCh
                 if is_impossible:
                     answers = []  # v2 keeps its "plausible" answers elsewhere; none is a gold answer
                 elif not answers:
-                    if flavor != "squad_v2":
+                    if flavor not in NO_ANSWER_FLAVORS:
                         raise PrefineError(
                             f"{qa_where} (id {question_id}) has no answers; a {flavor} file needs at least one "
                             "per question (mark unanswerable ones with is_impossible, SQuAD v2.0 style)."
@@ -275,7 +287,7 @@ def prepare_features(
         )
     # A private copy: encoding must not be truncated or padded by settings saved in the tokenizer,
     # and the caller's tokenizer must not change.
-    tokenizer = Tokenizer.from_str(tokenizer.to_str())
+    tokenizer = copy_tokenizer(tokenizer)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     cls_id, sep_id, second_sep_id = _pair_template(tokenizer)

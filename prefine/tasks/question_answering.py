@@ -1,6 +1,6 @@
 """Extractive question answering as a fine-tuning task: data, window batches, scoring, the predictor.
 
-`qa_data` turns SQuAD-format files (SQuAD v1.1, v2.0, KorQuAD 1.0) into fixed-length windows
+`qa_data` turns SQuAD-format files (SQuAD v1.1, v2.0, KorQuAD 1.0, KLUE-MRC) into fixed-length windows
 ("[CLS] question [SEP] context window [SEP]"; long contexts become overlapping windows of
 --max-length tokens, --doc-stride apart) and decodes start/end logits back into answer text.
 This module puts those windows on the fine-tuning interface:
@@ -11,7 +11,8 @@ This module puts those windows on the fine-tuning interface:
    last window of a long one are mostly padding, and attention over padding is wasted work.
 2. `QATask` trains on the start/end loss and evaluates the way the official scripts score:
    logits of every eval window -> n-best spans merged across windows -> EM / F1 with the
-   official script of the data's flavor, so the numbers are comparable with published ones.
+   official script of the data's flavor (and KLUE-MRC's character ROUGE-W, `rouge_w`, for
+   KLUE files), so the numbers are comparable with published ones.
 3. `QAFinetuneTask` declares the task (flags, head, metrics) and `QAPredictor` answers
    questions for `prefine predict / evaluate` and `prefine serve`. A fine-tuned run ends with
    the official `predictions.json` ({question id: answer}), `nbest_predictions.json` and
@@ -33,7 +34,7 @@ from torch import nn
 
 from prefine.config import option
 from prefine.errors import PrefineError
-from prefine.metrics.squad import Flavor, evaluate_predictions
+from prefine.metrics.squad import NO_ANSWER_FLAVORS, Flavor, evaluate_predictions
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, notice_once, register_task, subsample_indices
@@ -52,7 +53,7 @@ class DecodingConfig:
     n_best_size: int = 20
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
-    version_2: bool = False  # the model may answer "" (SQuAD v2.0 unanswerable questions)
+    version_2: bool = False  # the model may answer "" (SQuAD v2.0 and KLUE-MRC unanswerable questions)
 
 
 def _trimmed_batch(features: QAFeatures, indices: np.ndarray, lengths: np.ndarray, with_targets: bool) -> dict[str, Any]:
@@ -209,6 +210,9 @@ class QATask(TrainsOnBatches):
         "HasAns_f1": "max",
         "NoAns_exact_match": "max",
         "NoAns_f1": "max",
+        "rouge_w": "max",
+        "HasAns_rouge_w": "max",
+        "NoAns_rouge_w": "max",
     }
 
     def __init__(
@@ -261,10 +265,10 @@ class QADataConfig:
     null_score_diff_threshold: float = option(
         0.0, 'QA (SQuAD v2.0): answer "" when the no-answer score beats the best span by more than this'
     )
-    metric: Literal["auto", "squad", "squad_v2", "korquad"] = option(
+    metric: Literal["auto", "squad", "squad_v2", "korquad", "klue"] = option(
         "auto",
-        "QA: official script to score with; "
-        "auto reads the eval file's version (KorQuAD_v1.0 -> korquad, v2.0 or is_impossible -> squad_v2)",
+        "QA: official script to score with; auto reads the eval file's version and layout (KorQuAD_v1.0 -> korquad; "
+        "KLUE-MRC's guid/question_type questions -> klue: exact match and character ROUGE-W; v2.0 or is_impossible -> squad_v2)",
     )
 
     def __post_init__(self) -> None:
@@ -290,7 +294,7 @@ class QAPredictConfig:
     nbest: int = option(0, "QA runs: also show the N best answers with probabilities (with --data: write them instead of the answers)")
 
 
-def resolve_flavor(configured: Literal["auto", "squad", "squad_v2", "korquad"], detected: Flavor) -> Flavor:
+def resolve_flavor(configured: Literal["auto", "squad", "squad_v2", "korquad", "klue"], detected: Flavor) -> Flavor:
     return detected if configured == "auto" else configured
 
 
@@ -304,12 +308,14 @@ def load_qa_file(path: str, what: str) -> tuple[list[QAExample], Flavor]:
 
 
 def format_qa_scores(scores: dict[str, float], flavor: str) -> str:
-    lines = [f"{flavor} on {int(scores['total'])} questions: exact match {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}"]
+    rouge = f"  ROUGE-W (KLUE) {scores['rouge_w']:.2f}" if "rouge_w" in scores else ""
+    lines = [f"{flavor} on {int(scores['total'])} questions: exact match {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}{rouge}"]
     for group, meaning in (("HasAns", "answerable"), ("NoAns", "unanswerable")):
         if f"{group}_total" in scores:
+            group_rouge = f"  ROUGE-W {scores[group + '_rouge_w']:.2f}" if group + "_rouge_w" in scores else ""
             lines.append(
                 f"  {meaning} ({int(scores[group + '_total'])}): "
-                f"exact match {scores[group + '_exact_match']:.2f}  F1 {scores[group + '_f1']:.2f}"
+                f"exact match {scores[group + '_exact_match']:.2f}  F1 {scores[group + '_f1']:.2f}{group_rouge}"
             )
     if scores.get("missing_predictions"):
         lines.append(f"  {int(scores['missing_predictions'])} questions got no prediction (scored 0)")
@@ -373,7 +379,7 @@ class QAPredictor(Predictor):
         flavor = resolve_flavor(self.data.metric, detected)
         features = self.data.features(examples, self.tokenizer, for_training=False)
         # v2.0 data asks the model to abstain; a v1.1-trained model then abstains only when [CLS] wins.
-        decoding = self.data.decoding(self.allows_no_answer or flavor == "squad_v2")
+        decoding = self.data.decoding(self.allows_no_answer or flavor in NO_ANSWER_FLAVORS)
         return _as_evaluation(evaluate_qa(self.model, examples, features, flavor, decoding, batch_size, self.device), flavor)
 
     def predict_cli(self, source: str, options: QAPredictConfig, output: TextIO, format: str, batch_size: int) -> int:
@@ -438,7 +444,7 @@ class QAFinetuneTask(FinetuneTask):
         if not len(features):
             raise PrefineError("the QA training data yields no windows (every question was skipped); check the answers in --train")
         # A model trained on unanswerable questions has learned when to point at [CLS]; only then may it answer "".
-        allows_no_answer = train_flavor == "squad_v2"
+        allows_no_answer = train_flavor in NO_ANSWER_FLAVORS
         flavor = resolve_flavor(data.metric, train_flavor)
         eval_examples = eval_features = None
         if eval:

@@ -24,6 +24,7 @@ from torch import nn
 
 from prefine.errors import PrefineError
 from prefine.tasks.batching import SeekableBatches, length_grouped
+from prefine.tokenizer import copy_tokenizer
 
 ENCODE_CHUNK = 10_000  # texts per encode_batch call: big enough for Rust's parallelism, bounded memory
 
@@ -85,7 +86,7 @@ class EncodedExamples:
 def truncating_copy(tokenizer: Tokenizer, max_seq_length: int) -> Tokenizer:
     # A private copy: enabling truncation on the caller's tokenizer would silently change
     # every later use of it (saving it, pre-training shards, QA windows).
-    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy = copy_tokenizer(tokenizer)
     copy.no_padding()
     copy.enable_truncation(max_seq_length, strategy="longest_first")
     return copy

@@ -10,7 +10,8 @@ encoded by a copy of the tokenizer without a normalizer, which yields the same i
 else (other scripts, tabs, control characters, text that could contain an added token such as
 "[MASK]", which the tokenizer matches before normalizing) goes through the full tokenizer.
 The shortcut is only taken for normalizers whose effect on ASCII is known; any other tokenizer
-is used as it is.
+is used as it is. A tokenizer that cuts Korean morphemes keeps its morpheme step on both paths
+(ASCII text holds no Hangul, so the step leaves it alone and never calls the analyser).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, normalizers
+
+from prefine.tokenizer.morphemes import copy_tokenizer, tokenizer_json
 
 # Normalizers that leave printable ASCII exactly as it is (lowercasing aside, handled separately).
 _ASCII_IDENTITY_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "StripAccents"}
@@ -68,7 +71,7 @@ def _plain_copy(tokenizer: Tokenizer, without_normalizer: bool = False) -> Token
     would corrupt flat ids), optionally without its normalizer."""
     if tokenizer.padding is None and tokenizer.truncation is None and not without_normalizer:
         return tokenizer
-    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy = copy_tokenizer(tokenizer)
     copy.no_padding()
     copy.no_truncation()
     if without_normalizer:
@@ -82,7 +85,7 @@ class PlainTextEncoder:
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = _plain_copy(tokenizer)
-        description = json.loads(tokenizer.to_str())
+        description = json.loads(tokenizer_json(tokenizer))
         self.ascii_lowercase = ascii_lowercasing(description.get("normalizer"))
         self.unnormalized = _plain_copy(tokenizer, without_normalizer=True) if self.ascii_lowercase is not None else None
         added = [token["content"] for token in description.get("added_tokens", []) if token.get("content")]

@@ -5,6 +5,9 @@ up a BERT-style pipeline (normalizer, BertPreTokenizer, WordPiece with "##" cont
 [CLS] A [SEP] B [SEP] template) and fixes one flaw of the BERT original: its accent stripping
 decomposes text to NFD and drops every combining mark, which turns Korean syllables into
 conjoining jamo ("한국어" -> "ᄒ ᅡ ᆫ ..."), so a Korean vocabulary never matches anything.
+With `--morphemes kiwi` a Python step after the pre-tokenizer also cuts Korean words into
+morphemes (`prefine.tokenizer.morphemes`); it is recorded in tokenizer_config.json, since
+tokenizer.json cannot hold it, and `load_tokenizer` puts it back.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -22,6 +27,16 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from prefine.config import option
 from prefine.errors import PrefineError
 from prefine.jsonio import read_json_object
+from prefine.tokenizer.morphemes import (
+    ANALYSERS,
+    NO_MORPHEMES,
+    analyser_version,
+    attach_morphemes,
+    morpheme_analyser,
+    require_analyser,
+    tokenizer_json,
+    without_morphemes,
+)
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in every vocabulary prefine trains
@@ -46,6 +61,15 @@ class TokenizerConfig:
     # Korean alone uses ~2,400 common syllables (11,172 possible) and mixed text adds Hanja, Latin
     # and symbols; characters beyond the limit make whole words [UNK], so the limit is generous.
     limit_alphabet: int = option(10_000, "keep at most this many distinct characters (the most frequent); rarer characters become [UNK]")
+    morphemes: Literal["none", "kiwi"] = option(
+        NO_MORPHEMES,
+        "cut Korean words into morphemes with kiwipiepy's Kiwi before WordPiece, in training and every encode "
+        "(분석기를 -> 분석기 ##를, as KLUE's tokenizers do); kiwi needs pip install 'prefine[korean]'",
+    )
+
+    def __post_init__(self) -> None:
+        if self.morphemes != NO_MORPHEMES:
+            require_analyser(self.morphemes)  # a missing kiwipiepy stops the run before the corpus is read
 
 
 def build_normalizer(lowercase: bool, strip_accents: bool) -> normalizers.Normalizer:
@@ -94,6 +118,8 @@ def train_tokenizer(sentences: Iterable[str], config: TokenizerConfig, show_prog
         models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD)
     )
     _attach_bert_pipeline(tokenizer, config.lowercase, config.strip_accents)
+    if config.morphemes != NO_MORPHEMES:
+        attach_morphemes(tokenizer, config.morphemes, CONTINUATION_PREFIX)
     trainer = trainers.WordPieceTrainer(
         vocab_size=config.vocab_size,
         min_frequency=config.min_frequency,
@@ -124,7 +150,7 @@ def vocabulary_in_id_order(tokenizer: Tokenizer) -> list[str]:
 
 def normalizer_settings(tokenizer: Tokenizer) -> tuple[bool, bool]:
     """(lowercase, strip_accents) as configured in the tokenizer's normalizer."""
-    normalizer = json.loads(tokenizer.to_str()).get("normalizer") or {}
+    normalizer = json.loads(tokenizer_json(tokenizer)).get("normalizer") or {}
     parts = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
     lowercase = any(part.get("lowercase") or part.get("type") == "Lowercase" for part in parts)
     # A BertNormalizer with strip_accents unset strips whenever it lowercases (BERT's rule).
@@ -149,7 +175,9 @@ def save_tokenizer(
     """Write tokenizer.json, vocab.txt, tokenizer_config.json and special_tokens_map.json.
 
     `lowercase` and `strip_accents` default to what the tokenizer's normalizer does. The folder
-    loads with transformers' AutoTokenizer.from_pretrained as well as with `load_tokenizer`.
+    loads with transformers' AutoTokenizer.from_pretrained as well as with `load_tokenizer`, except
+    that transformers does not cut morphemes: a morpheme tokenizer is marked by "prefine_morphemes"
+    in tokenizer_config.json, which only `load_tokenizer` reads (and `prefine export` refuses it).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -158,7 +186,8 @@ def save_tokenizer(
     strip_accents = detected_strip_accents if strip_accents is None else strip_accents
     special_token_ids(tokenizer)  # fail before writing anything if a special token is missing
     tokens = vocabulary_in_id_order(tokenizer)
-    tokenizer.save(str(directory / "tokenizer.json"))
+    with without_morphemes(tokenizer):
+        tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "vocab.txt").write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
     special_tokens_map = {"unk_token": UNK, "sep_token": SEP, "pad_token": PAD, "cls_token": CLS, "mask_token": MASK}
     tokenizer_config = {
@@ -175,6 +204,10 @@ def save_tokenizer(
     }
     if model_max_length is not None:
         tokenizer_config["model_max_length"] = model_max_length
+    analyser = morpheme_analyser(tokenizer)
+    if analyser is not None:
+        tokenizer_config["prefine_morphemes"] = analyser
+        tokenizer_config["prefine_morphemes_version"] = analyser_version(analyser)
     for name, content in (("tokenizer_config.json", tokenizer_config), ("special_tokens_map.json", special_tokens_map)):
         (directory / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -237,20 +270,50 @@ def _tokenizer_from_vocabulary(directory: Path) -> Tokenizer:
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:
-    """Load tokenizer.json from `directory`, or else rebuild the tokenizer from vocab.txt."""
+    """Load tokenizer.json from `directory`, or else rebuild the tokenizer from vocab.txt; either way
+    with the morpheme step when tokenizer_config.json records one."""
     directory = Path(directory)
     if (directory / "tokenizer.json").is_file():
         try:
-            return Tokenizer.from_file(str(directory / "tokenizer.json"))
+            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         except Exception as error:  # the Rust side raises a bare Exception for malformed files
             raise PrefineError(
                 f"{directory / 'tokenizer.json'} cannot be read ({error}); delete it to fall back to vocab.txt, or retrain"
             ) from None
+        return _with_recorded_morphemes(tokenizer, directory)
     if (directory / "vocab.txt").is_file():
-        return _tokenizer_from_vocabulary(directory)
+        return _with_recorded_morphemes(_tokenizer_from_vocabulary(directory), directory)
     if not directory.exists():
         raise PrefineError(f"tokenizer folder not found: {directory}; check the path")
     raise PrefineError(f"{directory} holds neither tokenizer.json nor vocab.txt; train a tokenizer or point at a BERT model folder")
+
+
+def recorded_morphemes(directory: Path) -> str | None:
+    """The morpheme analyser a saved tokenizer folder records ("kiwi"), read without loading it or the analyser."""
+    analyser = read_json_object(Path(directory) / "tokenizer_config.json", fix="fix or delete it", missing_ok=True).get("prefine_morphemes")
+    return None if analyser in (None, NO_MORPHEMES) else str(analyser)
+
+
+def _with_recorded_morphemes(tokenizer: Tokenizer, directory: Path) -> Tokenizer:
+    """Re-attach the morpheme step that tokenizer_config.json records (tokenizer.json cannot hold it)."""
+    path = directory / "tokenizer_config.json"
+    settings = read_json_object(path, fix="fix or delete it", missing_ok=True)
+    analyser = recorded_morphemes(directory)
+    if analyser is None:
+        return tokenizer
+    if analyser not in ANALYSERS:
+        raise PrefineError(
+            f"{path} records prefine_morphemes {analyser!r}, which this prefine does not know ({', '.join(ANALYSERS)}); upgrade prefine"
+        )
+    attach_morphemes(tokenizer, analyser, CONTINUATION_PREFIX)
+    recorded, installed = settings.get("prefine_morphemes_version"), analyser_version(analyser)
+    if recorded and recorded != installed:
+        warnings.warn(
+            f"{directory} was trained with {recorded} and {installed} is installed; morphemes may be cut differently "
+            f"from training (pip install 'prefine[korean]' installs the tested version)",
+            stacklevel=2,
+        )
+    return tokenizer
 
 
 def tokenizer_fingerprint(directory_or_tokenizer: Path | str | Tokenizer) -> str:
@@ -260,7 +323,14 @@ def tokenizer_fingerprint(directory_or_tokenizer: Path | str | Tokenizer) -> str
     caches must key on the tokenizer actually saved, never on the settings that trained it.
     """
     tokenizer = directory_or_tokenizer if isinstance(directory_or_tokenizer, Tokenizer) else load_tokenizer(Path(directory_or_tokenizer))
-    canonical = json.dumps(json.loads(tokenizer.to_str()), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    description = json.loads(tokenizer_json(tokenizer))
+    analyser = morpheme_analyser(tokenizer)
+    if analyser is not None:
+        # The same vocabulary with and without morphemes encodes differently, so caches must not
+        # be shared. The analyser's version stays out: a checkpoint records this fingerprint, and
+        # an upgraded kiwipiepy must not make its run unloadable (load_tokenizer warns instead).
+        description["prefine_morphemes"] = analyser
+    canonical = json.dumps(description, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -86,7 +86,8 @@ def test_unknown_preset_is_rejected_before_any_work(tmp_path, capsys):
     args = ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "r"), *TINY, "--preset", "nonexistent"]
     assert main(args) == 2
     captured = capsys.readouterr()
-    assert captured.err.strip() == "prefine: error: unknown preset 'nonexistent'; choose one of tiny, mini, small, medium, base, large"
+    presets = "auto, tiny, mini, small, medium, base, large"
+    assert captured.err.strip() == f"prefine: error: unknown preset 'nonexistent'; choose one of {presets}"
     assert captured.out == "" and not (tmp_path / "r").exists()
 
 

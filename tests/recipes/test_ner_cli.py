@@ -118,7 +118,8 @@ def test_evaluate_scores_other_formats_of_the_same_data_identically(english_run,
     printed = capsys.readouterr().out
     assert "overall" in printed and "strict IOB2" in printed and "PER" in printed
     assert json.loads(printed.strip().splitlines()[-1]) == columns
-    assert columns["sentences"] == 30 and "char_f1" not in columns
+    assert columns["sentences"] == 30 and "character_macro_f1" not in columns
+    assert columns["entity_macro_f1"] == columns["entity_macro_f1_strict"]  # words: KLUE's reading is the strict one
 
 
 def test_predict_text_gives_entity_spans_with_offsets(english_run, capsys):
@@ -142,11 +143,12 @@ def test_predict_a_file_writes_jsonl_or_conll_columns(english_run, files, tmp_pa
     assert len(blocks) == 30 and blocks[0].splitlines()[0].split("\t")[0] == records[0]["tokens"][0]
 
 
-def test_korean_character_data_gets_char_f1_and_character_offsets(korean_run, files, capsys):
+def test_korean_character_data_gets_klue_scores_and_character_offsets(korean_run, files, capsys):
     assert main(["evaluate", str(korean_run), "--data", files["ko_dev"]]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads(printed.strip().splitlines()[-1])
-    assert "character-level macro F1" in printed and metrics["char_f1"] > 0.9 and metrics["entity_f1"] > 0.9
+    assert "character-level macro F1" in printed and metrics["character_macro_f1"] > 0.9 and metrics["entity_f1"] > 0.9
+    assert metrics["entity_macro_f1"] > 0.9
     text = "홍길동은 부산에 갔다."
     assert main(["predict", str(korean_run), "--text", text]) == 0
     entities = json.loads(capsys.readouterr().out)["entities"]

@@ -486,7 +486,7 @@ def test_fine_tuning_learns_a_keyword_task_and_keeps_the_best_checkpoint(tmp_pat
         torch.set_num_threads(threads)
 
     assert result.last_eval["accuracy"] >= 0.95
-    assert set(result.last_eval) == {"loss", "accuracy", "macro_f1", "binary_f1"}
+    assert set(result.last_eval) == {"loss", "accuracy", "macro_f1", "binary_f1", "mcc"}
     assert task.last_full_metrics["confusion_matrix"] and set(task.last_full_metrics["per_class"]) == {"neg", "pos"}
     evaluations = [
         record for record in map(json.loads, (tmp_path / "run" / METRICS_FILE).read_text().splitlines()) if "eval/accuracy" in record

@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from prefine.errors import PrefineError
-from prefine.tasks.qa_data import QAExample, decode_predictions, load_squad_json, prepare_features
+from prefine.tasks.qa_data import QAExample, decode_predictions, load_squad_json, prepare_features, read_questions
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ENGLISH = [
@@ -252,6 +252,38 @@ def test_load_squad_v2_and_korquad(tmp_path):
     assert flavor == "korquad"
 
 
+def test_load_klue_mrc_with_guid_ids_and_unanswerable_questions(tmp_path):
+    # KLUE-MRC v1.1: SQuAD's layout, the id under "guid", a question_type, unanswerable questions (type 3).
+    paragraphs = [
+        {
+            "context": "세종대왕은 훈민정음을 창제하였다.",
+            "qas": [
+                {
+                    "question": "누가?",
+                    "answers": [{"text": "세종대왕", "answer_start": 0}],
+                    "question_type": 1,
+                    "is_impossible": False,
+                    "guid": "klue-mrc-v1_train_00001",
+                },
+                {
+                    "question": "언제?",
+                    "answers": [],
+                    "plausible_answers": [{"text": "훈민정음", "answer_start": 6}],
+                    "question_type": 3,
+                    "is_impossible": True,
+                    "guid": "klue-mrc-v1_train_00002",
+                },
+            ],
+        }
+    ]
+    path = _write_squad(tmp_path, paragraphs)
+    examples, flavor, report = load_squad_json(path)
+    assert flavor == "klue"
+    assert [(e.id, e.is_impossible) for e in examples] == [("klue-mrc-v1_train_00001", False), ("klue-mrc-v1_train_00002", True)]
+    assert report.mismatched == 0
+    assert [e.id for e in read_questions(path)] == ["klue-mrc-v1_train_00001", "klue-mrc-v1_train_00002"]
+
+
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(PrefineError, match="does not exist"):
         load_squad_json(tmp_path / "missing.json")
@@ -272,6 +304,8 @@ def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(PrefineError, match="no answers"):
         unanswered = {"id": "x", "question": "q", "answers": []}
         load_squad_json(_write_squad(tmp_path, [{"context": "c", "qas": [unanswered]}]))
+    with pytest.raises(PrefineError, match=r"qas\[0\] has no 'id' key \(nor KLUE-MRC's 'guid'\)"):
+        load_squad_json(_write_squad(tmp_path, [{"context": "c", "qas": [{"question": "q", "answers": []}]}]))
 
 
 def _logits_for(features, spans_by_row, null_by_row=None):

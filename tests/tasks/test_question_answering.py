@@ -214,3 +214,15 @@ def test_window_lengths_count_real_tokens(tokenizer):
     features = prepare_features(qa_examples()[:1], tokenizer, max_length=MAX_LENGTH, doc_stride=8, max_query_length=12)
     encoded = tokenizer.encode(qa_examples()[0].question, qa_examples()[0].context)
     assert len(features) == 1 and window_lengths(features).tolist() == [len(encoded.ids)]
+
+
+def test_klue_evaluation_reports_rouge_w_and_scores_unanswerable_questions(tokenizer):
+    examples = qa_examples() + [QAExample("impossible", "What color is the sky?", CONTEXTS[0], [], is_impossible=True)]
+    features = prepare_features(examples, tokenizer, max_length=MAX_LENGTH, doc_stride=8, max_query_length=12, for_training=False)
+    decoding = DecodingConfig(n_best_size=5, version_2=True)  # KLUE-MRC runs may answer "" (NO_ANSWER_FLAVORS)
+    task = QATask(QABatches(features, batch_size=4, seed=0), examples, features, "klue", decoding, 3, torch.device("cpu"))
+    metrics = task.evaluate(OracleModel(features))
+    assert metrics["exact_match"] == metrics["rouge_w"] == metrics["NoAns_rouge_w"] == metrics["HasAns_rouge_w"] == 100.0
+    assert task.last_evaluation.predictions["impossible"] == ""
+    assert task.last_evaluation.scores["NoAns_total"] == 1 and "NoAns_total" not in metrics
+    assert set(metrics) <= set(QATask.metric_directions)  # every logged KLUE score can pick the checkpoint
