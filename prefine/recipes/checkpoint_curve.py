@@ -6,7 +6,10 @@ against the pre-training time and tokens that checkpoint cost. Where the curve i
 training longer pays; where it is flat, it does not.
 
 This module finds and describes the checkpoints and draws the table and the plot; the fine-tunes
-themselves run in `prefine.recipes.finetune.run_checkpoint_comparison`.
+themselves run in `prefine.recipes.compare.run_checkpoint_comparison`. With several seeds every
+point carries its uncertainty: the table gives each checkpoint's mean ± spread and its gain over
+random weights with the 95% interval paired over seeds (the verdict only where it excludes zero),
+and the plot draws each point's 95% interval of the mean, so "still rising" is read against noise.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from prefine.checkpoint import CHECKPOINTS_DIR, METRICS_FILE, WEIGHTS_FILE, is_run_dir, load_trainer_state, read_run
 from prefine.errors import PrefineError
+from prefine.metrics.intervals import paired_gain, t_quantile_975
 
 CHECKPOINTS_HELP = (
     "fine-tune from saved checkpoints of the --init pre-training run instead of only its final weights: "
@@ -167,13 +171,38 @@ def _fraction_key(fraction: float) -> str:
     return f"{fraction:g}"
 
 
+def _per_seed(row: dict, fraction: float) -> list[float]:
+    result = next(r for r in row["results"] if r["fraction"] == fraction)
+    return result.get("per_seed") or [result["value"]]
+
+
+def _cell(row: dict, scratch: dict | None, fraction: float) -> str:
+    """A point's mean (± spread over seeds) and, beside random weights, its paired gain and 95% interval."""
+    values = _per_seed(row, fraction)
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.4f}"
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    text = f"{mean:.4f} ± {spread:.4f}"
+    if scratch is None or row is scratch:
+        return text
+    gain = paired_gain(values, _per_seed(scratch, fraction))
+    assert gain.low is not None and gain.high is not None  # two or more seeds
+    return f"{text}, gain {gain.mean:+.4f} [{gain.low:+.4f}, {gain.high:+.4f}] {gain.verdict}"
+
+
 def format_checkpoint_table(rows: list[dict]) -> str:
-    """One row per start point (scratch first), one column per label fraction."""
+    """One row per start point (scratch first), one column per label fraction.
+
+    With several seeds a cell reads "mean ± spread, gain +g [low, high] verdict": the gain over
+    random weights paired by seed, its 95% t-interval, and "helped"/"hurt" only where it excludes zero.
+    """
     if not rows:
         return ""
     metric = rows[0]["metric"]
     fractions = [result["fraction"] for result in rows[0]["results"]]
     examples = {result["fraction"]: result["examples"] for result in rows[0]["results"]}
+    scratch = next((row for row in rows if row["from_scratch"]), None)
     header = (
         "| step | pre-training time | tokens seen | MLM accuracy | "
         + " | ".join(f"{metric} @ {fraction:g} ({examples[fraction]} ex.)" for fraction in fractions)
@@ -183,9 +212,18 @@ def format_checkpoint_table(rows: list[dict]) -> str:
     for row in rows:
         step = "scratch (0)" if row["from_scratch"] else str(row["step"])
         mlm = "-" if row["mlm_accuracy"] is None else f"{row['mlm_accuracy']:.4f}"
-        values = " | ".join(f"{result['value']:.4f}" for result in row["results"])
+        values = " | ".join(_cell(row, scratch, fraction) for fraction in fractions)
         lines.append(f"| {step} | {format_duration(row['pretraining_seconds'])} | {format_count(row['tokens_seen'])} | {mlm} | {values} |")
     return "\n".join(lines)
+
+
+def _half_width(values: list[float]) -> float:
+    """Half the 95% t-interval of the mean of `values` (0 for one value: no interval)."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return t_quantile_975(len(values) - 1) * spread / len(values) ** 0.5
 
 
 def _time_axis(rows: list[dict]) -> tuple[str, float]:
@@ -250,9 +288,13 @@ def plot_checkpoint_curve(rows: list[dict], path: Path) -> Path | None:
         for index, fraction_result in enumerate(rows[0]["results"]):
             fraction = fraction_result["fraction"]
             values = [next(r["value"] for r in row["results"] if r["fraction"] == fraction) for _, row in points]
-            axes.plot(
+            # Each point's 95% interval of the mean over seeds (none with one seed).
+            errors = [_half_width(_per_seed(row, fraction)) for _, row in points]
+            axes.errorbar(
                 [x for x, _ in points],
                 values,
+                yerr=errors if any(errors) else None,
+                capsize=3,
                 marker=markers[index % len(markers)],
                 label=f"{fraction * 100:g}% of labels ({fraction_result['examples']} examples)",
             )
@@ -262,7 +304,11 @@ def plot_checkpoint_curve(rows: list[dict], path: Path) -> Path | None:
             axes.xaxis.set_major_formatter(EngFormatter())
     all_axes[0].set_ylabel(f"fine-tuned {metric}")
     all_axes[0].legend(title="x = 0: random weights", fontsize="small")
-    figure.suptitle("How much pre-training is enough? Fine-tuned from each checkpoint")
+    seeds = len(_per_seed(rows[0], rows[0]["results"][0]["fraction"]))
+    figure.suptitle(
+        "How much pre-training is enough? Fine-tuned from each checkpoint"
+        + (f" (mean of {seeds} seeds, bars: 95% interval)" if seeds > 1 else " (one seed: no interval)")
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure).print_png(str(path))

@@ -260,3 +260,25 @@ def test_table_and_plot_show_cost_and_fall_back_to_steps(tmp_path):
     assert [key for key, _, _ in plot_panels(older)] == ["step"]
     assert [key for key, _, _ in plot_panels([older[0], row(1000, 90.0, None, (0.6, 0.7))])] == ["pretraining_seconds", "step"]
     assert plot_checkpoint_curve(older, tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_with_seeds_each_point_shows_its_spread_and_its_gain_interval(tmp_path):
+    def row(step, per_seed):
+        return {
+            "step": step,
+            "from_scratch": step == 0,
+            "checkpoint": None,
+            "pretraining_seconds": 0.0 if step == 0 else 60.0 * step,
+            "tokens_seen": 1000 * step,
+            "mlm_accuracy": None,
+            "metric": "accuracy",
+            "results": [{"fraction": 1.0, "examples": 100, "value": sum(per_seed) / 3, "per_seed": per_seed, "run": ""}],
+        }
+
+    rows = [row(0, [0.50, 0.60, 0.55]), row(1, [0.52, 0.58, 0.57]), row(2, [0.70, 0.80, 0.75])]
+    table = format_checkpoint_table(rows)
+    assert "| scratch (0) | 0s | 0 | - | 0.5500 ± 0.0500 |" in table
+    # Gains paired by seed: +0.02, -0.02, +0.02 (mean +0.0067, interval spans zero); +0.20 each (helped).
+    assert "0.5567 ± 0.0321, gain +0.0067 [-0.0507, +0.0640] no clear difference |" in table
+    assert "0.7500 ± 0.0500, gain +0.2000 [+0.2000, +0.2000] helped |" in table
+    assert plot_checkpoint_curve(rows, tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
