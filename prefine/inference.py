@@ -20,6 +20,7 @@ from prefine.checkpoint import RUN_FILE, TOKENIZER_DIR, is_run_dir, load_model_c
 from prefine.errors import PrefineError
 from prefine.interop import load_into
 from prefine.interop.initial_weights import check_tokenizer_matches, resolve_init
+from prefine.interop.onnx_runtime import BACKENDS, require_onnx_backend, use_onnx_encoder
 from prefine.model import BertForPreTraining, config_from_dict
 from prefine.model.electra import ElectraPreTrainingModel, load_electra_state
 from prefine.registry import RunRegistry
@@ -52,10 +53,37 @@ def resolve_run_dir(run: str, registry: str = "") -> Path:
     return record.artifact_path
 
 
-def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str = "") -> Predictor | MaskedLMPredictor:
-    """The run's model ready for inference, with its task's predictor (or a fill-mask predictor for pre-training)."""
+def check_backend(run_dir: Path, backend: str) -> None:
+    """Refuse, in one line and before any weights load, a run `backend` cannot compute (or a missing onnx extra)."""
+    if backend not in BACKENDS:
+        raise PrefineError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return
+    saved = read_run(run_dir)
+    if saved.get("kind") != "finetune" or not saved.get("task"):
+        raise PrefineError(f"--backend {backend} runs fine-tuned runs; {run_dir} is a {saved.get('kind')} run: use --backend torch")
+    task = get_task(saved["task"])
+    try:
+        task.onnx_outputs()  # what refuses a task without one encoder forward, for `export --format onnx` too
+    except PrefineError:
+        raise PrefineError(
+            f"--backend {backend} runs tasks that answer in one encoder forward (those --format onnx exports); "
+            f"a {task.name} run does not: use --backend torch"
+        ) from None
+    require_onnx_backend(backend)
+
+
+def load_run(
+    run: str | Path, device: torch.device | str = "cpu", registry: str = "", backend: str = "torch", cache_dir: Path | None = None
+) -> Predictor | MaskedLMPredictor:
+    """The run's model ready for inference, with its task's predictor (or a fill-mask predictor for pre-training).
+
+    With `backend` "onnx" or "onnx-int8" the encoder runs in ONNX Runtime on the CPU (whatever
+    `device` says), its graphs cached under `cache_dir`.
+    """
     run_dir = resolve_run_dir(str(run), registry)
-    device = torch.device(device)
+    check_backend(run_dir, backend)
+    device = torch.device(device) if backend == "torch" else torch.device("cpu")
     saved = read_run(run_dir)
     if saved.get("kind") == "pretrain":
         return masked_lm_from_init(resolve_init(str(run_dir)), device)
@@ -74,6 +102,10 @@ def load_run(run: str | Path, device: torch.device | str = "cpu", registry: str 
     task = get_task(saved["task"])
     model = task.build_model(config, head)
     model.load_state_dict(load_weights(checkpoint))
+    if backend != "torch":
+        if cache_dir is None:
+            raise ValueError("an ONNX backend needs the cache_dir its graphs are kept in")
+        model = use_onnx_encoder(model, backend, cache_dir)
     return task.predictor(model, tokenizer, saved, head, device)
 
 

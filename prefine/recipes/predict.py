@@ -1,7 +1,9 @@
 """`prefine evaluate` and `prefine predict`: score or apply any fine-tuned run, whatever its task.
 
 Both load the run once through `prefine.inference.load_run` (model in eval mode, tokenizer
-prepared once) and hand over to the run's task predictor. Their flags come from the dataclasses
+prepared once) and hand over to the run's task predictor; `--backend onnx|onnx-int8` has ONNX
+Runtime compute the encoder on the CPU (graphs cached under $PREFINE_CACHE), the task's code
+unchanged around it. Their flags come from the dataclasses
 below plus each task's `predict_config` (e.g. QA's --question and --context); a task flag
 given to a run of another task is an error, not silently ignored.
 """
@@ -18,6 +20,8 @@ from typing import Literal
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.inference import load_run
+from prefine.interop.onnx_runtime import BACKEND_HELP, Backend
+from prefine.recipes.common import default_cache_dir
 from prefine.tasks.interface import Predictor, all_tasks, reject_foreign_flags
 from prefine.training import resolve_device
 
@@ -27,6 +31,7 @@ class EvaluateConfig:
     run: str = option("", "a fine-tuned run: its folder, or its name in the registry", positional=True)
     data: str = option("", "labelled data in the run's training format (same columns, or SQuAD JSON for QA)")
     batch_size: int = option(64, "examples per batch")
+    backend: Backend = option("torch", BACKEND_HELP)
     registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
 
 
@@ -39,6 +44,7 @@ class PredictConfig:
     format: Literal["jsonl", "tsv"] = option("jsonl", "output format of classification predictions")
     output: str = option("-", "where to write predictions (- for stdout)")
     batch_size: int = option(64, "examples per batch")
+    backend: Backend = option("torch", BACKEND_HELP)
     registry: str = option("", "registry to look a run name up in (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
 
 
@@ -64,7 +70,7 @@ def evaluate_from_args(args: argparse.Namespace) -> int:
     config = from_args(EvaluateConfig, args)
     if not config.data:
         raise PrefineError("pass --data FILE with labelled examples to score the run on")
-    predictor = load_run(config.run, resolve_device("auto"), config.registry)
+    predictor = load_run(config.run, resolve_device("auto"), config.registry, config.backend, default_cache_dir())
     if not isinstance(predictor, Predictor):
         raise PrefineError(
             f"{config.run} is a pre-training run; evaluate the runs fine-tuned from it (prefine finetune --init {config.run})"
@@ -106,7 +112,7 @@ def _selection_of(saved: dict, data: str) -> str:
 def predict_from_args(args: argparse.Namespace) -> int:
 
     config = from_args(PredictConfig, args)
-    predictor = load_run(config.run, resolve_device("auto"), config.registry)
+    predictor = load_run(config.run, resolve_device("auto"), config.registry, config.backend, default_cache_dir())
     if not isinstance(predictor, Predictor):
         raise PrefineError(f'{config.run} is a pre-training run; try it with prefine fill-mask {config.run} "text with a [MASK]"')
     task = predictor.task

@@ -1,8 +1,9 @@
 """`prefine serve`: put runs behind an HTTP API with dynamic batching, and a web page to try them.
 
 Checks everything first (the serve extra is installed, the flags make sense, every run exists
-under a unique name, the port is free), then loads each run once and serves until Ctrl-C or
-SIGTERM, which stop accepting connections, let the requests in flight finish, and exit 0.
+under a unique name and can run on --backend, the port is free), then loads each run once and
+serves until Ctrl-C or SIGTERM, which stop accepting connections, let the requests in flight
+finish, and exit 0.
 The app itself lives in `prefine.serve`.
 """
 
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
+from prefine.inference import check_backend
+from prefine.interop.onnx_runtime import BACKEND_HELP, Backend
+from prefine.recipes.common import default_cache_dir
 from prefine.registry import default_registry_path
 from prefine.serve.models import RunReference, check_unique_names, load_served_model
 from prefine.training import resolve_device
@@ -44,7 +48,8 @@ class ServeConfig:
     max_inputs: int = option(64, "most inputs in one request (more: 413)")
     max_chars: int = option(10_000, "most characters in one text field of an input (more: 413)")
     device: str = option("auto", "cpu, cuda, cuda:1, ... or auto (CUDA when available)")
-    num_threads: int = option(0, "CPU threads for PyTorch (0: PyTorch's default)")
+    num_threads: int = option(0, "CPU threads for PyTorch and ONNX Runtime (0: PyTorch's default)")
+    backend: Backend = option("torch", BACKEND_HELP)
     registry: str = option("", "registry to look run names up in and to show on /runs (default: $PREFINE_REGISTRY or runs/registry.sqlite)")
     access_log: bool = option(False, "log every request (costs throughput under load)")
 
@@ -115,7 +120,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
     references = [RunReference.parse(argument, config.registry) for argument in config.runs]
     check_unique_names(references)
-    device = resolve_device(config.device)
+    for reference in references:
+        check_backend(reference.run_dir, config.backend)
+    device = resolve_device(config.device) if config.backend == "torch" else resolve_device("cpu")
     api_key = config.api_key or os.environ.get(API_KEY_ENV_VAR, "")
     sock = bind_socket(config.host, config.port)
     # oneDNN keeps compiled kernels for every input shape it has seen (up to 1,024); a server sees
@@ -131,7 +138,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
         models = []
         for reference in references:
             print(f"loading {reference.name} from {reference.run_dir}", file=sys.stderr, flush=True)
-            models.append(load_served_model(reference, device))
+            models.append(load_served_model(reference, device, config.backend, default_cache_dir()))
         registry_path = Path(config.registry) if config.registry else default_registry_path(None)
         if not is_loopback(config.host) and not api_key:
             print(

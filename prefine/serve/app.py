@@ -5,8 +5,8 @@ Routes:
   GET  /runs             the page of the run registry: runs table, lineage, learning curves
   GET  /health           the process is up
   GET  /ready            every model is loaded and its batcher running (503 until then and while stopping)
-  GET  /metrics          Prometheus text: requests, errors, latency, batch sizes, queue depth
-  GET  /v1/models        what is served, and what one input of each model holds
+  GET  /metrics          Prometheus text: requests, errors, latency, batch sizes, queue depth, each model's backend
+  GET  /v1/models        what is served, what one input of each model holds, and what computes it ("backend")
   POST /v1/predict       {"model": NAME, "inputs": [...], "options": {...}} -> {"model", "outputs": [...]}
   POST /v1/stream        the same body -> newline-delimited JSON events, for models that stream (below)
   GET  /v1/runs          the registry's runs; /v1/runs/NAME: one run with its lineage;
@@ -196,6 +196,8 @@ class ServingState:
         self.limits = limits
         self.device = torch.device(device)
         self.metrics = ServerMetrics()
+        for model in models:
+            self.metrics.backend.set(model.name, model.backend, value=1)
         self.batchers: dict[str, DynamicBatcher] = {}
         self.ready = False
         self.executor: ThreadPoolExecutor | None = None

@@ -1,8 +1,8 @@
 """Server metrics in the Prometheus text exposition format, for `prefine serve`'s /metrics.
 
 Counters, gauges and histograms with labels, kept in memory and rendered on request. A few
-dozen lines cover what the server reports (requests, errors, latency, batch sizes, queue depth),
-so the serve extra does not need prometheus_client; the output follows the text format version
+dozen lines cover what the server reports (requests, errors, latency, batch sizes, queue depth,
+which backend computes each model), so the serve extra does not need prometheus_client; the output follows the text format version
 0.0.4 that every Prometheus-compatible scraper reads.
 """
 
@@ -126,7 +126,12 @@ class ServerMetrics:
         )
         self.queue_depth = Gauge("prefine_queue_depth", "Requests waiting for a forward pass, by model.", ("model",))
         self.in_flight = Gauge("prefine_requests_in_flight", "Requests being predicted right now, by model.", ("model",))
+        self.backend = Gauge(
+            "prefine_model_backend",
+            "1 for what computes each model's encoder (prefine serve --backend): torch, onnx or onnx-int8.",
+            ("model", "backend"),
+        )
 
     def render(self) -> str:
-        metrics = (self.requests, self.errors, self.examples, self.latency, self.batch_size, self.queue_depth, self.in_flight)
+        metrics = (self.requests, self.errors, self.examples, self.latency, self.batch_size, self.queue_depth, self.in_flight, self.backend)
         return "\n".join(line for metric in metrics for line in metric.render()) + "\n"

@@ -55,6 +55,7 @@ class ServedModel:
     predictor: Any
     input_fields: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)  # option name -> default value
+    backend: str = "torch"  # what computes the encoder (`prefine serve --backend`)
 
     @property
     def streams(self) -> bool:
@@ -72,6 +73,7 @@ class ServedModel:
             "input_fields": list(self.input_fields),
             "options": self.options,
             "streams": self.streams,
+            "backend": self.backend,
         }
 
     def check_options(self, options: dict[str, Any]) -> None:
@@ -101,10 +103,10 @@ def predictor_options(predictor: Any) -> dict[str, Any]:
     }
 
 
-def load_served_model(reference: RunReference, device: torch.device) -> ServedModel:
-    """Load one run for serving (eval mode, on `device`) and describe it."""
+def load_served_model(reference: RunReference, device: torch.device, backend: str = "torch", cache_dir: Path | None = None) -> ServedModel:
+    """Load one run for serving (eval mode, on `device`, its encoder computed by `backend`) and describe it."""
 
-    predictor = load_run(reference.run_dir, device)
+    predictor = load_run(reference.run_dir, device, backend=backend, cache_dir=cache_dir)
     saved = read_run(reference.run_dir)
     task = getattr(predictor, "task", None)
     if task is not None:
@@ -120,6 +122,7 @@ def load_served_model(reference: RunReference, device: torch.device) -> ServedMo
         predictor=predictor,
         input_fields=tuple(getattr(predictor, "input_fields", ("text",))),
         options=predictor_options(predictor),
+        backend=backend,
     )
 
 

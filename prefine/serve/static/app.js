@@ -27,7 +27,7 @@ function selected() {
 function showModel() {
   const model = selected();
   if (!model) return;
-  document.getElementById("model-info").textContent = `${model.task}: ${model.description}`;
+  document.getElementById("model-info").textContent = `${model.task}: ${model.description} (backend: ${model.backend || "torch"})`;
   fieldsBox.replaceChildren();
   for (const field of model.input_fields) {
     const id = "field-" + field;
