@@ -282,11 +282,13 @@ def read_records(path_or_name: str | Path, split: str | None = None, column_name
     path = Path(name).expanduser()
     if path.is_file():
         kind = _file_format(path)
-        if column_names is not None and kind == "jsonl":
+        table = _read_jsonl(path) if kind == "jsonl" else _read_delimited(path, "\t" if kind == "tsv" else ",", column_names)
+        # JSON names its own fields. --columns on it is a mistake, unless the records carry exactly
+        # those names: a dev split prefine carved out of a headerless TSV is written that way.
+        if column_names is not None and kind == "jsonl" and list(table.columns) != check_column_names(column_names):
             raise PrefineError(
                 f"{path} is JSON, whose records name their own fields; drop --columns (it is for TSV/CSV files without a header)"
             )
-        table = _read_jsonl(path) if kind == "jsonl" else _read_delimited(path, "\t" if kind == "tsv" else ",", column_names)
         if not len(table):
             raise PrefineError(f"{path} holds no records; point at a file with data")
         return table

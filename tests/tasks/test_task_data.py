@@ -64,7 +64,9 @@ def test_headerless_reading_errors_name_the_file_the_line_and_the_fix(tmp_path):
     json_file = tmp_path / "data.jsonl"
     json_file.write_text('{"text": "a", "label": 1}\n', encoding="utf-8")
     with pytest.raises(PrefineError, match="data.jsonl is JSON, whose records name their own fields; drop --columns"):
-        read_records(json_file, column_names=["text", "label"])
+        read_records(json_file, column_names=["sentence", "label"])
+    # A dev split prefine carved out of a headerless file is JSON with exactly the --columns names.
+    assert list(read_records(json_file, column_names=["text", "label"]).columns) == ["text", "label"]
     with pytest.raises(PrefineError, match="names label more than once"):
         read_records(path, column_names=["label", "label", "mark", "sentence"])
     with pytest.raises(PrefineError, match="has an empty name"):
