@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command nee
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, after main() has set the environment torch reads when it loads (--deterministic).
-    from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart
+    from prefine.recipes import compare, fill_mask, finetune, generate, predict, pretrain, quickstart, suite
     from prefine.recipes import serve as serve_recipe
     from prefine.recipes.export import add_export_command
     from prefine.registry import add_registry_commands
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_commands(subparsers)
     generate.add_command(subparsers)
     compare.add_command(subparsers)
+    suite.add_command(subparsers)
     add_export_command(subparsers)
     add_registry_commands(subparsers)
     serve_recipe.add_command(subparsers)
