@@ -23,7 +23,7 @@ from three measured inputs, and prints the choice and its reason in one line:
 `choose_vocab_size` and `choose_preset` are pure functions of their inputs, so a recorded choice
 (run.json's "budget_choice": inputs, choice, reason) can be re-derived; only the timing varies
 between machines, which is the point. benchmarks/objectives.py measures the choice against the
-alternatives (docs/pretraining-defaults.md, "Size and vocabulary for a budget").
+alternatives (docs/pretraining-on-a-budget.md, "Size and vocabulary for a budget").
 """
 
 from __future__ import annotations
