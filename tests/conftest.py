@@ -75,7 +75,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("PREFINE_REGISTRY", raising=False)
 
 
-def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, seed: int = 0) -> Path:
+def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, seed: int = 0, max_positions: int = 64) -> Path:
     """A tiny random BERT as a `prefine pretrain` run folder holds it (tokenizer/, checkpoints/, run.json), to fine-tune from."""
     import dataclasses
 
@@ -93,7 +93,7 @@ def write_tiny_bert_run(run_dir: Path, texts: list[str], vocab_size: int = 300, 
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=max_positions,
     )
     torch.manual_seed(seed)
     checkpoint_config = {

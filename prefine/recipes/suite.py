@@ -277,7 +277,15 @@ def plan_suite(
             skipped[entry.name] = f"not in {where}" if config.data and not reason else sources
             continue
         task = get_task(entry.task)
-        data = _data_config(task, {**entry.data, **(entry.hub_data if not config.data else {})}, init.config)
+        try:
+            data = _data_config(task, {**entry.data, **(entry.hub_data if not config.data else {})}, init.config)
+        except PrefineError as error:
+            # A model with few positions (a toy) can be too short for a task's inputs (MRC's 64-token questions).
+            why = f"the model's {init.config.max_position_embeddings} positions are too few for its inputs ({error})"
+            if chosen is not None:
+                raise PrefineError(f"--tasks {entry.name}: {why}") from None
+            skipped[entry.name] = why
+            continue
         task_run = dataclasses.replace(run, task=task.name, init=config.init, epochs=run_overrides.get("epochs", entry.epochs))
         per_task: dict[str, Any] = {"batch_size": entry.batch_size, "learning_rate": _scaled_learning_rate(entry, init.config)}
         if entry.select_on:

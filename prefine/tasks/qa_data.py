@@ -15,6 +15,10 @@ The pipeline has three steps:
    particles glued to an answer ("세종대왕은") or irregular whitespace need no special rules.
 3. `decode_predictions` turns start/end logits of every window into the best character span of
    the original context, merging the windows of one question.
+
+`split_squad_dataset` carves a dev split out of a training file for checkpoint selection. It
+holds out whole articles, not questions: the questions of a paragraph share its context, so a
+question-level split would put the same context on both sides and flatter the selection score.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tokenizers import Tokenizer
 
 from prefine.errors import PrefineError
 from prefine.metrics.squad import NO_ANSWER_FLAVORS, Flavor, detect_flavor
+from prefine.tasks.selection import PASS_DEV_AND_TEST, stratified_dev_indices
 from prefine.tokenizer import copy_tokenizer
 
 # How many mismatched answers the report quotes; the count covers all of them.
@@ -193,6 +198,99 @@ def _check_answers(example: QAExample, report: AnswerCheckReport) -> None:
             report.examples.append({"id": example.id, "text": answer["text"], "answer_start": start, "found": found})
     if matches and not any(matches):
         report.unusable_question_ids.append(example.id)
+
+
+@dataclass
+class SquadSplit:
+    """A SQuAD-format dataset cut in two: each part the original object with only its own articles or paragraphs."""
+
+    train: dict[str, Any]
+    dev: dict[str, Any]
+    num_train: int  # questions
+    num_dev: int
+    grouped_by: str  # "article", or "paragraph" when the file has too few articles (see `split_squad_dataset`)
+    num_groups: int  # articles (or paragraphs) the split chose among
+
+
+def _question_count(paragraph: dict) -> int:
+    return len(paragraph["qas"])
+
+
+def _article_groups(articles: list[dict]) -> list[list[int]]:
+    """Article indices grouped so that no title and no context spans two groups, in file order.
+
+    Entries with the same title are one document (a Wikipedia page cut into entries), and an
+    entry without a title is its own. Entries sharing a context are merged too: the leak a
+    grouped split prevents is a context seen on both sides, whatever the titles say.
+    """
+    parent = list(range(len(articles)))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    first_with: dict[tuple[str, str], int] = {}
+    for index, article in enumerate(articles):
+        title = article.get("title")
+        keys = [("title", title)] if isinstance(title, str) and title.strip() else []
+        keys += [("context", paragraph["context"]) for paragraph in article["paragraphs"]]
+        for key in keys:
+            if key in first_with:
+                parent[root(index)] = root(first_with[key])
+            else:
+                first_with[key] = index
+    groups: dict[int, list[int]] = {}
+    for index in range(len(articles)):
+        groups.setdefault(root(index), []).append(index)
+    return sorted(groups.values(), key=lambda members: members[0])
+
+
+def split_squad_dataset(dataset_json: dict[str, Any], fraction: float, seed: int, source: str = "--train") -> SquadSplit:
+    """Hold out a seeded `fraction` of a SQuAD-format dataset's articles (see `_article_groups`) as the dev part.
+
+    `round(fraction * articles)` articles go to dev (`selection.stratified_dev_indices`, so the
+    seeding matches every other task's split), which holds out about `fraction` of the questions.
+    When that rounds to no article, or the file is one article, the split falls back to
+    paragraphs, grouped by context so that no context is on both sides; `grouped_by` says which
+    was used. Articles and paragraphs without questions stay in training (a dev part must have
+    something to score). Every other key (version, title, KLUE-MRC's guid/question_type/
+    news_category, ...) is kept, so each part is read and scored exactly like the original file.
+    The counts are questions, as `load_squad_json` reads them.
+    """
+    articles = dataset_json["data"]
+    article_groups = [
+        group for group in _article_groups(articles) if any(_question_count(p) for index in group for p in articles[index]["paragraphs"])
+    ]
+    # Places are (article, paragraph) pairs; a group of places goes to one side whole.
+    groups = [[(index, number) for index in group for number in range(len(articles[index]["paragraphs"]))] for group in article_groups]
+    grouped_by = "article"
+    # A fraction of too few articles rounds to none: split by paragraph instead (the caller says so).
+    if len(groups) < 2 or int(round(len(groups) * fraction)) < 1:
+        grouped_by = "paragraph"
+        by_context: dict[str, list[tuple[int, int]]] = {}
+        for index, article in enumerate(articles):
+            for number, paragraph in enumerate(article["paragraphs"]):
+                if _question_count(paragraph):
+                    by_context.setdefault(paragraph["context"], []).append((index, number))
+        groups = list(by_context.values())
+        if len(groups) < 2:
+            raise PrefineError(
+                f"{source} asks all its questions about one context, so any dev split would share it with training; {PASS_DEV_AND_TEST}"
+            )
+    dev_groups, _ = stratified_dev_indices(None, len(groups), fraction, seed)
+    in_dev = {place for group in dev_groups.tolist() for place in groups[group]}
+    sides: tuple[list[dict], list[dict]] = ([], [])
+    for index, article in enumerate(articles):
+        for side, to_dev in zip(sides, (False, True)):
+            kept = [p for number, p in enumerate(article["paragraphs"]) if ((index, number) in in_dev) == to_dev]
+            if kept:
+                # The article itself when it goes whole, so every key it has is written back unchanged.
+                side.append(article if len(kept) == len(article["paragraphs"]) else {**article, "paragraphs": kept})
+    train, dev = ({**dataset_json, "data": side} for side in sides)
+    num_train, num_dev = (sum(_question_count(p) for article in side for p in article["paragraphs"]) for side in sides)
+    return SquadSplit(train, dev, num_train, num_dev, grouped_by, len(groups))
 
 
 @dataclass

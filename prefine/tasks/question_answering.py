@@ -17,6 +17,11 @@ This module puts those windows on the fine-tuning interface:
    questions for `prefine predict / evaluate` and `prefine serve`. A fine-tuned run ends with
    the official `predictions.json` ({question id: answer}), `nbest_predictions.json` and
    `eval_metrics.json` of the best checkpoint on the eval set.
+4. `QAFinetuneTask.split_dev` carves the selection split `prefine finetune --test` (without
+   --eval), `prefine compare` and `prefine suite` choose checkpoints on out of --train: whole
+   articles, since questions on one paragraph share its context (`qa_data.split_squad_dataset`;
+   by paragraph when the file has too few articles, and it says so), written back as SQuAD JSON
+   with every field kept, so the parts are read and scored in the file's own flavor.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import numpy as np
@@ -38,7 +44,17 @@ from prefine.metrics.squad import NO_ANSWER_FLAVORS, Flavor, evaluate_prediction
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.tasks.batching import SeekableBatches, TrainsOnBatches
 from prefine.tasks.interface import Evaluation, FinetuneTask, Predictor, PreparedData, notice_once, register_task, subsample_indices
-from prefine.tasks.qa_data import QAExample, QAFeatures, decode_predictions, load_squad_json, prepare_features, read_questions
+from prefine.tasks.qa_data import (
+    QAExample,
+    QAFeatures,
+    decode_predictions,
+    load_squad_json,
+    prepare_features,
+    read_json_file,
+    read_questions,
+    split_squad_dataset,
+)
+from prefine.tasks.selection import DevSplit
 from prefine.training.loop import TrainingTask
 
 # Logit given to the padding positions a trimmed batch never computed: the same "never an
@@ -405,6 +421,18 @@ class QAPredictor(Predictor):
         return len(predictions)
 
 
+def write_squad_part(path: Path, dataset_json: dict[str, Any]) -> str:
+    """One part of a split as a SQuAD object on a single line.
+
+    The recipes look for a carved split at dev-split/train.jsonl and dev.jsonl on every rank
+    (`finetune.scoring_for`), so those are the names; one object on one line is both the SQuAD
+    JSON `load_squad_json` reads and a valid JSON-lines file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataset_json, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(path)
+
+
 @dataclass
 class PreparedQA:
     train_features: QAFeatures
@@ -417,7 +445,7 @@ class PreparedQA:
 class QAFinetuneTask(FinetuneTask):
     name = "qa"
     aliases = ("question-answering",)
-    help = "extractive question answering on SQuAD-format JSON (SQuAD v1.1/v2.0, KorQuAD 1.0)"
+    help = "extractive question answering on SQuAD-format JSON (SQuAD v1.1/v2.0, KorQuAD 1.0, KLUE-MRC)"
     data_config = QADataConfig
     predict_config = QAPredictConfig
     architecture = "BertForQuestionAnswering"
@@ -434,6 +462,25 @@ class QAFinetuneTask(FinetuneTask):
         load_qa_file(train, "--train")
         if eval:
             load_qa_file(eval, "--eval")
+
+    def split_dev(self, train: str, data: QADataConfig, fraction: float, seed: int, folder: Path) -> DevSplit:
+        load_qa_file(train, "--train")  # the format checks, with their one-line errors, before the raw JSON is cut
+        split = split_squad_dataset(read_json_file(Path(train)), fraction, seed, source=train)
+        if split.grouped_by != "article":
+            notice_once(
+                f"{train}: the dev split holds out whole paragraphs, not articles: {split.num_groups} paragraph(s) "
+                f"but too few articles (titles) to hold out {fraction:g} of them; articles may be on both sides, contexts are not"
+            )
+        # num_train/num_dev count questions; grouped_by is "article", or "paragraph" when the file
+        # had too few articles (qa_data.split_squad_dataset).
+        return DevSplit(
+            train=write_squad_part(folder / "train.jsonl", split.train),
+            dev=write_squad_part(folder / "dev.jsonl", split.dev),
+            num_train=split.num_train,
+            num_dev=split.num_dev,
+            stratified=False,  # no labels to keep shares of; the groups are drawn at random
+            grouped_by=split.grouped_by,
+        )
 
     def prepare(self, train: str, eval: str | None, data: QADataConfig, tokenizer: Tokenizer, fraction: float, seed: int) -> PreparedData:
         train_examples, train_flavor = load_qa_file(train, "--train")

@@ -45,6 +45,9 @@ class DevSplit:
     num_train: int
     num_dev: int
     stratified: bool  # whether each label kept its share on both sides
+    # What was held out whole so related examples never sit on both sides ("article",
+    # "paragraph" for QA); "" when single examples were drawn.
+    grouped_by: str = ""
 
 
 @dataclass
@@ -136,7 +139,7 @@ def write_split(folder: Path, records: Sequence[dict[str, Any]], dev_indices: np
 
 
 def describe_split(split: DevSplit, train: str, fraction: float, seed: int) -> str:
-    how = "stratified by label" if split.stratified else "random"
+    how = ("stratified by label" if split.stratified else "random") + (f", whole {split.grouped_by}s" if split.grouped_by else "")
     return f"a dev split of {fraction:g} of {train} ({split.num_dev} examples, seed {seed}, {how}; {split.num_train} left to train on)"
 
 
@@ -153,6 +156,7 @@ def carve_dev_split(task: Any, train: str, data: Any, fraction: float, seed: int
             "fraction": fraction,
             "seed": seed,
             "stratified": split.stratified,
+            "grouped_by": split.grouped_by,
             "train": split.train,
             "dev": split.dev,
             "num_train": split.num_train,

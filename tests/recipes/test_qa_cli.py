@@ -153,6 +153,34 @@ def last_json_line(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def test_finetune_with_test_and_no_eval_selects_on_whole_articles_of_train_and_reports_the_test_file(init_run, qa_files, tmp_path):
+    # The training file as 16 articles of 4 questions: the carved split holds out whole articles.
+    dataset = json.loads(Path(qa_files["train"]).read_text(encoding="utf-8"))
+    paragraphs = dataset["data"][0]["paragraphs"]
+    dataset["data"] = [
+        {"title": f"colors {start // 4}", "paragraphs": paragraphs[start : start + 4]} for start in range(0, len(paragraphs), 4)
+    ]
+    train = write_json(tmp_path / "articles.json", dataset)
+    out = tmp_path / "carved"
+    flags = ["--task", "qa", "--init", str(init_run), "--train", train, "--test", qa_files["dev"], "--out", str(out)]
+    assert main(["finetune", *flags, "--max-steps", "4", "--eval-every", "2", *QA_FLAGS, *TRAINING_FLAGS]) == 0
+    scoring = read_run(out)["scoring"]
+    carved = scoring["dev_split"]
+    assert scoring["selected_on"] == carved["dev"] == str(out / "dev-split" / "dev.jsonl")
+    assert scoring["reported_on"] == qa_files["dev"] and scoring["report_chose_nothing"] is True
+    assert (carved["num_train"], carved["num_dev"]) == (56, 8) and carved["fraction"] == 0.1  # questions: 2 of 16 articles
+    dev_titles = {article["title"] for article in load_squad_json_raw(carved["dev"])["data"]}
+    train_titles = {article["title"] for article in load_squad_json_raw(carved["train"])["data"]}
+    assert len(dev_titles) == 2 and not dev_titles & train_titles
+    # The checkpoint was chosen on the 8 carved questions; the test file's 24 were scored once, after.
+    assert json.loads((out / "eval_metrics.json").read_text(encoding="utf-8"))["total"] == 8
+    assert json.loads((out / "test_eval_metrics.json").read_text(encoding="utf-8"))["total"] == 24
+
+
+def load_squad_json_raw(path: str) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def test_evaluate_rescores_the_run_exactly_as_fine_tuning_did(qa_run, qa_files, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(qa_run), "--data", qa_files["dev"]]) == 0

@@ -123,11 +123,13 @@ def test_whole_glue_suite_runs_every_task_and_gives_the_glue_score(workspace, tm
 
 def test_whole_klue_suite_runs_what_prefine_can_and_names_the_rest(workspace, tmp_path, capsys):
     out = tmp_path / "klue-all"
+    # The suite caps KLUE's 510-token lengths at the model's positions; MRC's 64-token questions need room beside them.
+    pre = write_tiny_bert_run(tmp_path / "pre-128", KOREAN_CORPUS * 3 + ["good bad"] * 3, vocab_size=400, max_positions=128)
     assert (
         suite(
             "klue",
             "--init",
-            str(workspace / "pre"),
+            str(pre),
             "--data",
             str(workspace / "klue_benchmark"),
             "--out",
@@ -142,13 +144,22 @@ def test_whole_klue_suite_runs_what_prefine_can_and_names_the_rest(workspace, tm
     )
     results = json.loads((out / suite_recipe.RESULTS_FILE).read_text())
     ran = [row["task"] for row in results["tasks"]]
-    assert {"ynat", "sts", "nli", "ner", "re"} <= set(ran)
-    assert set(ran) | set(results["skipped"]) == {entry.name for entry in KLUE.tasks}
+    assert ran == ["ynat", "sts", "nli", "ner", "re", "mrc"]
+    assert set(results["skipped"]) == {"dp", "wos"} and set(ran) | set(results["skipped"]) == {entry.name for entry in KLUE.tasks}
     assert "dependency parsing" in results["skipped"]["dp"] and "dialogue state tracking" in results["skipped"]["wos"]
     sts = next(row for row in results["tasks"] if row["task"] == "sts")
     assert [metric["key"] for metric in sts["metrics"]] == ["pearson", "f1_at_threshold"]
     ner = next(row for row in results["tasks"] if row["task"] == "ner")
     assert [metric["key"] for metric in ner["metrics"]] == ["entity_macro_f1", "character_macro_f1"]
+    # KLUE-MRC chose its checkpoint on a split carved out of its training file (still KLUE-MRC: scored with ROUGE-W)
+    # and reported the official dev file, which chose nothing.
+    mrc = next(row for row in results["tasks"] if row["task"] == "mrc")
+    assert [metric["key"] for metric in mrc["metrics"]] == ["exact_match", "rouge_w"]
+    run_dir = out / "mrc" / "model" / f"seed-{results['seeds'][0]}"
+    scoring = read_run(run_dir)["scoring"]
+    assert scoring["selected_on"] == str(out / "mrc" / "dev-split" / "dev.jsonl") and scoring["report_chose_nothing"]
+    assert scoring["reported_on"].endswith("klue-mrc-v1.1_dev.json")
+    assert read_run(run_dir)["flavor"] == "klue" and "rouge_w" in json.loads((run_dir / "eval_metrics.json").read_text())
     printed = capsys.readouterr().out
     skipped_lines = [line for line in printed.splitlines() if line.startswith("skipped: ")]
     assert len(skipped_lines) == 1 and all(name in skipped_lines[0] for name in results["skipped"])
@@ -237,6 +248,8 @@ def test_max_time_is_shared_in_proportion_to_planned_steps(workspace, tmp_path, 
         (["glue", "--max-time", "soon"], "--max-time 'soon' is not a positive duration"),
         (["glue", "--resume", "{empty}"], "holds no suite to resume"),
         (["klue", "--tasks", "sts"], "--tasks sts: prefine reads its Hugging Face copy differently from the official files"),
+        # The workspace's toy model has 64 positions: MRC's 64-token questions leave no room for context.
+        (["klue", "--tasks", "mrc", "--data", "{klue}"], "--tasks mrc: the model's 64 positions are too few for its inputs"),
     ],
 )
 def test_bad_input_fails_in_one_line_before_any_fine_tune_and_leaves_nothing(workspace, tmp_path, capsys, monkeypatch, args, message):

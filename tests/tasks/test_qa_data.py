@@ -1,4 +1,4 @@
-"""SQuAD/KorQuAD loading, doc-stride windows with answer targets, and span decoding back to text."""
+"""SQuAD/KorQuAD loading, doc-stride windows with answer targets, span decoding back to text, and dev splits by article."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from prefine.errors import PrefineError
-from prefine.tasks.qa_data import QAExample, decode_predictions, load_squad_json, prepare_features, read_questions
+from prefine.tasks.qa_data import QAExample, decode_predictions, load_squad_json, prepare_features, read_questions, split_squad_dataset
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 ENGLISH = [
@@ -396,3 +396,76 @@ def test_decode_version_2_null_threshold(tokenizer):
     assert predictions["long"] == "old red barn"
     predictions, _ = decode_predictions([example], features, start, end, version_2=False)
     assert predictions["long"] == "old red barn"
+
+
+def articles_of(count: int, paragraphs: int = 2, questions: int = 3, title=lambda number: f"article {number}") -> dict:
+    """A SQuAD v1.1 dataset of `count` articles with distinct contexts, and fields beyond SQuAD's on every level."""
+    data = []
+    for number in range(count):
+        paragraph_list = []
+        for paragraph in range(paragraphs):
+            context = f"Article {number} paragraph {paragraph} says red."
+            qas = [
+                {
+                    "id": f"{number}-{paragraph}-{q}",
+                    "question": f"Which color {q}?",
+                    "answers": [{"text": "red", "answer_start": context.index("red")}],
+                }
+                for q in range(questions)
+            ]
+            paragraph_list.append({"context": context, "qas": qas, "source": "wiki"})
+        data.append({"title": title(number), "paragraphs": paragraph_list, "news_category": "science"})
+    return {"version": "1.1", "data": data, "note": "kept"}
+
+
+def contexts_and_titles(dataset: dict) -> tuple[set[str], set[str]]:
+    return (
+        {paragraph["context"] for article in dataset["data"] for paragraph in article["paragraphs"]},
+        {article["title"] for article in dataset["data"]},
+    )
+
+
+def test_split_holds_out_whole_articles_seeded_and_counts_questions():
+    dataset = articles_of(20)
+    split = split_squad_dataset(dataset, 0.2, seed=0)
+    assert split.grouped_by == "article" and split.num_groups == 20
+    train_contexts, train_titles = contexts_and_titles(split.train)
+    dev_contexts, dev_titles = contexts_and_titles(split.dev)
+    # 4 of 20 articles, whole: no title and no context on both sides.
+    assert len(dev_titles) == 4 and not train_titles & dev_titles and not train_contexts & dev_contexts
+    assert (split.num_train, split.num_dev) == (16 * 6, 4 * 6)  # questions, not articles or paragraphs
+    # Every field outside data (version, ...) and inside it is written back unchanged.
+    assert {key: value for key, value in split.dev.items() if key != "data"} == {"version": "1.1", "note": "kept"}
+    assert all(article in dataset["data"] for article in split.train["data"] + split.dev["data"])
+    again, other = split_squad_dataset(dataset, 0.2, seed=0), split_squad_dataset(dataset, 0.2, seed=1)
+    assert again.dev == split.dev and other.dev != split.dev
+
+
+def test_split_keeps_entries_sharing_a_title_or_a_context_on_one_side():
+    # A page cut into entries under one title, and two titles quoting the same paragraph: each is one document.
+    dataset = articles_of(12, title=lambda number: f"page {number // 2}")
+    dataset["data"][11]["paragraphs"][0]["context"] = dataset["data"][0]["paragraphs"][0]["context"]
+    for seed in range(5):
+        split = split_squad_dataset(dataset, 0.3, seed=seed)
+        assert split.grouped_by == "article" and split.num_groups == 5  # pages 0 and 5 are joined by the shared context
+        train_contexts, train_titles = contexts_and_titles(split.train)
+        dev_contexts, dev_titles = contexts_and_titles(split.dev)
+        assert not train_titles & dev_titles and not train_contexts & dev_contexts
+
+
+def test_split_of_too_few_articles_falls_back_to_paragraphs_without_sharing_a_context():
+    dataset = articles_of(1, paragraphs=10)
+    split = split_squad_dataset(dataset, 0.2, seed=0)
+    assert split.grouped_by == "paragraph" and split.num_groups == 10 and (split.num_train, split.num_dev) == (24, 6)
+    train_contexts, _ = contexts_and_titles(split.train)
+    dev_contexts, _ = contexts_and_titles(split.dev)
+    assert len(dev_contexts) == 2 and not train_contexts & dev_contexts
+    # The article is on both sides, each with its own paragraphs and every other field.
+    assert split.dev["data"][0]["news_category"] == "science" and len(split.dev["data"][0]["paragraphs"]) == 2
+    # Three articles cannot hold out 0.1 of them (it rounds to none): paragraphs again.
+    assert split_squad_dataset(articles_of(3), 0.1, seed=0).grouped_by == "paragraph"
+
+
+def test_split_of_one_context_is_refused_naming_the_way_out():
+    with pytest.raises(PrefineError, match="one context.*--eval DEV"):
+        split_squad_dataset(articles_of(1, paragraphs=1, questions=10), 0.2, seed=0, source="train.json")

@@ -1,6 +1,9 @@
-"""QA on the training loop: seekable window batches, trimmed padding, span logits in window order, evaluation."""
+"""QA on the training loop: seekable window batches, trimmed padding, span logits in window order, evaluation, dev splits."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +12,20 @@ from torch import nn
 
 from prefine.data_position import DataPosition
 from prefine.errors import PrefineError
+from prefine.metrics.squad import evaluate_predictions
 from prefine.model import BertConfig, BertForQuestionAnswering
 from prefine.model.heads import SpanOutput
-from prefine.tasks.qa_data import QAExample, QAFeatures, prepare_features
-from prefine.tasks.question_answering import PADDING_LOGIT, DecodingConfig, QABatches, QATask, predict_span_logits, window_lengths
+from prefine.tasks.interface import get_task
+from prefine.tasks.qa_data import QAExample, QAFeatures, load_squad_json, prepare_features
+from prefine.tasks.question_answering import (
+    PADDING_LOGIT,
+    DecodingConfig,
+    QABatches,
+    QADataConfig,
+    QATask,
+    predict_span_logits,
+    window_lengths,
+)
 from prefine.tokenizer import TokenizerConfig, train_tokenizer
 
 MAX_LENGTH = 32
@@ -226,3 +239,58 @@ def test_klue_evaluation_reports_rouge_w_and_scores_unanswerable_questions(token
     assert task.last_evaluation.predictions["impossible"] == ""
     assert task.last_evaluation.scores["NoAns_total"] == 1 and "NoAns_total" not in metrics
     assert set(metrics) <= set(QATask.metric_directions)  # every logged KLUE score can pick the checkpoint
+
+
+def klue_mrc(articles: int, paragraphs: int = 1) -> dict:
+    """KLUE-MRC's layout: no "id" but a "guid" and a question_type per question, news metadata per article."""
+    data = []
+    for number in range(articles):
+        entries = []
+        for paragraph in range(paragraphs):
+            context = f"{number}번 기사 {paragraph}문단: 오늘 정부가 발표했다."
+            qas = [
+                {
+                    "question": f"누가 발표했나 {number}-{paragraph}-{q}?",
+                    "answers": [{"text": "정부", "answer_start": context.index("정부")}],
+                    "question_type": 1,
+                    "is_impossible": False,
+                    "guid": f"klue-mrc-v1_train_{number:03d}{paragraph:02d}{q}",
+                }
+                for q in range(2)
+            ]
+            entries.append({"context": context, "qas": qas})
+        data.append({"title": f"기사 {number}", "paragraphs": entries, "news_category": "경제", "source": "hankyung"})
+    return {"version": "v1.1", "data": data}
+
+
+def test_split_dev_writes_parts_still_read_and_scored_as_klue_mrc(tmp_path):
+    train = tmp_path / "klue-mrc-v1.1_train.json"
+    train.write_text(json.dumps(klue_mrc(10), ensure_ascii=False), encoding="utf-8")
+    split = get_task("qa").split_dev(str(train), QADataConfig(), 0.2, 0, tmp_path / "dev-split")
+    assert split.grouped_by == "article" and (split.num_train, split.num_dev) == (16, 4) and not split.stratified
+    for path, count in ((split.train, split.num_train), (split.dev, split.num_dev)):
+        examples, flavor, _ = load_squad_json(path)
+        # The guid/question_type layout survives the split, so each part is KLUE and gets KLUE's ROUGE-W.
+        assert flavor == "klue" and len(examples) == count
+        scores = evaluate_predictions(examples, {example.id: example.answers[0]["text"] for example in examples}, flavor)
+        assert scores["rouge_w"] == 100.0
+    titles = [
+        {article["title"] for article in json.loads(Path(path).read_text(encoding="utf-8"))["data"]} for path in (split.train, split.dev)
+    ]
+    assert not titles[0] & titles[1]
+
+
+def test_split_dev_of_one_article_splits_by_paragraph_and_says_so(tmp_path, capsys):
+    train = tmp_path / "one-article.json"
+    train.write_text(json.dumps(klue_mrc(1, paragraphs=10), ensure_ascii=False), encoding="utf-8")
+    split = get_task("qa").split_dev(str(train), QADataConfig(), 0.2, 0, tmp_path / "dev-split")
+    assert split.grouped_by == "paragraph" and (split.num_train, split.num_dev) == (16, 4)
+    assert f"{train}: the dev split holds out whole paragraphs, not articles" in capsys.readouterr().err
+    assert load_squad_json(split.dev)[1] == "klue"
+
+
+def test_split_dev_refuses_a_file_that_is_not_squad_in_one_line(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"version": "1.1", "data": [{"title": "t"}]}), encoding="utf-8")
+    with pytest.raises(PrefineError, match="no 'paragraphs' key"):
+        get_task("qa").split_dev(str(broken), QADataConfig(), 0.2, 0, tmp_path / "dev-split")
