@@ -81,9 +81,10 @@ class SuiteConfig:
     )
     max_time: str = option(
         "",
-        "wall-clock budget of the whole suite (e.g. 2h): each fine-tune gets the time left times its share of the planned "
-        "optimizer steps still to run, so a task with more training data gets more time and time a fine-tune leaves unused "
-        "goes to the rest; evaluation comes on top",
+        "wall-clock budget of the whole suite (e.g. 2h): each fine-tune trains for the time left, less what the fine-tunes "
+        "still to run are expected to spend reading and evaluating (measured on the finished ones), times its share of the "
+        "planned optimizer steps still to run; a task with more training data gets more time, and time a fine-tune leaves "
+        "unused goes to the rest",
     )
     resume: str = option(
         "",
@@ -405,6 +406,29 @@ def _scores(
     return scores
 
 
+def fine_tune_budget(remaining: float, weight: float, pending_weights: list[float], expected_overheads: list[float]) -> float | None:
+    """The training budget of the next fine-tune, or None when the suite's time has run out.
+
+    The time left, less what the pending fine-tunes are expected to spend outside training
+    (reading, tokenizing, evaluating: `expected_overheads`, one per pending fine-tune), is shared
+    in proportion to planned optimizer steps (`weight` of `pending_weights`). Without setting the
+    overheads aside, the last fine-tunes of a suite whose evaluation is slow would be left a few
+    seconds of training and reported as if they were results.
+    """
+    trainable = remaining - sum(expected_overheads)
+    if trainable <= 1.0:
+        return None
+    return trainable * weight / max(sum(pending_weights), 1)
+
+
+def _expected_overhead(done: dict[str, Any], task: str) -> float:
+    """Mean time outside training of the finished fine-tunes of `task` (of any task before one finished; 0 before any)."""
+    mine = [entry["overhead"] for key, entry in done.items() if "overhead" in entry and key.startswith(f"{task}/")]
+    every = [entry["overhead"] for entry in done.values() if "overhead" in entry]
+    samples = mine or every
+    return sum(samples) / len(samples) if samples else 0.0
+
+
 def run_suite(plan: SuitePlan, state: dict[str, Any]) -> dict[str, Any]:
     """Fine-tune every planned task, seed and start not yet done; then report."""
     jobs = [(task_plan, seed, start) for task_plan in plan.tasks for seed in plan.seeds for start in plan.starts]
@@ -434,12 +458,16 @@ def run_suite(plan: SuitePlan, state: dict[str, Any]) -> dict[str, Any]:
         used = used_before + time.monotonic() - session_start
         this_budget = None
         if budget is not None:
-            remaining = budget - used
-            if remaining <= 1.0:
+            pending = [job for job in jobs if _key(job[0].entry.name, job[2], job[1]) not in done]
+            this_budget = fine_tune_budget(
+                budget - used,
+                weights[id(jobs[index])],
+                [weights[id(job)] for job in pending],
+                [_expected_overhead(done, job[0].entry.name) for job in pending],
+            )
+            if this_budget is None:
                 stopped = f"the --max-time budget ({format_duration(budget)}) ran out before {key}"
                 break
-            pending = sum(weights[id(job)] for job in jobs if _key(job[0].entry.name, job[2], job[1]) not in done)
-            this_budget = remaining * weights[id(jobs[index])] / max(pending, 1)
         run, training = _start_run(plan, task_plan, start, seed, this_budget)
         run_dir = Path(run.out)
         # An unfinished fine-tune of an interrupted suite continues from its last checkpoint (`prefine finetune --resume`);
@@ -470,6 +498,9 @@ def run_suite(plan: SuitePlan, state: dict[str, Any]) -> dict[str, Any]:
         scores = _scores(outcome.metrics, run_dir, task_plan, training.device, run.eval_batch_size)
         seconds = time.monotonic() - began
         done[key] = {"scores": scores, "run": str(run_dir), "seconds": round(seconds, 3), "train_examples": outcome.num_train_examples}
+        if this_budget is not None:
+            # What the fine-tune spent beyond its training budget: reading, tokenizing, evaluating, scoring.
+            done[key]["overhead"] = round(max(seconds - this_budget, 0.0), 3)
         state["seconds"] = round(used_before + time.monotonic() - session_start, 3)
         write_state(plan.out, state)
         print(_progress_line(plan, jobs, done, task_plan, start, seed, scores, seconds, state["seconds"], budget))

@@ -234,6 +234,18 @@ def test_max_time_is_shared_in_proportion_to_planned_steps(workspace, tmp_path, 
     assert second == pytest.approx(150 - spent, abs=2.5)
 
 
+def test_max_time_sets_aside_the_time_fine_tunes_spend_outside_training():
+    # 100 s left, three fine-tunes to run (weights 1, 1, 2), each expected to spend 10 s reading and evaluating.
+    assert suite_recipe.fine_tune_budget(100.0, 1, [1, 1, 2], [10.0, 10.0, 10.0]) == pytest.approx(70 / 4)
+    # Nothing set aside before any fine-tune finished; none left once the overheads eat the time.
+    assert suite_recipe.fine_tune_budget(100.0, 2, [2], [0.0]) == pytest.approx(100.0)
+    assert suite_recipe.fine_tune_budget(25.0, 1, [1, 1], [12.5, 12.5]) is None
+    done = {"sst2/model/seed-42": {"overhead": 30.0}, "sst2/baseline/seed-42": {"overhead": 10.0}, "cola/model/seed-42": {"overhead": 4.0}}
+    assert suite_recipe._expected_overhead(done, "sst2") == pytest.approx(20.0)
+    assert suite_recipe._expected_overhead(done, "mrpc") == pytest.approx(44.0 / 3)
+    assert suite_recipe._expected_overhead({}, "sst2") == 0.0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
