@@ -367,25 +367,22 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
     tokenizer_dir = run_dir / TOKENIZER_DIR
     if resuming:
         return load_tokenizer(tokenizer_dir)
-    if init is not None:
-        tokenizer = init.tokenizer
-        print(f"tokenizer: from {init.description}")
-    elif setup.run.tokenizer:
-        tokenizer = load_tokenizer(Path(setup.run.tokenizer))
-        print(f"tokenizer: reusing {setup.run.tokenizer}")
+    if init is not None or setup.run.tokenizer:
+        tokenizer = init.tokenizer if init is not None else load_tokenizer(Path(setup.run.tokenizer))
+        source = "--init" if init is not None else "--tokenizer"
+        if setup.tokenizer.morphemes != "none" and morpheme_analyser(tokenizer) != setup.tokenizer.morphemes:
+            # A reused tokenizer keeps its own pieces; cutting morphemes now would encode differently from its vocabulary.
+            raise PrefineError(
+                f"--morphemes {setup.tokenizer.morphemes} applies to a tokenizer prefine trains, and the {source} tokenizer does not "
+                f"cut morphemes; drop --morphemes to keep that tokenizer, or drop {source} to train one"
+            )
+        print(f"tokenizer: from {init.description}" if init is not None else f"tokenizer: reusing {setup.run.tokenizer}")
     else:
         morphemes = f", Korean morphemes cut by {setup.tokenizer.morphemes}" if setup.tokenizer.morphemes != "none" else ""
         print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}{morphemes}) on the corpus")
         # The tokenizers library's bar only draws on a terminal; elsewhere it prints blank lines.
         show_progress = setup.training.progress and sys.stderr.isatty()
         tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer, show_progress=show_progress)
-    if setup.tokenizer.morphemes != "none" and morpheme_analyser(tokenizer) != setup.tokenizer.morphemes:
-        # A reused tokenizer keeps its own pieces; cutting morphemes now would encode differently from its vocabulary.
-        source = "--init" if init is not None else "--tokenizer"
-        raise PrefineError(
-            f"--morphemes {setup.tokenizer.morphemes} applies to a tokenizer prefine trains, and the {source} tokenizer does not cut "
-            f"morphemes; drop --morphemes to keep that tokenizer, or drop {source} to train one"
-        )
     if tokenizer_dir.exists():
         shutil.rmtree(tokenizer_dir)
     save_tokenizer(tokenizer, tokenizer_dir, model_max_length=setup.data.max_seq_length)

@@ -102,6 +102,8 @@ def test_morphemes_with_a_reused_tokenizer_that_cuts_none_is_refused(tmp_path, c
     arguments = ["pretrain", "--corpus", str(corpus), "--out", str(out), *TINY_PRETRAIN_FLAGS, "--max-steps", "2"]
     arguments += ["--tokenizer", str(tmp_path / "plain-tokenizer"), "--registry", str(tmp_path / "registry.sqlite")]
     assert main([*arguments, "--morphemes", "kiwi"]) == 2
-    error = capsys.readouterr().err
+    captured = capsys.readouterr()
+    error = captured.err
     assert error.count("\n") == 1 and "--morphemes kiwi applies to a tokenizer prefine trains" in error, error
+    assert "tokenizer:" not in captured.out  # nothing says work started before the refusal
     assert not out.exists()
