@@ -4,7 +4,8 @@ A thin recipe: each stage lives in its own package, and everything that differs 
 objectives (data layout, model, losses, metrics, checkpoint contents, --init, flags) is declared by
 the objective (`prefine.objectives`), which this module never names. It only wires the stages'
 configs to flags, decides where the tokenizer and weights come from (fresh, --tokenizer, --init,
---resume), and records the run.
+--resume), lets `pretrain_budget` choose the model size and vocabulary under `--preset auto`
+(the default with --max-time), and records the run.
 """
 
 from __future__ import annotations
