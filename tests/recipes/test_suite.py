@@ -356,3 +356,25 @@ def test_suite_average_is_the_mean_of_task_scores_each_the_mean_of_its_metrics()
     gain_cells = f"{100 * gain.mean:+.1f} | {100 * gain.low:+.1f} to {100 * gain.high:+.1f} | helped"
     assert f"| **GLUE average** | task scores | {cell(expected['model'])} | {cell(expected['baseline'])} | {gain_cells} |" in table
     assert "not run: wnli (not in data)" in table
+
+
+def test_without_data_the_tasks_are_read_from_their_hugging_face_copies(workspace, tmp_path, monkeypatch, capsys):
+    import datasets
+
+    rows = [line.split("\t") for line in (workspace / "glue_data" / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])})
+    asked: list[tuple[str, str | None, str]] = []
+
+    def hub(name, config=None, split=None, streaming=False, **kwargs):
+        # The Hub stand-in: GLUE's SST-2 as nyu-mll/glue serves it (integer labels with names).
+        asked.append((name, config, split))
+        return datasets.Dataset.from_dict({"sentence": [r[0] for r in rows], "label": [int(r[1]) for r in rows]}, features=features)
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    out = tmp_path / "hub"
+    flags = ["--init", str(workspace / "pre"), "--out", str(out), "--tasks", "sst2", "--seeds", "1", "--baseline", "none", *FAST]
+    assert suite("glue", *flags) == 0
+    assert ("nyu-mll/glue", "sst2", "train") in asked and ("nyu-mll/glue", "sst2", "validation") in asked
+    results = json.loads((out / "suite-results.json").read_text())
+    assert [row["task"] for row in results["tasks"]] == ["sst2"]
+    assert results["tasks"][0]["metrics"][0]["key"] == "accuracy"
