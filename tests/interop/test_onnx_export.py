@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -24,13 +23,11 @@ from prefine.cli import main
 from prefine.errors import PrefineError
 from prefine.inference import load_run
 from prefine.recipes.export import export_onnx
-from tests.conftest import write_tiny_bert_run
-from tests.serve.conftest import squad
+from tests.interop.task_runs import write_task_inputs
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-WORDS = "the cat sees a good bad house road in Paris Seoul today now quiet small tower".split()
 QA_SHAPE = ["--max-length", "64", "--doc-stride", "32", "--max-query-length", "16"]  # within the tiny BERT's 64 positions
 STEPS = ["--max-steps", "3", "--batch-size", "8", "--num-threads", "1", "--no-progress", "--seed", "0", "--max-seq-length", "32"]
 TEXTS = (["the cat sees a good house", "bad road"], ["a quiet small tower in Paris today", "good", "the road to Seoul now"])
@@ -44,19 +41,7 @@ QUESTIONS = (
 def runs(tmp_path_factory) -> dict[str, Path]:
     """One tiny pre-trained BERT and a run of each task fine-tuned from it."""
     root = tmp_path_factory.mktemp("onnx-runs")
-    rng = random.Random(0)
-    questions = squad(16, seed=1)
-    contexts = [paragraph["context"] + " " + paragraph["qas"][0]["question"] for paragraph in questions["data"][0]["paragraphs"]]
-    init = write_tiny_bert_run(root / "tiny-bert", WORDS * 3 + contexts, vocab_size=150)
-
-    sentences = [" ".join(rng.choices(WORDS, k=rng.randint(2, 9))) for _ in range(32)]
-    (root / "labels.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{'pos' if 'good' in s else 'neg'}\n" for s in sentences))
-    (root / "scores.tsv").write_text("sentence\tscore\n" + "".join(f"{s}\t{len(s.split()) / 2}\n" for s in sentences))
-    tagged = [("the cat sees Paris today", "O O O B-LOC O"), ("a good house in Seoul", "O O O O B-LOC")] * 8
-    (root / "train.conll").write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.split(), tags.split())) + "\n" for s, tags in tagged))
-    (root / "train.json").write_text(json.dumps(questions))
-    pairs = [{"document": s, "summary": " ".join(s.split()[:2])} for s, _ in tagged]
-    (root / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    init = write_task_inputs(root)
 
     trainings = {
         "classification": ["--train", str(root / "labels.tsv"), *STEPS],

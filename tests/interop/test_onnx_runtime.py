@@ -11,7 +11,6 @@ refused in one line before any weights load.
 from __future__ import annotations
 
 import json
-import random
 import re
 import sys
 from pathlib import Path
@@ -25,12 +24,11 @@ from prefine.inference import load_run
 from prefine.interop import onnx_runtime
 from prefine.interop.onnx_runtime import OnnxEncoder, session_options
 from tests.conftest import write_review_tsv, write_tiny_bert_run
-from tests.serve.conftest import squad
+from tests.interop.task_runs import write_task_inputs
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-WORDS = "the cat sees a good bad house road in Paris Seoul today now quiet small tower".split()
 STEPS = ["--max-steps", "3", "--batch-size", "8", "--num-threads", "1", "--no-progress", "--seed", "0"]
 QA_SHAPE = ["--max-length", "64", "--doc-stride", "32", "--max-query-length", "16"]
 TEXTS = ["the cat sees a good house", "bad road", "a quiet small tower in Paris today", "good", "the road to Seoul now", "Paris"]
@@ -41,17 +39,7 @@ NER_TEXTS = ["the cat sees Paris today", "a good house in Seoul", "Seoul", "the 
 def runs(tmp_path_factory) -> dict[str, Path]:
     """One tiny pre-trained BERT and a run of each task fine-tuned from it for a few steps."""
     root = tmp_path_factory.mktemp("backend-runs")
-    rng = random.Random(0)
-    questions = squad(16, seed=1)
-    contexts = [paragraph["context"] + " " + paragraph["qas"][0]["question"] for paragraph in questions["data"][0]["paragraphs"]]
-    init = write_tiny_bert_run(root / "tiny-bert", WORDS * 3 + contexts, vocab_size=150)
-    sentences = [" ".join(rng.choices(WORDS, k=rng.randint(2, 9))) for _ in range(32)]
-    (root / "labels.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{'pos' if 'good' in s else 'neg'}\n" for s in sentences))
-    tagged = [("the cat sees Paris today", "O O O B-LOC O"), ("a good house in Seoul", "O O O O B-LOC")] * 8
-    (root / "train.conll").write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(s.split(), tags.split())) + "\n" for s, tags in tagged))
-    (root / "train.json").write_text(json.dumps(questions))
-    pairs = [{"document": s, "summary": " ".join(s.split()[:2])} for s, _ in tagged]
-    (root / "pairs.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+    init = write_task_inputs(root)
     trainings = {
         "classification": ["--train", str(root / "labels.tsv"), *STEPS, "--max-seq-length", "32"],
         "ner": ["--task", "ner", "--train", str(root / "train.conll"), *STEPS, "--max-seq-length", "32"],
