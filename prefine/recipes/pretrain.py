@@ -532,6 +532,8 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
             print(f"auto: preset {budget_choice['preset']}, {vocabulary}: {budget_choice['reason']}")
 
     saved_run = read_run(run_dir) if resuming else None
+    if saved_run is not None:
+        budget_choice = saved_run.get("budget_choice")  # made once, when the run started; a resume keeps its record
     model, model_config = _build_model(setup, objective, settings, tokenizer.get_vocab_size(), init, saved_run)
     if init is None:
         _start_new_model(setup, objective, model, model_config, train_batches)

@@ -117,6 +117,10 @@ def test_auto_under_a_budget_chooses_prints_and_records(tmp_path: Path, capsys: 
     again = choose_preset(inputs["budget_seconds"], inputs["corpus_tokens"], inputs["measured_tokens_per_second"])
     assert (again.preset, again.reason) == (choice["preset"], choice["reason"])
     assert list(inputs["measured_tokens_per_second"])[0] == "tiny"
+    # A resumed run keeps the choice it started with, and its record.
+    assert main(["pretrain", "--resume", str(tmp_path / "run"), "--max-time", "4s", "--no-progress"]) == 0
+    resumed = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert resumed["budget_choice"] == choice and resumed["run"]["preset"] == choice["preset"]
 
 
 def test_auto_keeps_a_given_vocabulary(tmp_path: Path):
