@@ -13,9 +13,22 @@ both sides run the same weights on the same token ids, with the same threads:
              the same work; it counts output tokens per input, not per beam.
   training   prefine  `GenerationBatches` (length-grouped, as `prefine finetune` trains) -> `BertEncoderDecoder`
                       (unpadded encoder, loss at labelled target positions only) -> prefine's AdamW
-             transformers  the same pool of (body, summary) pairs in a seeded random order, padded per
-                      batch (a plain loop, like DataCollatorForSeq2Seq) -> `EncoderDecoderModel(labels=...)`
-                      -> torch.optim.AdamW
+             transformers  the same pool of (body, summary) pairs, padded per batch (a plain loop, like
+                      DataCollatorForSeq2Seq) -> `EncoderDecoderModel(labels=...)` -> torch.optim.AdamW,
+                      in each of the --hf-variants below; the training headline is against the fastest.
+
+The transformers training side runs as a user tuning it would run it, measured rather than assumed:
+--hf-variants names `grouped-ATTN[-ADAMW]` sides. `grouped` batches the pool the way the Trainer's
+`group_by_length` does (sorted by source length into batches, the batch order shuffled with --seed,
+the batch holding the longest source first, as prefine's batches and LengthGroupedSampler do), ATTN
+is the `attn_implementation` passed to `EncoderDecoderModel.from_pretrained` (`sdpa` or `eager`; it
+reaches both the BERT encoder and the BERT decoder, self- and cross-attention, and the attention
+each side actually ran is recorded), and ADAMW picks torch's AdamW implementation: `fused` (one
+kernel per step) or `foreach` (batched per-tensor ops); without it AdamW runs its per-parameter
+loop, torch's default on CPU. `default` is the plain loop this benchmark used to run alone: a
+seeded random order, `from_pretrained`'s own attention choice and AdamW's defaults (not run unless
+named: its random batches pad to about --max-source-length). Every variant trains the same pool and the
+same number of timed steps. Decoding uses `from_pretrained`'s own attention choice (recorded).
 
 The greedy outputs of both sides are compared token for token and the agreement is reported.
 The machine these numbers come from is usually shared: medians of alternating repeats.
@@ -38,6 +51,7 @@ from common import (  # noqa: E402
     add_common_arguments,
     against_strongest_anchor,
     benchmark_tokenizer,
+    length_grouped,
     markdown_table,
     median,
     print_json,
@@ -143,8 +157,45 @@ def train_prefine(model, batches: list[dict], warmup: int) -> tuple[float, float
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def train_hf(model, batches: list[dict], warmup: int) -> tuple[float, float]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+# torch.optim.AdamW's implementation a variant's third part names; none: torch's default (the per-parameter loop on CPU).
+ADAMW_IMPLEMENTATIONS = {"": {}, "fused": {"fused": True}, "foreach": {"foreach": True}}
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+DEFAULT_HF_VARIANTS = "grouped-sdpa-fused,grouped-sdpa-foreach,grouped-eager-fused,grouped-eager-foreach"
+
+
+def parse_hf_variant(variant: str) -> tuple[bool, str, str]:
+    """`default` or `grouped-ATTN[-ADAMW]` as (length-grouped, attn_implementation or "" for from_pretrained's, AdamW)."""
+    if variant == "default":
+        return False, "", ""
+    parts = variant.split("-")
+    if parts[0] != "grouped" or len(parts) not in (2, 3) or parts[1] not in ATTENTION_IMPLEMENTATIONS:
+        sys.exit(f"--hf-variants {variant}: expected default or grouped-ATTN[-ADAMW] with ATTN sdpa or eager")
+    adamw = parts[2] if len(parts) == 3 else ""
+    if adamw not in ADAMW_IMPLEMENTATIONS:
+        sys.exit(f"--hf-variants {variant}: the third part names torch's AdamW implementation, fused or foreach")
+    return True, parts[1], adamw
+
+
+def grouped_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
+    """The Trainer's `group_by_length`: the pool (one megabatch of 50 batches) sorted by length into batches; the
+    batch order shuffled with the seed, so the timed steps are a fair sample rather than the longest batches; the
+    batch holding the longest example first, as LengthGroupedSampler and prefine's own batches put it."""
+    grouped = length_grouped(order, lengths, batch_size)
+    full = len(grouped) // batch_size
+    batches = grouped[: full * batch_size].reshape(full, batch_size)[np.random.default_rng(seed).permutation(full)]
+    longest = int(np.argmax(lengths[batches].max(axis=1)))
+    batches[[0, longest]] = batches[[longest, 0]]
+    return list(batches)
+
+
+def attention_used(model) -> str:
+    """The attention implementation the loaded encoder and decoder actually run (what `from_pretrained` settled on)."""
+    encoder, decoder = model.encoder.config._attn_implementation, model.decoder.config._attn_implementation
+    return encoder if encoder == decoder else f"encoder {encoder}, decoder {decoder}"
+
+
+def train_hf(model, batches: list[dict], warmup: int, adamw: str = "") -> tuple[float, float]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, **ADAMW_IMPLEMENTATIONS[adamw])
     model.train()
     wall, cpu = clocks()
     for index, batch in enumerate(batches):
@@ -170,7 +221,18 @@ def main() -> None:
     parser.add_argument("--max-source-length", type=int, default=256, help="the generation task's default")
     parser.add_argument("--max-target-length", type=int, default=64, help="the generation task's default")
     parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training table")
+    parser.add_argument(
+        "--hf-variants",
+        default=DEFAULT_HF_VARIANTS,
+        help="transformers training sides: grouped-ATTN[-ADAMW] (length-grouped batches, attn_implementation ATTN sdpa or "
+        "eager, torch AdamW fused or foreach) or default (random-order batches, from_pretrained's attention, AdamW's "
+        f"defaults: the old plain loop); default: {DEFAULT_HF_VARIANTS}",
+    )
     args = parser.parse_args()
+    variants = list(dict.fromkeys(name.strip() for name in args.hf_variants.split(",") if name.strip()))
+    if args.training and not variants:
+        sys.exit("--hf-variants names no transformers side")
+    parsed_variants = {variant: parse_hf_variant(variant) for variant in variants}
     set_threads(args.threads)
     import warnings
 
@@ -184,6 +246,8 @@ def main() -> None:
     ids = special_ids(tokenizer)
     model, export_dir = exported_model(tokenizer, args.work_dir, args.preset, args.seed)
     hf_model = EncoderDecoderModel.from_pretrained(str(export_dir)).eval()
+    decoding_attention = attention_used(hf_model)
+    print(f"transformers decoding attention (from_pretrained's choice): {decoding_attention}", file=sys.stderr)
     train_pairs, _ = builtin_generation_task()
     documents = [pair["document"] for pair in train_pairs]
     sources = encode_examples(documents[: args.batch_size], None, tokenizer, args.max_source_length)
@@ -258,7 +322,8 @@ def main() -> None:
     training = None
     if args.training:
         # A pool of 50 batches: prefine draws its (length-grouped) training batches from it as `prefine finetune`
-        # does; the plain loop takes the same pool in a seeded random order, padded per batch.
+        # does; the transformers variants take the same pool grouped by source length as the Trainer's
+        # group_by_length does (`default`: in a seeded random order), padded per batch.
         pool = train_pairs[: args.batch_size * 50]
         encoded = EncodedPairs(
             encode_examples([pair["document"] for pair in pool], None, tokenizer, args.max_source_length),
@@ -267,14 +332,18 @@ def main() -> None:
             [pair["summary"] for pair in pool],
         )
         count = args.steps + args.warmup
+        if count > len(pool) // args.batch_size:
+            sys.exit(f"--steps + --warmup {count}: the pool holds only {len(pool) // args.batch_size} batches of {args.batch_size}")
         grouped = GenerationBatches(encoded, args.batch_size, ids.pad, args.seed)
         order = np.random.default_rng(args.seed).permutation(len(pool))
-        side_batches = {
-            "prefine": [grouped.batch_at(DataPosition(0, step * args.batch_size), 0, 1)[0] for step in range(count)],
-            "transformers": [
-                collate_pairs(encoded, order[step * args.batch_size : (step + 1) * args.batch_size], ids.pad) for step in range(count)
-            ],
+        hf_orders = {
+            False: [order[step * args.batch_size : (step + 1) * args.batch_size] for step in range(count)],
+            True: grouped_batches(order, encoded.sources.lengths, args.batch_size, args.seed)[:count],
         }
+        side_batches = {"prefine": [grouped.batch_at(DataPosition(0, step * args.batch_size), 0, 1)[0] for step in range(count)]}
+        for variant, (length_grouped_order, _, _) in parsed_variants.items():
+            side_batches[f"transformers {variant}"] = [collate_pairs(encoded, rows, ids.pad) for rows in hf_orders[length_grouped_order]]
+        sides = list(side_batches)
         padded_lengths = {
             side: (
                 float(np.mean([batch["input_ids"].shape[1] for batch in batches])),
@@ -283,25 +352,52 @@ def main() -> None:
             for side, batches in side_batches.items()
         }
         timed_examples = args.batch_size * args.steps
-        walls = {"prefine": [], "transformers": []}
-        cpus = {"prefine": [], "transformers": []}
+        walls: dict[str, list[float]] = {side: [] for side in sides}
+        cpus: dict[str, list[float]] = {side: [] for side in sides}
+        hf_attention: dict[str, str] = {}
         for repeat in range(args.repeats):
-            for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
                 torch.manual_seed(args.seed)
                 if side == "prefine":
                     fresh = BertEncoderDecoder(model.config)
                     fresh.load_state_dict(model.state_dict())
                     wall, cpu = train_prefine(fresh, side_batches[side], args.warmup)
                 else:
-                    wall, cpu = train_hf(EncoderDecoderModel.from_pretrained(str(export_dir)), side_batches[side], args.warmup)
+                    _, attention, adamw = parsed_variants[side.removeprefix("transformers ")]
+                    hf_train = EncoderDecoderModel.from_pretrained(
+                        str(export_dir), **({"attn_implementation": attention} if attention else {})
+                    )
+                    hf_attention[side] = attention_used(hf_train)
+                    if attention and hf_attention[side] != attention:
+                        print(f"{side}: asked for {attention} attention, transformers runs {hf_attention[side]}", file=sys.stderr)
+                    wall, cpu = train_hf(hf_train, side_batches[side], args.warmup, adamw)
                 walls[side].append(wall)
                 cpus[side].append(cpu)
-            print(
-                f"training repeat {repeat}: prefine {walls['prefine'][-1]:.1f}s transformers {walls['transformers'][-1]:.1f}s",
-                file=sys.stderr,
-            )
+            timings = "  ".join(f"{side} {seconds[-1]:.1f}s" for side, seconds in walls.items())
+            print(f"training repeat {repeat}: {timings}", file=sys.stderr)
         rates = {side: timed_examples / median(seconds) for side, seconds in walls.items()}
         cpu_rates = {side: timed_examples / median(seconds) for side, seconds in cpus.items()}
+        training_conditions = f"training: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up"
+        training_header = ["side", "examples/s", "examples per CPU-second", "mean padded source / target"]
+        anchors = sides[1:]
+        training_rows = [
+            [side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in sides
+        ] + [
+            [
+                f"**speed-up vs {side}**",
+                f"**{rates['prefine'] / rates[side]:.2f}x**",
+                f"{cpu_rates['prefine'] / cpu_rates[side]:.2f}x",
+                "",
+            ]
+            for side in anchors
+        ]
+        print(f"\n{training_conditions}\n")
+        print(markdown_table(training_header, training_rows))
+        more_tables.append((training_conditions, training_header, training_rows))
+        fastest = max(anchors, key=rates.__getitem__)
+        print("transformers training variants (examples/s): " + ", ".join(f"{side} {rates[side]:,.1f}" for side in anchors))
+        print(f"fastest transformers training variant: {fastest} ({rates[fastest]:,.1f} examples/s, attention {hf_attention[fastest]})")
+        headlines["training"] = against_strongest_anchor(rates, "training examples/s")
         training = {
             "examples_per_s": rates,
             "examples_per_cpu_s": cpu_rates,
@@ -310,23 +406,10 @@ def main() -> None:
             "steps": args.steps,
             "batch_size": args.batch_size,
             "mean_padded_source_target": padded_lengths,
+            "hf_variants": variants,
+            "hf_attention": hf_attention,
+            "strongest_anchor": fastest,
         }
-        training_conditions = f"training: {args.steps} timed steps of {args.batch_size} (body, summary) pairs after {args.warmup} warm-up"
-        training_header = ["side", "examples/s", "examples per CPU-second", "mean padded source / target"]
-        training_rows = [
-            [side, rates[side], cpu_rates[side], f"{padded_lengths[side][0]:.0f} / {padded_lengths[side][1]:.0f}"] for side in rates
-        ] + [
-            [
-                "**speed-up**",
-                f"**{rates['prefine'] / rates['transformers']:.2f}x**",
-                f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
-                "",
-            ]
-        ]
-        print(f"\n{training_conditions}\n")
-        print(markdown_table(training_header, training_rows))
-        more_tables.append((training_conditions, training_header, training_rows))
-        headlines["training"] = against_strongest_anchor(rates, "training examples/s")
 
     record = {
         "benchmark": "generation_throughput",
@@ -336,6 +419,7 @@ def main() -> None:
         "beams": args.beams,
         "batch_size": args.batch_size,
         "decoding": results,
+        "decoding_attention": decoding_attention,
         "training": training,
         "versions": versions(),
         "headlines": headlines,
