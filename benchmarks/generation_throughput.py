@@ -6,7 +6,8 @@ in every decoder block) is saved as a prefine generation checkpoint and exported
 both sides run the same weights on the same token ids, with the same threads:
 
   decoding   prefine  `prefine.generation.generate` (KV cache, cross-attention K/V once, finished rows dropped)
-             transformers  `EncoderDecoderModel.generate` (its default cache)
+             transformers  `EncoderDecoderModel.generate`, in each of the --hf-decoding-variants below;
+             each row's transformers number and speed-up are against that row's fastest variant.
              greedy and beam search (--beams), at batch 1 and --batch-size, on the docstring bodies of
              the built-in generation task (cut to --max-source-length). Every input generates exactly
              --new-tokens tokens on both sides (min_new_tokens = max_new_tokens), so tokens/s compares
@@ -17,20 +18,32 @@ both sides run the same weights on the same token ids, with the same threads:
                       DataCollatorForSeq2Seq) -> `EncoderDecoderModel(labels=...)` -> torch.optim.AdamW,
                       in each of the --hf-variants below; the training headline is against the fastest.
 
-The transformers training side runs as a user tuning it would run it, measured rather than assumed:
---hf-variants names `grouped-ATTN[-ADAMW]` sides. `grouped` batches the pool the way the Trainer's
-`group_by_length` does (sorted by source length into batches, the batch order shuffled with --seed,
-the batch holding the longest source first, as prefine's batches and LengthGroupedSampler do), ATTN
-is the `attn_implementation` passed to `EncoderDecoderModel.from_pretrained` (`sdpa` or `eager`; it
-reaches both the BERT encoder and the BERT decoder, self- and cross-attention, and the attention
-each side actually ran is recorded), and ADAMW picks torch's AdamW implementation: `fused` (one
-kernel per step) or `foreach` (batched per-tensor ops); without it AdamW runs its per-parameter
-loop, torch's default on CPU. `default` is the plain loop this benchmark used to run alone: a
-seeded random order, `from_pretrained`'s own attention choice and AdamW's defaults (not run unless
-named: its random batches pad to about --max-source-length). Every variant trains the same pool and the
-same number of timed steps. Decoding uses `from_pretrained`'s own attention choice (recorded).
+Both transformers sides run as a user tuning them would run them, measured rather than assumed.
 
-The greedy outputs of both sides are compared token for token and the agreement is reported.
+Decoding: --hf-decoding-variants names `ATTN[-static]` sides. ATTN is the `attn_implementation` passed
+to `EncoderDecoderModel.from_pretrained` (`sdpa` or `eager`, for the encoder and the decoder's self- and
+cross-attention alike; the attention each side actually ran is recorded); `-static` passes
+`cache_implementation="static"` to generate() (a preallocated StaticCache for the decoder's
+self-attention and one sized to the source for its cross-attention) instead of its default
+DynamicCache. On CPU, generate() runs the static cache eagerly: it compiles the decoder step on its
+own only on accelerators, and a torch.compile'd variant is left out (its compile time on a CPU runner
+would dwarf a run of this size). `default` is the one configuration this benchmark used to run alone
+(`from_pretrained`'s own attention choice, sdpa here, and generate()'s default cache; not run unless
+named: it is the `sdpa` variant). All four variants run without errors with transformers 5.25.0 on
+CPU, greedy and beam search alike. Every variant decodes the same inputs in the same alternating
+repeats; the greedy and beam outputs of every variant are compared with prefine's token for token
+(the main table's agreement is the fastest variant's, the variants table has each one's).
+
+Training: --hf-variants names `grouped-ATTN[-ADAMW]` sides. `grouped` batches the pool the way the
+Trainer's `group_by_length` does (sorted by source length into batches, the batch order shuffled with
+--seed, the batch holding the longest source first, as prefine's batches and LengthGroupedSampler do),
+ATTN is the `attn_implementation` as above, and ADAMW picks torch's AdamW implementation: `fused` (one
+kernel per step) or `foreach` (batched per-tensor ops); without it AdamW runs its per-parameter loop,
+torch's default on CPU. `default` is the plain loop this benchmark used to run alone: a seeded random
+order, `from_pretrained`'s own attention choice and AdamW's defaults (not run unless named: its random
+batches pad to about --max-source-length). Every variant trains the same pool and the same number of
+timed steps.
+
 The machine these numbers come from is usually shared: medians of alternating repeats.
 
     python benchmarks/generation_throughput.py --repeats 3
@@ -40,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import shutil
 import sys
 import time
@@ -124,7 +138,9 @@ def decode_prefine(model, batches, beams: int, new_tokens: int, ids: SpecialIds)
     return time.perf_counter() - wall, time.process_time() - cpu, outputs
 
 
-def decode_hf(model, batches, beams: int, new_tokens: int, ids: SpecialIds) -> tuple[float, float, list[list[int]]]:
+def decode_hf(model, batches, beams: int, new_tokens: int, ids: SpecialIds, cache: str = "") -> tuple[float, float, list[list[int]]]:
+    # cache: generate()'s cache_implementation ("static"), or "" for its default (a DynamicCache).
+    options = {"cache_implementation": cache} if cache else {}
     (wall, cpu), outputs = clocks(), []
     with torch.inference_mode():
         for input_ids, mask in batches:
@@ -137,6 +153,7 @@ def decode_hf(model, batches, beams: int, new_tokens: int, ids: SpecialIds) -> t
                 do_sample=False,
                 early_stopping=False,
                 length_penalty=1.0,
+                **options,
             )
             outputs += [[token for token in row[1:] if token not in (ids.end, ids.pad)] for row in result.tolist()]
     return time.perf_counter() - wall, time.process_time() - cpu, outputs
@@ -161,6 +178,19 @@ def train_prefine(model, batches: list[dict], warmup: int) -> tuple[float, float
 ADAMW_IMPLEMENTATIONS = {"": {}, "fused": {"fused": True}, "foreach": {"foreach": True}}
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 DEFAULT_HF_VARIANTS = "grouped-sdpa-fused,grouped-sdpa-foreach,grouped-eager-fused,grouped-eager-foreach"
+# generate()'s cache_implementation a decoding variant's second part names; none: generate()'s default (DynamicCache).
+DECODING_CACHES = ("", "static")
+DEFAULT_HF_DECODING_VARIANTS = "sdpa,eager,sdpa-static,eager-static"
+
+
+def parse_hf_decoding_variant(variant: str) -> tuple[str, str]:
+    """`default` or `ATTN[-static]` as (attn_implementation or "" for from_pretrained's, cache_implementation or "")."""
+    if variant == "default":
+        return "", ""
+    attention, _, cache = variant.partition("-")
+    if attention not in ATTENTION_IMPLEMENTATIONS or cache not in DECODING_CACHES:
+        sys.exit(f"--hf-decoding-variants {variant}: expected default or ATTN[-static] with ATTN sdpa or eager")
+    return attention, cache
 
 
 def parse_hf_variant(variant: str) -> tuple[bool, str, str]:
@@ -220,7 +250,6 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--max-source-length", type=int, default=256, help="the generation task's default")
     parser.add_argument("--max-target-length", type=int, default=64, help="the generation task's default")
-    parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training table")
     parser.add_argument(
         "--hf-variants",
         default=DEFAULT_HF_VARIANTS,
@@ -228,11 +257,22 @@ def main() -> None:
         "eager, torch AdamW fused or foreach) or default (random-order batches, from_pretrained's attention, AdamW's "
         f"defaults: the old plain loop); default: {DEFAULT_HF_VARIANTS}",
     )
+    parser.add_argument(
+        "--hf-decoding-variants",
+        default=DEFAULT_HF_DECODING_VARIANTS,
+        help="transformers decoding sides: ATTN[-static] (attn_implementation ATTN sdpa or eager; -static: generate()'s "
+        "cache_implementation='static' instead of its default cache) or default (from_pretrained's attention, generate()'s "
+        f"default cache: the old single configuration); each row is against its fastest; default: {DEFAULT_HF_DECODING_VARIANTS}",
+    )
     args = parser.parse_args()
     variants = list(dict.fromkeys(name.strip() for name in args.hf_variants.split(",") if name.strip()))
     if args.training and not variants:
         sys.exit("--hf-variants names no transformers side")
     parsed_variants = {variant: parse_hf_variant(variant) for variant in variants}
+    decoding_variants = list(dict.fromkeys(name.strip() for name in args.hf_decoding_variants.split(",") if name.strip()))
+    if not decoding_variants:
+        sys.exit("--hf-decoding-variants names no transformers side")
+    parsed_decoding = {variant: parse_hf_decoding_variant(variant) for variant in decoding_variants}
     set_threads(args.threads)
     import warnings
 
@@ -245,9 +285,16 @@ def main() -> None:
     tokenizer, _ = benchmark_tokenizer(args.work_dir, args.vocab_size)
     ids = special_ids(tokenizer)
     model, export_dir = exported_model(tokenizer, args.work_dir, args.preset, args.seed)
-    hf_model = EncoderDecoderModel.from_pretrained(str(export_dir)).eval()
-    decoding_attention = attention_used(hf_model)
-    print(f"transformers decoding attention (from_pretrained's choice): {decoding_attention}", file=sys.stderr)
+    # One loaded model per attention choice; a -static variant differs from its ATTN variant only in generate()'s cache.
+    hf_models = {}
+    for attention in dict.fromkeys(attention for attention, _ in parsed_decoding.values()):
+        options = {"attn_implementation": attention} if attention else {}
+        hf_models[attention] = EncoderDecoderModel.from_pretrained(str(export_dir), **options).eval()
+    decoding_attention = {}
+    for variant, (attention, _) in parsed_decoding.items():
+        decoding_attention[variant] = attention_used(hf_models[attention])
+        asked = attention or "from_pretrained's choice"
+        print(f"transformers decoding {variant}: asked for {asked} attention, runs {decoding_attention[variant]}", file=sys.stderr)
     train_pairs, _ = builtin_generation_task()
     documents = [pair["document"] for pair in train_pairs]
     sources = encode_examples(documents[: args.batch_size], None, tokenizer, args.max_source_length)
@@ -256,68 +303,116 @@ def main() -> None:
         f"batch {args.batch_size}": [padded(rows, ids.pad)],
         "batch 1": [padded([row], ids.pad) for row in rows[: args.single_inputs]],
     }
-    decoders = {
-        "prefine": lambda batches, beams: decode_prefine(model, batches, beams, args.new_tokens, ids),
-        "transformers": lambda batches, beams: decode_hf(hf_model, batches, beams, args.new_tokens, ids),
-    }
-    for batches in settings.values():  # untimed: lazy initialisation, allocator warm-up
-        for side in decoders.values():
-            side(batches[:1], 1)
+    hf_sides = {f"transformers {variant}": variant for variant in decoding_variants}
+    decoders = {"prefine": functools.partial(decode_prefine, model, new_tokens=args.new_tokens, ids=ids)}
+    for side, variant in hf_sides.items():
+        attention, cache = parsed_decoding[variant]
+        decoders[side] = functools.partial(decode_hf, hf_models[attention], new_tokens=args.new_tokens, ids=ids, cache=cache)
+    sides = list(decoders)
+    for batches in settings.values():  # untimed: lazy initialisation, allocator warm-up; a variant that fails here stops the run
+        for side, decode in decoders.items():
+            for beams in (1, args.beams):
+                try:
+                    decode(batches[:1], beams)
+                except Exception as error:  # name the variant: the traceback alone does not
+                    if side == "prefine":
+                        raise
+                    sys.exit(f"{side} fails here ({type(error).__name__}: {error}); leave it out of --hf-decoding-variants")
 
-    table, results, headlines = [], [], {}
+    table, variant_table, results, headlines = [], [], [], {}
     for setting, batches in settings.items():
         inputs = sum(batch[0].shape[0] for batch in batches)
         for beams in (1, args.beams):
-            walls: dict[str, list[float]] = {"prefine": [], "transformers": []}
-            cpus: dict[str, list[float]] = {"prefine": [], "transformers": []}
+            walls: dict[str, list[float]] = {side: [] for side in sides}
+            cpus: dict[str, list[float]] = {side: [] for side in sides}
             outputs = {}
             for repeat in range(args.repeats):
-                for side in ("prefine", "transformers") if repeat % 2 == 0 else ("transformers", "prefine"):
+                for side in sides if repeat % 2 == 0 else sides[::-1]:
                     wall, cpu, outputs[side] = decoders[side](batches, beams)
                     walls[side].append(wall)
                     cpus[side].append(cpu)
             name = "greedy" if beams == 1 else f"beam {beams}"
             rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in walls.items()}
             cpu_rates = {side: inputs * args.new_tokens / median(seconds) for side, seconds in cpus.items()}
-            same = sum(a == b for a, b in zip(outputs["prefine"], outputs["transformers"])) / inputs
+            same = {side: sum(a == b for a, b in zip(outputs["prefine"], outputs[side])) / inputs for side in hf_sides}
+            fastest = max(hf_sides, key=rates.__getitem__)
             table.append(
                 [
                     setting,
                     name,
                     rates["prefine"],
-                    rates["transformers"],
-                    f"**{rates['prefine'] / rates['transformers']:.2f}x**",
-                    f"{cpu_rates['prefine'] / cpu_rates['transformers']:.2f}x",
-                    f"{100 * same:.0f}%",
+                    rates[fastest],
+                    hf_sides[fastest],
+                    f"**{rates['prefine'] / rates[fastest]:.2f}x**",
+                    f"{cpu_rates['prefine'] / cpu_rates[fastest]:.2f}x",
+                    f"{100 * same[fastest]:.0f}%",
                 ]
+            )
+            variant_table.append(
+                [setting, name, *(rates[side] for side in hf_sides), " / ".join(f"{100 * same[side]:.0f}%" for side in hf_sides)]
             )
             results.append(
                 {
                     "setting": setting,
                     "decoding": name,
-                    "tokens_per_s": rates,
-                    "tokens_per_cpu_s": cpu_rates,
-                    "wall_seconds": walls,
-                    "cpu_seconds": cpus,
-                    "same_output": same,
+                    # "transformers": the fastest variant of this row (transformers_variant names it).
+                    "tokens_per_s": {"prefine": rates["prefine"], "transformers": rates[fastest]},
+                    "tokens_per_cpu_s": {"prefine": cpu_rates["prefine"], "transformers": cpu_rates[fastest]},
+                    "wall_seconds": {"prefine": walls["prefine"], "transformers": walls[fastest]},
+                    "cpu_seconds": {"prefine": cpus["prefine"], "transformers": cpus[fastest]},
+                    "same_output": same[fastest],
+                    "transformers_variant": hf_sides[fastest],
+                    "transformers_variants": {
+                        variant: {
+                            "tokens_per_s": rates[side],
+                            "tokens_per_cpu_s": cpu_rates[side],
+                            "wall_seconds": walls[side],
+                            "cpu_seconds": cpus[side],
+                            "same_output": same[side],
+                        }
+                        for side, variant in hf_sides.items()
+                    },
                 }
             )
+            measured = ", ".join(f"{variant} {rates[side]:.0f}" for side, variant in hf_sides.items())
             print(
-                f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s, transformers {rates['transformers']:.0f} tok/s", file=sys.stderr
+                f"{setting} {name}: prefine {rates['prefine']:.0f} tok/s; transformers {measured} tok/s (fastest {hf_sides[fastest]})",
+                file=sys.stderr,
             )
-            # transformers' generate is the one anchor side.
+            # The anchor is the fastest transformers decoding variant of this row.
             headline = against_strongest_anchor(rates, "generated tokens/s")
             headline["text"] += f" ({setting}, {name})"
             headlines[f"{setting} {name}"] = headline
 
     conditions = (
         f"{args.preset} encoder-decoder, {args.new_tokens} new tokens per input, sources up to {args.max_source_length} tokens, "
-        f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy)"
+        f"{args.threads} threads, median of {args.repeats} alternating repeats (shared machine: timings are noisy); "
+        "transformers: the fastest of its decoding variants for each row"
     )
-    header = ["inputs", "decoding", "prefine tok/s", "transformers tok/s", "speed-up (wall)", "speed-up (CPU time)", "same tokens"]
+    header = [
+        "inputs",
+        "decoding",
+        "prefine tok/s",
+        "transformers tok/s",
+        "transformers variant",
+        "speed-up (wall)",
+        "speed-up (CPU time)",
+        "same tokens",
+    ]
     print(f"\n{conditions}\n")
     print(markdown_table(header, table))
-    more_tables = []
+    variant_conditions = "transformers decoding variants, generated tokens/s (wall) of each; attention run: " + ", ".join(
+        f"{variant} {attention}" for variant, attention in decoding_attention.items()
+    )
+    variant_header = [
+        "inputs",
+        "decoding",
+        *(f"{variant} tok/s" for variant in decoding_variants),
+        "same tokens as prefine (" + " / ".join(decoding_variants) + ")",
+    ]
+    print(f"\n{variant_conditions}\n")
+    print(markdown_table(variant_header, variant_table))
+    more_tables = [(variant_conditions, variant_header, variant_table)]
 
     training = None
     if args.training:
@@ -419,6 +514,7 @@ def main() -> None:
         "beams": args.beams,
         "batch_size": args.batch_size,
         "decoding": results,
+        "hf_decoding_variants": decoding_variants,
         "decoding_attention": decoding_attention,
         "training": training,
         "versions": versions(),

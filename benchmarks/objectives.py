@@ -53,6 +53,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import random
 import shutil
 import statistics
@@ -397,6 +398,9 @@ def main() -> None:
     except PrefineError as error:
         sys.exit(str(error))
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    # One fine-tuning folder per process: finetune() empties it first, so two benchmarks sharing a
+    # --work-dir (one per core) would otherwise delete each other's run mid-training.
+    finetune_dir = args.work_dir / f"ft-{os.getpid()}"
 
     corpora = {}
     for name in args.corpora.split(","):
@@ -437,9 +441,9 @@ def main() -> None:
                     scores, scratch = [], []
                     for seed in range(args.seeds):
                         print(f"--- {setup.name}: {variant} ({preset}, vocabulary {vocab_size}) seed {seed}", flush=True)
-                        scores.append(finetune(run_dir, setup, False, seed, args.work_dir / "ft", args))
+                        scores.append(finetune(run_dir, setup, False, seed, finetune_dir, args))
                         if len(scratch_cache) <= seed:
-                            scratch_cache.append(finetune(run_dir, setup, True, seed, args.work_dir / "ft", args))
+                            scratch_cache.append(finetune(run_dir, setup, True, seed, finetune_dir, args))
                         scratch.append(scratch_cache[seed])
                     gain = paired_gain(scores, scratch)
                     pretrained_mean, pretrained_std = mean_and_spread(scores)
