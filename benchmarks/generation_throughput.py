@@ -250,6 +250,7 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--max-source-length", type=int, default=256, help="the generation task's default")
     parser.add_argument("--max-target-length", type=int, default=64, help="the generation task's default")
+    parser.add_argument("--no-training", dest="training", action="store_false", help="skip the training table")
     parser.add_argument(
         "--hf-variants",
         default=DEFAULT_HF_VARIANTS,
