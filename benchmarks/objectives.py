@@ -332,7 +332,16 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
 def finished_pretraining(run_dir: Path) -> dict | None:
     """The stats of a pre-training run this benchmark already finished (--reuse), else None."""
     stats_file = run_dir / "objectives-stats.json"
-    return json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.is_file() else None
+    if not stats_file.is_file():
+        return None
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    # Runs finished before the stats recorded the model's preset and vocabulary (--preset auto):
+    # read them from the run's own record, which always had them.
+    if "chosen_preset" not in stats or "model_vocab_size" not in stats:
+        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        stats.setdefault("chosen_preset", record["run"]["preset"])
+        stats.setdefault("model_vocab_size", record["model"]["vocab_size"])
+    return stats
 
 
 def summary(values: list[float]) -> str:
