@@ -18,8 +18,11 @@ default runs the plain loop (`default`) and the tuned variants, so the table sho
 and the best one, and the headline is against the fastest.
 
 Timed steps are spread over the whole epoch (the same randomly chosen batch indices every
-repeat), so neither side is timed only on short or only on long batches. The mean padded
-length of the timed batches is reported for both sides.
+repeat), so neither side is timed only on short or only on long batches. prefine collates the
+very examples of the grouped anchors' batches (its own `length_grouped` made them), so the two
+sides train on the same work; before, prefine's timed batches came from its own epoch order and
+could be longer or shorter by chance. The mean padded length of the timed batches is reported for
+both sides.
 
     python benchmarks/finetune_throughput.py --steps 20 --repeats 3
 """
@@ -73,9 +76,9 @@ def read_sst2(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def prefine_run(
-    batches: ClassificationBatches, offsets: list[int], warmup: int, preset: str, vocab_size: int, seed: int
+    batches: ClassificationBatches, batch_rows: list[np.ndarray], warmup: int, preset: str, vocab_size: int, seed: int
 ) -> tuple[float, int, float]:
-    """Seconds, examples and mean padded length over the batches at `offsets` (the first few untimed)."""
+    """Seconds, examples and mean padded length over the batches of `batch_rows` (the first few untimed)."""
     torch.manual_seed(seed)
     model = BertForSequenceClassification(preset_config(preset, vocab_size=vocab_size), num_labels=2)
     model.train()
@@ -83,8 +86,8 @@ def prefine_run(
     return _timed_loop(
         model,
         optimizer,
-        lambda offset: batches.batch_at(batches.start_position()._replace(offset=offset), 0, 1)[0],
-        offsets,
+        batches.collate,
+        batch_rows,
         warmup,
         prefine=True,
     )
@@ -190,7 +193,6 @@ def main() -> None:
     total_steps = args.warmup + args.steps
     full_batches = len(examples) // args.batch_size
     chosen_batches = rng.choice(full_batches, total_steps, replace=False)
-    prefine_offsets = [int(index) * args.batch_size for index in chosen_batches]
     permutation = rng.permutation(len(examples))
     grouped = length_grouped(permutation, examples.lengths, args.batch_size)
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
@@ -210,7 +212,9 @@ def main() -> None:
     for repeat in range(args.repeats):
         for side in sides if repeat % 2 == 0 else sides[::-1]:
             if side == "prefine":
-                measured[side].append(prefine_run(batches, prefine_offsets, args.warmup, args.preset, vocab_size, args.seed))
+                # The very batches the grouped anchors train on: both sides do the same work.
+                grouped_rows = [grouped[i * args.batch_size : (i + 1) * args.batch_size] for i in chosen_batches]
+                measured[side].append(prefine_run(batches, grouped_rows, args.warmup, args.preset, vocab_size, args.seed))
             else:
                 variant = side.removeprefix("transformers ")
                 parts = variant.split("-")
