@@ -90,6 +90,8 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     # Heads starting near the identity and sinusoidal position rows instead of BERT's random init.
     "mimetic": ({}, {}, {}, {"mimetic_init": True}),
     "electra-mimetic": ({"objective": "electra"}, {}, {}, {"mimetic_init": True}),
+    # Word-piece embeddings starting from PPMI + SVD vectors of the corpus (--embedding-init cooccurrence).
+    "cooccurrence": ({}, {}, {}, {"embedding_init": "cooccurrence"}),
     # The recipe prefine shipped before issue 15 (BERT's settings scaled down): the baseline
     # the diagnosis starts from.
     "bert-2019": (

@@ -108,6 +108,13 @@ class PretrainingObjective(ABC):
     ) -> None:
         """Start a new model's output biases from the corpus's token counts (--frequency-bias); nothing by default."""
 
+    def word_embedding_tables(self, model: nn.Module) -> list[nn.Embedding]:
+        """The model's word-piece input tables that --embedding-init fills: by default every
+        `nn.Embedding` named `word_embeddings` (one for BERT; the generator's and discriminator's,
+        or their one shared table, for ELECTRA)."""
+        tables = [module for name, module in model.named_modules() if name.endswith("word_embeddings") and isinstance(module, nn.Embedding)]
+        return list({id(table): table for table in tables}.values())
+
     @abstractmethod
     def training_task(
         self, train_batches: PretrainingBatches, eval_batches: list[dict[str, Any]], device: torch.device, settings: Any

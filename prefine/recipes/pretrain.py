@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from prefine.pretraining_data import (
     cached_token_shards,
     sequence_length_warning,
 )
+from prefine.pretraining_data.cooccurrence import cooccurrence_vectors
 from prefine.recipes.common import (
     InitSource,
     check_resume_overrides,
@@ -61,6 +64,8 @@ from prefine.tokenizer import TokenizerConfig, load_tokenizer, morpheme_analyser
 from prefine.training import RESUMABLE_OVERRIDES, TrainingConfig, TrainingResult, init_distributed, train
 from prefine.training.config import with_time_budget
 from prefine.training.distributed import DistributedContext, broadcast_from_main, check_batch_split, wait_for_main
+
+EMBEDDING_INITS = ("random", "cooccurrence")
 
 
 @dataclass
@@ -91,6 +96,12 @@ class PretrainRunConfig:
         "start a new model's attention heads with their query-key product near the identity (mimetic init) and its position "
         "embeddings as sinusoids: it raised held-out masked-LM accuracy on the built-in corpus in 45 minutes, but those weights "
         "fine-tuned no better there, and worse on SST-2 (docs/pretraining-defaults.md)",
+    )
+    embedding_init: str = option(
+        "random",
+        "how a new model's word-piece embeddings start: random (BERT's), or cooccurrence (vectors from the corpus's "
+        "co-occurrence counts, PPMI and a truncated SVD, in one pass over the text; the seconds it takes come off --max-time)",
+        choices=EMBEDDING_INITS,
     )
 
 
@@ -244,6 +255,11 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         raise PrefineError(f"unknown preset '{run.preset}'; choose one of auto, {', '.join(PRESETS)}")
     if run.init and run.mimetic_init:
         raise PrefineError(f"--mimetic-init sets a new model's starting weights; --init {run.init} brings its own, so drop one of them")
+    if run.init and run.embedding_init != "random":
+        raise PrefineError(
+            f"--embedding-init {run.embedding_init} sets a new model's starting embeddings; --init {run.init} brings its own, "
+            "so drop one of them"
+        )
     data = from_args(PretrainingDataConfig, args, base=PRETRAIN_DATA_DEFAULTS)
     objective = get_objective(data.objective)
     training = with_time_budget(
@@ -456,18 +472,62 @@ def _choose_preset(
 
 
 def _start_new_model(
-    setup: PretrainSetup, objective: PretrainingObjective, model: torch.nn.Module, config: BertConfig, batches: PretrainingBatches
-) -> None:
-    """A new model's starting weights beyond its initialisation: biases from the corpus, mimetic attention."""
+    setup: PretrainSetup,
+    objective: PretrainingObjective,
+    model: torch.nn.Module,
+    config: BertConfig,
+    batches: PretrainingBatches,
+    from_checkpoint: bool,
+    is_main: bool,
+) -> dict | None:
+    """A new model's starting weights beyond its initialisation: biases from the corpus, mimetic
+    attention, embeddings from co-occurrence counts. Returns the record of the last, or None."""
     if setup.run.frequency_bias:
         # Every rank computes the same counts from the same shards (and a resumed run's
         # checkpoint replaces these weights anyway).
         objective.start_from_token_frequencies(model, torch.from_numpy(batches.train_token_counts()), setup.data.mlm_probability)
-    if setup.run.mimetic_init and not setup.run.resume:
+    # A resumed run's checkpoint replaces what follows, so it skips the work; one killed before
+    # its first checkpoint starts again from step 0 and needs the same weights as the first try.
+    if from_checkpoint:
+        return None
+    if setup.run.mimetic_init:
         # Its own generator, seeded like the run: every rank starts from the same weights, and
-        # the global random stream the rest of the run draws from is left as it was. A resumed
-        # run's checkpoint replaces these weights, so it skips the SVD per head.
+        # the global random stream the rest of the run draws from is left as it was.
         apply_mimetic_init(model, config.initializer_range, torch.Generator().manual_seed(setup.training.seed))
+    if setup.run.embedding_init == "cooccurrence":
+        return _start_embeddings_from_cooccurrence(setup, objective, model, config, batches, is_main)
+    return None
+
+
+def _start_embeddings_from_cooccurrence(
+    setup: PretrainSetup,
+    objective: PretrainingObjective,
+    model: torch.nn.Module,
+    config: BertConfig,
+    batches: PretrainingBatches,
+    is_main: bool,
+) -> dict:
+    """--embedding-init cooccurrence: fill the word-piece tables from PPMI + SVD vectors of the training documents."""
+    started = time.monotonic()
+    if is_main:
+        print("embeddings: counting co-occurrences in the training documents (PPMI + SVD)", flush=True)
+    tables = objective.word_embedding_tables(model)
+    width = max(table.embedding_dim for table in tables)
+    vectors, covered = cooccurrence_vectors(
+        batches.shards, batches.doc_ids, batches.train_token_counts(), width, row_norm=1.0, seed=setup.training.seed
+    )
+    with torch.no_grad():
+        for table in tables:
+            # A random row of N(0, initializer_range) has norm about initializer_range * sqrt(width):
+            # the vectors come in at that size, beside position and segment rows drawn the same way.
+            rows = vectors[covered, : table.embedding_dim]
+            rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12) * config.initializer_range * math.sqrt(table.embedding_dim)
+            table.weight[covered.to(table.weight.device)] = rows.to(table.weight.dtype).to(table.weight.device)
+    seconds = time.monotonic() - started
+    record = {"method": "cooccurrence", "rows": int(covered.sum()), "vocab_size": int(len(covered)), "seconds": round(seconds, 2)}
+    if is_main:
+        print(f"embeddings: {record['rows']:,} of {record['vocab_size']:,} word pieces start from co-occurrence vectors ({seconds:.1f} s)")
+    return record
 
 
 def run_pretraining(setup: PretrainSetup) -> TrainingResult:
@@ -535,8 +595,19 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     if saved_run is not None:
         budget_choice = saved_run.get("budget_choice")  # made once, when the run started; a resume keeps its record
     model, model_config = _build_model(setup, objective, settings, tokenizer.get_vocab_size(), init, saved_run)
+    embedding_record = None
     if init is None:
-        _start_new_model(setup, objective, model, model_config, train_batches)
+        embedding_record = _start_new_model(setup, objective, model, model_config, train_batches, from_checkpoint, context.is_main)
+    budget = setup.training.max_time_seconds
+    if embedding_record is not None and budget is not None and not resuming:
+        # The vectors are part of the run's cost: their seconds come off the training budget,
+        # so a run with them and one without take the same wall time (the ranks agree on rank 0's figure).
+        spent = broadcast_from_main(embedding_record["seconds"], context)
+        left = max(budget - spent, 1.0)
+        setup.training = dataclasses.replace(setup.training, max_time=f"{left:.1f}s")
+        embedding_record["charged_to_max_time"] = True
+        if context.is_main:
+            print(f"embeddings: {spent:.1f} s charged to --max-time; {left:.0f} s left for training")
     # Read through BertConfig, so a run saved before a field existed compares with its default.
     if saved_run is not None and from_dict(BertConfig, saved_run["model"], f"{run_dir}/run.json") != model_config:
         raise PrefineError(f"{run_dir}/run.json's model config differs from the rebuilt one; the run folder was edited by hand")
@@ -559,6 +630,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
         corpus_fingerprint=fingerprint,
         tokenizer_fingerprint=tokenizer_hash,
         **({"budget_choice": budget_choice} if budget_choice is not None else {}),
+        **({"embedding_init": embedding_record} if embedding_record is not None else {}),
     )
     if context.is_main:
         write_run(run_dir, record)

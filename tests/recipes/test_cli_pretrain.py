@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from prefine.cli import main
 from tests.conftest import TINY_PRETRAIN_FLAGS as TINY
@@ -366,3 +367,41 @@ def test_separate_documents_is_checked_first_then_trains_mlm_and_electra(tmp_pat
         assert saved["data"]["separate_documents"] is True
         losses = [line["train/loss"] for line in metrics_lines(tmp_path / objective) if "train/loss" in line]
         assert losses and all(loss == loss and loss > 0 for loss in losses)
+
+
+def test_embedding_init_cooccurrence_starts_seen_pieces_from_the_corpus_and_charges_the_budget(pretrained_run, tmp_path, capsys):
+    from prefine.checkpoint import latest_checkpoint, load_weights
+
+    def word_table(run_dir: Path) -> torch.Tensor:
+        weights = load_weights(latest_checkpoint(run_dir))
+        return next(value for name, value in weights.items() if name.endswith("embeddings.word_embeddings.weight")).float()
+
+    assert json.loads((pretrained_run / "pre" / "run.json").read_text())["run"]["embedding_init"] == "random"
+    corpus = write_bert_text(tmp_path / "corpus.txt", synthetic_documents(60))
+    # A learning rate of 0 keeps the starting weights in the checkpoint.
+    frozen = ("--max-steps", "1", "--learning-rate", "0", "--max-time", "10m")
+    assert pretrain(tmp_path, corpus, "random", *frozen) == 0
+    seen = {}
+    for objective in ("mlm", "electra"):
+        out = f"cooccurrence-{objective}"
+        assert pretrain(tmp_path, corpus, out, "--objective", objective, *frozen, "--embedding-init", "cooccurrence") == 0
+        saved = json.loads((tmp_path / out / "run.json").read_text())
+        record = saved["embedding_init"]
+        assert saved["run"]["embedding_init"] == "cooccurrence" and 0 < record["rows"] < record["vocab_size"]
+        # The seconds the vectors took come off the 10-minute budget.
+        assert saved["training"]["max_time"].endswith("s") and float(saved["training"]["max_time"][:-1]) <= 600 - record["seconds"] + 0.1
+        norms = word_table(tmp_path / out).norm(dim=1)
+        # Every seen piece starts at the norm a random row of the initialiser has on average.
+        model = saved["model"]
+        expected_norm = model["initializer_range"] * (model["embedding_size"] or model["hidden_size"]) ** 0.5
+        seen[objective] = (norms - expected_norm).abs() < 1e-6
+        assert int(seen[objective].sum()) == record["rows"]
+    # The rest keep BERT's random start (same seed, same vocabulary size); seen rows differ from it.
+    random_table, table, rows = word_table(tmp_path / "random"), word_table(tmp_path / "cooccurrence-mlm"), seen["mlm"]
+    assert torch.equal(random_table[~rows], table[~rows]) and not torch.equal(random_table[rows], table[rows])
+    assert random_table.norm(dim=1)[rows].std() > 1000 * table.norm(dim=1)[rows].std()  # random rows vary in norm
+    capsys.readouterr()
+    assert pretrain(tmp_path, corpus, "continued", "--init", str(pretrained_run / "pre"), "--embedding-init", "cooccurrence") == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "--embedding-init" in captured.err and captured.out == ""
+    assert not (tmp_path / "continued").exists()
