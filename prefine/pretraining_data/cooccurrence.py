@@ -79,14 +79,20 @@ def cooccurrence_counts(
 
 
 def ppmi(counts: torch.Tensor, smoothing: float = CONTEXT_SMOOTHING) -> torch.Tensor:
-    """Positive pointwise mutual information of a [words, contexts] count matrix, contexts smoothed to `smoothing`."""
-    counts = counts.to(torch.float64)
-    word_totals = counts.sum(dim=1, keepdim=True)
-    context_weights = counts.sum(dim=0).pow(smoothing)
-    context_probability = context_weights / context_weights.sum().clamp_min(1e-30)
+    """Positive pointwise mutual information of a [words, contexts] count matrix, contexts smoothed to `smoothing`.
+
+    float32 throughout, worked in place: at a 32k vocabulary the matrix is 256 MB, and a float64
+    copy per step would take several times that.
+    """
+    counts = counts.to(torch.float32)
+    word_totals = counts.sum(dim=1, keepdim=True).clamp_min(1e-30)
+    context_weights = counts.to(torch.float64).sum(dim=0).pow(smoothing)
+    context_probability = (context_weights / context_weights.sum().clamp_min(1e-30)).to(torch.float32).clamp_min(1e-30)
+    seen = counts > 0
     # log P(w, c) / (P(w) P_smoothed(c)), with P(w, c) / P(w) = n(w, c) / n(w).
-    pmi = torch.log(counts.clamp_min(1e-30)) - torch.log(word_totals.clamp_min(1e-30)) - torch.log(context_probability.clamp_min(1e-30))
-    return torch.where(counts > 0, pmi.clamp_min(0.0), torch.zeros_like(pmi)).to(torch.float32)
+    pmi = counts.clamp_min(1e-30).log_()
+    pmi.sub_(word_totals.log()).sub_(context_probability.log())
+    return pmi.clamp_min_(0.0).mul_(seen)
 
 
 def cooccurrence_vectors(
