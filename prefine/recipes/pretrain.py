@@ -598,6 +598,9 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     embedding_record = None
     if init is None:
         embedding_record = _start_new_model(setup, objective, model, model_config, train_batches, from_checkpoint, context.is_main)
+    if saved_run is not None:
+        # Made once, when the run started (its seconds already came off the saved budget); a resume keeps its record.
+        embedding_record = saved_run.get("embedding_init")
     budget = setup.training.max_time_seconds
     if embedding_record is not None and budget is not None and not resuming:
         # The vectors are part of the run's cost: their seconds come off the training budget,

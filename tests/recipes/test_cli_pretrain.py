@@ -396,6 +396,12 @@ def test_embedding_init_cooccurrence_starts_seen_pieces_from_the_corpus_and_char
         expected_norm = model["initializer_range"] * (model["embedding_size"] or model["hidden_size"]) ** 0.5
         seen[objective] = (norms - expected_norm).abs() < 1e-6
         assert int(seen[objective].sum()) == record["rows"]
+    # A resumed run keeps the record and its budget: the seconds are not charged twice.
+    before = json.loads((tmp_path / "cooccurrence-mlm" / "run.json").read_text())
+    assert main(["pretrain", "--resume", str(tmp_path / "cooccurrence-mlm"), "--max-steps", "2"]) == 0
+    resumed = json.loads((tmp_path / "cooccurrence-mlm" / "run.json").read_text())
+    assert resumed["embedding_init"] == before["embedding_init"]
+    assert resumed["training"]["max_time"] == before["training"]["max_time"]
     # The rest keep BERT's random start (same seed, same vocabulary size); seen rows differ from it.
     random_table, table, rows = word_table(tmp_path / "random"), word_table(tmp_path / "cooccurrence-mlm"), seen["mlm"]
     assert torch.equal(random_table[~rows], table[~rows]) and not torch.equal(random_table[rows], table[rows])
