@@ -305,6 +305,14 @@ def pretrain(variant: str, corpus: Path, out: Path, args, preset: str, vocab_siz
 
 
 def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int, out: Path, args) -> float:
+    """The test score of one fine-tune at prefine's default learning rate."""
+    return float(finetune_with(run_dir, setup, from_scratch, seed, out, args).metrics[setup.metric])
+
+
+def finetune_with(
+    run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int, out: Path, args, learning_rate: float = 0.0
+) -> finetune_recipe.FinetuneOutcome:
+    """One fine-tune as `prefine finetune` runs it (`learning_rate` 0: its width-based default)."""
     # --test without --eval: the run carves its dev split (seeded by dev_seed, not `seed`, so
     # every variant, start and seed chooses on the same examples) and reports on the test set.
     run = finetune_recipe.FinetuneRunConfig(
@@ -320,7 +328,12 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
     # The checkpoint is chosen on the metric the table reports (as KLUE chooses YNAT on macro
     # F1): chosen on accuracy, a macro-F1 setup can keep a checkpoint that neglects a small class.
     training = dataclasses.replace(
-        finetune_recipe.FINETUNE_TRAINING_DEFAULTS, seed=seed, num_threads=args.threads, progress=False, best_metric=setup.metric
+        finetune_recipe.FINETUNE_TRAINING_DEFAULTS,
+        seed=seed,
+        num_threads=args.threads,
+        progress=False,
+        best_metric=setup.metric,
+        learning_rate=learning_rate,
     )
     shutil.rmtree(out, ignore_errors=True)
     # The default epochs, but at least --min-steps, so 10% of a small task is not 15 updates
@@ -328,7 +341,7 @@ def finetune(run_dir: Path, setup: LabelledSetup, from_scratch: bool, seed: int,
     data = ClassificationDataConfig(text_column=setup.text_column, label_column=setup.label_column)
     outcome = finetune_recipe.run_finetune(get_task("classification"), run, data, training, explicit_steps=False, full_report=False)
     shutil.rmtree(out, ignore_errors=True)
-    return float(outcome.metrics[setup.metric])
+    return outcome
 
 
 def finished_pretraining(run_dir: Path) -> dict | None:
