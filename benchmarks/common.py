@@ -105,7 +105,7 @@ def benchmark_tokenizer(work_dir: Path, vocab_size: int):
         return load_tokenizer(directory), directory
     from prefine.corpus.builtin import builtin_pretraining_documents
 
-    sentences = (sentence for document in builtin_pretraining_documents() for sentence in document)
+    sentences = [sentence for document in builtin_pretraining_documents() for sentence in document]
     tokenizer = train_tokenizer(sentences, TokenizerConfig(vocab_size=vocab_size), show_progress=False)
     save_tokenizer(tokenizer, directory, model_max_length=512)
     return tokenizer, directory

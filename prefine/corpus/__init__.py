@@ -3,6 +3,7 @@ sentences), a rule-based sentence splitter, and the built-in offline quickstart 
 
 from prefine.corpus.readers import (
     CorpusConfig,
+    CorpusSentences,
     check_corpus,
     corpus_fingerprint,
     detect_text_format,
@@ -14,6 +15,7 @@ from prefine.corpus.sentences import split_sentences
 
 __all__ = [
     "CorpusConfig",
+    "CorpusSentences",
     "check_corpus",
     "corpus_fingerprint",
     "detect_text_format",

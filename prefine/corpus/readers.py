@@ -472,6 +472,19 @@ def iter_sentences(config: CorpusConfig) -> Iterator[str]:
         yield from document
 
 
+class CorpusSentences:
+    """The corpus's sentences as a re-iterable: each pass re-reads the files, so none holds the corpus in memory.
+
+    Tokenizer training reads the corpus twice (`prefine.tokenizer.wordpiece.train_tokenizer`).
+    """
+
+    def __init__(self, config: CorpusConfig):
+        self.config = config
+
+    def __iter__(self) -> Iterator[str]:
+        return iter_sentences(self.config)
+
+
 def corpus_fingerprint(config: CorpusConfig) -> str:
     """A cheap cache key: sha256 over the config and every resolved file's path, size and mtime.
 

@@ -27,7 +27,7 @@ import torch
 
 from prefine.checkpoint import TOKENIZER_DIR, is_run_dir, latest_checkpoint, read_run, write_run
 from prefine.config import add_dataclass_arguments, explicit_overrides, from_args, from_dict, option
-from prefine.corpus import CorpusConfig, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
+from prefine.corpus import CorpusConfig, CorpusSentences, check_corpus, corpus_fingerprint, iter_documents, iter_sentences
 from prefine.errors import PrefineError
 from prefine.model import PRESETS, BertConfig, count_parameters, preset_config
 from prefine.model.bert import apply_mimetic_init
@@ -399,7 +399,7 @@ def _prepare_tokenizer(setup: PretrainSetup, run_dir: Path, init: InitSource | N
         print(f"tokenizer: training WordPiece (vocab {setup.tokenizer.vocab_size}{morphemes}) on the corpus")
         # The tokenizers library's bar only draws on a terminal; elsewhere it prints blank lines.
         show_progress = setup.training.progress and sys.stderr.isatty()
-        tokenizer = train_tokenizer(iter_sentences(setup.corpus), setup.tokenizer, show_progress=show_progress)
+        tokenizer = train_tokenizer(CorpusSentences(setup.corpus), setup.tokenizer, show_progress=show_progress)
     if tokenizer_dir.exists():
         shutil.rmtree(tokenizer_dir)
     save_tokenizer(tokenizer, tokenizer_dir, model_max_length=setup.data.max_seq_length)

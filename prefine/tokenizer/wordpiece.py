@@ -5,6 +5,7 @@ up a BERT-style pipeline (normalizer, BertPreTokenizer, WordPiece with "##" cont
 [CLS] A [SEP] B [SEP] template) and fixes one flaw of the BERT original: its accent stripping
 decomposes text to NFD and drops every combining mark, which turns Korean syllables into
 conjoining jamo ("한국어" -> "ᄒ ᅡ ᆫ ..."), so a Korean vocabulary never matches anything.
+It also makes training reproducible, which the trainer alone is not (`train_tokenizer`).
 With `--morphemes kiwi` a Python step after the pre-tokenizer also cuts Korean words into
 morphemes (`prefine.tokenizer.morphemes`); it is recorded in tokenizer_config.json, since
 tokenizer.json cannot hold it, and `load_tokenizer` puts it back.
@@ -109,30 +110,71 @@ def _batches(sentences: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
 
 
 def train_tokenizer(sentences: Iterable[str], config: TokenizerConfig, show_progress: bool = True) -> Tokenizer:
-    """Train a WordPiece vocabulary on `sentences` (streamed, never held in memory at once)."""
+    """Train a WordPiece vocabulary on `sentences`: the same vocabulary, in the same id order, every time.
+
+    `sentences` is read twice (see `_continuation_characters`): pass a list or a re-iterable
+    whose `__iter__` re-reads the files, which streams; a one-shot iterator is held in memory.
+    """
     if config.vocab_size <= len(SPECIAL_TOKENS):
         raise PrefineError(
             f"vocab_size {config.vocab_size} leaves no room beside the {len(SPECIAL_TOKENS)} special tokens; use a few thousand or more"
         )
-    tokenizer = Tokenizer(
-        models.WordPiece(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD)
-    )
+    if iter(sentences) is sentences:
+        sentences = list(sentences)
+    continuations = _continuation_characters(sentences, config, show_progress)
+    trained = _trained(sentences, config, config.vocab_size, SPECIAL_TOKENS + continuations, show_progress)
+    if trained.get_vocab_size() <= len(SPECIAL_TOKENS):
+        raise PrefineError("the tokenizer corpus holds no text to learn a vocabulary from; point at files with content")
+    # The continuations were seeded as the trainer's special tokens only to fix their ids; the
+    # tokenizer built from the trained vocabulary treats them as the ordinary pieces they are.
+    tokenizer = _new_tokenizer(config, trained.get_vocab(with_added_tokens=False))
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    _attach_post_processor(tokenizer)
+    return tokenizer
+
+
+def _new_tokenizer(config: TokenizerConfig, vocab: dict[str, int] | None = None) -> Tokenizer:
+    model_options = dict(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD)
+    tokenizer = Tokenizer(models.WordPiece(vocab, **model_options) if vocab is not None else models.WordPiece(**model_options))
     _attach_bert_pipeline(tokenizer, config.lowercase, config.strip_accents)
     if config.morphemes != NO_MORPHEMES:
         attach_morphemes(tokenizer, config.morphemes, CONTINUATION_PREFIX)
+    return tokenizer
+
+
+def _trained(
+    sentences: Iterable[str], config: TokenizerConfig, vocab_size: int, special_tokens: list[str], show_progress: bool
+) -> Tokenizer:
+    tokenizer = _new_tokenizer(config)
     trainer = trainers.WordPieceTrainer(
-        vocab_size=config.vocab_size,
+        vocab_size=vocab_size,
         min_frequency=config.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         limit_alphabet=config.limit_alphabet,
         continuing_subword_prefix=CONTINUATION_PREFIX,
         show_progress=show_progress,
     )
     tokenizer.train_from_iterator(_batches(sentences), trainer=trainer)
-    if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
-        raise PrefineError("the tokenizer corpus holds no text to learn a vocabulary from; point at files with content")
-    _attach_post_processor(tokenizer)
     return tokenizer
+
+
+def _continuation_characters(sentences: Iterable[str], config: TokenizerConfig, show_progress: bool) -> list[str]:
+    """The "##" + character pieces the trainer creates for this corpus, sorted.
+
+    The trainer (tokenizers 0.23) sorts the alphabet but numbers these pieces in the iteration
+    order of a hash map of words, which changes from process to process; the ids then break ties
+    between equally frequent merges, so the same corpus gave a different vocabulary, not only a
+    different order, from run to run (huggingface/tokenizers#1794). A first pass that stops before
+    any merge finds the set, which does not depend on that order; seeded in sorted order as
+    special tokens, the second pass's ids and merges are the same every run.
+    """
+    alphabet_only = _trained(sentences, config, 0, SPECIAL_TOKENS, show_progress)
+    prefix_length = len(CONTINUATION_PREFIX)
+    return sorted(
+        token
+        for token in alphabet_only.get_vocab(with_added_tokens=False)
+        if token.startswith(CONTINUATION_PREFIX) and len(token) == prefix_length + 1
+    )
 
 
 def vocabulary_in_id_order(tokenizer: Tokenizer) -> list[str]:

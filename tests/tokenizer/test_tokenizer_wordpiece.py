@@ -200,3 +200,26 @@ def test_korean_survives_a_tight_alphabet_limit():
     syllables = {character for sentence in corpus for character in sentence if "\uac00" <= character <= "\ud7a3"}
     tokenizer = train_tokenizer(corpus, TokenizerConfig(vocab_size=200, limit_alphabet=len(syllables) + 10), show_progress=False)
     assert "[UNK]" not in tokenizer.encode(" ".join(KOREAN_CORPUS)).tokens
+
+
+def test_the_same_corpus_trains_the_same_vocabulary_in_the_same_order():
+    # Many merges tie on count here; the trainer alone broke ties by ids numbered in hash-map
+    # order, so two trainings in one process already differed in most of their pieces.
+    rng = np.random.default_rng(0)
+    syllables = [chr(code) for code in range(0xAC00, 0xAC00 + 200)] + list("abcdefghij")
+    sentences = [" ".join("".join(rng.choice(syllables, size=rng.integers(1, 5))) for _ in range(8)) for _ in range(1500)]
+    config = TokenizerConfig(vocab_size=1000)
+    first = vocabulary_in_id_order(train_tokenizer(sentences, config, show_progress=False))
+    for _ in range(2):
+        assert vocabulary_in_id_order(train_tokenizer(iter(sentences), config, show_progress=False)) == first
+    assert first[: len(SPECIAL_TOKENS)] == SPECIAL_TOKENS and len(first) == 1000
+
+
+def test_continuations_seeded_for_training_stay_ordinary_pieces(tokenizer, saved):
+    # They were the trainer's special tokens only to fix their ids: text spelling one is split as
+    # text, and the saved tokenizer lists only the five real special tokens.
+    assert "##s" in tokenizer.get_vocab()
+    assert tokenizer.encode("tokenizers ##s", add_special_tokens=False).tokens[-1] != "##s"
+    added = json.loads((saved / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    assert [token["content"] for token in added] == SPECIAL_TOKENS
+    assert tokenizer.decode(tokenizer.encode("pieces").ids) == "pieces"
