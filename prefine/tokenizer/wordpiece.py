@@ -134,8 +134,10 @@ def train_tokenizer(sentences: Iterable[str], config: TokenizerConfig, show_prog
 
 
 def _new_tokenizer(config: TokenizerConfig, vocab: dict[str, int] | None = None) -> Tokenizer:
-    model_options = dict(unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD)
-    tokenizer = Tokenizer(models.WordPiece(vocab, **model_options) if vocab is not None else models.WordPiece(**model_options))
+    model = models.WordPiece(
+        vocab, unk_token=UNK, continuing_subword_prefix=CONTINUATION_PREFIX, max_input_chars_per_word=MAX_CHARACTERS_PER_WORD
+    )
+    tokenizer = Tokenizer(model)
     _attach_bert_pipeline(tokenizer, config.lowercase, config.strip_accents)
     if config.morphemes != NO_MORPHEMES:
         attach_morphemes(tokenizer, config.morphemes, CONTINUATION_PREFIX)
