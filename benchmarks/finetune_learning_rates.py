@@ -36,12 +36,14 @@ from prefine.metrics.intervals import paired_gain  # noqa: E402
 
 
 def setups(args) -> dict[str, LabelledSetup]:
-    prepared: list[LabelledSetup] = []
-    prepared += prepare_builtin(args.work_dir)[1]
-    if args.korean_comments.is_dir():
-        prepared += prepare_korean_comments(args.work_dir, args.korean_comments)[1]
-    if args.sst2.is_dir():
-        prepared += prepare_sst2(args.work_dir, args.sst2, args.sst2_labels)[1]
+    """The labelled setups of the corpus `--setup` names (only that corpus's files are written)."""
+    corpus = args.setup.split(" ")[0]
+    if corpus == "korean-comments" and args.korean_comments.is_dir():
+        prepared = prepare_korean_comments(args.work_dir, args.korean_comments)[1]
+    elif corpus == "sst2" and args.sst2.is_dir():
+        prepared = prepare_sst2(args.work_dir, args.sst2, args.sst2_labels)[1]
+    else:
+        prepared = prepare_builtin(args.work_dir)[1]
     return {setup.name: setup for setup in prepared}
 
 
@@ -69,6 +71,8 @@ def main() -> None:
         sys.exit(f"--init {args.init} is not a prefine run folder (no run.json); pass a finished pre-training run")
     if args.seeds < 2:
         sys.exit("--seeds must be at least 2 for an interval")
+    if args.setup.split(" ")[0] not in ("builtin", "sst2", "korean-comments"):
+        sys.exit(f'--setup {args.setup!r}: name a setup of builtin, sst2 or korean-comments, e.g. "builtin 10%"')
     args.work_dir.mkdir(parents=True, exist_ok=True)
     known = setups(args)
     if args.setup not in known:
