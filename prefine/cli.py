@@ -11,13 +11,20 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from prefine import __version__, determinism
 from prefine.errors import PrefineError
 
 if TYPE_CHECKING:  # the CLI imports torch-heavy modules only when a command needs them
     from prefine.training import TrainingInterrupted
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming it and where the flags are listed, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from prefine.recipes.export import add_export_command
     from prefine.registry import add_registry_commands
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="prefine",
         description="Pre-train a BERT encoder on your own corpus, then fine-tune it on your task.",
     )
