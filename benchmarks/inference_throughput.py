@@ -6,11 +6,19 @@ One random-init classifier of --preset is saved as a prefine checkpoint and expo
   prefine       encode_examples -> predict_logits (length-sorted batches, padded per batch).
   transformers  pipeline("text-classification", model=<exported folder>, batch_size=...).
 
+--prefine-backends picks prefine's sides, each the path `prefine predict/evaluate/serve --backend B`
+runs (`use_onnx_encoder` swaps the encoder; tokenizing, batching and the head stay prefine's):
+`torch` (PyTorch), `onnx` (the encoder in ONNX Runtime fp32) and `onnx-int8` (its linear layers
+quantized). The headline is prefine's fastest fp32 path against the fastest fp32 anchor, and names
+the path; int8's ratio to prefine's fp32 paths goes in a note.
+
 --hf-variants adds transformers sides tuned as a user would: `sorted` feeds the pipeline texts
 sorted by length (and restores their order), so batches pad little; `eager`/`sdpa` picks
 `attn_implementation`. The default runs the plain pipeline and both tuned variants.
 
---ort-variants adds ONNX Runtime sides on the same weights: `fp32` runs the classifier written
+--ort-variants adds ONNX Runtime sides on the same weights: `fused` is what optimum gives a
+transformers user (the exported transformers model through onnxruntime.transformers' BERT
+optimizer: fused attention, embeddings and skip LayerNorms); `fp32` runs the classifier written
 by prefine's own ONNX export (`write_onnx`, the function behind `prefine export --format onnx`,
 checked against prefine's logits) in an `onnxruntime.InferenceSession` with ORT_ENABLE_ALL graph
 optimizations, intra-op threads = --threads, one inter-op thread and sequential execution; `int8`
@@ -39,6 +47,7 @@ writes one JSON line per text. Both get OMP_NUM_THREADS=--threads.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import json
@@ -99,6 +108,31 @@ def exported_classifier(tokenizer, work_dir: Path, preset: str, seed: int) -> tu
     return model, export_hf(checkpoint, export_dir)
 
 
+def prefine_models(model, backends: list[str], work_dir: Path, threads: int) -> dict[str, torch.nn.Module]:
+    """One model per prefine backend on the same weights: the torch one as is, the others with the encoder in ONNX Runtime."""
+    unknown = set(backends) - {"torch", "onnx", "onnx-int8"}
+    if unknown or not backends:
+        sys.exit(f"unknown --prefine-backends {', '.join(sorted(unknown)) or '(none)'}; choose from torch, onnx, onnx-int8")
+    models = {}
+    for backend in backends:
+        if backend == "torch":
+            models[backend] = model
+            continue
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print(f"skipped prefine {backend}: onnxruntime is not installed (pip install -e .[onnx])", file=sys.stderr)
+            continue
+        from prefine.interop.onnx_runtime import use_onnx_encoder
+
+        # The graph cache lives in the work folder, rebuilt each run: the timing never reads a stale graph.
+        cache = work_dir / "inference-prefine-onnx-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        models[backend] = use_onnx_encoder(copy.deepcopy(model), backend, cache, threads=threads)
+    set_threads(threads)  # the handover left PyTorch one thread; run_side sets each side's count before it runs
+    return models
+
+
 def prefine_predict(model, tokenizer, texts: list[str], batch_size: int, max_seq_length: int) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     examples = encode_examples(texts, None, tokenizer, max_seq_length)
@@ -122,7 +156,40 @@ def hf_predict(
     return seconds, predicted
 
 
-def onnxruntime_sessions(model, work_dir: Path, variants: list[str], threads: int, max_seq_length: int, per_channel: bool) -> dict:
+def transformers_fused_graph(export_dir: Path, onnx_dir: Path, config) -> Path:
+    """What optimum's ORTOptimizer (level 2) gives a transformers user: the exported BertForSequenceClassification
+    (eager attention, the pattern ORT's fusions know) through onnxruntime.transformers' BERT optimizer, which fuses
+    embeddings + LayerNorm, attention, skip + LayerNorm and bias + GELU into ORT's CPU kernels."""
+    from onnxruntime.transformers import optimizer
+    from transformers import AutoModelForSequenceClassification
+
+    hf_model = AutoModelForSequenceClassification.from_pretrained(str(export_dir), attn_implementation="eager").eval()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in names)
+    plain = onnx_dir / "transformers.onnx"
+    torch.onnx.export(
+        hf_model,
+        example,
+        str(plain),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={name: {0: "batch", 1: "sequence"} for name in names},
+        opset_version=17,
+        dynamo=False,
+    )
+    fused = optimizer.optimize_model(
+        str(plain), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=0
+    )
+    counts = fused.get_fused_operator_statistics()
+    print(f"onnxruntime fused: {', '.join(f'{count} {name}' for name, count in counts.items() if count)}", file=sys.stderr)
+    path = onnx_dir / "transformers-fused.onnx"
+    fused.save_model_to_file(str(path))
+    return path
+
+
+def onnxruntime_sessions(
+    model, work_dir: Path, variants: list[str], threads: int, max_seq_length: int, per_channel: bool, export_dir: Path
+) -> dict:
     """ONNX Runtime sessions on the model's weights, one per variant (fp32, int8), set up as a careful user would."""
     if not variants:
         return {}
@@ -134,9 +201,9 @@ def onnxruntime_sessions(model, work_dir: Path, variants: list[str], threads: in
         return {}
     from prefine.interop.onnx_export import example_batches, write_onnx
 
-    unknown = set(variants) - {"fp32", "int8"}
+    unknown = set(variants) - {"fp32", "fused", "int8"}
     if unknown:
-        sys.exit(f"unknown --ort-variants {', '.join(sorted(unknown))}; choose from fp32, int8")
+        sys.exit(f"unknown --ort-variants {', '.join(sorted(unknown))}; choose from fp32, fused, int8")
     onnx_dir = work_dir / "inference-onnx"
     shutil.rmtree(onnx_dir, ignore_errors=True)
     onnx_dir.mkdir(parents=True)
@@ -147,6 +214,8 @@ def onnxruntime_sessions(model, work_dir: Path, variants: list[str], threads: in
     if "int8" in variants:
         paths["int8"] = onnx_dir / "model-int8.onnx"
         quantize_dynamic(paths["fp32"], paths["int8"], weight_type=QuantType.QInt8, per_channel=per_channel)
+    if "fused" in variants:
+        paths["fused"] = transformers_fused_graph(export_dir, onnx_dir, config)
     sessions = {}
     for variant in variants:
         options = onnxruntime.SessionOptions()
@@ -296,14 +365,20 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--sst2-dir", type=Path, default=DEFAULT_SST2, help="folder with SST-2's dev.tsv")
     parser.add_argument(
+        "--prefine-backends",
+        default="torch,onnx,onnx-int8",
+        help="prefine sides, each a --backend of prefine predict: torch, onnx, onnx-int8 (the onnx ones need onnxruntime)",
+    )
+    parser.add_argument(
         "--hf-variants",
         default="default,sorted-sdpa,sorted-eager",
         help="transformers sides: default (plain pipeline), sorted-ATTN (inputs sorted by length, attn_implementation ATTN)",
     )
     parser.add_argument(
         "--ort-variants",
-        default="fp32,int8",
-        help="ONNX Runtime sides on prefine's ONNX export: fp32, int8 (dynamic quantization); an empty string skips them",
+        default="fp32,fused,int8",
+        help="ONNX Runtime sides: fp32 (prefine's ONNX export), fused (transformers' export through ORT's BERT optimizer, "
+        "as optimum does), int8 (prefine's export, dynamic quantization); an empty string skips them",
     )
     parser.add_argument(
         "--ort-per-channel",
@@ -329,9 +404,12 @@ def main() -> None:
     texts, labels = read_sst2(dev_file)
     texts, labels = texts * args.steps, np.tile(labels, args.steps)  # --steps passes over dev per timed run
     model, export_dir = exported_classifier(tokenizer, args.work_dir, args.preset, args.seed)
+    prefine_sides = prefine_models(
+        model, [name.strip() for name in args.prefine_backends.split(",") if name.strip()], args.work_dir, args.threads
+    )
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
     ort_variants = [name.strip() for name in args.ort_variants.split(",") if name.strip()]
-    sessions = onnxruntime_sessions(model, args.work_dir, ort_variants, args.threads, args.max_seq_length, args.ort_per_channel)
+    sessions = onnxruntime_sessions(model, args.work_dir, ort_variants, args.threads, args.max_seq_length, args.ort_per_channel, export_dir)
     fast_tokenizer = hf_tokenizer(export_dir) if sessions else None
     classifiers = {}
     for variant in variants:
@@ -341,8 +419,12 @@ def main() -> None:
         )
 
     def run_side(side: str, batch_texts: list[str]) -> tuple[float, np.ndarray]:
-        if side == "prefine":
-            return prefine_predict(model, tokenizer, batch_texts, args.batch_size, args.max_seq_length)
+        # In a `--backend onnx` process PyTorch keeps one thread (the head's) and ONNX Runtime the rest;
+        # every other side, prefine's torch path included, runs PyTorch on --threads.
+        torch.set_num_threads(1 if side.startswith("prefine onnx") else args.threads)
+        if side.startswith("prefine "):
+            backend_model = prefine_sides[side.removeprefix("prefine ")]
+            return prefine_predict(backend_model, tokenizer, batch_texts, args.batch_size, args.max_seq_length)
         if side.startswith("onnxruntime "):
             return onnxruntime_predict(
                 sessions[side.removeprefix("onnxruntime ")], fast_tokenizer, batch_texts, args.batch_size, args.max_seq_length
@@ -352,8 +434,13 @@ def main() -> None:
             classifiers[variant], batch_texts, args.batch_size, args.max_seq_length, sort_by_length=variant.startswith("sorted")
         )
 
-    sides = ["prefine"] + [f"transformers {variant}" for variant in variants] + [f"onnxruntime {variant}" for variant in sessions]
-    fp32_sides = [side for side in sides if side != "onnxruntime int8"]
+    ours = [f"prefine {backend}" for backend in prefine_sides]
+    sides = ours + [f"transformers {variant}" for variant in variants] + [f"onnxruntime {variant}" for variant in sessions]
+    int8_sides = {"prefine onnx-int8", "onnxruntime int8"}
+    fp32_sides = [side for side in sides if side not in int8_sides]
+    our_fp32 = tuple(side for side in ours if side not in int8_sides)
+    # Agreement is counted against prefine's first fp32 path (torch unless --prefine-backends leaves it out).
+    reference = our_fp32[0] if our_fp32 else sys.exit("--prefine-backends needs an fp32 backend (torch or onnx)")
     for _ in range(args.warmup):  # one small untimed call each: lazy initialisation, allocator warm-up
         for side in sides:
             run_side(side, texts[: args.batch_size])
@@ -364,10 +451,10 @@ def main() -> None:
             seconds, predictions[side] = run_side(side, texts)
             measured[side].append(seconds)
         print(f"repeat {repeat}: " + "  ".join(f"{side} {times[-1]:.1f}s" for side, times in measured.items()), file=sys.stderr)
-    agreements = {side: float((predictions["prefine"] == predictions[side]).mean()) for side in sides}
+    agreements = {side: float((predictions[reference] == predictions[side]).mean()) for side in sides}
     accuracies = {side: float((predictions[side] == labels).mean()) for side in sides}
     # fp32 sides must predict what prefine predicts; int8's agreement is reported, not required.
-    agreement = min((agreements[side] for side in fp32_sides[1:]), default=1.0)
+    agreement = min((agreements[side] for side in fp32_sides if side != reference), default=1.0)
 
     rows, results = [], []
     for side, times in measured.items():
@@ -382,37 +469,45 @@ def main() -> None:
         rows.append(
             [f"{args.preset} SST-2 dev", side, record["examples_per_s"], f"{100 * agreements[side]:.1f}%", f"{100 * accuracies[side]:.1f}%"]
         )
-    for side in fp32_sides[1:]:
+    fastest_ours = min(our_fp32, key=lambda side: median(measured[side]))
+    for side in fp32_sides:
+        if side in our_fp32:
+            continue
         rows.append(
             [
                 f"{args.preset} SST-2 dev",
                 f"**speed-up vs {side}**",
-                f"**{median(measured[side]) / median(measured['prefine']):.2f}x**",
+                f"**{median(measured[side]) / median(measured[fastest_ours]):.2f}x**",
                 "",
                 "",
             ]
         )
     int8_text = ""
     if "int8" in sessions:
-        int8_text = f", int8 {'per-channel' if args.ort_per_channel else 'per-tensor'} dynamic quantization"
+        int8_text = f", onnxruntime int8: {'per-channel' if args.ort_per_channel else 'per-tensor'} dynamic quantization"
+    if "prefine onnx-int8" in measured:
+        int8_text += ", prefine onnx-int8: its --backend onnx-int8 (per-channel, reduce_range)"
     conditions = (
         f"{len(texts)} examples, batch {args.batch_size}, median of {args.repeats}, {args.threads} threads{int8_text}; "
-        f"fp32 sides' labels agree with prefine's on >= {100 * agreement:.1f}%; "
+        f"speed-up rows are prefine's fastest fp32 path ({fastest_ours}) against each anchor; "
+        f"fp32 sides' labels agree with {reference}'s on >= {100 * agreement:.1f}%; "
         "weights are random, so dev accuracy is chance: int8's accuracy cost must be measured on a fine-tuned model"
     )
     header = ["model", "side", "examples/s", "labels as prefine", "dev accuracy"]
     print(f"\n{conditions}\n")
     print(markdown_table(header, rows))
     rates = {record["side"]: record["examples_per_s"] for record in results}
-    headline = against_strongest_anchor({side: rates[side] for side in fp32_sides}, "examples/s") if len(fp32_sides) > 1 else None
+    has_anchor = len(fp32_sides) > len(our_fp32)
+    headline = against_strongest_anchor({side: rates[side] for side in fp32_sides}, "examples/s", our_fp32) if has_anchor else None
     notes = []
-    if "onnxruntime int8" in rates:
-        notes.append(
-            f"onnxruntime int8 (not in the headline: another precision) runs at {rates['onnxruntime int8'] / rates['prefine']:.2f}x "
-            f"prefine fp32's examples/s and predicts prefine's label on {100 * agreements['onnxruntime int8']:.1f}% of texts "
-            f"(random weights: accuracy cost not measured here)"
-        )
-        print(notes[-1])
+    for side in ("prefine onnx-int8", "onnxruntime int8"):
+        if side in rates:
+            against = ", ".join(f"{rates[side] / rates[ours_side]:.2f}x {ours_side}" for ours_side in our_fp32)
+            notes.append(
+                f"{side} (not in the headline: another precision) runs at {against} (examples/s) and predicts "
+                f"{reference}'s label on {100 * agreements[side]:.1f}% of texts (random weights: accuracy cost not measured here)"
+            )
+            print(notes[-1])
     record = {
         "benchmark": "inference_throughput",
         "preset": args.preset,
@@ -420,6 +515,7 @@ def main() -> None:
         "repeats": args.repeats,
         "threads": args.threads,
         "label_agreement": agreement,
+        "prefine_backends": list(prefine_sides),
         "onnxruntime": {"variants": list(sessions), "int8_per_channel": args.ort_per_channel} if sessions else None,
         "random_weights": True,
         "versions": versions(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def synthetic_documents(count: int, seed: int = 0) -> list[list[str]]:
 def write_bert_text(path: Path, documents: list[list[str]]) -> Path:
     path.write_text("".join("\n".join(document) + "\n\n" for document in documents), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def pytorch_threads_restored():
+    """`--backend onnx` hands PyTorch's threads to ONNX Runtime for the rest of a process; one test's handover must not reach the next."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    onnx_runtime = sys.modules.get("prefine.interop.onnx_runtime")
+    if onnx_runtime is not None:
+        onnx_runtime._threads_before_handover = None
 
 
 @pytest.fixture

@@ -26,9 +26,15 @@ loads in a moment. Each file appears by atomic rename of a finished one, so two 
 building the same graph, or one killed halfway, never leave a broken file under the final name;
 nothing is written into the run folder.
 
-Sessions use the thread count PyTorch runs with (`torch.get_num_threads()`: --num-threads or
-OMP_NUM_THREADS) and no spinning while OMP_WAIT_POLICY is PASSIVE (prefine's default, see
-prefine/__init__.py), as PyTorch's own threads do.
+Threads: the encoder's threads go to ONNX Runtime. Sessions get the thread count PyTorch had
+(`torch.get_num_threads()`: --num-threads or OMP_NUM_THREADS) when the first encoder was handed
+over, and PyTorch, left with the heads' few small operations, drops to one thread. Its second
+thread would only wake (OMP_WAIT_POLICY PASSIVE, prefine's default) or spin to contend for the
+cores ONNX Runtime's workers are on; with it gone, ONNX Runtime's own default, workers that spin
+briefly between operations, is the faster setting (on the 2-core benchmark machine, alternating
+runs of one process: about a quarter more examples/s at batch 1 and a tenth at batch 64 than two
+PyTorch threads and sleeping workers; two PyTorch threads with spinning workers halved batch 1).
+benchmarks/inference_throughput.py's `prefine onnx` side measures the result against the anchors.
 """
 
 from __future__ import annotations
@@ -217,7 +223,7 @@ def encoder_graphs(encoder: BertModel, calls: Sequence[bool], quantized: bool, c
 
 
 def session_options(threads: int):
-    """ONNX Runtime settings matching how PyTorch runs here: its thread count, one call at a time, spinning as OMP_WAIT_POLICY says."""
+    """ONNX Runtime settings: `threads` intra-op threads (spinning, ORT's default), one call at a time, all graph optimizations."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -225,10 +231,22 @@ def session_options(threads: int):
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
+
+
+# PyTorch's thread count when the first encoder was handed to ONNX Runtime: every session gets it,
+# since PyTorch itself runs on one thread from then on (a second model loaded later must not read 1).
+_threads_before_handover: int | None = None
+
+
+def hand_threads_to_onnx_runtime(threads: int | None = None) -> int:
+    """The intra-op threads an ONNX Runtime session gets (`threads`, or PyTorch's count before any handover); PyTorch drops to one."""
+    global _threads_before_handover
+    if _threads_before_handover is None:
+        _threads_before_handover = torch.get_num_threads()
+    chosen = _threads_before_handover if threads is None else threads
+    torch.set_num_threads(1)
+    return max(1, chosen)
 
 
 class OnnxEncoder(nn.Module):
@@ -278,7 +296,11 @@ class OnnxEncoder(nn.Module):
 
 
 def use_onnx_encoder(model: nn.Module, backend: str, cache_dir: Path, threads: int | None = None) -> nn.Module:
-    """Swap `model.bert` for an `OnnxEncoder` of the same weights (fp32 for "onnx", int8 for "onnx-int8"); returns the model."""
+    """Swap `model.bert` for an `OnnxEncoder` of the same weights (fp32 for "onnx", int8 for "onnx-int8"); returns the model.
+
+    The session gets `threads` (default: PyTorch's thread count before the first handover) and
+    PyTorch is left with one thread for the head (`hand_threads_to_onnx_runtime`).
+    """
     require_onnx_backend(backend)
     if backend not in BACKENDS[1:]:
         raise PrefineError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
@@ -287,5 +309,5 @@ def use_onnx_encoder(model: nn.Module, backend: str, cache_dir: Path, threads: i
     encoder = model.bert
     assert isinstance(encoder, BertModel)  # encoder_calls refused anything else
     graphs = encoder_graphs(encoder, calls, backend == "onnx-int8", cache_dir)
-    model.bert = OnnxEncoder(encoder, graphs, torch.get_num_threads() if threads is None else threads, backend)
+    model.bert = OnnxEncoder(encoder, graphs, hand_threads_to_onnx_runtime(threads), backend)
     return model

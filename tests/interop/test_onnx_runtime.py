@@ -211,11 +211,21 @@ def test_a_missing_onnx_extra_is_one_line_naming_it(runs, tmp_path, monkeypatch)
     assert str(refused.value) == "--backend onnx-int8 needs the onnx extra (onnxruntime is missing): pip install 'prefine[onnx]'"
 
 
-def test_sessions_use_the_thread_count_and_sleep_when_the_wait_policy_is_passive(monkeypatch):
-    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+def test_sessions_get_the_thread_count_and_onnx_runtimes_own_spinning(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # PyTorch's policy no longer reaches ONNX Runtime's workers
     options = session_options(3)
     assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    with pytest.raises(RuntimeError, match="does not have configuration"):  # ONNX Runtime's default: spin
-        session_options(1).get_session_config_entry("session.intra_op.allow_spinning")
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: ONNX Runtime's default, spinning
+        options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_the_encoder_takes_pytorchs_threads_and_a_second_model_gets_as_many(runs, tmp_path):
+    import torch
+
+    torch.set_num_threads(2)
+    first = load_run(runs["classification"], backend="onnx", cache_dir=tmp_path)
+    assert torch.get_num_threads() == 1  # PyTorch is left with the head
+    second = load_run(runs["qa"], backend="onnx", cache_dir=tmp_path)
+    for predictor in (first, second):
+        for session in predictor.model.bert.sessions.values():
+            assert session.get_session_options().intra_op_num_threads == 2
