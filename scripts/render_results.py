@@ -218,7 +218,9 @@ def _find_row(results: dict, column: str, key: list[str], source: str) -> str:
 def render_speed(results: dict, source: str) -> str:
     """One row per workload: prefine's ratio against the fastest anchor that workload's own results file measured.
 
-    The workloads' results files sit beside the speed table's own (render_block says where).
+    The workloads' results files sit beside the speed table's own (render_block says where). A row
+    whose run timed several of prefine's paths (its --backend options) names them in "prefine_paths"
+    ({path name: row key}); the fastest is prefine's cell, named beside the number.
     """
     results_dir = Path(results["directory"])
     lines = [
@@ -229,10 +231,12 @@ def render_speed(results: dict, source: str) -> str:
     for row in results["rows"]:
         name = row["results"]
         measured = json.loads((results_dir / f"{name}.json").read_text(encoding="utf-8"))
-        ours = _cell_number(_find_row(measured, row["column"], row["prefine"], name))
+        lower_is_better = row.get("lower_is_better", False)
+        paths = row.get("prefine_paths") or {"": row["prefine"]}
+        candidates = [(_cell_number(_find_row(measured, row["column"], key, name)), path) for path, key in paths.items()]
+        ours, our_path = min(candidates) if lower_is_better else max(candidates)
         anchor_column = row.get("anchor_column", row["column"])
         anchors = [(_cell_number(_find_row(measured, anchor_column, key, name)), key) for key in row["anchors"]]
-        lower_is_better = row.get("lower_is_better", False)
         value, key = min(anchors) if lower_is_better else max(anchors)
         ratio = value / ours if lower_is_better else ours / value
         anchor_name = row.get("anchor_name", key[-1])
@@ -248,8 +252,9 @@ def render_speed(results: dict, source: str) -> str:
         else:
             target = f"{row['target']:.1f}x" + (" (met)" if ratio >= row["target"] else " (missed)")
         link = Path(source).parent / f"{name}.json"
+        path_note = f" ({our_path})" if our_path else ""
         lines.append(
-            f"| {row['workload']} ({unit}) | {ours:,.4g} | {anchor_name} | {value:,.4g} | **{ratio:.2f}x** | {target} "
+            f"| {row['workload']} ({unit}) | {ours:,.4g}{path_note} | {anchor_name} | {value:,.4g} | **{ratio:.2f}x** | {target} "
             f"| {measured['date']}, [results]({link.as_posix()}) |"
         )
     machines = sorted({_machine(json.loads((results_dir / f"{row['results']}.json").read_text())["machine"]) for row in results["rows"]})

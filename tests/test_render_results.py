@@ -191,3 +191,19 @@ def test_the_speed_table_takes_each_ratio_against_the_fastest_anchor_its_run_mea
     (tmp_path / "speed.json").write_text(json.dumps(speed))
     with pytest.raises(SystemExit, match="no row"):
         render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
+
+
+def test_a_speed_row_with_several_prefine_paths_takes_the_fastest_and_names_it(tmp_path):
+    header = ["model", "side", "examples/s"]
+    rows = [["mini", "prefine torch", "300"], ["mini", "prefine onnx", "450"], ["mini", "anchor", "400"]]
+    (tmp_path / "inf.json").write_text(json.dumps(_table(rows, header)))
+    row = {"workload": "Inference", "results": "inf", "column": "examples/s", "anchors": [["mini", "anchor"]], "target": 1.0}
+    row["prefine_paths"] = {"--backend torch": ["mini", "prefine torch"], "--backend onnx": ["mini", "prefine onnx"]}
+    (tmp_path / "speed.json").write_text(json.dumps({"kind": "speed", "note": "n", "rows": [row]}))
+    page = "<!-- results:speed -->\n<!-- /results:speed -->\n"
+    rendered = render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
+    assert "| Inference (examples/s) | 450 (--backend onnx) | anchor | 400 | **1.12x** | 1.0x (met) |" in rendered
+    rows[1][2] = "200"  # the onnx path got slower than the torch one: torch is prefine's fastest now
+    (tmp_path / "inf.json").write_text(json.dumps(_table(rows, header)))
+    rendered = render_results.render_text(page, ROOT / "README.md", results_dir=tmp_path)
+    assert "| Inference (examples/s) | 300 (--backend torch) | anchor | 400 | **0.75x** | 1.0x (missed) |" in rendered
