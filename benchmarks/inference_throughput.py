@@ -1,7 +1,7 @@
 """Inference throughput: examples/s classifying SST-2 dev, text in, logits out.
 
 One random-init classifier of --preset is saved as a prefine checkpoint and exported with
-`export_hf`; both sides run those same weights, batch --batch-size, same threads:
+`export_hf`; every side runs those same weights, batch --batch-size, same threads:
 
   prefine       encode_examples -> predict_logits (length-sorted batches, padded per batch).
   transformers  pipeline("text-classification", model=<exported folder>, batch_size=...).
@@ -23,15 +23,16 @@ by prefine's own ONNX export (`write_onnx`, the function behind `prefine export 
 checked against prefine's logits) in an `onnxruntime.InferenceSession` with ORT_ENABLE_ALL graph
 optimizations, intra-op threads = --threads, one inter-op thread and sequential execution; `int8`
 runs the same graph after `quantize_dynamic(..., weight_type=QuantType.QInt8, per_channel=...)`
-(--ort-per-channel; per tensor by default: per channel measured no faster here, and neither
-ORT's quantization pre-processing nor its offline transformers optimizer sped this graph up, so
-the plain export is what runs) under the same session settings. Both tokenize with the export's fast
+(--ort-per-channel; per tensor by default: per channel measured no faster here, and ORT's
+quantization pre-processing sped this graph up nothing) under the same session settings. The
+`fp32` and `int8` sides run with ORT's default spinning workers, as a user who only sets the
+thread count gets. Each tokenizes with the export's fast
 tokenizer, sort the texts by length into batches of --batch-size (order restored afterwards) and
 pad per batch. int8 is another precision, so the headline compares prefine with the fastest fp32
-anchor only; int8's ratio to prefine's fp32 goes in a note.
+anchor only.
 
 Timing includes tokenization on every side. The script reports how often each side predicts the
-label prefine predicts (fp32 sides must agree: same weights, same tokenizer), and each side's
+label prefine's torch path predicts (fp32 sides must agree: same weights, same tokenizer), and each side's
 accuracy on SST-2 dev; the weights are random, so that accuracy is chance and says nothing about
 what int8 costs on a fine-tuned model.
 
@@ -41,7 +42,7 @@ on a real run folder (made by `prefine finetune --from-scratch` for one step on 
 above), against a script that builds the same `pipeline` on that run's `prefine export` and
 writes one JSON line per text. Both get OMP_NUM_THREADS=--threads.
 
-    python benchmarks/inference_throughput.py --steps 3 --repeats 3 [--ort-variants fp32,int8]
+    python benchmarks/inference_throughput.py --threads 2 --steps 3 --repeats 5 [--batch-size 1 --no-whole-command]
 """
 
 from __future__ import annotations
