@@ -97,7 +97,7 @@ def set_threads(threads: int) -> None:
 
 def benchmark_tokenizer(work_dir: Path, vocab_size: int):
     """A WordPiece tokenizer trained once on the built-in corpus and reused from disk afterwards
-    (WordPiece training is not reproducible run to run, and both sides must share one vocabulary)."""
+    (training takes a while, and every side of a benchmark must share one vocabulary)."""
     from prefine.tokenizer import TokenizerConfig, load_tokenizer, save_tokenizer, train_tokenizer
 
     directory = work_dir / f"tokenizer-{vocab_size}"
@@ -105,7 +105,7 @@ def benchmark_tokenizer(work_dir: Path, vocab_size: int):
         return load_tokenizer(directory), directory
     from prefine.corpus.builtin import builtin_pretraining_documents
 
-    sentences = [sentence for document in builtin_pretraining_documents() for sentence in document]
+    sentences = (sentence for document in builtin_pretraining_documents() for sentence in document)
     tokenizer = train_tokenizer(sentences, TokenizerConfig(vocab_size=vocab_size), show_progress=False)
     save_tokenizer(tokenizer, directory, model_max_length=512)
     return tokenizer, directory

@@ -109,11 +109,17 @@ def exported_classifier(tokenizer, work_dir: Path, preset: str, seed: int) -> tu
     return model, export_hf(checkpoint, export_dir)
 
 
+def listed(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
+    """The comma-separated names of `flag`, each one of `allowed` (exits with one line otherwise)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        sys.exit(f"unknown {flag} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return names
+
+
 def prefine_models(model, backends: list[str], work_dir: Path, threads: int) -> dict[str, torch.nn.Module]:
     """One model per prefine backend on the same weights: the torch one as is, the others with the encoder in ONNX Runtime."""
-    unknown = set(backends) - {"torch", "onnx", "onnx-int8"}
-    if unknown or not backends:
-        sys.exit(f"unknown --prefine-backends {', '.join(sorted(unknown)) or '(none)'}; choose from torch, onnx, onnx-int8")
     models = {}
     for backend in backends:
         if backend == "torch":
@@ -202,9 +208,6 @@ def onnxruntime_sessions(
         return {}
     from prefine.interop.onnx_export import example_batches, write_onnx
 
-    unknown = set(variants) - {"fp32", "fused", "int8"}
-    if unknown:
-        sys.exit(f"unknown --ort-variants {', '.join(sorted(unknown))}; choose from fp32, fused, int8")
     onnx_dir = work_dir / "inference-onnx"
     shutil.rmtree(onnx_dir, ignore_errors=True)
     onnx_dir.mkdir(parents=True)
@@ -394,6 +397,11 @@ def main() -> None:
         help="skip the table of whole `prefine predict` / pipeline commands",
     )
     args = parser.parse_args()
+    # Checked before any work: a typo in a side's name must not cost a tokenizer, an export and a graph build.
+    prefine_backends = listed(args.prefine_backends, ("torch", "onnx", "onnx-int8"), "--prefine-backends")
+    if not {"torch", "onnx"} & set(prefine_backends):
+        sys.exit("--prefine-backends needs an fp32 backend (torch or onnx) for the headline")
+    ort_variants = listed(args.ort_variants, ("fp32", "fused", "int8"), "--ort-variants")
     dev_file = args.sst2_dir / "dev.tsv"
     if not dev_file.is_file():
         print(f"skipped: SST-2 not found at {dev_file}; pass --sst2-dir pointing at a folder with dev.tsv (columns label, sentence)")
@@ -405,11 +413,8 @@ def main() -> None:
     texts, labels = read_sst2(dev_file)
     texts, labels = texts * args.steps, np.tile(labels, args.steps)  # --steps passes over dev per timed run
     model, export_dir = exported_classifier(tokenizer, args.work_dir, args.preset, args.seed)
-    prefine_sides = prefine_models(
-        model, [name.strip() for name in args.prefine_backends.split(",") if name.strip()], args.work_dir, args.threads
-    )
+    prefine_sides = prefine_models(model, prefine_backends, args.work_dir, args.threads)
     variants = [name.strip() for name in args.hf_variants.split(",") if name.strip()]
-    ort_variants = [name.strip() for name in args.ort_variants.split(",") if name.strip()]
     sessions = onnxruntime_sessions(model, args.work_dir, ort_variants, args.threads, args.max_seq_length, args.ort_per_channel, export_dir)
     fast_tokenizer = hf_tokenizer(export_dir) if sessions else None
     classifiers = {}
@@ -441,7 +446,8 @@ def main() -> None:
     fp32_sides = [side for side in sides if side not in int8_sides]
     our_fp32 = tuple(side for side in ours if side not in int8_sides)
     # Agreement is counted against prefine's first fp32 path (torch unless --prefine-backends leaves it out).
-    reference = our_fp32[0] if our_fp32 else sys.exit("--prefine-backends needs an fp32 backend (torch or onnx)")
+    # (empty only when onnx was the one fp32 backend asked for and onnxruntime is missing)
+    reference = our_fp32[0] if our_fp32 else sys.exit("--prefine-backends needs an fp32 backend that can run here (torch)")
     for _ in range(args.warmup):  # one small untimed call each: lazy initialisation, allocator warm-up
         for side in sides:
             run_side(side, texts[: args.batch_size])

@@ -31,9 +31,8 @@ Threads: the encoder's threads go to ONNX Runtime. Sessions get the thread count
 over, and PyTorch, left with the heads' few small operations, drops to one thread. Its second
 thread would only wake (OMP_WAIT_POLICY PASSIVE, prefine's default) or spin to contend for the
 cores ONNX Runtime's workers are on; with it gone, ONNX Runtime's own default, workers that spin
-briefly between operations, is the faster setting (on the 2-core benchmark machine, alternating
-runs of one process: about a quarter more examples/s at batch 1 and a tenth at batch 64 than two
-PyTorch threads and sleeping workers; two PyTorch threads with spinning workers halved batch 1).
+briefly between operations, was the faster setting on the 2-core benchmark machine at batch 1 and
+64 (spinning workers beside two PyTorch threads were the slowest of all).
 benchmarks/inference_throughput.py's `prefine onnx` side measures the result against the anchors.
 """
 
