@@ -24,7 +24,8 @@ themselves and everything that shapes a graph (the encoder's config, opset, torc
 the quantization settings), so another checkpoint never reads a stale graph and the second call
 loads in a moment. Each file appears by atomic rename of a finished one, so two processes
 building the same graph, or one killed halfway, never leave a broken file under the final name;
-nothing is written into the run folder.
+the half-written file a kill -9 leaves is removed by the next call on that checkpoint; nothing is
+written into the run folder.
 
 Threads: the encoder's threads go to ONNX Runtime. Sessions get the thread count PyTorch had
 (`torch.get_num_threads()`: --num-threads or OMP_NUM_THREADS) when the first encoder was handed
@@ -56,6 +57,7 @@ from torch import nn
 from prefine.errors import PrefineError
 from prefine.interop.onnx_export import ONNX_OPSET, example_batches, write_onnx
 from prefine.model import BertModel
+from prefine.registry.store import process_start_time
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
@@ -171,6 +173,18 @@ def _write_atomically(final: Path, write: Callable[[Path], Any]) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _remove_dead_partials(folder: Path) -> None:
+    """Half-written graphs a killed process left (kill -9 skips `_write_atomically`'s cleanup).
+
+    Each name carries its writer's process id, so a graph another live process is writing is kept
+    (the same rule `prefine export` applies to its staging folders).
+    """
+    for path in folder.glob(".*.partial"):
+        pid = path.name.removesuffix(".partial").rsplit(".", 1)[-1].split("-", 1)[0]
+        if pid.isdigit() and process_start_time(int(pid)) is None:
+            path.unlink(missing_ok=True)
+
+
 def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -204,6 +218,7 @@ def encoder_graphs(encoder: BertModel, calls: Sequence[bool], quantized: bool, c
         raise PrefineError(
             f"cannot create the ONNX graph cache {folder} ({error.strerror}); set PREFINE_CACHE to a writable folder"
         ) from None
+    _remove_dead_partials(folder)
     config = encoder.config
     graphs = {}
     for first_token_only in calls:

@@ -196,6 +196,22 @@ def test_a_failed_write_leaves_no_file_under_the_final_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_graph_half_written_by_a_killed_process_is_removed_and_a_live_writers_kept(runs, tmp_path):
+    import os
+    import subprocess
+
+    load_run(runs["classification"], backend="onnx", cache_dir=tmp_path)
+    (folder,) = (tmp_path / "onnx").iterdir()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid now names no process: what a kill -9 leaves behind
+    dead = folder / f".first-token.onnx.{finished.pid}-0badc0de.partial"
+    alive = folder / f".first-token.onnx.{os.getpid()}-0badc0de.partial"
+    for path in (dead, alive):
+        path.write_bytes(b"half a graph")
+    load_run(runs["classification"], backend="onnx", cache_dir=tmp_path)
+    assert not dead.exists() and alive.exists()
+
+
 @pytest.mark.parametrize(("run", "words"), [("generation", "a generation run does not"), ("pretrain", "is a pretrain run")])
 def test_runs_the_backend_cannot_compute_are_refused_in_one_line(runs, tmp_path, run, words):
     with pytest.raises(PrefineError, match=words) as refused:
