@@ -43,21 +43,19 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from prefine.atomic_files import remove_dead_partials, write_atomically
 from prefine.errors import PrefineError
 from prefine.interop.onnx_export import ONNX_OPSET, example_batches, write_onnx
 from prefine.model import BertModel
-from prefine.registry.store import process_start_time
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
@@ -163,28 +161,6 @@ def encoder_calls(model: nn.Module) -> set[bool]:
     return recorder.calls
 
 
-def _write_atomically(final: Path, write: Callable[[Path], Any]) -> None:
-    """Call `write(partial)` and move the finished file to `final`; a failure or a kill never leaves a file there."""
-    partial = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
-    try:
-        write(partial)
-        os.replace(partial, final)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _remove_dead_partials(folder: Path) -> None:
-    """Half-written graphs a killed process left (kill -9 skips `_write_atomically`'s cleanup).
-
-    Each name carries its writer's process id, so a graph another live process is writing is kept
-    (the same rule `prefine export` applies to its staging folders).
-    """
-    for path in folder.glob(".*.partial"):
-        pid = path.name.removesuffix(".partial").rsplit(".", 1)[-1].split("-", 1)[0]
-        if pid.isdigit() and process_start_time(int(pid)) is None:
-            path.unlink(missing_ok=True)
-
-
 def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -218,7 +194,7 @@ def encoder_graphs(encoder: BertModel, calls: Sequence[bool], quantized: bool, c
         raise PrefineError(
             f"cannot create the ONNX graph cache {folder} ({error.strerror}); set PREFINE_CACHE to a writable folder"
         ) from None
-    _remove_dead_partials(folder)
+    remove_dead_partials(folder)
     config = encoder.config
     graphs = {}
     for first_token_only in calls:
@@ -226,12 +202,12 @@ def encoder_graphs(encoder: BertModel, calls: Sequence[bool], quantized: bool, c
         if not fp32.is_file():
             batches = example_batches(config.vocab_size, config.type_vocab_size, config.max_position_embeddings)
             call = _EncoderCall(encoder, first_token_only)
-            _write_atomically(fp32, functools.partial(_export, call, batches=batches))
+            write_atomically(fp32, functools.partial(_export, call, batches=batches))
         graph = fp32
         if quantized:
             graph = folder / f"{_CALL_NAMES[first_token_only]}-int8.onnx"
             if not graph.is_file():
-                _write_atomically(graph, functools.partial(_quantize, fp32))
+                write_atomically(graph, functools.partial(_quantize, fp32))
         graphs[first_token_only] = graph
     return graphs
 

@@ -46,6 +46,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from prefine.atomic_files import process_start_time
 from prefine.checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -65,7 +66,6 @@ from prefine.interop.huggingface import DECODER_BIAS, DECODER_WEIGHT, MLM_BIAS
 from prefine.interop.onnx_export import MODEL_FILE, ONNX_OPSET, example_batches, require_onnx, write_onnx
 from prefine.model import BertConfig, BertForPreTraining, bert_config_fields, config_from_dict
 from prefine.objectives import PretrainingObjective, objective_of_checkpoint
-from prefine.registry.store import process_start_time
 from prefine.tasks.interface import FinetuneTask, all_tasks, get_task, task_for_architecture
 from prefine.tokenizer import load_tokenizer, recorded_morphemes, save_tokenizer
 

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefine.atomic_files import remove_dead_partials_of, write_atomically
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig
@@ -76,12 +77,12 @@ def generate_from_args(args: argparse.Namespace) -> int:
         generator.write_generations(texts, generated, sys.stdout)
         return 0
     output = Path(config.output)
-    partial = output.with_name(output.name + ".partial")
-    try:
+    remove_dead_partials_of(output)
+
+    def write(partial: Path) -> None:
         with open(partial, "w", encoding="utf-8") as handle:
             generator.write_generations(texts, generated, handle)
-        partial.replace(output)  # never a half-written file under the requested name
-    finally:
-        partial.unlink(missing_ok=True)
+
+    write_atomically(output, write)  # never a half-written file under the requested name
     print(f"{len(texts)} generations written to {output}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from prefine.atomic_files import remove_dead_partials_of, write_atomically
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.inference import load_run
@@ -124,12 +125,13 @@ def predict_from_args(args: argparse.Namespace) -> int:
         predictor.predict_cli(config.data, options, sys.stdout, config.format, config.batch_size)
         return 0
     output = Path(config.output)
-    partial = output.with_name(output.name + ".partial")
-    try:
+    remove_dead_partials_of(output)
+
+    def write(partial: Path) -> int:
         with open(partial, "w", encoding="utf-8") as handle:
-            count = predictor.predict_cli(config.data, options, handle, config.format, config.batch_size)
-        partial.replace(output)  # a failed prediction never leaves a half-written file under the requested name
-    finally:
-        partial.unlink(missing_ok=True)
+            return predictor.predict_cli(config.data, options, handle, config.format, config.batch_size)
+
+    # A failed or killed prediction never leaves a half-written file under the requested name.
+    count = write_atomically(output, write)
     print(f"{count} predictions written to {output}", file=sys.stderr)
     return 0

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from prefine.atomic_files import process_start_time
 from prefine.crashpoints import crash_point
 from prefine.errors import PrefineError
 
@@ -126,30 +127,6 @@ def default_registry_path(run_dir: Path | None) -> Path:
     if run_dir is None:
         return Path("runs") / REGISTRY_FILENAME
     return Path(run_dir).expanduser().resolve().parent / REGISTRY_FILENAME
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of process `pid` (clock ticks since boot), None if it does not exist.
-
-    Together with the pid it names one process for good: pids are reused, start times are not.
-    Where /proc is missing (not Linux) the answer is "" for a live pid, so only the pid is compared.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return ""
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces; count fields after it.
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def this_host() -> str:

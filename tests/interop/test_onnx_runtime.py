@@ -184,18 +184,6 @@ def test_the_cache_is_reused_and_a_different_checkpoint_gets_its_own_graph(runs,
     assert stale.predict_records(records) != expected
 
 
-def test_a_failed_write_leaves_no_file_under_the_final_name(tmp_path):
-    final = tmp_path / "sequence.onnx"
-
-    def half_then_fail(partial: Path) -> None:
-        partial.write_bytes(b"half a graph")
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        onnx_runtime._write_atomically(final, half_then_fail)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_graph_half_written_by_a_killed_process_is_removed_and_a_live_writers_kept(runs, tmp_path):
     import os
     import subprocess

@@ -3,7 +3,8 @@
 A tiny classifier is fine-tuned a few steps; predicting and scoring it with --backend onnx must
 give the labels and (within 1e-4) the probabilities and scores of the default PyTorch backend,
 with the graph cached under $PREFINE_CACHE and nothing written into the run folder. A
-pre-training run and a missing onnx extra are refused in one line.
+pre-training run and a missing onnx extra are refused in one line. The output file is written
+whole, and the half-written one an earlier, killed predict left beside it is removed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def test_predict_on_onnx_writes_torchs_labels_and_probabilities_and_leaves_the_r
         assert max(abs(want["probabilities"][name] - got["probabilities"][name]) for name in want["probabilities"]) <= 1e-4
     assert list((tmp_path / "cache" / "onnx").glob("*/*.onnx"))  # the graph is cached under $PREFINE_CACHE ...
     assert listing(run["run"]) == before  # ... and nothing in the run folder changed
+
+
+def test_predict_removes_the_half_file_a_killed_predict_left_and_writes_its_own_whole(run, tmp_path):
+    import os
+    import subprocess
+
+    out = tmp_path / "predictions.jsonl"
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid now names no process, as after a kill -9 halfway through writing
+    killed = tmp_path / f".predictions.jsonl.{finished.pid}-0badc0de.partial"
+    writing = tmp_path / f".predictions.jsonl.{os.getpid()}-0badc0de.partial"  # another predict, still running
+    for path in (killed, writing):
+        path.write_text('{"label": "half')
+    assert len(predictions(run["run"], run["data"], out)) == 64
+    assert sorted(path.name for path in tmp_path.iterdir()) == [writing.name, "predictions.jsonl"]
 
 
 def scores(capsys, *arguments: str) -> dict:
