@@ -8,7 +8,9 @@ differences of the pre-trained scores pair exactly as a gain over random init do
 (corpus and label fraction) present in both files gets one row: both means, the difference
 (candidate - baseline) and its 95% Student t interval, and "helped"/"hurt" only where the interval
 excludes zero. The random-init scores of both files are compared too: with the same tokenizer
-and seeds they should be equal, which checks that the pairing holds.
+and seeds they should be equal, which checks that the pairing holds. Two budgets pair the same
+way (the pre-training budget changes nothing about fine-tuning's seeds), so the same table says
+whether pre-training longer helped; each side then names its budget.
 
 Nothing is trained here: this reads the two files and writes a third.
 
@@ -32,9 +34,10 @@ from common import write_results  # noqa: E402
 from prefine.metrics.intervals import mean_and_spread, paired_gain  # noqa: E402
 
 
-def describe(result: dict) -> str:
+def describe(result: dict, with_budget: bool) -> str:
     model = result.get("chosen_preset", result["preset"])
-    return f"{result['variant']} ({model}, vocabulary {result.get('model_vocab_size', result['vocab_size']):,})"
+    budget = f", {result['budget']}" if with_budget else ""
+    return f"{result['variant']} ({model}, vocabulary {result.get('model_vocab_size', result['vocab_size']):,}{budget})"
 
 
 def main() -> None:
@@ -56,8 +59,8 @@ def main() -> None:
     setups = [setup for setup in baseline if setup in candidate]
     if not setups:
         sys.exit("the two results files share no setup (corpus and label fraction); compare runs of the same corpora")
-    if files["baseline"]["budget"] != files["candidate"]["budget"]:
-        sys.exit(f"budgets differ ({files['baseline']['budget']} against {files['candidate']['budget']}); compare runs of one budget")
+    budgets = [files["baseline"]["budget"], files["candidate"]["budget"]]
+    budgets_differ = budgets[0] != budgets[1]
 
     header = ["setup (score)", "baseline", "candidate", "baseline %", "candidate %", "difference (points)", "95% interval", "verdict",
               "random init % (baseline / candidate)"]  # fmt: skip
@@ -73,8 +76,8 @@ def main() -> None:
         rows.append(
             [
                 f"{setup} ({ours['metric'].replace('_', ' ')})",
-                describe(theirs),
-                describe(ours),
+                describe(theirs, budgets_differ),
+                describe(ours, budgets_differ),
                 f"{pair[0][0]:.1f} ± {pair[0][1]:.1f}",
                 f"{pair[1][0]:.1f} ± {pair[1][1]:.1f}",
                 f"{100 * difference.mean:+.1f}",
@@ -89,7 +92,8 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     conditions = (
-        f"Pre-trained scores of two objectives.py runs at a {files['baseline']['budget']} budget, paired by fine-tuning seed "
+        f"Pre-trained scores of two objectives.py runs at {' and '.join(budgets) if budgets_differ else 'a ' + budgets[0]} "
+        "budget" + ("s" if budgets_differ else "") + ", paired by fine-tuning seed "
         f"({len(next(iter(candidate.values()))['pretrained'])} seeds); baseline {args.baseline.name} (commit "
         f"{files['baseline']['commit']}), candidate {args.candidate.name} (commit {files['candidate']['commit']}); machine and "
         "commands in those files"
