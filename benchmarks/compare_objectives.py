@@ -61,6 +61,7 @@ def main() -> None:
         sys.exit("the two results files share no setup (corpus and label fraction); compare runs of the same corpora")
     budgets = [files["baseline"]["budget"], files["candidate"]["budget"]]
     budgets_differ = budgets[0] != budgets[1]
+    budgets_text = f"{budgets[0]} and {budgets[1]} budgets" if budgets_differ else f"a {budgets[0]} budget"
 
     header = ["setup (score)", "baseline", "candidate", "baseline %", "candidate %", "difference (points)", "95% interval", "verdict",
               "random init % (baseline / candidate)"]  # fmt: skip
@@ -92,8 +93,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     conditions = (
-        f"Pre-trained scores of two objectives.py runs at {' and '.join(budgets) if budgets_differ else 'a ' + budgets[0]} "
-        "budget" + ("s" if budgets_differ else "") + ", paired by fine-tuning seed "
+        f"Pre-trained scores of two objectives.py runs at {budgets_text}, paired by fine-tuning seed "
         f"({len(next(iter(candidate.values()))['pretrained'])} seeds); baseline {args.baseline.name} (commit "
         f"{files['baseline']['commit']}), candidate {args.candidate.name} (commit {files['candidate']['commit']}); machine and "
         "commands in those files"

@@ -50,6 +50,15 @@ def write_bert_text(path: Path, documents: list[list[str]]) -> Path:
     return path
 
 
+def dead_pid() -> int:
+    """A pid that names no process now, as a writer killed with kill -9 leaves in its partial file's name."""
+    import subprocess
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
 @pytest.fixture(autouse=True)
 def pytorch_threads_restored():
     """`--backend onnx` hands PyTorch's threads to ONNX Runtime for the rest of a process; one test's handover must not reach the next."""

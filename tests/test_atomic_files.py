@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from prefine.atomic_files import process_start_time, remove_dead_partials, remove_dead_partials_of, write_atomically
-
-
-def dead_pid() -> int:
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()  # its pid now names no process: what a kill -9 leaves behind
-    assert process_start_time(finished.pid) is None
-    return finished.pid
+from tests.conftest import dead_pid
 
 
 def test_the_file_appears_only_when_finished_and_no_partial_is_left(tmp_path: Path):
@@ -53,7 +45,9 @@ def test_a_failed_write_keeps_the_older_file_and_leaves_no_partial(tmp_path: Pat
 
 
 def test_partials_of_dead_writers_are_removed_and_a_live_writers_kept(tmp_path: Path):
-    dead = tmp_path / f".out.jsonl.{dead_pid()}-0badc0de.partial"
+    killed = dead_pid()
+    assert process_start_time(killed) is None and process_start_time(os.getpid()) is not None
+    dead = tmp_path / f".out.jsonl.{killed}-0badc0de.partial"
     alive = tmp_path / f".out.jsonl.{os.getpid()}-0badc0de.partial"
     other_files = tmp_path / f".other.tsv.{dead_pid()}-0badc0de.partial"
     unrelated = tmp_path / ".notes.partial"  # not a name this module writes: no writer to ask about

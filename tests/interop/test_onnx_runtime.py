@@ -23,7 +23,7 @@ from prefine.errors import PrefineError
 from prefine.inference import load_run
 from prefine.interop import onnx_runtime
 from prefine.interop.onnx_runtime import OnnxEncoder, session_options
-from tests.conftest import write_review_tsv, write_tiny_bert_run
+from tests.conftest import dead_pid, write_review_tsv, write_tiny_bert_run
 from tests.interop.task_runs import write_task_inputs
 
 pytest.importorskip("onnxruntime")
@@ -186,13 +186,10 @@ def test_the_cache_is_reused_and_a_different_checkpoint_gets_its_own_graph(runs,
 
 def test_a_graph_half_written_by_a_killed_process_is_removed_and_a_live_writers_kept(runs, tmp_path):
     import os
-    import subprocess
 
     load_run(runs["classification"], backend="onnx", cache_dir=tmp_path)
     (folder,) = (tmp_path / "onnx").iterdir()
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()  # its pid now names no process: what a kill -9 leaves behind
-    dead = folder / f".first-token.onnx.{finished.pid}-0badc0de.partial"
+    dead = folder / f".first-token.onnx.{dead_pid()}-0badc0de.partial"  # what a kill -9 leaves behind
     alive = folder / f".first-token.onnx.{os.getpid()}-0badc0de.partial"
     for path in (dead, alive):
         path.write_bytes(b"half a graph")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from prefine.cli import main
-from tests.conftest import write_review_tsv, write_tiny_bert_run
+from tests.conftest import dead_pid, write_review_tsv, write_tiny_bert_run
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -55,12 +55,9 @@ def test_predict_on_onnx_writes_torchs_labels_and_probabilities_and_leaves_the_r
 
 def test_predict_removes_the_half_file_a_killed_predict_left_and_writes_its_own_whole(run, tmp_path):
     import os
-    import subprocess
 
     out = tmp_path / "predictions.jsonl"
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()  # its pid now names no process, as after a kill -9 halfway through writing
-    killed = tmp_path / f".predictions.jsonl.{finished.pid}-0badc0de.partial"
+    killed = tmp_path / f".predictions.jsonl.{dead_pid()}-0badc0de.partial"  # a predict killed halfway through writing
     writing = tmp_path / f".predictions.jsonl.{os.getpid()}-0badc0de.partial"  # another predict, still running
     for path in (killed, writing):
         path.write_text('{"label": "half')
