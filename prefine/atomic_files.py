@@ -9,6 +9,8 @@ files whose writer no longer exists: the pid in the name names no live process. 
 file is always kept; a pid the kernel has since given to another process only keeps a dead
 writer's file until that process ends too.
 
+`check_output_path` refuses, before any work, an output no finished file could be renamed to.
+
 `process_start_time` is here because liveness is what these names are checked for; the run
 registry reads it too, to show a killed run as died.
 """
@@ -21,6 +23,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from prefine.errors import PrefineError
 
 Written = TypeVar("Written")
 PARTIAL_SUFFIX = ".partial"
@@ -48,6 +52,17 @@ def process_start_time(pid: int) -> str | None:
         return None
     # The command name (field 2) is in parentheses and may hold spaces; count fields after it.
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def check_output_path(final: Path, flag: str) -> None:
+    """One line naming the problem when `final` cannot receive a finished file: its folder is missing or read-only, or it is a folder."""
+    folder = final.parent
+    if not folder.is_dir():
+        raise PrefineError(f"{flag} {final}: the folder {folder} does not exist; create it or write elsewhere")
+    if final.is_dir():
+        raise PrefineError(f"{flag} {final} is a folder; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PrefineError(f"{flag} {final}: the folder {folder} is not writable; write elsewhere")
 
 
 def partial_path(final: Path) -> Path:

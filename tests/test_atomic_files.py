@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from prefine.atomic_files import process_start_time, remove_dead_partials, remove_dead_partials_of, write_atomically
+from prefine.atomic_files import check_output_path, process_start_time, remove_dead_partials, remove_dead_partials_of, write_atomically
+from prefine.errors import PrefineError
 from tests.conftest import dead_pid
 
 
@@ -66,3 +67,12 @@ def test_a_final_name_with_glob_characters_matches_only_itself(tmp_path: Path):
         path.write_text("half")
     remove_dead_partials_of(tmp_path / "out[1].jsonl")
     assert not mine.exists() and lookalike.exists()
+
+
+def test_an_output_no_finished_file_could_reach_is_refused_in_one_line(tmp_path: Path):
+    with pytest.raises(PrefineError, match="folder .*missing.* does not exist; create it"):
+        check_output_path(tmp_path / "missing" / "out.jsonl", "--output")
+    (tmp_path / "out.jsonl").mkdir()
+    with pytest.raises(PrefineError, match="is a folder; give a file name"):
+        check_output_path(tmp_path / "out.jsonl", "--output")
+    check_output_path(tmp_path / "fine.jsonl", "--output")  # a new file in an existing folder is fine

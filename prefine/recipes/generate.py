@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefine.atomic_files import remove_dead_partials_of, write_atomically
+from prefine.atomic_files import check_output_path, remove_dead_partials_of, write_atomically
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.generation.decoding import DecodingConfig
@@ -55,6 +55,8 @@ def generate_from_args(args: argparse.Namespace) -> int:
         raise PrefineError("--text is empty; give the text to generate from")
     if config.batch_size < 1:
         raise PrefineError(f"--batch-size {config.batch_size} must be at least 1")
+    if config.output != "-":
+        check_output_path(Path(config.output), "--output")
     predictor = load_run(config.run, resolve_device("auto"), config.registry)
     # The run's own task says whether it writes text; its predictor then offers the `TextGenerator` methods.
     task = getattr(predictor, "task", None)

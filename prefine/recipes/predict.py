@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from prefine.atomic_files import remove_dead_partials_of, write_atomically
+from prefine.atomic_files import check_output_path, remove_dead_partials_of, write_atomically
 from prefine.config import add_dataclass_arguments, from_args, option
 from prefine.errors import PrefineError
 from prefine.inference import load_run
@@ -113,6 +113,8 @@ def _selection_of(saved: dict, data: str) -> str:
 def predict_from_args(args: argparse.Namespace) -> int:
 
     config = from_args(PredictConfig, args)
+    if config.output != "-":
+        check_output_path(Path(config.output), "--output")
     predictor = load_run(config.run, resolve_device("auto"), config.registry, config.backend, default_cache_dir())
     if not isinstance(predictor, Predictor):
         raise PrefineError(f'{config.run} is a pre-training run; try it with prefine fill-mask {config.run} "text with a [MASK]"')

@@ -65,6 +65,17 @@ def test_predict_removes_the_half_file_a_killed_predict_left_and_writes_its_own_
     assert sorted(path.name for path in tmp_path.iterdir()) == [writing.name, "predictions.jsonl"]
 
 
+def test_an_output_in_a_missing_folder_is_refused_before_the_run_loads(run, tmp_path, capsys, monkeypatch):
+    import prefine.recipes.predict as predict_recipe
+
+    monkeypatch.setattr(predict_recipe, "load_run", lambda *args: pytest.fail("the run loaded before --output was checked"))
+    out = tmp_path / "missing" / "out.jsonl"
+    assert main(["predict", str(run["run"]), "--data", str(run["data"]), "--output", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "does not exist; create it" in error and "Traceback" not in error
+    assert not out.parent.exists()
+
+
 def scores(capsys, *arguments: str) -> dict:
     assert main(["evaluate", *arguments]) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
