@@ -148,6 +148,14 @@ VARIANTS: dict[str, tuple[dict, ...]] = {
     "batch-ramp": ({}, {}, {"batch_size": 64, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
     # The same ramp ending at the default batch (8 -> 32): more, smaller steps early.
     "batch-ramp32": ({}, {}, {"batch_size": 32, "gradient_accumulation_steps": 4, "batch_ramp": 0.6}),
+    # Every piece of a word masked together (BERT's 2019 whole-word masking): with the small
+    # vocabularies `--preset auto` picks for small corpora, a word is often several pieces, and
+    # a lone masked "##piece" is guessed from its neighbours within the word, not from context.
+    "whole-word-masking": ({"whole_word_masking": True}, {}, {}),
+    # Twice the tiny's depth at its width (4 blocks of 128, BERT's L-4/H-128 miniature): a shape
+    # between tiny (2 x 128) and mini (4 x 256) for issue 37's size table; about 1.7x the tiny's
+    # cost per token at an 8,000-piece vocabulary.
+    "layers4": ({}, {"num_hidden_layers": 4}, {}),
     # Korean words cut into morphemes by kiwipiepy before WordPiece (issue 37; KLUE's tokenizers
     # cut morphemes first): particles and endings become pieces of their own ("##를").
     "morphemes": ({}, {}, {}, {}, {}, {"morphemes": "kiwi"}),
