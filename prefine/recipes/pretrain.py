@@ -637,7 +637,7 @@ def _run_pretraining(setup: PretrainSetup, run_dir: Path) -> TrainingResult:
     )
     if context.is_main:
         write_run(run_dir, record)
-        _announce(setup, objective, model, init, shards, micro_batch, context)
+        _announce(setup, objective, model, model_config, init, shards, micro_batch, context)
     task = objective.training_task(train_batches, eval_batches, context.device, settings)
     registry = open_registry(setup.run.registry, run_dir) if context.is_main else None
     with (
@@ -671,6 +671,7 @@ def _announce(
     setup: PretrainSetup,
     objective: PretrainingObjective,
     model: torch.nn.Module,
+    shape: BertConfig,
     init: InitSource | None,
     shards: TokenShards,
     micro_batch: int,
@@ -680,8 +681,11 @@ def _announce(
     for line in objective.describe_model(model):
         print(line)
     ramp = setup.training.batch_ramp
+    # The shape as well as the preset's name: --num-hidden-layers and the other shape flags change
+    # a preset, and --init brings a shape of its own.
     print(
-        f"model: {setup.run.preset if init is None else 'from --init'} ({count_parameters(model) / 1e6:.1f}M parameters), "
+        f"model: {setup.run.preset if init is None else 'from --init'} ({shape.num_hidden_layers} blocks of {shape.hidden_size}, "
+        f"{count_parameters(model) / 1e6:.1f}M parameters), "
         f"{shards.num_documents} documents / {shards.num_tokens} tokens, "
         f"global batch {setup.training.batch_size} = {micro_batch // context.world_size} per process x "
         f"{context.world_size} processes x {setup.training.gradient_accumulation_steps} accumulation steps"

@@ -148,3 +148,9 @@ def test_shape_flags_need_a_named_preset(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "--hidden-size shapes a named preset" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_model_line_shows_the_shape_the_flags_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # "tiny" alone would hide that --num-hidden-layers changed it.
+    assert _pretrain(tmp_path, "run", "--max-steps", "1", "--preset", "tiny", "--num-hidden-layers", "3", "--vocab-size", "300") == 0
+    assert "model: tiny (3 blocks of 128, " in capsys.readouterr().out
