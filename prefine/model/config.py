@@ -46,6 +46,12 @@ class BertConfig:
     )
 
     def __post_init__(self) -> None:
+        for name in _COUNTS:
+            if getattr(self, name) < 1:
+                raise PrefineError(f"{name} {getattr(self, name)} must be at least 1")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise PrefineError(f"{name} {getattr(self, name)} must be at least 0 and below 1")
         if self.hidden_size % self.num_attention_heads:
             raise PrefineError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}; pick sizes that divide"
@@ -67,6 +73,17 @@ class BertConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+
+# Sizes and counts a network needs at least one of (a model with no blocks or no heads is a typo).
+_COUNTS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+)
 
 # Activation names as they appear in Hugging Face configs.
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu")

@@ -278,6 +278,12 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
                 flag = "--" + shape_flags[0].replace("_", "-")
                 raise PrefineError(f"{flag} shapes a named preset; add --preset tiny/mini/... (--preset auto chooses the whole shape)")
             vocabulary_from_budget = not run.tokenizer and "vocab_size" not in explicit_overrides(args, TokenizerConfig)
+    model_overrides = _model_overrides(args) if run.init else new_model_settings(_model_overrides(args), data)
+    if not run.init:
+        # The model is built only after the tokenizer is trained; a shape no model can have
+        # (--num-hidden-layers 0) is refused here instead, before any work. Under auto the shape
+        # flags were refused above, so any preset checks what is left.
+        preset_config(run.preset if run.preset in PRESETS else "tiny", **model_overrides)
     check_new_run(run, corpus)
     return PretrainSetup(
         run=run,
@@ -286,7 +292,7 @@ def setup_from_args(args: argparse.Namespace) -> PretrainSetup:
         data=data,
         training=training,
         # --init brings its own architecture; the defaults shape only a new model.
-        model_overrides=_model_overrides(args) if run.init else new_model_settings(_model_overrides(args), data),
+        model_overrides=model_overrides,
         objective_settings=settings,
         vocabulary_from_budget=vocabulary_from_budget,
     )

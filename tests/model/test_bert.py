@@ -185,6 +185,22 @@ def test_presets_have_the_published_sizes():
         BertConfig(hidden_size=30, num_attention_heads=4)
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_hidden_layers", 0, "num_hidden_layers 0 must be at least 1"),
+        ("num_attention_heads", 0, "num_attention_heads 0 must be at least 1"),  # before the divisibility check divides by it
+        ("intermediate_size", -4, "intermediate_size -4 must be at least 1"),
+        ("attention_probs_dropout_prob", -0.1, "attention_probs_dropout_prob -0.1 must be at least 0 and below 1"),
+        ("hidden_dropout_prob", 1.0, "hidden_dropout_prob 1.0 must be at least 0 and below 1"),
+    ],
+)
+def test_a_shape_no_network_can_have_is_refused_by_name(field, value, message):
+    with pytest.raises(PrefineError, match=message):
+        BertConfig(**{field: value})
+    BertConfig(**{field: {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}.get(field, 1)})  # the edge that is allowed
+
+
 def test_causal_attention_ignores_future_tokens():
     torch.manual_seed(2)
     model = BertForPreTraining(tiny_config()).eval()

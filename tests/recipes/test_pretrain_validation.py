@@ -35,6 +35,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "registry is a folder": (["--corpus", str(good), "--out", out, "--registry", str(tmp_path)], "is a folder; pass a file path"),
         "missing tokenizer": (["--corpus", str(good), "--out", out, "--tokenizer", str(tmp_path / "nope")], "tokenizer folder not found"),
         "bad duration": (["--corpus", str(good), "--out", out, "--max-time", "5x"], "is not a positive duration"),
+        "no blocks": (["--corpus", str(good), "--out", out, "--preset", "tiny", "--num-hidden-layers", "0"], "num_hidden_layers 0 must be"),
+        "dropout above 1": (["--corpus", str(good), "--out", out, "--hidden-dropout-prob", "1.5"], "hidden_dropout_prob 1.5 must be"),
     }
 
 
@@ -49,6 +51,8 @@ CASES = [
     "registry is a folder",
     "missing tokenizer",
     "bad duration",
+    "no blocks",
+    "dropout above 1",
 ]
 
 
